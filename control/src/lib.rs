@@ -1,0 +1,3 @@
+//! meshgate's control plane: configuration, snapshot compilation and the daemon.
+
+pub mod config;
