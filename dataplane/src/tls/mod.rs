@@ -1,1 +1,62 @@
-//! tls (in progress)
+//! TLS stage: rustls server configs, mutual TLS and the caller's SPIFFE identity.
+//!
+//! rustls stays behind this module: the rest of the data plane sees
+//! [`ServerTls`], [`ServerTlsSettings`] and the session wrapper, never rustls
+//! types, so a rustls upgrade (0.24 changes the unbuffered API) touches only
+//! this folder.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Whether and how a listener asks for a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Handshake fails without a certificate that chains to `client_ca`.
+    Require,
+    /// A certificate is verified when offered; anonymous callers are allowed.
+    Optional,
+    /// No certificate is requested.
+    None,
+}
+
+/// Lowest protocol version a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// Everything needed to build a listener's server-side TLS configuration.
+/// Paths are absolute (the config loader resolves them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsSettings {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM bundle of CAs that client certificates must chain to.
+    pub client_ca: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+    pub min_version: TlsVersion,
+    /// Stateless tickets (keys shared by all shards, rotated). `false`: no
+    /// tickets and no session cache, every connection a full handshake.
+    pub session_tickets: bool,
+    /// Key-exchange groups in preference order, by their config names
+    /// (`x25519mlkem768`, `x25519`, `secp256r1`, `secp384r1`).
+    pub groups: Vec<String>,
+    /// ALPN protocols offered, in preference order (e.g. `http/1.1`).
+    pub alpn: Vec<String>,
+}
+
+/// A compiled, shareable server TLS configuration (one per listener, shared
+/// by every shard).
+#[derive(Clone)]
+pub struct ServerTls {
+    pub(crate) config: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
+}
