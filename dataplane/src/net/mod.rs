@@ -1,1 +1,72 @@
-//! net (in progress)
+//! Streams stage: the byte-stream abstraction the proxy talks to.
+//!
+//! [`Transport`] is a raw byte pipe (kernel TCP through io_uring today; the
+//! userspace TCP/IP stack plugs in here later). [`ByteStream`] is what proxy
+//! code reads and writes: plaintext over a [`Transport`] ([`Plain`]) or TLS
+//! over one ([`crate::tls::TlsStream`]).
+
+use std::future::Future;
+use std::io;
+use std::ops::Deref;
+
+use crate::runtime::{BufPool, RxChunk, TcpStream};
+
+/// A raw, ordered byte pipe.
+pub trait Transport {
+    /// Received bytes; an empty chunk means the peer closed its side.
+    type Chunk: Deref<Target = [u8]>;
+    /// Waits for the next received bytes.
+    fn recv(&mut self) -> impl Future<Output = io::Result<Self::Chunk>>;
+    /// Sends all of `buf`, which the transport owns until the send completes.
+    fn send_owned(&mut self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)>;
+    /// Half-closes the sending side.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    type Chunk = RxChunk;
+    fn recv(&mut self) -> impl Future<Output = io::Result<RxChunk>> {
+        TcpStream::recv(self)
+    }
+    fn send_owned(&mut self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
+        TcpStream::send_owned(self, buf)
+    }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        TcpStream::shutdown_write(self)
+    }
+}
+
+/// What proxy code reads from and writes to.
+pub trait ByteStream {
+    /// Waits for bytes and appends them to `dst` (taking a pooled buffer if
+    /// `dst` has none). Returns the count; 0 means the peer closed its side.
+    fn read_into(&mut self, dst: &mut Vec<u8>) -> impl Future<Output = io::Result<usize>>;
+    /// Writes all of `buf`; the buffer comes back for reuse.
+    fn write_owned(&mut self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)>;
+    /// Ends the sending side (TLS: close_notify, then FIN).
+    fn close_write(&mut self) -> impl Future<Output = io::Result<()>>;
+}
+
+/// A plaintext stream over a transport.
+#[derive(Debug)]
+pub struct Plain<T>(pub T);
+
+impl<T: Transport> ByteStream for Plain<T> {
+    async fn read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
+        let chunk = self.0.recv().await?;
+        if chunk.is_empty() {
+            return Ok(0);
+        }
+        BufPool::ensure(dst);
+        dst.extend_from_slice(&chunk);
+        Ok(chunk.len())
+    }
+
+    fn write_owned(&mut self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
+        self.0.send_owned(buf)
+    }
+
+    async fn close_write(&mut self) -> io::Result<()> {
+        self.0.shutdown_write()
+    }
+}

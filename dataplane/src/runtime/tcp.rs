@@ -1,0 +1,450 @@
+//! Kernel TCP sockets driven through the ring: listeners with multishot
+//! accept and streams with multishot receive into provided buffers (or
+//! single-shot receive into a pooled buffer when the kernel lacks buffer
+//! rings), owned-buffer send, and connect.
+//!
+//! Descriptors are closed through the ring (`IORING_OP_CLOSE`) after the
+//! cancel of their operations, so a descriptor number cannot be reused by a
+//! new socket while an SQE naming it still waits in the submission queue.
+
+use std::future::poll_fn;
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::ops::Deref;
+use std::os::fd::RawFd;
+
+use io_uring::{opcode, types};
+
+use super::driver::{self, Completion, MultiKind};
+use super::op::{MultiOp, MultiPoll, Op};
+use super::pool::BufPool;
+
+/// Completions a stream may hold unread before its multishot receive is
+/// paused (backpressure: one connection cannot drain the shard's buffers).
+pub(crate) const MAX_QUEUED_RECV: usize = 4;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+}
+
+/// A socket address in the kernel's layout.
+struct RawAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl RawAddr {
+    fn from_std(addr: &SocketAddr) -> RawAddr {
+        // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+        let mut storage: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
+        let len = match addr {
+            SocketAddr::V4(a) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+                let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr = libc::in_addr { s_addr: u32::from(*a.ip()).to_be() };
+                size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(a) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
+                let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+                sin6.sin6_flowinfo = a.flowinfo();
+                sin6.sin6_scope_id = a.scope_id();
+                size_of::<libc::sockaddr_in6>()
+            }
+        };
+        RawAddr { storage, len: len as libc::socklen_t }
+    }
+
+    fn to_std(&self) -> io::Result<SocketAddr> {
+        match self.storage.ss_family as libc::c_int {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let sin = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in) };
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                Ok(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let sin6 = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in6) };
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                Ok(SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    u16::from_be(sin6.sin6_port),
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )))
+            }
+            f => Err(io::Error::other(format!("unexpected address family {f}"))),
+        }
+    }
+
+    fn empty() -> RawAddr {
+        // SAFETY: all-zero is a valid sockaddr_storage.
+        let storage = unsafe { MaybeUninit::zeroed().assume_init() };
+        RawAddr { storage, len: size_of::<libc::sockaddr_storage>() as libc::socklen_t }
+    }
+}
+
+fn new_socket(addr: &SocketAddr) -> io::Result<RawFd> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: plain syscall; the result is checked.
+    cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })
+}
+
+fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` outlives the call and its size is passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const _ as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn local_addr_of(fd: RawFd) -> io::Result<SocketAddr> {
+    let mut raw = RawAddr::empty();
+    // SAFETY: `raw.storage` is writable for `raw.len` bytes.
+    cvt(unsafe { libc::getsockname(fd, &mut raw.storage as *mut _ as *mut libc::sockaddr, &mut raw.len) })?;
+    raw.to_std()
+}
+
+fn peer_addr_of(fd: RawFd) -> io::Result<SocketAddr> {
+    let mut raw = RawAddr::empty();
+    // SAFETY: `raw.storage` is writable for `raw.len` bytes.
+    cvt(unsafe { libc::getpeername(fd, &mut raw.storage as *mut _ as *mut libc::sockaddr, &mut raw.len) })?;
+    raw.to_std()
+}
+
+/// Closes `fd` through the ring (ordered after SQEs already queued for it),
+/// or directly when the runtime is gone.
+fn close_fd(fd: RawFd) {
+    let mut closed = false;
+    driver::try_with(|d| {
+        let sqe = opcode::Close::new(types::Fd(fd)).build().user_data(u64::MAX);
+        // SAFETY: close references no memory.
+        unsafe { d.push(&sqe) };
+        closed = true;
+    });
+    if !closed {
+        // SAFETY: we own `fd` and nobody uses it after this.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// A listening socket; one per listener per shard (`SO_REUSEPORT`).
+pub struct TcpListener {
+    fd: RawFd,
+    local: SocketAddr,
+    accept: Option<MultiOp>,
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener").field("fd", &self.fd).field("local", &self.local).finish()
+    }
+}
+
+impl TcpListener {
+    /// Binds and listens on `addr`. With `reuse_port`, several shards bind
+    /// the same address and the kernel spreads connections among them.
+    pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+        let fd = new_socket(&addr)?;
+        let setup = || -> io::Result<SocketAddr> {
+            set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+            if reuse_port {
+                set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+            }
+            if addr.is_ipv6() {
+                set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+            }
+            let raw = RawAddr::from_std(&addr);
+            // SAFETY: `raw` holds a valid sockaddr of `raw.len` bytes.
+            cvt(unsafe { libc::bind(fd, &raw.storage as *const _ as *const libc::sockaddr, raw.len) })?;
+            // SAFETY: plain syscall.
+            cvt(unsafe { libc::listen(fd, 4096) })?;
+            local_addr_of(fd)
+        };
+        match setup() {
+            Ok(local) => Ok(TcpListener { fd, local, accept: None }),
+            Err(e) => {
+                // SAFETY: we own `fd` and it is not in any ring operation yet.
+                unsafe { libc::close(fd) };
+                Err(e)
+            }
+        }
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Waits for the next connection (multishot accept, re-armed when the
+    /// kernel ends it).
+    pub async fn accept(&mut self) -> io::Result<TcpStream> {
+        loop {
+            if self.accept.is_none() {
+                let sqe = opcode::AcceptMulti::new(types::Fd(self.fd)).flags(libc::SOCK_CLOEXEC).build();
+                // SAFETY: multishot accept points at no memory of ours.
+                self.accept = Some(unsafe { MultiOp::submit(MultiKind::Accept, sqe) });
+            }
+            let op = self.accept.as_mut().expect("armed above");
+            let step = poll_fn(|cx| op.poll_next(cx)).await;
+            match step {
+                MultiPoll::Ended => self.accept = None,
+                MultiPoll::Next { completion, last } => {
+                    if last {
+                        self.accept = None;
+                    }
+                    match completion.io_result() {
+                        Ok(fd) => return TcpStream::from_accepted(fd as RawFd),
+                        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        // Cancel the armed accept first: a multishot accept left armed could
+        // still take a connection that no one will serve.
+        drop(self.accept.take());
+        close_fd(self.fd);
+    }
+}
+
+/// Received bytes: a provided buffer (returned to the ring on drop) or a
+/// pooled vector (fallback mode). Empty means end of stream.
+pub enum RxChunk {
+    Ring { bid: u16, ptr: *const u8, len: usize },
+    Owned(Vec<u8>),
+}
+
+impl Deref for RxChunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            // SAFETY: buffer `bid` is out of the ring (the kernel does not
+            // write it) until this chunk is dropped, and `len` bytes of it
+            // were written by the completed receive.
+            RxChunk::Ring { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+            RxChunk::Owned(v) => v,
+        }
+    }
+}
+
+impl Drop for RxChunk {
+    fn drop(&mut self) {
+        match self {
+            RxChunk::Ring { bid, .. } => {
+                let bid = *bid;
+                driver::try_with(|d| {
+                    if let Some(ring) = d.buf_ring.as_mut() {
+                        ring.recycle(bid);
+                    }
+                });
+            }
+            RxChunk::Owned(v) => BufPool::give(std::mem::take(v)),
+        }
+    }
+}
+
+impl std::fmt::Debug for RxChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RxChunk({} bytes)", self.len())
+    }
+}
+
+/// What one receive completion gave.
+enum Received {
+    Chunk(RxChunk),
+    Again,
+    OutOfBuffers,
+}
+
+/// A connected TCP stream owned by one shard.
+pub struct TcpStream {
+    pub(crate) fd: RawFd,
+    peer: SocketAddr,
+    recv: Option<MultiOp>,
+}
+
+impl std::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStream").field("fd", &self.fd).field("peer", &self.peer).finish()
+    }
+}
+
+impl TcpStream {
+    fn from_accepted(fd: RawFd) -> io::Result<TcpStream> {
+        let peer = match peer_addr_of(fd) {
+            Ok(p) => p,
+            Err(e) => {
+                close_fd(fd);
+                return Err(e);
+            }
+        };
+        let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+        Ok(TcpStream { fd, peer, recv: None })
+    }
+
+    /// Connects to `addr` (no deadline of its own: wrap in `timeout`).
+    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        let fd = new_socket(&addr)?;
+        let raw = Box::new(RawAddr::from_std(&addr));
+        let sqe = opcode::Connect::new(types::Fd(fd), &raw.storage as *const _ as *const libc::sockaddr, raw.len)
+            .build();
+        // SAFETY: the address lives in the boxed `raw`, owned by the op.
+        let op = unsafe { Op::submit(sqe, raw) };
+        // If this future is dropped, `guard` closes the socket after the
+        // op's cancel was queued (drop order: op first, then guard).
+        struct Guard(Option<RawFd>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                if let Some(fd) = self.0.take() {
+                    close_fd(fd);
+                }
+            }
+        }
+        let mut guard = Guard(Some(fd));
+        let (completion, _raw) = op.await;
+        completion.io_result()?;
+        guard.0 = None;
+        let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+        Ok(TcpStream { fd, peer: addr, recv: None })
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        local_addr_of(self.fd)
+    }
+
+    /// Waits for received bytes. An empty chunk means the peer closed its
+    /// side. Multishot receive stays armed between calls; it pauses itself
+    /// when [`MAX_QUEUED_RECV`] chunks wait unread.
+    pub async fn recv(&mut self) -> io::Result<RxChunk> {
+        let Some(group) = driver::with(|d| d.buf_ring.as_ref().map(|r| r.bgid())) else {
+            return self.recv_single().await;
+        };
+        loop {
+            if self.recv.is_none() {
+                let sqe = opcode::RecvMulti::new(types::Fd(self.fd), group).build();
+                // SAFETY: the kernel writes only provided buffers, owned by
+                // the driver's buffer ring.
+                self.recv = Some(unsafe { MultiOp::submit(MultiKind::Recv, sqe) });
+            }
+            let op = self.recv.as_mut().expect("armed above");
+            let step = poll_fn(|cx| op.poll_next(cx)).await;
+            let (completion, last) = match step {
+                MultiPoll::Ended => {
+                    self.recv = None;
+                    continue;
+                }
+                MultiPoll::Next { completion, last } => (completion, last),
+            };
+            if last {
+                self.recv = None;
+            }
+            match self.chunk_from(completion)? {
+                Received::Chunk(chunk) => return Ok(chunk),
+                Received::Again => {}
+                Received::OutOfBuffers => super::timer::sleep(std::time::Duration::from_millis(1)).await,
+            }
+        }
+    }
+
+    /// Turns one receive completion into a chunk.
+    fn chunk_from(&mut self, completion: Completion) -> io::Result<Received> {
+        if completion.result < 0 {
+            return match -completion.result {
+                // Paused for backpressure (or cancelled): re-arm.
+                libc::ECANCELED => Ok(Received::Again),
+                // The shard's buffer ring ran dry; it refills as other
+                // connections drop their chunks. Wait a little, then re-arm.
+                libc::ENOBUFS => Ok(Received::OutOfBuffers),
+                errno => Err(io::Error::from_raw_os_error(errno)),
+            };
+        }
+        let len = completion.result as usize;
+        let Some(bid) = completion.buffer_id() else {
+            return if len == 0 {
+                Ok(Received::Chunk(RxChunk::Owned(Vec::new())))
+            } else {
+                Err(io::Error::other("receive completed without a buffer"))
+            };
+        };
+        let ptr = driver::with(|d| d.buf_ring.as_ref().map(|r| r.buffer_ptr(bid)));
+        match ptr {
+            Some(ptr) => Ok(Received::Chunk(RxChunk::Ring { bid, ptr, len })),
+            None => Err(io::Error::other("buffer ring gone")),
+        }
+    }
+
+    async fn recv_single(&mut self) -> io::Result<RxChunk> {
+        let mut buf = BufPool::take();
+        let cap = buf.capacity();
+        let sqe = opcode::Recv::new(types::Fd(self.fd), buf.as_mut_ptr(), cap as u32).build();
+        // SAFETY: the kernel writes into `buf`'s heap allocation, which the
+        // op owns until completion.
+        let (completion, mut buf) = unsafe { Op::submit(sqe, buf) }.await;
+        let n = completion.io_result()? as usize;
+        // SAFETY: the kernel initialised the first `n ≤ cap` bytes.
+        unsafe { buf.set_len(n.min(cap)) };
+        Ok(RxChunk::Owned(buf))
+    }
+
+    /// Sends all of `buf`. Ownership passes to the kernel while a send is in
+    /// flight and comes back with the result.
+    pub async fn send_owned(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let mut buf = buf;
+        let mut sent = 0;
+        while sent < buf.len() {
+            let remaining = &buf[sent..];
+            let sqe = opcode::Send::new(types::Fd(self.fd), remaining.as_ptr(), remaining.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build();
+            // SAFETY: the kernel reads from `buf`'s heap allocation, which
+            // the op owns until completion.
+            let (completion, back) = unsafe { Op::submit(sqe, buf) }.await;
+            buf = back;
+            match completion.io_result() {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => sent += n as usize,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// Half-closes the sending side (FIN).
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        // SAFETY: plain syscall on a descriptor we own.
+        cvt(unsafe { libc::shutdown(self.fd, libc::SHUT_WR) }).map(drop)
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        drop(self.recv.take());
+        close_fd(self.fd);
+    }
+}
