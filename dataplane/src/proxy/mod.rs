@@ -1,1 +1,21 @@
-//! proxy (in progress)
+//! Proxy stage: what happens to a connection after accept.
+//!
+//! - [`shard`]: one shard's context (snapshot cache, upstream pool, load
+//!   balancer state, counters) and its main loop.
+//! - [`listener`]: the accept loop; the TLS handshake and identity.
+//! - [`http1`]: the HTTP/1.1 request loop: route, pick, forward, stream
+//!   bodies both ways, keep-alive on both sides.
+//! - [`error`]: every way a request can fail, its side, and the response
+//!   it becomes.
+//!
+//! Work per loop turn is bounded by construction: each forwarded chunk ends
+//! in a send that waits for its completion, which yields to the shard loop.
+
+pub mod error;
+pub mod http1;
+pub mod listener;
+pub mod request_id;
+pub mod shard;
+
+pub use error::ProxyError;
+pub use shard::{run_shard, ShardContext, ShardInit};

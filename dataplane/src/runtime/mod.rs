@@ -27,15 +27,17 @@ pub mod executor;
 pub mod op;
 pub mod pool;
 pub mod shard;
+pub mod signals;
 pub mod tcp;
 pub mod timer;
 
 #[cfg(test)]
 mod tests;
 
-pub use executor::{block_on, spawn, yield_now, JoinHandle};
+pub use driver::features;
+pub use executor::{block_on, live_tasks, spawn, yield_now, JoinHandle};
 pub use pool::BufPool;
-pub use tcp::{RxChunk, TcpListener, TcpStream};
+pub use tcp::{BoundSocket, RxChunk, TcpListener, TcpStream};
 pub use timer::{now, sleep, sleep_until, timeout, timeout_at, Elapsed, Sleep};
 
 /// How a shard's ring was set up; logged once at start.

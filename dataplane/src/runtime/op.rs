@@ -140,6 +140,13 @@ impl MultiOp {
     }
 }
 
+impl MultiOp {
+    /// Whether completions wait unread or the operation has ended.
+    pub(crate) fn has_unread(&self) -> bool {
+        driver::with(|d| matches!(&d.slots[self.index as usize], Slot::Multi(s) if !s.queue.is_empty() || s.finished))
+    }
+}
+
 impl Drop for MultiOp {
     fn drop(&mut self) {
         let (index, kind) = (self.index, self.kind);

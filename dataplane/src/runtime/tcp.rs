@@ -141,23 +141,19 @@ fn close_fd(fd: RawFd) {
     }
 }
 
-/// A listening socket; one per listener per shard (`SO_REUSEPORT`).
-pub struct TcpListener {
+/// A bound, listening socket not yet owned by a shard's ring. Created on any
+/// thread (the control thread binds every shard's socket up front, so a bad
+/// address fails before any shard starts) and moved to its shard.
+#[derive(Debug)]
+pub struct BoundSocket {
     fd: RawFd,
     local: SocketAddr,
-    accept: Option<MultiOp>,
 }
 
-impl std::fmt::Debug for TcpListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpListener").field("fd", &self.fd).field("local", &self.local).finish()
-    }
-}
-
-impl TcpListener {
-    /// Binds and listens on `addr`. With `reuse_port`, several shards bind
-    /// the same address and the kernel spreads connections among them.
-    pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+impl BoundSocket {
+    /// Binds and listens on `addr`; with `reuse_port`, several sockets (one
+    /// per shard) share the address and the kernel spreads connections.
+    pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<BoundSocket> {
         let fd = new_socket(&addr)?;
         let setup = || -> io::Result<SocketAddr> {
             set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
@@ -175,13 +171,54 @@ impl TcpListener {
             local_addr_of(fd)
         };
         match setup() {
-            Ok(local) => Ok(TcpListener { fd, local, accept: None }),
+            Ok(local) => Ok(BoundSocket { fd, local }),
             Err(e) => {
-                // SAFETY: we own `fd` and it is not in any ring operation yet.
+                // SAFETY: we own `fd` and no ring operation names it.
                 unsafe { libc::close(fd) };
                 Err(e)
             }
         }
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        if self.fd >= 0 {
+            // SAFETY: we own `fd`; no ring operation names it yet.
+            unsafe { libc::close(self.fd) };
+        }
+    }
+}
+
+/// A listening socket; one per listener per shard (`SO_REUSEPORT`).
+pub struct TcpListener {
+    fd: RawFd,
+    local: SocketAddr,
+    accept: Option<MultiOp>,
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener").field("fd", &self.fd).field("local", &self.local).finish()
+    }
+}
+
+impl TcpListener {
+    /// Binds and listens on `addr`. With `reuse_port`, several shards bind
+    /// the same address and the kernel spreads connections among them.
+    pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+        BoundSocket::bind(addr, reuse_port).map(TcpListener::from_bound)
+    }
+
+    /// Takes ownership of a socket bound on another thread.
+    pub fn from_bound(mut bound: BoundSocket) -> TcpListener {
+        let fd = std::mem::replace(&mut bound.fd, -1);
+        TcpListener { fd, local: bound.local, accept: None }
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -433,6 +470,13 @@ impl TcpStream {
             }
         }
         (Ok(()), buf)
+    }
+
+    /// Whether bytes or end-of-stream arrived that nobody has read yet (no
+    /// syscall: looks at the armed multishot receive). An idle pooled
+    /// upstream connection with unread input is not reusable.
+    pub fn has_unread_input(&self) -> bool {
+        self.recv.as_ref().is_some_and(|op| op.has_unread())
     }
 
     /// Half-closes the sending side (FIN).

@@ -1,1 +1,10 @@
-//! upstream (in progress)
+//! Upstream stage: picking an endpoint of a cluster and keeping per-shard
+//! pools of idle keep-alive connections to endpoints.
+//!
+//! Everything here is per shard (shared-nothing): no locks, no atomics.
+
+pub mod balancer;
+pub mod pool;
+
+pub use balancer::RoundRobin;
+pub use pool::{PoolKey, UpstreamPool};

@@ -1,0 +1,125 @@
+//! Every way a proxied request fails, which side is at fault, whether a
+//! retry is safe, and what goes on the wire. The one place that maps
+//! errors to local responses.
+
+use std::io;
+
+use crate::http::{self, HttpError};
+
+/// Who caused an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Downstream,
+    Upstream,
+    Internal,
+}
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("malformed request: {0}")]
+    BadRequest(HttpError),
+    #[error("request head not received within the header timeout")]
+    HeaderTimeout,
+    #[error("no route matches")]
+    NoRoute,
+    #[error("cluster {0:?} has no endpoint")]
+    NoEndpoint(String),
+    #[error("connect to upstream {addr} failed: {source}")]
+    ConnectFailed { addr: std::net::SocketAddr, source: io::Error },
+    #[error("connect to upstream {0} timed out")]
+    ConnectTimeout(std::net::SocketAddr),
+    #[error("upstream response timed out")]
+    UpstreamTimeout,
+    #[error("invalid upstream response: {0}")]
+    BadResponse(HttpError),
+    #[error("upstream closed the connection before responding")]
+    UpstreamClosed,
+    #[error("upstream I/O: {0}")]
+    UpstreamIo(io::Error),
+    #[error("downstream I/O: {0}")]
+    DownstreamIo(io::Error),
+    #[error("downstream closed mid-request")]
+    DownstreamClosed,
+    #[error("downstream timed out mid-request")]
+    DownstreamTimeout,
+}
+
+impl ProxyError {
+    /// Who is at fault.
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::BadRequest(_)
+            | ProxyError::HeaderTimeout
+            | ProxyError::DownstreamIo(_)
+            | ProxyError::DownstreamClosed
+            | ProxyError::DownstreamTimeout => Side::Downstream,
+            ProxyError::NoRoute | ProxyError::NoEndpoint(_) => Side::Internal,
+            ProxyError::ConnectFailed { .. }
+            | ProxyError::ConnectTimeout(_)
+            | ProxyError::UpstreamTimeout
+            | ProxyError::BadResponse(_)
+            | ProxyError::UpstreamClosed
+            | ProxyError::UpstreamIo(_) => Side::Upstream,
+        }
+    }
+
+    /// The status of the local response, or `None` when the connection is
+    /// just closed (nothing sensible can be written, or the peer is gone).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ProxyError::BadRequest(e) => Some(e.status()),
+            ProxyError::HeaderTimeout => Some(408),
+            ProxyError::NoRoute => Some(404),
+            ProxyError::NoEndpoint(_) | ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout(_) => Some(503),
+            ProxyError::UpstreamTimeout => Some(504),
+            ProxyError::BadResponse(_) | ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => Some(502),
+            ProxyError::DownstreamIo(_) | ProxyError::DownstreamClosed | ProxyError::DownstreamTimeout => None,
+        }
+    }
+
+    /// Whether the request may be sent again elsewhere: nothing reached the
+    /// upstream application (connect failed).
+    pub fn retry_safe(&self) -> bool {
+        matches!(self, ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout(_))
+    }
+
+    /// A short label, sent as `x-meshgate-error` and used in logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::HeaderTimeout => "header_timeout",
+            ProxyError::NoRoute => "no_route",
+            ProxyError::NoEndpoint(_) => "no_endpoint",
+            ProxyError::ConnectFailed { .. } => "connect_failed",
+            ProxyError::ConnectTimeout(_) => "connect_timeout",
+            ProxyError::UpstreamTimeout => "upstream_timeout",
+            ProxyError::BadResponse(_) => "bad_response",
+            ProxyError::UpstreamClosed => "upstream_closed",
+            ProxyError::UpstreamIo(_) => "upstream_io",
+            ProxyError::DownstreamIo(_) => "downstream_io",
+            ProxyError::DownstreamClosed => "downstream_closed",
+            ProxyError::DownstreamTimeout => "downstream_timeout",
+        }
+    }
+
+    /// Writes the local response for this error (if any) into `out`.
+    /// Returns the status written.
+    pub fn write_response(&self, keep_alive: bool, out: &mut Vec<u8>) -> Option<u16> {
+        let status = self.status()?;
+        let mut body = [0u8; 128];
+        let text = response_text(self, &mut body);
+        http::write_local_response(status, &[("x-meshgate-error", self.label())], text, keep_alive, out);
+        Some(status)
+    }
+}
+
+/// A one-line body: reason phrase and label, e.g. `Service Unavailable (connect_failed)`.
+fn response_text<'a>(e: &ProxyError, buf: &'a mut [u8; 128]) -> &'a [u8] {
+    use std::io::Write;
+    let status = e.status().unwrap_or(500);
+    let mut cursor = io::Cursor::new(&mut buf[..]);
+    let _ = writeln!(cursor, "{} ({})", http::reason_phrase(status), e.label());
+    let n = cursor.position() as usize;
+    &buf[..n]
+}

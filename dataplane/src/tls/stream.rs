@@ -1,0 +1,180 @@
+//! A TLS server stream: drives a sans-IO [`TlsSession`] over a raw
+//! [`Transport`], and is itself a [`ByteStream`] for the proxy.
+//!
+//! Received ciphertext is fed to the session straight from the transport's
+//! chunk (a provided ring buffer: no copy before rustls); plaintext is
+//! appended to the caller's buffer; ciphertext for the peer is collected in
+//! one reusable vector whose ownership passes to the transport per send.
+
+use std::io;
+use std::time::Duration;
+
+use super::{PeerIdentity, ServerTls, TlsError, TlsSession};
+use crate::net::{ByteStream, Transport};
+use crate::runtime::{timeout, BufPool};
+
+/// Why a TLS handshake did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("TLS handshake: {0}")]
+    Tls(#[from] TlsError),
+    #[error("TLS handshake: {0}")]
+    Io(#[from] io::Error),
+    #[error("TLS handshake: peer closed the connection")]
+    Eof,
+    #[error("TLS handshake: timed out")]
+    Timeout,
+}
+
+impl HandshakeError {
+    /// A short label for counters (`handshake_failures{reason=…}`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HandshakeError::Tls(e) => e.reason(),
+            HandshakeError::Io(_) => "io",
+            HandshakeError::Eof => "eof",
+            HandshakeError::Timeout => "timeout",
+        }
+    }
+}
+
+/// A server-side TLS connection over transport `T`.
+pub struct TlsStream<T> {
+    io: T,
+    session: TlsSession,
+    /// Ciphertext waiting to be sent (reused between sends).
+    out: Vec<u8>,
+    eof: bool,
+}
+
+impl<T> std::fmt::Debug for TlsStream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream").field("eof", &self.eof).finish_non_exhaustive()
+    }
+}
+
+fn tls_io_error(e: TlsError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<T: Transport> TlsStream<T> {
+    /// Runs the server handshake over `io` within `limit`. On failure the
+    /// alert rustls queued is sent before the error is returned.
+    pub async fn accept(io: T, tls: &ServerTls, limit: Duration) -> Result<TlsStream<T>, HandshakeError> {
+        let session = TlsSession::new(tls)?;
+        let mut stream = TlsStream { io, session, out: Vec::new(), eof: false };
+        match timeout(limit, stream.handshake()).await {
+            Ok(Ok(())) => Ok(stream),
+            Ok(Err(e)) => {
+                // Best effort: tell the peer why (the alert is queued).
+                let _ = stream.flush().await;
+                Err(e)
+            }
+            Err(_) => Err(HandshakeError::Timeout),
+        }
+    }
+
+    async fn handshake(&mut self) -> Result<(), HandshakeError> {
+        loop {
+            self.flush().await?;
+            if !self.session.is_handshaking() {
+                return Ok(());
+            }
+            let chunk = self.io.recv().await?;
+            if chunk.is_empty() {
+                return Err(HandshakeError::Eof);
+            }
+            let mut fed = 0;
+            while fed < chunk.len() {
+                let n = self.session.feed(&chunk[fed..])?;
+                if n == 0 {
+                    return Err(HandshakeError::Tls(TlsError::BufferFull));
+                }
+                fed += n;
+            }
+        }
+    }
+
+    /// Sends whatever ciphertext the session has queued.
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.session.wants_write() {
+            return Ok(());
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        self.session.take_ciphertext(&mut out);
+        let (r, mut out) = self.io.send_owned(out).await;
+        out.clear();
+        self.out = out;
+        r
+    }
+
+    /// The verified client identity, if the client presented a certificate.
+    pub fn peer_identity(&self) -> Option<PeerIdentity> {
+        self.session.peer_identity()
+    }
+
+    /// The negotiated ALPN protocol.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.session.alpn()
+    }
+
+    /// The negotiated protocol version, e.g. `TLSv1.3`.
+    pub fn protocol_version(&self) -> Option<&'static str> {
+        self.session.protocol_version()
+    }
+
+    /// Gives the idle send buffer back to the shard pool.
+    pub fn release_buffers(&mut self) {
+        BufPool::release_if_empty(&mut self.out);
+    }
+}
+
+impl<T: Transport> ByteStream for TlsStream<T> {
+    async fn read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
+        loop {
+            let before = dst.len();
+            self.session.read_plaintext(dst).map_err(tls_io_error)?;
+            if dst.len() > before {
+                return Ok(dst.len() - before);
+            }
+            if self.eof || self.session.peer_closed() {
+                return Ok(0);
+            }
+            // Post-handshake messages (tickets, key updates) go out first.
+            self.flush().await?;
+            let chunk = self.io.recv().await?;
+            if chunk.is_empty() {
+                // EOF without close_notify: the HTTP framing decides whether
+                // the message was complete.
+                self.eof = true;
+                return Ok(0);
+            }
+            let mut fed = 0;
+            while fed < chunk.len() {
+                let n = self.session.feed(&chunk[fed..]).map_err(tls_io_error)?;
+                if n == 0 {
+                    // rustls holds too much plaintext: move it out, go on.
+                    let moved = self.session.read_plaintext(dst).map_err(tls_io_error)?;
+                    if moved == 0 {
+                        return Err(tls_io_error(TlsError::BufferFull));
+                    }
+                }
+                fed += n;
+            }
+        }
+    }
+
+    async fn write_owned(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        if let Err(e) = self.session.write_plaintext(&buf) {
+            return (Err(tls_io_error(e)), buf);
+        }
+        (self.flush().await, buf)
+    }
+
+    async fn close_write(&mut self) -> io::Result<()> {
+        self.session.send_close_notify();
+        self.flush().await?;
+        self.io.shutdown_write()
+    }
+}
