@@ -4,6 +4,47 @@
 //! [`ServerTls`], [`ServerTlsSettings`] and the session wrapper, never rustls
 //! types, so a rustls upgrade (0.24 changes the unbuffered API) touches only
 //! this folder.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `config.rs` | [`ServerTls::from_settings`]: files → rustls `ServerConfig` (control thread) |
+//! | `session.rs` | [`TlsSession`]: one connection, sans-IO, bytes in / bytes out (shards) |
+//! | `identity.rs` | [`PeerIdentity`]: SPIFFE ID, SANs, subject, XFCC from the verified leaf |
+//!
+//! ## Copies on the data path
+//!
+//! [`TlsSession`] wraps rustls' *buffered* API (`ServerConnection`), which
+//! costs these copies per direction:
+//!
+//! * inbound: ciphertext is copied once from the caller's receive buffer into
+//!   rustls' deframer buffer ([`TlsSession::feed`]); records are decrypted in
+//!   place there; the plaintext is then copied once into rustls' plaintext
+//!   queue and once more out to the caller ([`TlsSession::read_plaintext`]);
+//! * outbound: [`TlsSession::write_plaintext`] encrypts from the caller's
+//!   slice into rustls' record queue, and [`TlsSession::take_ciphertext`]
+//!   copies the records out to the caller's send buffer.
+//!
+//! Why not the unbuffered API (`UnbufferedServerConnection`) that the
+//! architecture's "decrypt in place" aims for: in rustls 0.23 it decrypts in
+//! the caller's buffer, but its state machine still hands application data
+//! out as borrowed slices that must be consumed before the next call, and its
+//! handshake/alert/close handling is several times the code of this wrapper;
+//! 0.24 reworks that API again. The buffered API is simpler, well trodden,
+//! and keeps the sans-IO contract. Moving to the unbuffered API (removing the
+//! deframer copy and the plaintext queue) is future work behind this same
+//! [`TlsSession`] interface, to be done when measurements show TLS copies
+//! matter next to the cryptography itself.
+
+mod config;
+mod identity;
+mod session;
+
+#[cfg(test)]
+mod testutil;
+
+pub use config::{TlsConfigError, known_group_names};
+pub use identity::{IdentityError, PeerIdentity};
+pub use session::{Cause, TlsError, TlsSession};
 
 use std::path::PathBuf;
 use std::sync::Arc;
