@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::aws_lc_rs::{self, cipher_suite, kx_group};
-use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::server::{NoServerSessionStorage, VerifierBuilderError, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 use rustls_pki_types::pem::{self, PemObject};
@@ -122,7 +122,9 @@ pub enum TlsConfigError {
         index: usize,
         detail: String,
     },
-    #[error("{FIELD_CLIENT_AUTH}: client_auth = {mode} needs {FIELD_CLIENT_CA} (a CA bundle to verify client certificates)")]
+    #[error(
+        "{FIELD_CLIENT_AUTH}: client_auth = {mode} needs {FIELD_CLIENT_CA} (a CA bundle to verify client certificates)"
+    )]
     ClientCaRequired { mode: &'static str },
     #[error("{FIELD_GROUPS}: unknown group {name:?} (known: {})", KnownGroups)]
     UnknownGroup { name: String },
@@ -149,7 +151,11 @@ impl ServerTls {
     /// * aws-lc-rs provider, AEAD-only suites (see the module docs);
     /// * protocol versions from `min_version` up to TLS 1.3;
     /// * key-exchange groups in the given order (empty: x25519, secp256r1,
-    ///   secp384r1, x25519mlkem768 — rustls' default order);
+    ///   secp384r1, x25519mlkem768 — rustls' default order). Note: a rustls
+    ///   0.23 server picks the *client's* most preferred group among these,
+    ///   so the list restricts which groups are allowed but its order is not
+    ///   a server preference; a client whose key share is for a group not
+    ///   listed pays a HelloRetryRequest round trip;
     /// * client verifier per `client_auth` against `client_ca`
     ///   (`Require`/`Optional` need `client_ca`; `None` requests no
     ///   certificate and ignores `client_ca`);
@@ -190,11 +196,14 @@ impl ServerTls {
                 if optional {
                     builder = builder.allow_unauthenticated();
                 }
-                builder.build().map_err(|e| TlsConfigError::BadCaCertificate {
-                    field: FIELD_CLIENT_CA,
-                    path: ca_path.to_path_buf(),
-                    index: 0,
-                    detail: e.to_string(),
+                builder.build().map_err(|e| match e {
+                    VerifierBuilderError::NoRootAnchors => TlsConfigError::EmptyCaBundle {
+                        field: FIELD_CLIENT_CA,
+                        path: ca_path.to_path_buf(),
+                    },
+                    e => TlsConfigError::Incompatible {
+                        detail: format!("client certificate verifier: {e}"),
+                    },
                 })?
             }
         };
@@ -237,7 +246,8 @@ fn resolve_groups(
     if names.is_empty() {
         return Ok(aws_lc_rs::DEFAULT_KX_GROUPS.to_vec());
     }
-    let mut out: Vec<&'static dyn rustls::crypto::SupportedKxGroup> = Vec::with_capacity(names.len());
+    let mut out: Vec<&'static dyn rustls::crypto::SupportedKxGroup> =
+        Vec::with_capacity(names.len());
     for name in names {
         let group = GROUPS
             .iter()

@@ -93,7 +93,11 @@ impl PeerIdentity {
                         }
                     }
                 }
-                _ => return Err(IdentityError::Malformed("unexpected field in tbsCertificate")),
+                _ => {
+                    return Err(IdentityError::Malformed(
+                        "unexpected field in tbsCertificate",
+                    ));
+                }
             }
         }
 
@@ -421,18 +425,20 @@ fn decode_directory_string(tag: u8, body: &[u8]) -> Option<String> {
         0x14 => Some(body.iter().map(|&b| char::from(b)).collect()),
         // BMPString: UTF-16BE
         0x1e => {
-            if body.len() % 2 != 0 {
+            if !body.len().is_multiple_of(2) {
                 return None;
             }
             let units = body
                 .chunks_exact(2)
                 .filter_map(|c| <[u8; 2]>::try_from(c).ok())
                 .map(u16::from_be_bytes);
-            char::decode_utf16(units).collect::<Result<String, _>>().ok()
+            char::decode_utf16(units)
+                .collect::<Result<String, _>>()
+                .ok()
         }
         // UniversalString: UTF-32BE
         0x1c => {
-            if body.len() % 4 != 0 {
+            if !body.len().is_multiple_of(4) {
                 return None;
             }
             body.chunks_exact(4)

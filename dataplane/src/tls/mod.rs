@@ -13,27 +13,32 @@
 //!
 //! ## Copies on the data path
 //!
-//! [`TlsSession`] wraps rustls' *buffered* API (`ServerConnection`), which
-//! costs these copies per direction:
+//! [`TlsSession`] wraps rustls' *buffered* API (`ServerConnection`). Per
+//! direction that costs:
 //!
-//! * inbound: ciphertext is copied once from the caller's receive buffer into
-//!   rustls' deframer buffer ([`TlsSession::feed`]); records are decrypted in
-//!   place there; the plaintext is then copied once into rustls' plaintext
-//!   queue and once more out to the caller ([`TlsSession::read_plaintext`]);
-//! * outbound: [`TlsSession::write_plaintext`] encrypts from the caller's
-//!   slice into rustls' record queue, and [`TlsSession::take_ciphertext`]
-//!   copies the records out to the caller's send buffer.
+//! * inbound: [`TlsSession::feed`] copies ciphertext once from the caller's
+//!   receive buffer into rustls' deframer buffer; records are decrypted in
+//!   place there; rustls then copies each record's plaintext into its
+//!   received-plaintext queue (`Payload::into_vec`), and
+//!   [`TlsSession::read_plaintext`] copies it out once more into the
+//!   caller's buffer;
+//! * outbound: [`TlsSession::write_plaintext`] copies plaintext into a
+//!   record buffer and seals it in place (the copy is part of encryption);
+//!   [`TlsSession::take_ciphertext`] copies the records out into the
+//!   caller's send buffer.
 //!
 //! Why not the unbuffered API (`UnbufferedServerConnection`) that the
-//! architecture's "decrypt in place" aims for: in rustls 0.23 it decrypts in
-//! the caller's buffer, but its state machine still hands application data
-//! out as borrowed slices that must be consumed before the next call, and its
-//! handshake/alert/close handling is several times the code of this wrapper;
-//! 0.24 reworks that API again. The buffered API is simpler, well trodden,
-//! and keeps the sans-IO contract. Moving to the unbuffered API (removing the
-//! deframer copy and the plaintext queue) is future work behind this same
-//! [`TlsSession`] interface, to be done when measurements show TLS copies
-//! matter next to the cryptography itself.
+//! architecture's "decrypt in place" points at: in rustls 0.23 it does
+//! decrypt in the caller's buffer, but `ReadTraffic::next_record` still hands
+//! out plaintext popped from rustls' own `received_plaintext` queue (a copy;
+//! upstream marks in-place delivery as a TODO), so it would save the deframer
+//! copy and one plaintext copy at the price of driving its state machine
+//! (`EncodeTlsData`, `TransmitTlsData`, `BlockedHandshake`, discard
+//! bookkeeping) by hand; and 0.24 reworks that API again. The buffered API is
+//! simpler, well trodden, and keeps the sans-IO contract. Moving to the
+//! unbuffered API is future work behind this same [`TlsSession`] interface,
+//! once rustls delivers plaintext in place and measurements show the copies
+//! matter next to the AEAD itself.
 
 mod config;
 mod identity;

@@ -70,7 +70,9 @@ impl Ca {
     pub fn server(&self) -> Leaf {
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, "localhost");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.sign(params)
     }
@@ -235,10 +237,14 @@ pub fn pump(
         while !rest.is_empty() {
             progressed = true;
             let n = server.feed(rest).map_err(PumpError::Server)?;
-            server.read_plaintext(server_rx).map_err(PumpError::Server)?;
+            server
+                .read_plaintext(server_rx)
+                .map_err(PumpError::Server)?;
             rest = &rest[n..];
         }
-        server.read_plaintext(server_rx).map_err(PumpError::Server)?;
+        server
+            .read_plaintext(server_rx)
+            .map_err(PumpError::Server)?;
 
         // server → client
         let mut wire = Vec::new();

@@ -18,14 +18,20 @@ fn builds_with_aead_suites_and_configured_versions() {
             name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
             "non-AEAD suite {name}"
         );
-        assert!(name.starts_with("TLS13_") || name.contains("ECDHE"), "{name}");
+        assert!(
+            name.starts_with("TLS13_") || name.contains("ECDHE"),
+            "{name}"
+        );
     }
     let groups: Vec<_> = provider.kx_groups.iter().map(|g| g.name()).collect();
     assert_eq!(
         groups,
         [rustls::NamedGroup::X25519, rustls::NamedGroup::secp256r1]
     );
-    assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+    assert_eq!(
+        config.alpn_protocols,
+        [b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
     // Version limits are exercised end to end in the session tests.
     f.settings.min_version = TlsVersion::Tls13;
     ServerTls::from_settings(&f.settings).unwrap();
@@ -56,7 +62,10 @@ fn missing_files_name_field_and_path() {
     let mut f = Fixture::new();
     f.settings.client_ca = Some(f.dir.join("nope-ca.pem"));
     let msg = err(&f.settings);
-    assert!(msg.starts_with("listeners.tls.client_ca: ") && msg.contains("nope-ca.pem"), "{msg}");
+    assert!(
+        msg.starts_with("listeners.tls.client_ca: ") && msg.contains("nope-ca.pem"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -64,36 +73,68 @@ fn unreadable_file() {
     let mut f = Fixture::new();
     f.settings.cert = f.dir.clone(); // a directory
     let msg = err(&f.settings);
-    assert!(msg.starts_with(&format!("listeners.tls.cert: {}: cannot read", f.dir.display())), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "listeners.tls.cert: {}: cannot read",
+            f.dir.display()
+        )),
+        "{msg}"
+    );
 }
 
 #[test]
 fn bad_pem_and_missing_items() {
     let mut f = Fixture::new();
-    let path = write(&f.dir, "bad.pem", "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n");
+    let path = write(
+        &f.dir,
+        "bad.pem",
+        "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    );
     f.settings.cert = path.clone();
     let msg = err(&f.settings);
-    assert!(msg.starts_with(&format!("listeners.tls.cert: {}: bad PEM", path.display())), "{msg}");
+    assert!(
+        msg.starts_with(&format!("listeners.tls.cert: {}: bad PEM", path.display())),
+        "{msg}"
+    );
 
     let mut f = Fixture::new();
     let path = write(&f.dir, "empty.pem", "just text\n");
     f.settings.cert = path.clone();
     assert_eq!(
         err(&f.settings),
-        format!("listeners.tls.cert: {}: no certificate found", path.display())
+        format!(
+            "listeners.tls.cert: {}: no certificate found",
+            path.display()
+        )
     );
 
     let mut f = Fixture::new();
     let path = write(&f.dir, "cert-as-key.pem", &f.server.cert_pem.clone());
     f.settings.key = path.clone();
     let msg = err(&f.settings);
-    assert!(msg.starts_with(&format!("listeners.tls.key: {}: no private key found", path.display())), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "listeners.tls.key: {}: no private key found",
+            path.display()
+        )),
+        "{msg}"
+    );
 
     let mut f = Fixture::new();
-    let path = write(&f.dir, "junk-cert.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+    let path = write(
+        &f.dir,
+        "junk-cert.pem",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
     f.settings.cert = path.clone();
     let msg = err(&f.settings);
-    assert!(msg.starts_with(&format!("listeners.tls.cert: {}: certificate is not valid", path.display())), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "listeners.tls.cert: {}: certificate is not valid",
+            path.display()
+        )),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -119,15 +160,26 @@ fn client_ca_rules() {
     f.settings.client_ca = Some(path.clone());
     assert_eq!(
         err(&f.settings),
-        format!("listeners.tls.client_ca: {}: no CA certificates found", path.display())
+        format!(
+            "listeners.tls.client_ca: {}: no CA certificates found",
+            path.display()
+        )
     );
 
-    for (mode, name) in [(ClientAuth::Require, "require"), (ClientAuth::Optional, "optional")] {
+    for (mode, name) in [
+        (ClientAuth::Require, "require"),
+        (ClientAuth::Optional, "optional"),
+    ] {
         let mut f = Fixture::new();
         f.settings.client_ca = None;
         f.settings.client_auth = mode;
         let msg = err(&f.settings);
-        assert!(msg.starts_with(&format!("listeners.tls.client_auth: client_auth = {name} needs listeners.tls.client_ca")), "{msg}");
+        assert!(
+            msg.starts_with(&format!(
+                "listeners.tls.client_auth: client_auth = {name} needs listeners.tls.client_ca"
+            )),
+            "{msg}"
+        );
     }
 
     // A multi-CA bundle is fine.
@@ -156,7 +208,10 @@ fn group_and_alpn_validation() {
     ServerTls::from_settings(&f.settings).unwrap();
 
     f.settings.alpn = vec!["h2".into(), String::new()];
-    assert_eq!(err(&f.settings), "listeners.tls.alpn: protocol #2 must be 1 to 255 bytes long");
+    assert_eq!(
+        err(&f.settings),
+        "listeners.tls.alpn: protocol #2 must be 1 to 255 bytes long"
+    );
 }
 
 #[test]

@@ -13,10 +13,7 @@ fn sha256_of(der: &[u8]) -> String {
         .collect()
 }
 
-fn cert(
-    dn: &[(DnType, DnValue)],
-    sans: &[SanType],
-) -> rustls::pki_types::CertificateDer<'static> {
+fn cert(dn: &[(DnType, DnValue)], sans: &[SanType]) -> rustls::pki_types::CertificateDer<'static> {
     let ca = Ca::new("identity test CA");
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
@@ -113,22 +110,25 @@ fn two_spiffe_ids_are_ambiguous() {
 
 #[test]
 fn subject_is_escaped_per_rfc4514_and_quoted_in_xfcc() {
-    let der = cert(
-        &[(DnType::CommonName, "#a,b+\"c\"\\ ".into())],
-        &[],
-    );
+    let der = cert(&[(DnType::CommonName, "#a,b+\"c\"\\ ".into())], &[]);
     let id = PeerIdentity::from_der(&der).unwrap();
     assert_eq!(id.common_name.as_deref(), Some("#a,b+\"c\"\\ "));
     let subject = r#"CN=\#a\,b\+\"c\"\\\ "#;
     assert_eq!(id.subject.as_deref(), Some(subject));
-    assert!(id.xfcc().ends_with(r#";Subject="CN=\\#a\\,b\\+\\\"c\\\"\\\\\\ ""#));
+    assert!(
+        id.xfcc()
+            .ends_with(r#";Subject="CN=\\#a\\,b\\+\\\"c\\\"\\\\\\ ""#)
+    );
 }
 
 #[test]
 fn non_ascii_and_control_bytes_are_hex_escaped() {
     let der = cert(
         &[
-            (DnType::LocalityName, DnValue::BmpString(BmpString::try_from("Zürich").unwrap())),
+            (
+                DnType::LocalityName,
+                DnValue::BmpString(BmpString::try_from("Zürich").unwrap()),
+            ),
             (DnType::CommonName, "a\r\nb".into()),
         ],
         &[],
@@ -142,11 +142,17 @@ fn non_ascii_and_control_bytes_are_hex_escaped() {
 #[test]
 fn unknown_attribute_renders_as_dotted_oid() {
     let der = cert(
-        &[(DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]), "x@example.com".into())],
+        &[(
+            DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+            "x@example.com".into(),
+        )],
         &[],
     );
     let id = PeerIdentity::from_der(&der).unwrap();
-    assert_eq!(id.subject.as_deref(), Some("1.2.840.113549.1.9.1=x@example.com"));
+    assert_eq!(
+        id.subject.as_deref(),
+        Some("1.2.840.113549.1.9.1=x@example.com")
+    );
 }
 
 #[test]
@@ -165,8 +171,14 @@ fn xfcc_values_with_separators_are_quoted() {
 #[test]
 fn rejects_non_certificates() {
     assert_eq!(PeerIdentity::from_der(&[]), Err(IdentityError::Truncated));
-    assert_eq!(PeerIdentity::from_der(&[0x30]), Err(IdentityError::Truncated));
-    assert_eq!(PeerIdentity::from_der(&[0x30, 0x05, 0x02]), Err(IdentityError::Truncated));
+    assert_eq!(
+        PeerIdentity::from_der(&[0x30]),
+        Err(IdentityError::Truncated)
+    );
+    assert_eq!(
+        PeerIdentity::from_der(&[0x30, 0x05, 0x02]),
+        Err(IdentityError::Truncated)
+    );
     assert!(PeerIdentity::from_der(&[0x30, 0x80, 0x00, 0x00]).is_err());
     assert!(PeerIdentity::from_der(&[0x1f, 0x01, 0x00]).is_err());
     assert!(PeerIdentity::from_der(&[0x30, 0x00]).is_err());

@@ -7,10 +7,14 @@ use rustls::crypto::aws_lc_rs::kx_group;
 use rustls::{HandshakeKind, NamedGroup};
 
 use super::*;
-use crate::tls::testutil::{ClientSpec, Fixture, PumpError, SPIFFE_ID, client_for, handshake, pump};
+use crate::tls::testutil::{
+    ClientSpec, Fixture, PumpError, SPIFFE_ID, client_for, handshake, pump,
+};
 use crate::tls::{ClientAuth, ServerTls, TlsVersion};
 
-fn server_reason(result: Result<(rustls::ClientConnection, TlsSession), PumpError>) -> &'static str {
+fn server_reason(
+    result: Result<(rustls::ClientConnection, TlsSession), PumpError>,
+) -> &'static str {
     match result {
         Err(PumpError::Server(e)) => e.reason(),
         Err(PumpError::Client(e)) => panic!("client failed first: {e}"),
@@ -41,7 +45,10 @@ fn mtls_with_uri_only_spiffe_cert() {
     assert_eq!(id.spiffe_id.as_deref(), Some(SPIFFE_ID));
     assert_eq!(id.principal(), Some(SPIFFE_ID));
     assert!(id.dns_names.is_empty() && id.subject.is_none());
-    assert_eq!(id.xfcc(), format!("Hash={};URI={SPIFFE_ID}", sha256_hex(&leaf.der)));
+    assert_eq!(
+        id.xfcc(),
+        format!("Hash={};URI={SPIFFE_ID}", sha256_hex(&leaf.der))
+    );
 }
 
 #[test]
@@ -83,7 +90,10 @@ fn optional_client_auth() {
 
     let leaf = f.ca.spiffe_client();
     let (_, server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
-    assert_eq!(server.peer_identity().unwrap().spiffe_id.as_deref(), Some(SPIFFE_ID));
+    assert_eq!(
+        server.peer_identity().unwrap().spiffe_id.as_deref(),
+        Some(SPIFFE_ID)
+    );
 
     // An offered certificate is still verified.
     let other = crate::tls::testutil::Ca::new("other CA");
@@ -124,7 +134,10 @@ fn tls12_client_with_mtls() {
     spec.versions = TLS12_ONLY;
     let (_, server) = handshake(&tls, &spec).unwrap();
     assert_eq!(server.protocol_version(), Some("TLSv1.2"));
-    assert_eq!(server.peer_identity().unwrap().spiffe_id.as_deref(), Some(SPIFFE_ID));
+    assert_eq!(
+        server.peer_identity().unwrap().spiffe_id.as_deref(),
+        Some(SPIFFE_ID)
+    );
 }
 
 /// Two connections with one client config; returns the second's kind and
@@ -192,7 +205,10 @@ fn configured_groups_restrict_negotiation() {
         NamedGroup::secp256r1
     );
     // The client's x25519 key share was useless: a HelloRetryRequest round trip.
-    assert_eq!(client.handshake_kind(), Some(HandshakeKind::FullWithHelloRetryRequest));
+    assert_eq!(
+        client.handshake_kind(),
+        Some(HandshakeKind::FullWithHelloRetryRequest)
+    );
 }
 
 /// rustls 0.23 servers pick the *client's* most preferred group among the
@@ -236,7 +252,9 @@ fn alpn_negotiation() {
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 #[test]
@@ -244,8 +262,7 @@ fn one_mebibyte_round_trips_both_ways() {
     let f = Fixture::new();
     let tls = ServerTls::from_settings(&f.settings).unwrap();
     let leaf = f.ca.spiffe_client();
-    let (mut client, mut server) =
-        handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
+    let (mut client, mut server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
     client.set_buffer_limit(None);
 
     let up = pattern(1 << 20, 7);
@@ -263,8 +280,7 @@ fn feed_applies_backpressure_until_plaintext_is_drained() {
     let f = Fixture::new();
     let tls = ServerTls::from_settings(&f.settings).unwrap();
     let leaf = f.ca.spiffe_client();
-    let (mut client, mut server) =
-        handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
+    let (mut client, mut server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
     client.set_buffer_limit(None);
     let up = pattern(256 * 1024, 3);
     client.writer().write_all(&up).unwrap();
@@ -276,9 +292,14 @@ fn feed_applies_backpressure_until_plaintext_is_drained() {
     let mut rest = &wire[..];
     let mut got = Vec::new();
     let first = server.feed(rest).unwrap();
-    assert!(first > 0 && first < wire.len(), "consumed {first} of {}", wire.len());
+    assert!(
+        first > 0 && first < wire.len(),
+        "consumed {first} of {}",
+        wire.len()
+    );
     // Without draining, nothing more goes in.
-    assert_eq!(server.feed(&rest[first..]).unwrap(), 0);
+    rest = &rest[first..];
+    assert_eq!(server.feed(rest).unwrap(), 0);
     while !rest.is_empty() {
         let n = server.feed(rest).unwrap();
         rest = &rest[n..];
@@ -306,8 +327,7 @@ fn close_notify_both_ways() {
     let f = Fixture::new();
     let tls = ServerTls::from_settings(&f.settings).unwrap();
     let leaf = f.ca.spiffe_client();
-    let (mut client, mut server) =
-        handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
+    let (mut client, mut server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
 
     client.writer().write_all(b"last words").unwrap();
     client.send_close_notify();
@@ -342,7 +362,9 @@ fn garbage_fails_the_handshake_and_queues_an_alert() {
     let f = Fixture::new();
     let tls = ServerTls::from_settings(&f.settings).unwrap();
     let mut server = TlsSession::new(&tls).unwrap();
-    let err = server.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap_err();
+    let err = server
+        .feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap_err();
     assert_eq!(err.reason(), "handshake");
     let mut alert = Vec::new();
     assert!(server.take_ciphertext(&mut alert) > 0);
@@ -356,8 +378,7 @@ fn tampered_record_fails_to_decrypt() {
     let f = Fixture::new();
     let tls = ServerTls::from_settings(&f.settings).unwrap();
     let leaf = f.ca.spiffe_client();
-    let (mut client, mut server) =
-        handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
+    let (mut client, mut server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
     client.writer().write_all(b"hello").unwrap();
     let mut wire = Vec::new();
     while client.wants_write() {
