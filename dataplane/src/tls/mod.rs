@@ -4,6 +4,52 @@
 //! [`ServerTls`], [`ServerTlsSettings`] and the session wrapper, never rustls
 //! types, so a rustls upgrade (0.24 changes the unbuffered API) touches only
 //! this folder.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `config.rs` | [`ServerTls::from_settings`]: files → rustls `ServerConfig` (control thread) |
+//! | `session.rs` | [`TlsSession`]: one connection, sans-IO, bytes in / bytes out (shards) |
+//! | `identity.rs` | [`PeerIdentity`]: SPIFFE ID, SANs, subject, XFCC from the verified leaf |
+//!
+//! ## Copies on the data path
+//!
+//! [`TlsSession`] wraps rustls' *buffered* API (`ServerConnection`). Per
+//! direction that costs:
+//!
+//! * inbound: [`TlsSession::feed`] copies ciphertext once from the caller's
+//!   receive buffer into rustls' deframer buffer; records are decrypted in
+//!   place there; rustls then copies each record's plaintext into its
+//!   received-plaintext queue (`Payload::into_vec`), and
+//!   [`TlsSession::read_plaintext`] copies it out once more into the
+//!   caller's buffer;
+//! * outbound: [`TlsSession::write_plaintext`] copies plaintext into a
+//!   record buffer and seals it in place (the copy is part of encryption);
+//!   [`TlsSession::take_ciphertext`] copies the records out into the
+//!   caller's send buffer.
+//!
+//! Why not the unbuffered API (`UnbufferedServerConnection`) that the
+//! architecture's "decrypt in place" points at: in rustls 0.23 it does
+//! decrypt in the caller's buffer, but `ReadTraffic::next_record` still hands
+//! out plaintext popped from rustls' own `received_plaintext` queue (a copy;
+//! upstream marks in-place delivery as a TODO), so it would save the deframer
+//! copy and one plaintext copy at the price of driving its state machine
+//! (`EncodeTlsData`, `TransmitTlsData`, `BlockedHandshake`, discard
+//! bookkeeping) by hand; and 0.24 reworks that API again. The buffered API is
+//! simpler, well trodden, and keeps the sans-IO contract. Moving to the
+//! unbuffered API is future work behind this same [`TlsSession`] interface,
+//! once rustls delivers plaintext in place and measurements show the copies
+//! matter next to the AEAD itself.
+
+mod config;
+mod identity;
+mod session;
+
+#[cfg(test)]
+mod testutil;
+
+pub use config::{TlsConfigError, known_group_names};
+pub use identity::{IdentityError, PeerIdentity};
+pub use session::{Cause, TlsError, TlsSession};
 
 use std::path::PathBuf;
 use std::sync::Arc;
