@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `config.rs` | [`ServerTls::from_settings`]: files → rustls `ServerConfig` (control thread) |
 //! | `session.rs` | [`TlsSession`]: one connection, sans-IO, bytes in / bytes out (shards) |
+//! | `stream.rs` | [`TlsStream`]: a session driven over a [`crate::net::Transport`], a [`crate::net::ByteStream`] for the proxy |
 //! | `identity.rs` | [`PeerIdentity`]: SPIFFE ID, SANs, subject, XFCC from the verified leaf |
 //!
 //! ## Copies on the data path
@@ -43,6 +44,7 @@
 mod config;
 mod identity;
 mod session;
+mod stream;
 
 #[cfg(test)]
 mod testutil;
@@ -50,6 +52,7 @@ mod testutil;
 pub use config::{TlsConfigError, known_group_names};
 pub use identity::{IdentityError, PeerIdentity};
 pub use session::{Cause, TlsError, TlsSession};
+pub use stream::{HandshakeError, TlsStream};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -88,7 +88,7 @@ impl<T: Transport> TlsStream<T> {
             while fed < chunk.len() {
                 let n = self.session.feed(&chunk[fed..])?;
                 if n == 0 {
-                    return Err(HandshakeError::Tls(TlsError::BufferFull));
+                    return Err(HandshakeError::Io(io::Error::other("TLS input not consumed during handshake")));
                 }
                 fed += n;
             }
@@ -133,12 +133,15 @@ impl<T: Transport> TlsStream<T> {
 impl<T: Transport> ByteStream for TlsStream<T> {
     async fn read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
         loop {
+            if self.eof {
+                return Ok(0);
+            }
             let before = dst.len();
             self.session.read_plaintext(dst).map_err(tls_io_error)?;
             if dst.len() > before {
                 return Ok(dst.len() - before);
             }
-            if self.eof || self.session.peer_closed() {
+            if self.session.peer_closed() {
                 return Ok(0);
             }
             // Post-handshake messages (tickets, key updates) go out first.
@@ -148,8 +151,10 @@ impl<T: Transport> ByteStream for TlsStream<T> {
                 // EOF without close_notify: the HTTP framing decides whether
                 // the message was complete.
                 self.eof = true;
+                self.session.feed_eof();
                 return Ok(0);
             }
+            BufPool::ensure(dst);
             let mut fed = 0;
             while fed < chunk.len() {
                 let n = self.session.feed(&chunk[fed..]).map_err(tls_io_error)?;
@@ -157,7 +162,7 @@ impl<T: Transport> ByteStream for TlsStream<T> {
                     // rustls holds too much plaintext: move it out, go on.
                     let moved = self.session.read_plaintext(dst).map_err(tls_io_error)?;
                     if moved == 0 {
-                        return Err(tls_io_error(TlsError::BufferFull));
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS input not consumed"));
                     }
                 }
                 fed += n;

@@ -1,0 +1,472 @@
+//! The HTTP/1.1 request loop of one downstream connection.
+//!
+//! Per request: read the head (header timeout; idle timeout between
+//! requests) → parse → route → pick an endpoint → take a pooled upstream
+//! connection or connect → send the rewritten head and stream the body →
+//! read the response head (route timeout) → stream the response body back →
+//! return the upstream connection to the pool when both messages ended
+//! cleanly. Bodies are never buffered whole: bytes flow through the two
+//! connection buffers chunk by chunk, verbatim (chunked framing included).
+//!
+//! A pooled connection may have been closed by the upstream just as it was
+//! reused; when that shows before any response byte and the request had no
+//! body, the request is sent once more on a fresh connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::error::ProxyError;
+use super::shard::ShardContext;
+use crate::http::{self, BodyDecoder, BodyKind, ForwardInfo, HttpError, Limits, Parse};
+use crate::net::{ByteStream, Plain};
+use crate::route::{HttpLimits, Snapshot};
+use crate::runtime::{self, timeout, timeout_at, BufPool, TcpStream};
+use crate::telemetry::ShardStats;
+
+/// What the request loop knows about its connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// `https` or `http`, for `x-forwarded-proto`.
+    pub proto: &'static str,
+    /// The caller's `x-forwarded-client-cert` element (mTLS only).
+    pub xfcc: Option<String>,
+    pub listener: Rc<str>,
+}
+
+/// Serves requests on `down` until either side closes or an error ends it.
+pub async fn serve<S: ByteStream>(ctx: Rc<ShardContext>, mut snapshot: Arc<Snapshot>, mut down: S, info: ConnInfo) {
+    let mut inbuf = Vec::new();
+    let mut first = true;
+    loop {
+        ctx.refresh(&mut snapshot);
+        let Some(listener) = snapshot.listener(&info.listener) else { break };
+        let limits = listener.limits.clone();
+        let keep_going = match request(&ctx, &snapshot, &mut down, &mut inbuf, &info, &limits, first).await {
+            Ok(keep_alive) => keep_alive,
+            Err(e) => {
+                respond_error(&ctx, &mut down, &e, &limits).await;
+                false
+            }
+        };
+        first = false;
+        // An idle connection holds no buffer.
+        BufPool::release_if_empty(&mut inbuf);
+        if !keep_going {
+            break;
+        }
+    }
+    let _ = timeout(Duration::from_secs(1), down.close_write()).await;
+}
+
+async fn respond_error<S: ByteStream>(ctx: &ShardContext, down: &mut S, e: &ProxyError, limits: &HttpLimits) {
+    log::debug!("shard {}: request failed: {e}", ctx.id);
+    let mut out = BufPool::take();
+    if let Some(status) = e.write_response(false, &mut out) {
+        ctx.stats.response(status);
+        let _ = timeout(limits.idle_timeout, down.write_owned(out)).await;
+    }
+}
+
+/// What the head told us, detached from the input buffer.
+struct Plan {
+    head_len: usize,
+    body: BodyKind,
+    keep_alive: bool,
+    expect_continue: bool,
+    is_head: bool,
+    target: Result<Target, ProxyError>,
+}
+
+/// Where the request goes.
+struct Target {
+    endpoint: SocketAddr,
+    timeout: Duration,
+    connect_timeout: Duration,
+    pool_idle: Duration,
+    pool_max_idle: usize,
+}
+
+/// How a request ended when it did not fail: keep the connection or not.
+type KeepAlive = bool;
+
+/// Handles one request; `Err` means "answer with this error, then close".
+async fn request<S: ByteStream>(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    down: &mut S,
+    inbuf: &mut Vec<u8>,
+    info: &ConnInfo,
+    limits: &HttpLimits,
+    first: bool,
+) -> Result<KeepAlive, ProxyError> {
+    let mut upstream_head = BufPool::take();
+    let plan = match read_head(ctx, snapshot, down, inbuf, info, limits, first, &mut upstream_head).await? {
+        Some(plan) => plan,
+        None => return Ok(false), // closed cleanly between requests
+    };
+    inbuf.drain(..plan.head_len);
+    ShardStats::incr(&ctx.stats.requests);
+    let target = match plan.target {
+        Ok(t) => t,
+        Err(e) => {
+            // Answer locally; keep the connection only if no body follows.
+            let keep = plan.keep_alive && plan.body == BodyKind::None;
+            return local_response(ctx, down, &e, keep, limits).await;
+        }
+    };
+    let mut out = std::mem::take(&mut upstream_head);
+
+    // Attempt 0 may use a pooled connection; attempt 1 (only for requests
+    // without a body, when the pooled connection turned out dead) a new one.
+    let mut attempt = 0;
+    let (mut up, mut upbuf, response) = loop {
+        let (conn, reused) = match upstream(ctx, &target, attempt > 0).await {
+            Ok(c) => c,
+            Err(e) => {
+                let keep = plan.keep_alive && plan.body == BodyKind::None;
+                return local_response(ctx, down, &e, keep, limits).await;
+            }
+        };
+        let mut up = Plain(conn);
+        let retryable = reused && plan.body == BodyKind::None && attempt == 0;
+        if plan.expect_continue && plan.body != BodyKind::None && inbuf.is_empty() {
+            let (r, _) = timeout(limits.idle_timeout, down.write_owned(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()))
+                .await
+                .map_err(|_| ProxyError::DownstreamTimeout)?;
+            r.map_err(ProxyError::DownstreamIo)?;
+        }
+        // Send the head and the request body.
+        if plan.body == BodyKind::None {
+            let (r, back) = match timeout(target.timeout, up.write_owned(out)).await {
+                Ok(r) => r,
+                Err(_) => return Err(ProxyError::UpstreamTimeout),
+            };
+            out = back;
+            if let Err(e) = r {
+                if retryable {
+                    attempt += 1;
+                    continue;
+                }
+                return Err(ProxyError::UpstreamIo(e));
+            }
+        } else {
+            let mut decoder = BodyDecoder::new(plan.body);
+            let (r, back) = forward(down, inbuf, &mut decoder, &mut up, out, limits.idle_timeout, target.timeout).await;
+            out = back;
+            match r {
+                Ok(()) => {}
+                Err(Forward::Invalid(e)) => return Err(ProxyError::BadRequest(e)),
+                Err(Forward::ReadIo(e)) => return Err(ProxyError::DownstreamIo(e)),
+                Err(Forward::ReadEof) => return Err(ProxyError::DownstreamClosed),
+                Err(Forward::ReadTimeout) => return Err(ProxyError::DownstreamTimeout),
+                Err(Forward::WriteIo(e)) => return Err(ProxyError::UpstreamIo(e)),
+                Err(Forward::WriteTimeout) => return Err(ProxyError::UpstreamTimeout),
+            }
+        }
+        // The response head.
+        let deadline = runtime::now() + target.timeout;
+        let mut upbuf = BufPool::take();
+        match read_response_head(&mut up, &mut upbuf, plan.is_head, deadline, &mut out).await {
+            Ok(resp) => break (up, upbuf, resp),
+            Err(ProxyError::UpstreamClosed) if retryable && upbuf.is_empty() => {
+                attempt += 1;
+                out.clear();
+                continue;
+            }
+            Err(e) => {
+                let keep = plan.keep_alive;
+                return local_response(ctx, down, &e, keep, limits).await;
+            }
+        }
+    };
+    // `out` now holds the downstream response head; stream the body.
+    let down_keep_alive = plan.keep_alive && response.body != BodyKind::CloseDelimited;
+    if !down_keep_alive && response.keep_alive_header_written {
+        // The head was written for keep-alive; rewrite it to close.
+        out.clear();
+    }
+    ctx.stats.response(response.status);
+    let mut decoder = BodyDecoder::new(response.body);
+    let (r, out) = forward(&mut up, &mut upbuf, &mut decoder, down, out, target.timeout, limits.idle_timeout).await;
+    BufPool::give(out);
+    match r {
+        Ok(()) => {
+            if response.upstream_keep_alive && upbuf.is_empty() {
+                let now = runtime::now();
+                ctx.upstreams.borrow_mut().put(target.endpoint, up.0, now, target.pool_max_idle);
+            }
+            BufPool::give(upbuf);
+            Ok(down_keep_alive)
+        }
+        // The upstream died mid-body or sent broken framing: close the
+        // downstream connection so the client sees a truncated message,
+        // never a complete-looking one.
+        Err(e) => {
+            log::debug!("shard {}: response body from {} aborted: {e:?}", ctx.id, target.endpoint);
+            Ok(false)
+        }
+    }
+}
+
+/// Writes a local response for `e`; returns whether to keep the connection.
+async fn local_response<S: ByteStream>(
+    ctx: &ShardContext,
+    down: &mut S,
+    e: &ProxyError,
+    keep_alive: bool,
+    limits: &HttpLimits,
+) -> Result<KeepAlive, ProxyError> {
+    log::debug!("shard {}: {e}", ctx.id);
+    let mut out = BufPool::take();
+    let Some(status) = e.write_response(keep_alive, &mut out) else { return Ok(false) };
+    ctx.stats.response(status);
+    let (r, back) =
+        timeout(limits.idle_timeout, down.write_owned(out)).await.map_err(|_| ProxyError::DownstreamTimeout)?;
+    BufPool::give(back);
+    r.map_err(ProxyError::DownstreamIo)?;
+    Ok(keep_alive)
+}
+
+/// Reads until a full request head is buffered, then plans the request and
+/// writes the upstream head into `upstream_head`. `Ok(None)`: the client
+/// closed (or idled out) between requests.
+#[allow(clippy::too_many_arguments)]
+async fn read_head<S: ByteStream>(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    down: &mut S,
+    inbuf: &mut Vec<u8>,
+    info: &ConnInfo,
+    limits: &HttpLimits,
+    first: bool,
+    upstream_head: &mut Vec<u8>,
+) -> Result<Option<Plan>, ProxyError> {
+    let parse_limits = Limits { max_head_bytes: limits.max_header_bytes };
+    // The header timeout runs from the connection's start (first request)
+    // or from the first byte of the head (later requests).
+    let mut head_deadline: Option<Instant> =
+        if first || !inbuf.is_empty() { Some(runtime::now() + limits.header_timeout) } else { None };
+    loop {
+        if !inbuf.is_empty() {
+            match http::parse_request(inbuf, &parse_limits) {
+                Ok(Parse::Complete(head)) => {
+                    return Ok(Some(plan(ctx, snapshot, &head, info, upstream_head)));
+                }
+                Ok(Parse::Partial) => {}
+                Err(e) => return Err(ProxyError::BadRequest(e)),
+            }
+        }
+        let read = match head_deadline {
+            Some(deadline) => match timeout_at(deadline, down.read_into(inbuf)).await {
+                Ok(r) => r,
+                Err(_) => return Err(ProxyError::HeaderTimeout),
+            },
+            None => match timeout(limits.idle_timeout, down.read_into(inbuf)).await {
+                Ok(r) => r,
+                Err(_) => return Ok(None), // idle keep-alive connection: close quietly
+            },
+        };
+        match read {
+            Ok(0) if inbuf.is_empty() => return Ok(None),
+            Ok(0) => return Err(ProxyError::DownstreamClosed),
+            Ok(_) => {
+                if head_deadline.is_none() {
+                    head_deadline = Some(runtime::now() + limits.header_timeout);
+                }
+            }
+            Err(e) => return Err(ProxyError::DownstreamIo(e)),
+        }
+    }
+}
+
+/// Routes a parsed head and writes its upstream form.
+fn plan(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    head: &http::RequestHead<'_>,
+    info: &ConnInfo,
+    upstream_head: &mut Vec<u8>,
+) -> Plan {
+    let keep_alive = head.keep_alive && head.minor_version == 1;
+    let mut plan = Plan {
+        head_len: head.head_len,
+        body: head.body,
+        keep_alive,
+        expect_continue: head.expect_continue,
+        is_head: head.method == "HEAD",
+        target: Err(ProxyError::NoRoute),
+    };
+    let Some(listener) = snapshot.listener(&info.listener) else { return plan };
+    let Some(route) = listener.find_route(head.host, head.path, head.method) else { return plan };
+    let cluster = snapshot.cluster(route.cluster);
+    let Some(endpoint) = ctx.pick_endpoint(snapshot, route.cluster) else {
+        plan.target = Err(ProxyError::NoEndpoint(cluster.name.clone()));
+        return plan;
+    };
+    let request_id = ctx.request_ids.next();
+    let fwd = ForwardInfo {
+        client_ip: info.peer.ip(),
+        proto: info.proto,
+        new_request_id: request_id.as_str(),
+        xfcc: info.xfcc.as_deref(),
+    };
+    http::write_upstream_request(head, &fwd, upstream_head);
+    plan.target = Ok(Target {
+        endpoint,
+        timeout: route.timeout,
+        connect_timeout: cluster.connect_timeout,
+        pool_idle: cluster.pool.idle_timeout,
+        pool_max_idle: cluster.pool.max_idle_per_endpoint,
+    });
+    plan
+}
+
+/// A pooled connection to the target (unless `fresh`), or a new one.
+async fn upstream(ctx: &ShardContext, target: &Target, fresh: bool) -> Result<(TcpStream, bool), ProxyError> {
+    if !fresh {
+        let pooled = ctx.upstreams.borrow_mut().take(target.endpoint, runtime::now(), target.pool_idle, |c| {
+            !c.has_unread_input()
+        });
+        if let Some(conn) = pooled {
+            ShardStats::incr(&ctx.stats.upstream_reused);
+            return Ok((conn, true));
+        }
+    }
+    ShardStats::incr(&ctx.stats.upstream_connects);
+    match timeout(target.connect_timeout, TcpStream::connect(target.endpoint)).await {
+        Ok(Ok(conn)) => Ok((conn, false)),
+        Ok(Err(source)) => {
+            ShardStats::incr(&ctx.stats.upstream_connect_failures);
+            Err(ProxyError::ConnectFailed { addr: target.endpoint, source })
+        }
+        Err(_) => {
+            ShardStats::incr(&ctx.stats.upstream_connect_failures);
+            Err(ProxyError::ConnectTimeout(target.endpoint))
+        }
+    }
+}
+
+/// The parts of the response head the loop needs after it is written.
+struct Response {
+    status: u16,
+    body: BodyKind,
+    upstream_keep_alive: bool,
+    keep_alive_header_written: bool,
+}
+
+/// Reads the upstream response head (skipping interim 1xx responses) and
+/// writes the downstream head into `out` (cleared first).
+async fn read_response_head(
+    up: &mut Plain<TcpStream>,
+    upbuf: &mut Vec<u8>,
+    is_head: bool,
+    deadline: Instant,
+    out: &mut Vec<u8>,
+) -> Result<Response, ProxyError> {
+    let limits = Limits::default();
+    let method = if is_head { "HEAD" } else { "GET" };
+    loop {
+        if !upbuf.is_empty() {
+            match http::parse_response(upbuf, method, &limits) {
+                Ok(Parse::Complete(head)) => {
+                    let head_len = head.head_len;
+                    if (100..200).contains(&head.status) {
+                        if head.status == 101 {
+                            return Err(ProxyError::BadResponse(HttpError::UnexpectedUpgrade));
+                        }
+                        upbuf.drain(..head_len);
+                        continue;
+                    }
+                    out.clear();
+                    let keep = head.body != BodyKind::CloseDelimited;
+                    http::write_downstream_response(&head, keep, out);
+                    let response = Response {
+                        status: head.status,
+                        body: head.body,
+                        upstream_keep_alive: head.keep_alive,
+                        keep_alive_header_written: keep,
+                    };
+                    upbuf.drain(..head_len);
+                    return Ok(response);
+                }
+                Ok(Parse::Partial) => {}
+                Err(e) => return Err(ProxyError::BadResponse(e)),
+            }
+        }
+        match timeout_at(deadline, up.read_into(upbuf)).await {
+            Ok(Ok(0)) => return Err(ProxyError::UpstreamClosed),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e)),
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+        }
+    }
+}
+
+/// Why streaming a body stopped early.
+#[derive(Debug)]
+enum Forward {
+    Invalid(HttpError),
+    ReadIo(io::Error),
+    ReadEof,
+    ReadTimeout,
+    WriteIo(io::Error),
+    WriteTimeout,
+}
+
+/// Streams one message body from `src` to `dst`: first whatever `out`
+/// already holds (a head), then body bytes as they arrive, verbatim, until
+/// the decoder says the body ended. Bytes after the body stay in `srcbuf`.
+/// Returns `out`'s buffer for reuse.
+async fn forward<R: ByteStream, W: ByteStream>(
+    src: &mut R,
+    srcbuf: &mut Vec<u8>,
+    decoder: &mut BodyDecoder,
+    dst: &mut W,
+    mut out: Vec<u8>,
+    read_timeout: Duration,
+    write_timeout: Duration,
+) -> (Result<(), Forward>, Vec<u8>) {
+    loop {
+        if !srcbuf.is_empty() && !decoder.is_done() {
+            let n = match decoder.advance(srcbuf) {
+                Ok(n) => n,
+                Err(e) => return (Err(Forward::Invalid(e)), out),
+            };
+            if n == srcbuf.len() && out.is_empty() {
+                // The whole buffer is body: send it as is, no copy.
+                std::mem::swap(&mut out, srcbuf);
+            } else if n > 0 {
+                out.extend_from_slice(&srcbuf[..n]);
+                srcbuf.drain(..n);
+            }
+        }
+        if !out.is_empty() {
+            match timeout(write_timeout, dst.write_owned(out)).await {
+                Ok((Ok(()), mut back)) => {
+                    back.clear();
+                    out = back;
+                }
+                Ok((Err(e), back)) => return (Err(Forward::WriteIo(e)), back),
+                Err(_) => return (Err(Forward::WriteTimeout), Vec::new()),
+            }
+        }
+        if decoder.is_done() {
+            return (Ok(()), out);
+        }
+        match timeout(read_timeout, src.read_into(srcbuf)).await {
+            Ok(Ok(0)) => {
+                return match decoder.finish_eof() {
+                    Ok(()) => (Ok(()), out),
+                    Err(_) => (Err(Forward::ReadEof), out),
+                };
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return (Err(Forward::ReadIo(e)), out),
+            Err(_) => return (Err(Forward::ReadTimeout), out),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The accept loop of one listener on one shard, and the start of each
+//! connection: TLS handshake (with the listener's current config), the
+//! caller's identity, then the HTTP/1.1 request loop.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::http1::{self, ConnInfo};
+use super::shard::ShardContext;
+use crate::net::Plain;
+use crate::runtime::{self, TcpListener, TcpStream};
+use crate::telemetry::ShardStats;
+use crate::tls::TlsStream;
+
+/// Accepts connections forever, one task each.
+pub async fn accept_loop(ctx: Rc<ShardContext>, name: Rc<str>, mut listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                ShardStats::incr(&ctx.stats.connections_accepted);
+                runtime::spawn(handle_connection(ctx.clone(), name.clone(), stream));
+            }
+            Err(e) => {
+                // Typically EMFILE/ENFILE: back off instead of spinning.
+                log::warn!("shard {}: accept on listener {name:?}: {e}", ctx.id);
+                runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Counts the connection as active while alive.
+struct ActiveGuard(Rc<ShardContext>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let c = &self.0.stats.connections_active;
+        c.set(c.get().saturating_sub(1));
+    }
+}
+
+async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream) {
+    ShardStats::incr(&ctx.stats.connections_active);
+    let _active = ActiveGuard(ctx.clone());
+    let snapshot = ctx.snapshot();
+    let Some(listener) = snapshot.listener(&name) else {
+        return; // removed since the socket was bound
+    };
+    let peer = tcp.peer_addr();
+    match listener.tls.clone() {
+        Some(tls) => {
+            let limit = listener.limits.header_timeout;
+            match TlsStream::accept(tcp, &tls, limit).await {
+                Ok(mut stream) => {
+                    ShardStats::incr(&ctx.stats.tls_handshakes);
+                    stream.release_buffers();
+                    let xfcc = stream.peer_identity().map(|id| id.xfcc());
+                    let info = ConnInfo { peer, proto: "https", xfcc, listener: name };
+                    http1::serve(ctx, snapshot, stream, info).await;
+                }
+                Err(e) => {
+                    ShardStats::incr(&ctx.stats.tls_failures);
+                    log::debug!("listener {name:?}: TLS handshake with {peer} failed ({}): {e}", e.reason());
+                }
+            }
+        }
+        None => {
+            let info = ConnInfo { peer, proto: "http", xfcc: None, listener: name };
+            http1::serve(ctx, snapshot, Plain(tcp), info).await;
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! One shard: its context (snapshot cache, upstream pool, balancer state,
+//! counters, request ids) and its main loop.
+
+use std::cell::RefCell;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Cache};
+
+use super::listener;
+use super::request_id::RequestIds;
+use crate::route::{ClusterId, Snapshot};
+use crate::runtime::{self, BoundSocket, RuntimeConfig, TcpListener, TcpStream};
+use crate::telemetry::ShardStats;
+use crate::upstream::{RoundRobin, UpstreamPool};
+
+/// Everything a shard thread needs to start (sent from the control thread).
+#[derive(Debug)]
+pub struct ShardInit {
+    pub id: usize,
+    /// The published snapshot; the shard reads it through a cache.
+    pub snapshots: Arc<ArcSwap<Snapshot>>,
+    /// This shard's listening sockets, by listener name.
+    pub listeners: Vec<(String, BoundSocket)>,
+    /// Set by the control thread to stop the shard.
+    pub stop: Arc<AtomicBool>,
+    pub runtime: RuntimeConfig,
+}
+
+struct Balancer {
+    generation: u64,
+    round_robin: RoundRobin,
+}
+
+/// A shard's shared-nothing state, shared by its tasks (single thread).
+pub struct ShardContext {
+    pub id: usize,
+    snapshots: RefCell<Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>>,
+    pub upstreams: RefCell<UpstreamPool<TcpStream>>,
+    balancer: RefCell<Balancer>,
+    pub stats: ShardStats,
+    pub request_ids: RequestIds,
+}
+
+impl std::fmt::Debug for ShardContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardContext").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl ShardContext {
+    /// A context reading `snapshots`.
+    pub fn new(id: usize, snapshots: Arc<ArcSwap<Snapshot>>) -> ShardContext {
+        // A per-process random prefix for request ids (std's hasher keys
+        // are seeded from the OS), mixed with the shard id.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(id);
+        ShardContext {
+            id,
+            snapshots: RefCell::new(Cache::new(snapshots)),
+            upstreams: RefCell::new(UpstreamPool::default()),
+            balancer: RefCell::new(Balancer { generation: u64::MAX, round_robin: RoundRobin::default() }),
+            stats: ShardStats::default(),
+            request_ids: RequestIds::new(h.finish()),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.borrow_mut().load().clone()
+    }
+
+    /// Replaces `snapshot` with the current one if a newer one was
+    /// published. Costs one cached pointer check when nothing changed (no
+    /// reference-count traffic shared with other shards).
+    pub fn refresh(&self, snapshot: &mut Arc<Snapshot>) {
+        let mut cache = self.snapshots.borrow_mut();
+        let current = cache.load();
+        if !Arc::ptr_eq(current, snapshot) {
+            *snapshot = current.clone();
+        }
+    }
+
+    /// Picks the next endpoint of `cluster` (round robin per shard).
+    pub fn pick_endpoint(&self, snapshot: &Snapshot, cluster: ClusterId) -> Option<SocketAddr> {
+        let mut b = self.balancer.borrow_mut();
+        if b.generation != snapshot.generation {
+            b.round_robin.reset(snapshot.clusters.len());
+            b.generation = snapshot.generation;
+        }
+        let endpoints = &snapshot.cluster(cluster).endpoints;
+        b.round_robin.pick(cluster.0 as usize, endpoints.len(), self.id).map(|i| endpoints[i])
+    }
+
+    /// Drops idle upstream connections past their cluster's idle timeout.
+    fn prune_idle(&self, snapshot: &Snapshot) {
+        let default = Duration::from_secs(30);
+        self.upstreams.borrow_mut().prune(runtime::now(), |addr| {
+            snapshot
+                .clusters
+                .iter()
+                .find(|c| c.endpoints.contains(&addr))
+                .map_or(default, |c| c.pool.idle_timeout)
+        });
+    }
+}
+
+/// Runs a shard on the calling thread until `init.stop` is set.
+pub fn run_shard(init: ShardInit) -> io::Result<()> {
+    let ShardInit { id, snapshots, listeners, stop, runtime: config } = init;
+    runtime::block_on(&config, async move {
+        let features = runtime::features();
+        if features.multishot_recv {
+            log::info!("shard {id}: io_uring ready (defer_taskrun={}, multishot recv with provided buffers)", features.defer_taskrun);
+        } else {
+            log::warn!("shard {id}: kernel lacks provided buffer rings; using single-shot recv into pooled buffers");
+        }
+        let ctx = Rc::new(ShardContext::new(id, snapshots));
+        for (name, socket) in listeners {
+            let listener = TcpListener::from_bound(socket);
+            log::info!("shard {id}: listener {name:?} accepting on {}", listener.local_addr());
+            runtime::spawn(listener::accept_loop(ctx.clone(), Rc::from(name.as_str()), listener));
+        }
+        let mut snapshot = ctx.snapshot();
+        let mut last_prune = runtime::now();
+        while !stop.load(Ordering::Relaxed) {
+            runtime::sleep(Duration::from_millis(100)).await;
+            if runtime::now().duration_since(last_prune) >= Duration::from_secs(1) {
+                ctx.refresh(&mut snapshot);
+                ctx.prune_idle(&snapshot);
+                last_prune = runtime::now();
+            }
+        }
+        log::info!("shard {id}: stopping");
+    })
+}
