@@ -442,7 +442,12 @@ mod tests {
             b"4;a=\"q \\\" ;=\"\r\nWiki\r\n0;last\r\n\r\n",
             b"4;a=\"x\" ;b\r\nWiki\r\n0\r\n\r\n",
         ] {
-            assert_eq!(both(body), Ok((body.len(), true)), "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                both(body),
+                Ok((body.len(), true)),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -487,14 +492,25 @@ mod tests {
             b"4\r\r\n",
             b"4\rWiki",
         ] {
-            assert_eq!(both(body), Err(HttpError::InvalidChunkSize), "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                both(body),
+                Err(HttpError::InvalidChunkSize),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
     #[test]
     fn chunk_size_overflow() {
-        assert_eq!(both(b"10000000000000000\r\n"), Err(HttpError::ChunkSizeOverflow));
-        assert_eq!(both(b"00000000000000001\r\n"), Err(HttpError::ChunkSizeOverflow));
+        assert_eq!(
+            both(b"10000000000000000\r\n"),
+            Err(HttpError::ChunkSizeOverflow)
+        );
+        assert_eq!(
+            both(b"00000000000000001\r\n"),
+            Err(HttpError::ChunkSizeOverflow)
+        );
         // 16 digits is the most that fits, and is accepted.
         let mut d = BodyDecoder::new(BodyKind::Chunked);
         assert_eq!(d.advance(b"ffffffffffffffff\r\nab"), Ok(20));
@@ -503,8 +519,14 @@ mod tests {
 
     #[test]
     fn chunk_data_without_crlf() {
-        assert_eq!(both(b"4\r\nWikiX\r\n0\r\n\r\n"), Err(HttpError::MissingChunkDataCrlf));
-        assert_eq!(both(b"4\r\nWiki\n0\r\n\r\n"), Err(HttpError::MissingChunkDataCrlf));
+        assert_eq!(
+            both(b"4\r\nWikiX\r\n0\r\n\r\n"),
+            Err(HttpError::MissingChunkDataCrlf)
+        );
+        assert_eq!(
+            both(b"4\r\nWiki\n0\r\n\r\n"),
+            Err(HttpError::MissingChunkDataCrlf)
+        );
         assert_eq!(both(b"4\r\nWiki\rX"), Err(HttpError::MissingChunkDataCrlf));
     }
 
@@ -539,7 +561,12 @@ mod tests {
             b"0\r\n\rX",
             b"0\r\n\n",
         ] {
-            assert_eq!(both(body), Err(HttpError::InvalidTrailer), "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                both(body),
+                Err(HttpError::InvalidTrailer),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 

@@ -99,11 +99,13 @@ impl TransferEncoding {
                 None => (member, false),
             };
             if !is_token(name) {
-                self.malformed.get_or_insert(HttpError::InvalidTransferEncoding);
+                self.malformed
+                    .get_or_insert(HttpError::InvalidTransferEncoding);
             } else if name.eq_ignore_ascii_case(b"chunked") {
                 if params {
                     // chunked has no parameters (RFC 9112 §7).
-                    self.malformed.get_or_insert(HttpError::InvalidTransferEncoding);
+                    self.malformed
+                        .get_or_insert(HttpError::InvalidTransferEncoding);
                 } else if self.chunked_seen {
                     self.malformed.get_or_insert(HttpError::ChunkedAppliedTwice);
                 }
@@ -224,10 +226,10 @@ pub(crate) fn scan<'b>(headers: &[httparse::Header<'b>]) -> Result<Scan<'b>, Htt
         } else if name.eq_ignore_ascii_case(b"host") {
             s.host_count += 1;
             s.host.get_or_insert(h.value);
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            if trim_ows(h.value).eq_ignore_ascii_case(b"100-continue") {
-                s.expect_continue = true;
-            }
+        } else if name.eq_ignore_ascii_case(b"expect")
+            && trim_ows(h.value).eq_ignore_ascii_case(b"100-continue")
+        {
+            s.expect_continue = true;
         }
     }
     Ok(s)
@@ -255,10 +257,7 @@ mod tests {
         assert_eq!(parse_content_length(b"005"), Ok(5));
         assert_eq!(parse_content_length(b"5, 5"), Ok(5));
         assert_eq!(parse_content_length(b"5,5 ,\t5"), Ok(5));
-        assert_eq!(
-            parse_content_length(b"18446744073709551615"),
-            Ok(u64::MAX)
-        );
+        assert_eq!(parse_content_length(b"18446744073709551615"), Ok(u64::MAX));
         for bad in [
             &b""[..],
             b"+5",
@@ -300,21 +299,51 @@ mod tests {
         assert_eq!(te(&[b"CHUNKED"]), Ok(()));
         assert_eq!(te(&[b", chunked ,"]), Ok(()));
         assert_eq!(te(&[b"gzip"]), Err(HttpError::UnsupportedTransferCoding));
-        assert_eq!(te(&[b"identity"]), Err(HttpError::UnsupportedTransferCoding));
-        assert_eq!(te(&[b"xchunked"]), Err(HttpError::UnsupportedTransferCoding));
-        assert_eq!(te(&[b"gzip, chunked"]), Err(HttpError::UnsupportedTransferCoding));
-        assert_eq!(te(&[b"gzip", b"chunked"]), Err(HttpError::UnsupportedTransferCoding));
+        assert_eq!(
+            te(&[b"identity"]),
+            Err(HttpError::UnsupportedTransferCoding)
+        );
+        assert_eq!(
+            te(&[b"xchunked"]),
+            Err(HttpError::UnsupportedTransferCoding)
+        );
+        assert_eq!(
+            te(&[b"gzip, chunked"]),
+            Err(HttpError::UnsupportedTransferCoding)
+        );
+        assert_eq!(
+            te(&[b"gzip", b"chunked"]),
+            Err(HttpError::UnsupportedTransferCoding)
+        );
         assert_eq!(te(&[b"chunked, gzip"]), Err(HttpError::ChunkedNotFinal));
         assert_eq!(te(&[b"chunked", b"gzip"]), Err(HttpError::ChunkedNotFinal));
-        assert_eq!(te(&[b"chunked, chunked"]), Err(HttpError::ChunkedAppliedTwice));
-        assert_eq!(te(&[b"chunked", b"chunked"]), Err(HttpError::ChunkedAppliedTwice));
+        assert_eq!(
+            te(&[b"chunked, chunked"]),
+            Err(HttpError::ChunkedAppliedTwice)
+        );
+        assert_eq!(
+            te(&[b"chunked", b"chunked"]),
+            Err(HttpError::ChunkedAppliedTwice)
+        );
         assert_eq!(te(&[b""]), Err(HttpError::InvalidTransferEncoding));
         assert_eq!(te(&[b" , "]), Err(HttpError::InvalidTransferEncoding));
-        assert_eq!(te(&[b"chunked;x=1"]), Err(HttpError::InvalidTransferEncoding));
-        assert_eq!(te(&[b"\"chunked\""]), Err(HttpError::InvalidTransferEncoding));
+        assert_eq!(
+            te(&[b"chunked;x=1"]),
+            Err(HttpError::InvalidTransferEncoding)
+        );
+        assert_eq!(
+            te(&[b"\"chunked\""]),
+            Err(HttpError::InvalidTransferEncoding)
+        );
         assert_eq!(te(&[b"chun ked"]), Err(HttpError::InvalidTransferEncoding));
-        assert_eq!(te(&[b"chunked\x0b"]), Err(HttpError::InvalidTransferEncoding));
-        assert_eq!(te(&[b"gzip;q=1"]), Err(HttpError::UnsupportedTransferCoding));
+        assert_eq!(
+            te(&[b"chunked\x0b"]),
+            Err(HttpError::InvalidTransferEncoding)
+        );
+        assert_eq!(
+            te(&[b"gzip;q=1"]),
+            Err(HttpError::UnsupportedTransferCoding)
+        );
     }
 
     #[test]
@@ -336,10 +365,22 @@ mod tests {
 
     #[test]
     fn host_values() {
-        for ok in [&b""[..], b"example.com", b"example.com:8443", b"[::1]:80", b"10.0.0.1"] {
+        for ok in [
+            &b""[..],
+            b"example.com",
+            b"example.com:8443",
+            b"[::1]:80",
+            b"10.0.0.1",
+        ] {
             assert!(is_valid_host(ok));
         }
-        for bad in [&b"a b"[..], b"user@host", b"host/path", b"h\xc3\xa9", b"a\tb"] {
+        for bad in [
+            &b"a b"[..],
+            b"user@host",
+            b"host/path",
+            b"h\xc3\xa9",
+            b"a\tb",
+        ] {
             assert!(!is_valid_host(bad));
         }
     }

@@ -304,9 +304,8 @@ fn classify_target<'b>(method: &str, target: &'b str) -> Result<Target<'b>, Http
     // RFC 9112 §3.2.3: authority-form is only used for CONNECT, and CONNECT
     // only uses it.
     if is_connect {
-        let ok = !target.is_empty()
-            && !target.contains('@')
-            && fields::is_valid_host(target.as_bytes());
+        let ok =
+            !target.is_empty() && !target.contains('@') && fields::is_valid_host(target.as_bytes());
         return if ok {
             Ok(Target::Authority(target))
         } else {

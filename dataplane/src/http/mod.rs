@@ -28,15 +28,19 @@ mod head;
 mod write;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod write_tests;
 
 pub use body::{BodyDecoder, MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
 pub use error::HttpError;
 pub use fields::MAX_CONNECTION_OPTIONS;
 pub use head::{RequestHead, ResponseHead, parse_request, parse_response};
 pub use write::{
-    CONTINUE_RESPONSE, ForwardInfo, reason_phrase, write_downstream_response,
-    write_local_response, write_upstream_request,
+    CONTINUE_RESPONSE, ForwardInfo, reason_phrase, write_downstream_response, write_local_response,
+    write_upstream_request,
 };
 
 /// Most header field lines accepted in one head; more is
