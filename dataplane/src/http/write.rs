@@ -1,0 +1,294 @@
+//! Serialising heads: what the gateway sends upstream
+//! ([`write_upstream_request`]), back downstream ([`write_downstream_response`])
+//! and on its own behalf ([`write_local_response`]).
+//!
+//! Heads are rewritten, never forwarded byte-for-byte: hop-by-hop fields are
+//! dropped (RFC 9110 §7.6.1), framing fields are regenerated from the parsed
+//! framing (one normalised `content-length`, or one `transfer-encoding:
+//! chunked` because the body bytes go out verbatim), and everything goes out
+//! as HTTP/1.1. Output is appended to a caller-owned `Vec`.
+
+use std::io::Write as _;
+
+use super::fields::ConnectionOptions;
+use super::head::Fields;
+use super::{BodyKind, RequestHead, ResponseHead};
+
+/// The interim response the gateway sends itself for `Expect: 100-continue`.
+pub const CONTINUE_RESPONSE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// What the proxy adds when forwarding a request upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardInfo<'a> {
+    /// Address of the downstream peer, appended to x-forwarded-for.
+    pub client_ip: std::net::IpAddr,
+    /// `"https"` or `"http"`: x-forwarded-proto (overwrites).
+    pub proto: &'a str,
+    /// Used only when the request carries no x-request-id.
+    pub new_request_id: &'a str,
+    /// `Some`: x-forwarded-client-cert set to this, replacing any client
+    /// value; `None`: any client-sent XFCC removed.
+    pub xfcc: Option<&'a str>,
+}
+
+/// How a field line is treated when a head is rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposition {
+    /// Copied as is.
+    Keep,
+    /// Dropped: hop-by-hop, or replaced by a regenerated value.
+    Drop,
+    /// x-forwarded-for: folded into the one we write.
+    ForwardedFor,
+}
+
+/// RFC 9110 §7.6.1: "Intermediaries MUST parse a received Connection header
+/// field before a message is forwarded and, for each connection-option in
+/// this field, remove any header or trailer field(s) from the message with
+/// the same name as the connection-option, and then remove the Connection
+/// header field itself (or replace it with the intermediary's own control
+/// options for the forwarded message)." Plus the fields it lists as
+/// hop-by-hop: Proxy-Connection, Keep-Alive, TE, Transfer-Encoding, Upgrade
+/// (and Trailer, which describes the chunked framing we do not rewrite).
+///
+/// Content-Length is always dropped here and regenerated from the parsed
+/// value, so a `Connection: content-length` option cannot strip the framing
+/// the upstream relies on. Host is never removed by a Connection option.
+fn hop_by_hop(name: &str, conn: &ConnectionOptions<'_>) -> bool {
+    const FIXED: [&str; 8] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "transfer-encoding",
+        "content-length",
+    ];
+    FIXED.iter().any(|f| name.eq_ignore_ascii_case(f))
+        || (conn.names(name) && !name.eq_ignore_ascii_case("host"))
+}
+
+fn request_disposition(name: &str, conn: &ConnectionOptions<'_>) -> Disposition {
+    if hop_by_hop(name, conn)
+        // The gateway answers 100-continue itself (RFC 9110 §10.1.1).
+        || name.eq_ignore_ascii_case("expect")
+        || name.eq_ignore_ascii_case("x-forwarded-proto")
+        || name.eq_ignore_ascii_case("x-forwarded-client-cert")
+    {
+        Disposition::Drop
+    } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+        Disposition::ForwardedFor
+    } else {
+        Disposition::Keep
+    }
+}
+
+/// Appends `name: value\r\n`. Values from the gateway's own side are
+/// filtered of CR, LF and NUL so they can never split the head.
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    push_safe(out, name);
+    out.extend_from_slice(b": ");
+    push_safe(out, value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_safe(out: &mut Vec<u8>, value: &[u8]) {
+    if value.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
+        out.extend(
+            value
+                .iter()
+                .copied()
+                .filter(|b| !matches!(b, b'\r' | b'\n' | 0)),
+        );
+    } else {
+        out.extend_from_slice(value);
+    }
+}
+
+fn push_u64(out: &mut Vec<u8>, n: u64) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{n}");
+}
+
+/// Writes the regenerated framing fields.
+fn push_framing(out: &mut Vec<u8>, body: BodyKind, fields: &Fields<'_>, keep_length: bool) {
+    if body == BodyKind::Chunked {
+        // The chunked body is forwarded verbatim, so it stays labelled.
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if let (true, Some(n)) = (keep_length, fields.content_length) {
+        out.extend_from_slice(b"content-length: ");
+        push_u64(out, n);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Writes the upstream request head into `out` (appends).
+///
+/// Request line `METHOD target HTTP/1.1` with the original method and
+/// target; hop-by-hop fields removed (see `hop_by_hop`), a single
+/// `transfer-encoding: chunked` when the body is chunked, Content-Length
+/// kept as one normalised line; Expect removed (the gateway answers
+/// 100-continue itself); x-forwarded-for appended to (all client lines
+/// folded into one, then `, client_ip`) or created; x-forwarded-proto set;
+/// x-request-id kept or added; x-forwarded-client-cert replaced or removed.
+pub fn write_upstream_request(head: &RequestHead<'_>, fwd: &ForwardInfo<'_>, out: &mut Vec<u8>) {
+    let fields = &head.fields;
+    let conn = &fields.connection;
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    let mut has_request_id = false;
+    for h in fields.lines() {
+        if request_disposition(h.name, conn) == Disposition::Keep {
+            has_request_id |= h.name.eq_ignore_ascii_case("x-request-id");
+            push_field(out, h.name.as_bytes(), h.value);
+        }
+    }
+    push_framing(out, head.body, fields, true);
+
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for h in fields.lines() {
+        if request_disposition(h.name, conn) == Disposition::ForwardedFor && !h.value.is_empty() {
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b", ");
+        }
+    }
+    let _ = write!(out, "{}", fwd.client_ip);
+    out.extend_from_slice(b"\r\n");
+    push_field(out, b"x-forwarded-proto", fwd.proto.as_bytes());
+    if !has_request_id {
+        push_field(out, b"x-request-id", fwd.new_request_id.as_bytes());
+    }
+    if let Some(xfcc) = fwd.xfcc {
+        push_field(out, b"x-forwarded-client-cert", xfcc.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the downstream response head (appends): status line HTTP/1.1
+/// with the upstream's reason (or the standard one if it sent none),
+/// hop-by-hop fields removed as for requests, `transfer-encoding: chunked`
+/// when the body is chunked, Content-Length as one normalised line (none
+/// for 1xx and 204, RFC 9110 §8.6), and `connection: close` when
+/// `!keep_alive` or when the body is close-delimited (it can only end with
+/// the connection).
+pub fn write_downstream_response(head: &ResponseHead<'_>, keep_alive: bool, out: &mut Vec<u8>) {
+    let fields = &head.fields;
+    let reason = if head.reason.is_empty() {
+        reason_phrase(head.status)
+    } else {
+        head.reason
+    };
+    push_status_line(out, head.status, reason);
+    for h in fields.lines() {
+        if !hop_by_hop(h.name, &fields.connection) {
+            push_field(out, h.name.as_bytes(), h.value);
+        }
+    }
+    // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in
+    // any response with a status code of 1xx (Informational) or 204 (No
+    // Content)."
+    let may_have_length = head.status >= 200 && head.status != 204;
+    push_framing(out, head.body, fields, may_have_length);
+    if !keep_alive || head.body == BodyKind::CloseDelimited {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a complete small response generated by the gateway (errors):
+/// status line, `content-type: text/plain`, `content-length`,
+/// `connection: close` when `!keep_alive`, the extra headers, then `body`.
+/// For 1xx, 204 and 304, which cannot carry content, the content fields and
+/// `body` are left out.
+pub fn write_local_response(
+    status: u16,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) {
+    push_status_line(out, status, reason_phrase(status));
+    let has_content = status >= 200 && status != 204 && status != 304;
+    if has_content {
+        out.extend_from_slice(b"content-type: text/plain\r\ncontent-length: ");
+        push_u64(out, body.len() as u64);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    for (name, value) in extra_headers {
+        push_field(out, name.as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    if has_content {
+        out.extend_from_slice(body);
+    }
+}
+
+/// The standard reason phrase for `status` (RFC 9110 §15), or `""` for an
+/// unregistered code (the reason-phrase may be empty, RFC 9112 §4).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}

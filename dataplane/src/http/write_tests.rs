@@ -1,0 +1,191 @@
+//! Byte-fixture tests of the head writers: upstream request rewriting,
+//! downstream response rewriting, local responses.
+
+use super::tests::{limits, req, res};
+use super::*;
+
+fn fwd(xfcc: Option<&str>) -> ForwardInfo<'_> {
+    ForwardInfo {
+        client_ip: "10.1.2.3".parse().unwrap(),
+        proto: "https",
+        new_request_id: "rid-1",
+        xfcc,
+    }
+}
+
+fn upstream(buf: &[u8], f: &ForwardInfo<'_>) -> String {
+    let h = req(buf).unwrap();
+    let mut out = Vec::new();
+    write_upstream_request(&h, f, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn upstream_request_rewrites_head() {
+    let buf = b"POST /v1?x HTTP/1.0\r\n\
+        Host: orders\r\n\
+        Connection: keep-alive, X-Hop, Host\r\n\
+        Keep-Alive: timeout=5\r\n\
+        X-Hop: secret\r\n\
+        Proxy-Connection: keep-alive\r\n\
+        TE: trailers\r\n\
+        Trailer: X-Sum\r\n\
+        Upgrade: websocket\r\n\
+        Expect: 100-continue\r\n\
+        Content-Length: 3, 3\r\n\
+        X-Forwarded-For: 1.1.1.1\r\n\
+        X-Forwarded-Proto: http\r\n\
+        x-forwarded-for: 2.2.2.2, 3.3.3.3\r\n\
+        X-Forwarded-Client-Cert: forged\r\n\
+        Accept: */*\r\n\r\n";
+    assert_eq!(
+        upstream(buf, &fwd(Some("By=spiffe://mesh/gw;URI=spiffe://mesh/c"))),
+        "POST /v1?x HTTP/1.1\r\n\
+         Host: orders\r\n\
+         Accept: */*\r\n\
+         content-length: 3\r\n\
+         x-forwarded-for: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.1.2.3\r\n\
+         x-forwarded-proto: https\r\n\
+         x-request-id: rid-1\r\n\
+         x-forwarded-client-cert: By=spiffe://mesh/gw;URI=spiffe://mesh/c\r\n\r\n"
+    );
+}
+
+#[test]
+fn upstream_request_chunked_keeps_one_te_and_request_id() {
+    let buf = b"PUT /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\nX-Request-Id: abc\r\nX-Forwarded-Client-Cert: forged\r\n\r\n";
+    let ip6 = ForwardInfo {
+        client_ip: "2001:db8::1".parse().unwrap(),
+        ..fwd(None)
+    };
+    assert_eq!(
+        upstream(buf, &ip6),
+        "PUT /u HTTP/1.1\r\n\
+         Host: a\r\n\
+         X-Request-Id: abc\r\n\
+         transfer-encoding: chunked\r\n\
+         x-forwarded-for: 2001:db8::1\r\n\
+         x-forwarded-proto: https\r\n\r\n"
+    );
+}
+
+#[test]
+fn upstream_request_connection_cannot_strip_framing() {
+    // "Connection: content-length" must not make the upstream read no body.
+    let buf = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length, x-request-id\r\nContent-Length: 4\r\nX-Request-Id: abc\r\n\r\n";
+    let out = upstream(buf, &fwd(None));
+    assert!(out.contains("content-length: 4\r\n"), "{out}");
+    assert!(!out.contains("abc"), "{out}");
+    assert!(out.contains("x-request-id: rid-1\r\n"), "{out}");
+    let again = req(out.as_bytes()).unwrap();
+    assert_eq!(again.body, BodyKind::Length(4));
+}
+
+#[test]
+fn upstream_request_forward_info_cannot_inject_lines() {
+    let evil = ForwardInfo {
+        new_request_id: "x\r\nEvil: 1",
+        ..fwd(Some("a\nb\0c"))
+    };
+    let out = upstream(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &evil);
+    assert!(out.contains("x-request-id: xEvil: 1\r\n"), "{out}");
+    assert!(out.contains("x-forwarded-client-cert: abc\r\n"), "{out}");
+    assert!(req(out.as_bytes()).is_ok());
+}
+
+#[test]
+fn upstream_request_round_trips() {
+    let buf = b"GET http://a.b/p?q HTTP/1.1\r\nHost: a.b\r\nX-A: 1\r\n\r\n";
+    let out = upstream(buf, &fwd(None));
+    let h = req(out.as_bytes()).unwrap();
+    assert_eq!(
+        (h.method, h.target, h.path, h.host),
+        ("GET", "http://a.b/p?q", "/p", Some("a.b"))
+    );
+    assert_eq!(h.header("x-a"), Some(&b"1"[..]));
+    assert_eq!(h.header("x-forwarded-for"), Some(&b"10.1.2.3"[..]));
+}
+
+fn downstream(buf: &[u8], method: &str, keep_alive: bool) -> String {
+    let h = res(buf, method).unwrap();
+    let mut out = Vec::new();
+    write_downstream_response(&h, keep_alive, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn downstream_response_rewrites_head() {
+    let buf = b"HTTP/1.0 200 Fine\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nContent-Length: 2,2\r\nServer: up\r\n\r\nok";
+    assert_eq!(
+        downstream(buf, "GET", true),
+        "HTTP/1.1 200 Fine\r\nServer: up\r\ncontent-length: 2\r\n\r\n"
+    );
+    assert_eq!(
+        downstream(buf, "GET", false),
+        "HTTP/1.1 200 Fine\r\nServer: up\r\ncontent-length: 2\r\nconnection: close\r\n\r\n"
+    );
+}
+
+#[test]
+fn downstream_response_framing_fields() {
+    let chunked = b"HTTP/1.1 201\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n";
+    assert_eq!(
+        downstream(chunked, "POST", true),
+        "HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    let close = b"HTTP/1.1 200 OK\r\nX: y\r\n\r\n";
+    assert_eq!(
+        downstream(close, "GET", true),
+        "HTTP/1.1 200 OK\r\nX: y\r\nconnection: close\r\n\r\n"
+    );
+    let no_content = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(
+        downstream(no_content, "GET", true),
+        "HTTP/1.1 204 No Content\r\n\r\n"
+    );
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n";
+    assert_eq!(
+        downstream(head, "HEAD", true),
+        "HTTP/1.1 200 OK\r\ncontent-length: 99\r\n\r\n"
+    );
+    let head_chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(
+        downstream(head_chunked, "HEAD", true),
+        "HTTP/1.1 200 OK\r\n\r\n"
+    );
+}
+
+#[test]
+fn local_responses() {
+    let mut out = Vec::new();
+    write_local_response(
+        503,
+        &[("retry-after", "1")],
+        b"no healthy upstream",
+        false,
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 19\r\n\
+          connection: close\r\nretry-after: 1\r\n\r\nno healthy upstream"
+    );
+    out.clear();
+    write_local_response(404, &[], b"", true, &mut out);
+    assert_eq!(
+        out,
+        b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n\r\n"
+    );
+    out.clear();
+    write_local_response(100, &[], b"ignored", true, &mut out);
+    assert_eq!(out, CONTINUE_RESPONSE);
+    out.clear();
+    write_local_response(599, &[], b"x", true, &mut out);
+    assert!(out.starts_with(b"HTTP/1.1 599 \r\n"));
+    assert!(matches!(
+        parse_response(&out, "GET", &limits()),
+        Ok(Parse::Complete(_))
+    ));
+    assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
+    assert_eq!(reason_phrase(502), "Bad Gateway");
+}
