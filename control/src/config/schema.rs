@@ -336,23 +336,24 @@ pub(super) fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse::<SocketAddr>() {
         return Ok(addr);
     }
+    let is_ip = |h: &str| {
+        h.trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    };
     let hint = match s.rsplit_once(':') {
         None => "expected IP:port",
         Some((host, _)) if host.contains(':') && !host.starts_with('[') => {
             "IPv6 addresses need brackets, e.g. [::1]:8443"
         }
-        Some((host, port)) if port.parse::<u16>().is_err() => {
-            if host.parse::<std::net::IpAddr>().is_ok()
-                || host
-                    .trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok()
-            {
-                "the port must be an integer in 0..=65535"
-            } else {
-                "expected IP:port"
-            }
+        Some((host, port)) if port.parse::<u16>().is_err() && is_ip(host) => {
+            "the port must be an integer in 0..=65535"
         }
+        Some((host, _)) if is_ip(host) || host.is_empty() => "expected IP:port",
+        Some((host, _)) if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+            "invalid IPv4 address"
+        }
+        Some((host, _)) if host.starts_with('[') => "invalid IPv6 address",
         Some(_) => "host names are not supported yet; use an IP address",
     };
     Err(format!("invalid socket address \"{s}\": {hint}"))
