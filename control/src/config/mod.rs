@@ -196,10 +196,12 @@ fn parse_issue(origin: &str, text: &str, e: &toml::de::Error) -> Issue {
     }
 }
 
-/// Turns problems into issues, finding each field's line when `text` is given.
+/// Turns problems into issues, finding each field's line when `text` is given,
+/// and orders them by position in the file (unpositioned ones last, in the
+/// order found).
 fn locate(origin: &str, text: Option<&str>, problems: Vec<Problem>) -> Vec<Issue> {
     let doc = text.map(span::Document::parse);
-    problems
+    let mut issues: Vec<Issue> = problems
         .into_iter()
         .map(|p| {
             let location = match (text, &doc) {
@@ -215,5 +217,7 @@ fn locate(origin: &str, text: Option<&str>, problems: Vec<Problem>) -> Vec<Issue
                 message: p.message,
             }
         })
-        .collect()
+        .collect();
+    issues.sort_by_key(|i| i.location.map_or((usize::MAX, 0), |l| (l.line, l.column)));
+    issues
 }

@@ -1052,3 +1052,29 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn table_level_issues_point_at_the_table_header() {
+    let text = MINIMAL.replace(
+        "[[routes]]\nlistener = \"public\"\ncluster = \"backend\"\n",
+        "",
+    );
+    let e = err(&text);
+    assert_contains(
+        &e,
+        &format!("meshgate.toml:{}:", line_of(&text, "[[listeners]]")),
+    );
+    // Issues come out in file order.
+    let text = MINIMAL
+        .replace("cluster = \"backend\"", "cluster = \"nope\"")
+        .replace("name = \"public\"", "name = \"\"");
+    let e = load(&text).unwrap_err();
+    let lines: Vec<usize> = e
+        .issues()
+        .iter()
+        .map(|i| i.location.unwrap().line)
+        .collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "{e}");
+}
