@@ -1,1 +1,286 @@
-//! route (in progress)
+//! Route stage: the immutable [`Snapshot`] a shard reads, and route matching.
+//!
+//! The control thread compiles the configuration into one [`Snapshot`]
+//! (listeners, their routes, clusters, TLS configs) and publishes it with a
+//! single `ArcSwap` store; a shard loads it once per loop turn and never
+//! mutates it. Everything here is plain data plus pure functions: no I/O, no
+//! clock, no allocation on the request path.
+//!
+//! # Matching contract
+//!
+//! [`Listener::find_route`] walks the listener's routes in configuration order
+//! and returns the first whose [`RouteMatch`] accepts the request. Every
+//! condition of a matcher must hold; an absent condition accepts anything.
+//!
+//! * **Host** — compared ASCII-case-insensitively against the request's host
+//!   (the `Host` header, or the authority of an absolute-form target) with any
+//!   `:port` removed (`[::1]:8443` → `[::1]`) and one trailing dot removed
+//!   (`example.com.` → `example.com`). [`HostMatch::Suffix`] (`*.example.com`
+//!   in config) needs at least one more character before the suffix, so it
+//!   does not match the bare `example.com`. A route with a host condition
+//!   never matches a request without a host.
+//! * **Path** — `path` is the origin-form request target; anything from the
+//!   first `?` on (the query) is ignored. [`PathMatch::Prefix`] is a plain
+//!   byte-prefix test (`/api` matches `/api`, `/api/x` and `/apix`; write
+//!   `/api/` to match on a segment boundary). Paths are case-sensitive.
+//! * **Methods** — the request method must equal one of the listed methods
+//!   exactly (methods are case-sensitive, RFC 9110 §9.1; the config loader
+//!   uppercases what the operator wrote). An empty list accepts any method.
+//!
+//! Nothing here panics on any input.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::tls::ServerTls;
+
+#[cfg(test)]
+mod tests;
+
+/// Everything a shard needs to serve traffic, compiled by the control thread
+/// and shared read-only by all shards.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one with every published snapshot; shards compare it to
+    /// notice a new snapshot cheaply.
+    pub generation: u64,
+    /// In configuration order.
+    pub listeners: Vec<Listener>,
+    /// In configuration order; [`ClusterId`] `n` is `clusters[n]`.
+    pub clusters: Vec<Cluster>,
+}
+
+impl Snapshot {
+    /// The cluster a route points at.
+    ///
+    /// # Panics
+    ///
+    /// If `id` did not come from this snapshot (the compiler only hands out
+    /// ids of clusters it put in the same snapshot, so this is a bug, never
+    /// an input error).
+    pub fn cluster(&self, id: ClusterId) -> &Cluster {
+        &self.clusters[id.0 as usize]
+    }
+
+    /// The listener with this name, if any.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+/// One listening address and what to do with its connections.
+#[derive(Debug)]
+pub struct Listener {
+    /// Unique among the snapshot's listeners.
+    pub name: String,
+    /// Every shard binds its own `SO_REUSEPORT` socket to this address.
+    pub address: SocketAddr,
+    pub protocol: Protocol,
+    /// `None`: plaintext.
+    pub tls: Option<ServerTls>,
+    /// In configuration order; the first match wins. A [`Protocol::Tcp`]
+    /// listener has exactly one route, with an empty matcher.
+    pub routes: Vec<Route>,
+    pub limits: HttpLimits,
+}
+
+impl Listener {
+    /// The first route (in configuration order) that accepts the request, or
+    /// `None` when none does. `host` is the request's host as sent (a `:port`
+    /// is ignored), `path` its origin-form target (a query is ignored). See
+    /// the module docs for the exact rules. Does not allocate.
+    pub fn find_route(&self, host: Option<&str>, path: &str, method: &str) -> Option<&Route> {
+        let host = host.map(normalize_host);
+        let path = match path.find('?') {
+            Some(q) => &path[..q],
+            None => path,
+        };
+        self.routes
+            .iter()
+            .find(|r| r.matcher.matches_normalized(host, path, method))
+    }
+}
+
+/// What a listener speaks once TLS (if any) is terminated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1: requests are routed one by one.
+    Http,
+    /// Raw bytes, forwarded to the listener's one route's cluster.
+    Tcp,
+}
+
+/// Per-listener limits on downstream connections.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request head (request line plus headers) accepted; larger
+    /// heads get `431`. Default 64 KiB.
+    pub max_header_bytes: usize,
+    /// Time allowed from the first byte of a request head (or from accept)
+    /// to its end; expiry gets `408` and closes. Default 10 s.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight and no bytes moving for this
+    /// long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Most open downstream connections **per shard** for this listener
+    /// (shards share nothing, so a global count would need a contended
+    /// atomic on every accept; the process-wide bound is this times the shard
+    /// count). `0` means unlimited. Default 0.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_header_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 0,
+        }
+    }
+}
+
+/// A matcher and where matching requests go.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Unique in the snapshot; used in logs and metrics.
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub cluster: ClusterId,
+    /// Total time allowed from sending the request upstream to receiving the
+    /// complete upstream response head (connect time included); expiry gets
+    /// `504`. Default 15 s.
+    pub timeout: Duration,
+}
+
+/// Conditions a request must all meet; an absent condition accepts anything.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMatch {
+    pub host: Option<HostMatch>,
+    pub path: Option<PathMatch>,
+    /// Empty: any method. Otherwise uppercase method tokens.
+    pub methods: Vec<String>,
+}
+
+impl RouteMatch {
+    /// Whether the request meets every condition. Same rules as
+    /// [`Listener::find_route`]; does not allocate.
+    pub fn matches(&self, host: Option<&str>, path: &str, method: &str) -> bool {
+        let path = match path.find('?') {
+            Some(q) => &path[..q],
+            None => path,
+        };
+        self.matches_normalized(host.map(normalize_host), path, method)
+    }
+
+    fn matches_normalized(&self, host: Option<&str>, path: &str, method: &str) -> bool {
+        if let Some(want) = &self.host {
+            match host {
+                Some(h) if want.matches(h) => {}
+                _ => return false,
+            }
+        }
+        if let Some(want) = &self.path
+            && !want.matches(path)
+        {
+            return false;
+        }
+        self.methods.is_empty() || self.methods.iter().any(|m| m == method)
+    }
+}
+
+/// A host condition; the stored name is ASCII-lowercase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// The whole host, e.g. `api.example.com` (or `[::1]` for an IPv6 literal).
+    Exact(String),
+    /// A dot-led suffix, e.g. `.example.com` (config `*.example.com`); the
+    /// host must be longer than the suffix.
+    Suffix(String),
+}
+
+impl HostMatch {
+    /// `host` must already have its port and trailing dot removed.
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostMatch::Exact(want) => host.eq_ignore_ascii_case(want),
+            HostMatch::Suffix(suffix) => {
+                host.len() > suffix.len()
+                    && host.is_char_boundary(host.len() - suffix.len())
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        }
+    }
+}
+
+/// A path condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The path starts with these bytes.
+    Prefix(String),
+    /// The path is exactly this.
+    Exact(String),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Exact(p) => path == p,
+        }
+    }
+}
+
+/// Index of a cluster in [`Snapshot::clusters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClusterId(pub u32);
+
+/// A named set of upstream endpoints.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Unique in the snapshot.
+    pub name: String,
+    /// At least one, no duplicates.
+    pub endpoints: Vec<SocketAddr>,
+    /// Time allowed for one TCP connect to an endpoint. Default 1 s.
+    pub connect_timeout: Duration,
+    pub pool: PoolSettings,
+}
+
+/// Per-shard upstream connection pool settings of a cluster.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Idle keep-alive connections kept per endpoint (per shard). Default 64;
+    /// 0 disables pooling.
+    pub max_idle_per_endpoint: usize,
+    /// An idle pooled connection older than this is closed. Default 30 s.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_idle_per_endpoint: 64,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Strips a `:port` (also from `[v6]:port`) and one trailing dot. Borrows,
+/// never allocates; a malformed host comes back as-is and simply fails to
+/// match.
+pub fn normalize_host(host: &str) -> &str {
+    let host = if host.starts_with('[') {
+        // IPv6 literal: keep the brackets, drop what follows `]`.
+        match host.find(']') {
+            Some(end) => &host[..=end],
+            None => host,
+        }
+    } else {
+        match host.rfind(':') {
+            Some(colon) => &host[..colon],
+            None => host,
+        }
+    };
+    host.strip_suffix('.').unwrap_or(host)
+}

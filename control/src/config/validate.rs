@@ -1,0 +1,446 @@
+//! Semantic validation and normalization of a parsed [`Config`]: every
+//! cross-field rule, reporting all problems rather than the first.
+//!
+//! Normalization (done in the same pass, so the loaded `Config` shows what
+//! will run): relative paths become absolute against the config's folder,
+//! default route names are filled in, hosts are lowercased and methods
+//! uppercased.
+
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+
+use super::schema::{ClientAuthConfig, Config, ListenerProtocol, MatchConfig, Stack};
+use super::tls_shim;
+
+/// A problem before it is given a file position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Longest accepted timeout: one day.
+pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+/// Bounds of `listeners.max_header_bytes`.
+pub const HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=1024 * 1024;
+/// Longest accepted name (listener, route, cluster).
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Makes relative paths absolute: `base_dir` joined (and made absolute
+/// against the working directory if itself relative). Does not touch the
+/// file system.
+pub(super) fn resolve_path(base_dir: &Path, p: &Path) -> PathBuf {
+    let joined = base_dir.join(p);
+    std::path::absolute(&joined).unwrap_or(joined)
+}
+
+/// Applies defaults that depend on other fields and resolves paths.
+pub(super) fn normalize(config: &mut Config, base_dir: &Path) {
+    if let Some(socket) = &mut config.control.socket {
+        *socket = resolve_path(base_dir, socket);
+    }
+    for l in &mut config.listeners {
+        if let Some(tls) = &mut l.tls {
+            tls.cert = resolve_path(base_dir, &tls.cert);
+            tls.key = resolve_path(base_dir, &tls.key);
+            if let Some(ca) = &mut tls.client_ca {
+                *ca = resolve_path(base_dir, ca);
+            }
+        }
+    }
+    let mut per_listener: HashMap<String, usize> = HashMap::new();
+    for r in &mut config.routes {
+        let n = per_listener.entry(r.listener.clone()).or_default();
+        if r.name.is_none() {
+            r.name = Some(format!("{}#{}", r.listener, n));
+        }
+        *n += 1;
+        if let Some(h) = &mut r.matcher.host {
+            h.make_ascii_lowercase();
+        }
+        for m in &mut r.matcher.methods {
+            m.make_ascii_uppercase();
+        }
+    }
+}
+
+/// Every rule that spans fields; empty when the config is valid.
+pub(super) fn check(config: &Config) -> Vec<Problem> {
+    let mut p = Problems::default();
+    if config.dataplane.stack == Stack::Userspace {
+        p.push(
+            "dataplane.stack",
+            "stack \"userspace\" is not supported yet; use \"kernel\"",
+        );
+    }
+    check_listeners(config, &mut p);
+    check_clusters(config, &mut p);
+    check_routes(config, &mut p);
+    p.0
+}
+
+fn check_name(p: &mut Problems, path: &str, what: &str, name: &str) {
+    if name.is_empty() {
+        p.push(path, format!("{what} name must not be empty"));
+    } else if name.len() > MAX_NAME_LEN {
+        p.push(
+            path,
+            format!("{what} name is longer than {MAX_NAME_LEN} bytes"),
+        );
+    } else if name.chars().any(char::is_control) {
+        p.push(
+            path,
+            format!("{what} name {name:?} contains a control character"),
+        );
+    }
+}
+
+/// Reports the second and later uses of a name; `names` yields (path, name).
+fn check_unique<'a>(p: &mut Problems, what: &str, names: impl Iterator<Item = (String, &'a str)>) {
+    let mut seen: HashMap<&str, String> = HashMap::new();
+    for (path, name) in names {
+        if name.is_empty() {
+            continue;
+        }
+        match seen.get(name) {
+            Some(first) => p.push(
+                &path,
+                format!("duplicate {what} name \"{name}\" (first used at {first})"),
+            ),
+            None => {
+                seen.insert(name, path);
+            }
+        }
+    }
+}
+
+fn check_timeout(p: &mut Problems, path: &str, ms: u64) {
+    if ms == 0 || ms > MAX_TIMEOUT_MS {
+        p.push(
+            path,
+            format!("{ms} is out of range: expected 1..={MAX_TIMEOUT_MS} milliseconds"),
+        );
+    }
+}
+
+fn check_listeners(config: &Config, p: &mut Problems) {
+    if config.listeners.is_empty() {
+        p.push("listeners", "at least one [[listeners]] entry is required");
+    }
+    let mut addresses: HashMap<std::net::SocketAddr, usize> = HashMap::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let at = |field: &str| format!("listeners[{i}].{field}");
+        check_name(p, &at("name"), "listener", &l.name);
+        if l.address.port() == 0 {
+            p.push(
+                at("address"),
+                format!(
+                    "port 0 is not supported in \"{}\": every shard binds its own socket, so the port must be fixed",
+                    l.address
+                ),
+            );
+        }
+        match addresses.get(&l.address) {
+            Some(first) => p.push(
+                at("address"),
+                format!(
+                    "duplicate address \"{}\" (also listeners[{first}].address)",
+                    l.address
+                ),
+            ),
+            None => {
+                addresses.insert(l.address, i);
+            }
+        }
+        if !HEADER_BYTES_RANGE.contains(&l.max_header_bytes) {
+            p.push(
+                at("max_header_bytes"),
+                format!(
+                    "{} is out of range: expected {}..={}",
+                    l.max_header_bytes,
+                    HEADER_BYTES_RANGE.start(),
+                    HEADER_BYTES_RANGE.end()
+                ),
+            );
+        }
+        check_timeout(p, &at("header_timeout_ms"), l.header_timeout_ms);
+        check_timeout(p, &at("idle_timeout_ms"), l.idle_timeout_ms);
+
+        let routes: Vec<usize> = (0..config.routes.len())
+            .filter(|&r| config.routes[r].listener == l.name)
+            .collect();
+        match l.protocol {
+            ListenerProtocol::Tcp if routes.len() != 1 => p.push(
+                format!("listeners[{i}]"),
+                format!(
+                    "tcp listener \"{}\" needs exactly one route, found {}",
+                    l.name,
+                    routes.len()
+                ),
+            ),
+            ListenerProtocol::Http if routes.is_empty() => p.push(
+                format!("listeners[{i}]"),
+                format!(
+                    "no route uses listener \"{}\"; it would answer 404 to everything",
+                    l.name
+                ),
+            ),
+            _ => {}
+        }
+
+        if let Some(tls) = &l.tls {
+            let auth = tls.effective_client_auth();
+            match (auth, &tls.client_ca) {
+                (ClientAuthConfig::Require | ClientAuthConfig::Optional, None) => p.push(
+                    at("tls.client_ca"),
+                    format!(
+                        "required when client_auth is \"{}\"",
+                        if auth == ClientAuthConfig::Require { "require" } else { "optional" }
+                    ),
+                ),
+                (ClientAuthConfig::None, Some(_)) => p.push(
+                    at("tls.client_auth"),
+                    "client_auth is \"none\" but client_ca is set; remove client_ca or choose \"require\" or \"optional\"",
+                ),
+                _ => {}
+            }
+            let known = tls_shim::known_group_names();
+            if tls.groups.is_empty() {
+                p.push(
+                    at("tls.groups"),
+                    "at least one key-exchange group is required",
+                );
+            }
+            for (g, name) in tls.groups.iter().enumerate() {
+                let path = at(&format!("tls.groups[{g}]"));
+                if !known.contains(&name.as_str()) {
+                    p.push(
+                        path,
+                        format!("unknown group \"{name}\" (known: {})", known.join(", ")),
+                    );
+                } else if tls.groups[..g].contains(name) {
+                    p.push(path, format!("duplicate group \"{name}\""));
+                }
+            }
+            for (a, proto) in tls.alpn.iter().flatten().enumerate() {
+                let path = at(&format!("tls.alpn[{a}]"));
+                if proto.is_empty() || proto.len() > 255 {
+                    p.push(path, "an ALPN protocol name must be 1..=255 bytes");
+                } else if tls.alpn.iter().flatten().take(a).any(|x| x == proto) {
+                    p.push(path, format!("duplicate ALPN protocol \"{proto}\""));
+                }
+            }
+        }
+    }
+    check_unique(
+        p,
+        "listener",
+        config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("listeners[{i}].name"), l.name.as_str())),
+    );
+}
+
+fn check_clusters(config: &Config, p: &mut Problems) {
+    for (i, c) in config.clusters.iter().enumerate() {
+        let at = |field: &str| format!("clusters[{i}].{field}");
+        check_name(p, &at("name"), "cluster", &c.name);
+        if c.endpoints.is_empty() {
+            p.push(at("endpoints"), "at least one endpoint is required");
+        }
+        for (e, addr) in c.endpoints.iter().enumerate() {
+            let path = at(&format!("endpoints[{e}]"));
+            if addr.port() == 0 {
+                p.push(path, format!("port 0 in endpoint \"{addr}\""));
+            } else if let Some(first) = c.endpoints[..e].iter().position(|a| a == addr) {
+                p.push(
+                    path,
+                    format!("duplicate endpoint \"{addr}\" (also endpoints[{first}])"),
+                );
+            }
+        }
+        check_timeout(p, &at("connect_timeout_ms"), c.connect_timeout_ms);
+        check_timeout(p, &at("pool.idle_timeout_ms"), c.pool.idle_timeout_ms);
+    }
+    check_unique(
+        p,
+        "cluster",
+        config
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("clusters[{i}].name"), c.name.as_str())),
+    );
+}
+
+/// "a, b, c" or a phrase for none.
+fn known_list<'a>(names: impl Iterator<Item = &'a str>, none: &str) -> String {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        none.to_owned()
+    } else {
+        format!("known: {}", names.join(", "))
+    }
+}
+
+fn check_routes(config: &Config, p: &mut Problems) {
+    for (i, r) in config.routes.iter().enumerate() {
+        let at = |field: &str| format!("routes[{i}].{field}");
+        if let Some(name) = &r.name {
+            check_name(p, &at("name"), "route", name);
+        }
+        let listener = config.listeners.iter().find(|l| l.name == r.listener);
+        if listener.is_none() {
+            p.push(
+                at("listener"),
+                format!(
+                    "unknown listener \"{}\" ({})",
+                    r.listener,
+                    known_list(
+                        config.listeners.iter().map(|l| l.name.as_str()),
+                        "no listeners are defined"
+                    )
+                ),
+            );
+        }
+        if !config.clusters.iter().any(|c| c.name == r.cluster) {
+            p.push(
+                at("cluster"),
+                format!(
+                    "unknown cluster \"{}\" ({})",
+                    r.cluster,
+                    known_list(
+                        config.clusters.iter().map(|c| c.name.as_str()),
+                        "no clusters are defined"
+                    )
+                ),
+            );
+        }
+        check_timeout(p, &at("timeout_ms"), r.timeout_ms);
+        check_match(p, i, &r.matcher);
+        if listener.is_some_and(|l| l.protocol == ListenerProtocol::Tcp)
+            && r.matcher != MatchConfig::default()
+        {
+            p.push(
+                at("match"),
+                format!(
+                    "listener \"{}\" is a tcp listener; its route cannot match on host, path or method",
+                    r.listener
+                ),
+            );
+        }
+    }
+    check_unique(
+        p,
+        "route",
+        config
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((format!("routes[{i}].name"), r.name.as_deref()?))),
+    );
+}
+
+fn check_match(p: &mut Problems, i: usize, m: &MatchConfig) {
+    let at = |field: &str| format!("routes[{i}].match.{field}");
+    if let Some(host) = &m.host
+        && let Err(why) = check_host(host)
+    {
+        p.push(at("host"), format!("invalid host \"{host}\": {why}"));
+    }
+    if m.path_prefix.is_some() && m.path_exact.is_some() {
+        p.push(
+            at("path_exact"),
+            "path_prefix and path_exact are exclusive; use one",
+        );
+    }
+    for (field, path) in [
+        ("path_prefix", &m.path_prefix),
+        ("path_exact", &m.path_exact),
+    ] {
+        if let Some(path) = path {
+            if !path.starts_with('/') {
+                p.push(at(field), format!("path \"{path}\" must start with \"/\""));
+            } else if path.contains(['?', '#']) || path.chars().any(|c| c.is_control() || c == ' ')
+            {
+                p.push(
+                    at(field),
+                    format!("path \"{path}\" must not contain a query, fragment, space or control character"),
+                );
+            }
+        }
+    }
+    for (k, method) in m.methods.iter().enumerate() {
+        let path = at(&format!("methods[{k}]"));
+        if method.is_empty() || !method.bytes().all(is_tchar) {
+            p.push(
+                path,
+                format!("invalid method \"{method}\": expected an HTTP token such as GET"),
+            );
+        } else if m.methods[..k].contains(method) {
+            p.push(path, format!("duplicate method \"{method}\""));
+        }
+    }
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Accepts `name.example`, `*.example` and `[v6]`; expects lowercase input.
+fn check_host(host: &str) -> Result<(), &'static str> {
+    if host.is_empty() {
+        return Err("must not be empty");
+    }
+    if host == "*" {
+        return Err("\"*\" matches every host; leave host out instead");
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        return match inner.strip_suffix(']').map(str::parse::<Ipv6Addr>) {
+            Some(Ok(_)) => Ok(()),
+            _ => Err("expected an IPv6 address in brackets, e.g. [::1]"),
+        };
+    }
+    if host.parse::<Ipv6Addr>().is_ok() {
+        return Err("IPv6 addresses need brackets, e.g. [::1]");
+    }
+    if host.contains(':') {
+        return Err("must not include a port (matching ignores the request's port)");
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.contains('*') {
+        return Err("a wildcard is only allowed as the whole first label, e.g. *.example.com");
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > 253 {
+        return Err("expected a host name such as api.example.com");
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("every label must be 1..=63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err("only letters, digits, '-', '_' and '.' are allowed");
+        }
+    }
+    Ok(())
+}
