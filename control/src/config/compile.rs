@@ -14,7 +14,7 @@ use dataplane::tls::{ClientAuth, ServerTls, ServerTlsSettings, TlsVersion};
 use super::schema::{
     ClientAuthConfig, Config, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, TlsConfig,
 };
-use super::tls_shim;
+use super::tls_build;
 use super::validate::Problem;
 
 /// Builds the snapshot; the config must have passed `validate::check`.
@@ -178,7 +178,7 @@ fn build_tls(i: usize, l: &ListenerConfig, t: &TlsConfig) -> Result<ServerTls, V
     if !problems.is_empty() {
         return Err(problems);
     }
-    tls_shim::build_tls(&tls_settings(l, t)).map_err(|e| {
+    tls_build::build_tls(&tls_settings(l, t)).map_err(|e| {
         vec![Problem {
             path: format!("listeners[{i}].tls"),
             message: e.to_string(),

@@ -24,7 +24,7 @@
 mod compile;
 mod schema;
 mod span;
-mod tls_shim;
+mod tls_build;
 mod validate;
 
 #[cfg(test)]

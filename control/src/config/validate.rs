@@ -11,7 +11,7 @@ use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
 use super::schema::{ClientAuthConfig, Config, ListenerProtocol, MatchConfig, Stack};
-use super::tls_shim;
+use super::tls_build;
 
 /// A problem before it is given a file position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,15 +144,8 @@ fn check_listeners(config: &Config, p: &mut Problems) {
     for (i, l) in config.listeners.iter().enumerate() {
         let at = |field: &str| format!("listeners[{i}].{field}");
         check_name(p, &at("name"), "listener", &l.name);
-        if l.address.port() == 0 {
-            p.push(
-                at("address"),
-                format!(
-                    "port 0 is not supported in \"{}\": every shard binds its own socket, so the port must be fixed",
-                    l.address
-                ),
-            );
-        }
+        // Port 0 is allowed: the daemon binds the first shard's socket, reads
+        // the port the kernel chose, and binds the other shards to it.
         match addresses.get(&l.address) {
             Some(first) => p.push(
                 at("address"),
@@ -217,7 +210,7 @@ fn check_listeners(config: &Config, p: &mut Problems) {
                 ),
                 _ => {}
             }
-            let known = tls_shim::known_group_names();
+            let known = tls_build::known_group_names();
             if tls.groups.is_empty() {
                 p.push(
                     at("tls.groups"),

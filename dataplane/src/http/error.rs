@@ -34,6 +34,10 @@ pub enum HttpError {
     /// Status code outside 100..=599 (RFC 9110 §15).
     #[error("status code outside 100..=599")]
     InvalidStatusCode,
+    /// A 101 Switching Protocols response: the gateway strips `Upgrade`, so
+    /// an upstream that switches protocols broke the exchange.
+    #[error("unexpected 101 Switching Protocols")]
+    UnexpectedUpgrade,
     /// A byte that is not a `tchar` in a field name, including whitespace
     /// before the colon and obs-fold continuation lines (RFC 9112 §5.1, §5.2).
     #[error("invalid byte in header field name")]

@@ -170,7 +170,7 @@ async fn request<S: ByteStream>(
         // The response head.
         let deadline = runtime::now() + target.timeout;
         let mut upbuf = BufPool::take();
-        match read_response_head(&mut up, &mut upbuf, plan.is_head, deadline, &mut out).await {
+        match read_response_head(&mut up, &mut upbuf, plan.is_head, plan.keep_alive, deadline, &mut out).await {
             Ok(resp) => break (up, upbuf, resp),
             Err(ProxyError::UpstreamClosed) if retryable && upbuf.is_empty() => {
                 attempt += 1;
@@ -184,11 +184,7 @@ async fn request<S: ByteStream>(
         }
     };
     // `out` now holds the downstream response head; stream the body.
-    let down_keep_alive = plan.keep_alive && response.body != BodyKind::CloseDelimited;
-    if !down_keep_alive && response.keep_alive_header_written {
-        // The head was written for keep-alive; rewrite it to close.
-        out.clear();
-    }
+    let down_keep_alive = response.downstream_keep_alive;
     ctx.stats.response(response.status);
     let mut decoder = BodyDecoder::new(response.body);
     let (r, out) = forward(&mut up, &mut upbuf, &mut decoder, down, out, target.timeout, limits.idle_timeout).await;
@@ -355,7 +351,8 @@ struct Response {
     status: u16,
     body: BodyKind,
     upstream_keep_alive: bool,
-    keep_alive_header_written: bool,
+    /// Whether the head written downstream keeps the connection open.
+    downstream_keep_alive: bool,
 }
 
 /// Reads the upstream response head (skipping interim 1xx responses) and
@@ -364,6 +361,7 @@ async fn read_response_head(
     up: &mut Plain<TcpStream>,
     upbuf: &mut Vec<u8>,
     is_head: bool,
+    client_keep_alive: bool,
     deadline: Instant,
     out: &mut Vec<u8>,
 ) -> Result<Response, ProxyError> {
@@ -382,13 +380,14 @@ async fn read_response_head(
                         continue;
                     }
                     out.clear();
-                    let keep = head.body != BodyKind::CloseDelimited;
+                    // A close-delimited body ends only when the connection does.
+                    let keep = client_keep_alive && head.body != BodyKind::CloseDelimited;
                     http::write_downstream_response(&head, keep, out);
                     let response = Response {
                         status: head.status,
                         body: head.body,
                         upstream_keep_alive: head.keep_alive,
-                        keep_alive_header_written: keep,
+                        downstream_keep_alive: keep,
                     };
                     upbuf.drain(..head_len);
                     return Ok(response);

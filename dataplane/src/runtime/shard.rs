@@ -15,16 +15,17 @@ pub fn auto_shard_count() -> usize {
     thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-/// Starts `count` shard threads named `shard-N`, pinning shard N to the Nth
-/// core (modulo the cores available) when `pin` is set, and runs
-/// `body(N)` on each.
-pub fn spawn_shards<F>(count: usize, pin: bool, body: F) -> io::Result<Vec<ShardThread>>
+/// Starts one thread per element of `inits`, named `shard-N`, pinning shard
+/// N to the Nth core (modulo the cores available) when `pin` is set, and
+/// runs `body(N, inits[N])` on it.
+pub fn spawn_shards<T, F>(inits: Vec<T>, pin: bool, body: F) -> io::Result<Vec<ShardThread>>
 where
-    F: Fn(usize) + Send + Sync + Clone + 'static,
+    T: Send + 'static,
+    F: Fn(usize, T) + Send + Clone + 'static,
 {
     let cores = if pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
-    let mut threads = Vec::with_capacity(count);
-    for id in 0..count {
+    let mut threads = Vec::with_capacity(inits.len());
+    for (id, init) in inits.into_iter().enumerate() {
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let body = body.clone();
         let handle = thread::Builder::new().name(format!("shard-{id}")).spawn(move || {
@@ -33,7 +34,7 @@ where
                     log::warn!("shard {id}: could not pin to core {}", core.id);
                 }
             }
-            body(id);
+            body(id, init);
         })?;
         threads.push(ShardThread { id, handle });
     }

@@ -277,7 +277,7 @@ fn two_shards_both_receive_connections() {
         let served = served.clone();
         let ready = ready.clone();
         let stop = stop.clone();
-        move |id: usize| {
+        move |id: usize, (): ()| {
             let served = served.clone();
             let ready = ready.clone();
             let stop = stop.clone();
@@ -294,7 +294,7 @@ fn two_shards_both_receive_connections() {
             });
         }
     };
-    let threads = shard::spawn_shards(2, false, body).unwrap();
+    let threads = shard::spawn_shards(vec![(), ()], false, body).unwrap();
     ready.wait();
     for _ in 0..200 {
         let mut s = std::net::TcpStream::connect(addr).unwrap();

@@ -1,0 +1,177 @@
+//! The daemon: loads and compiles the configuration, binds every shard's
+//! listening sockets, starts the pinned shards, then serves signals on the
+//! control thread (SIGHUP reloads, SIGINT/SIGTERM stop).
+//!
+//! Sockets are bound here, before any shard starts, so a bad or busy address
+//! fails the start with a message naming the listener. A listener with port
+//! 0 gets the port the kernel chose for the first shard's socket; every
+//! other shard binds that same port (`SO_REUSEPORT`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use dataplane::proxy::{run_shard, ShardInit};
+use dataplane::route::{Protocol, Snapshot};
+use dataplane::runtime::shard::spawn_shards;
+use dataplane::runtime::signals::{self, Signal};
+use dataplane::runtime::{BoundSocket, RuntimeConfig};
+
+use crate::config::{Config, ConfigError, Stack};
+
+/// Why the daemon could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("listener {name:?}: cannot listen on {address}: {source}")]
+    Bind { name: String, address: SocketAddr, source: std::io::Error },
+    #[error("listener {name:?}: protocol \"tcp\" is not supported yet (only \"http\")")]
+    TcpUnsupported { name: String },
+    #[error("dataplane.stack = \"userspace\" is not supported yet (only \"kernel\")")]
+    UserspaceUnsupported,
+    #[error("cannot start shard threads: {0}")]
+    Spawn(std::io::Error),
+    #[error("signal setup: {0}")]
+    Signals(std::io::Error),
+    #[error("shard {0} stopped unexpectedly")]
+    ShardDied(usize),
+}
+
+/// A listener as started: its name and the address it really listens on.
+#[derive(Debug, Clone)]
+pub struct BoundListener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: bool,
+}
+
+/// Checks a configuration file the way `run` would load it (including
+/// certificates), without binding anything.
+pub fn check(path: &Path) -> Result<Config, DaemonError> {
+    let config = Config::from_file(path)?;
+    let snapshot = config.compile(1)?;
+    supported(&config, &snapshot)?;
+    Ok(config)
+}
+
+fn supported(config: &Config, snapshot: &Snapshot) -> Result<(), DaemonError> {
+    if config.dataplane.stack == Stack::Userspace {
+        return Err(DaemonError::UserspaceUnsupported);
+    }
+    if let Some(l) = snapshot.listeners.iter().find(|l| l.protocol == Protocol::Tcp) {
+        return Err(DaemonError::TcpUnsupported { name: l.name.clone() });
+    }
+    Ok(())
+}
+
+/// Binds `shards` sockets per listener.
+fn bind_all(snapshot: &Snapshot, shards: usize) -> Result<(Vec<Vec<(String, BoundSocket)>>, Vec<BoundListener>), DaemonError> {
+    let mut per_shard: Vec<Vec<(String, BoundSocket)>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut bound = Vec::new();
+    for l in &snapshot.listeners {
+        let err = |address, source| DaemonError::Bind { name: l.name.clone(), address, source };
+        let first = BoundSocket::bind(l.address, true).map_err(|e| err(l.address, e))?;
+        let actual = first.local_addr();
+        per_shard[0].push((l.name.clone(), first));
+        for sockets in per_shard.iter_mut().skip(1) {
+            let s = BoundSocket::bind(actual, true).map_err(|e| err(actual, e))?;
+            sockets.push((l.name.clone(), s));
+        }
+        bound.push(BoundListener { name: l.name.clone(), address: actual, tls: l.tls.is_some() });
+    }
+    Ok((per_shard, bound))
+}
+
+/// Runs the gateway with the configuration at `path` until SIGINT/SIGTERM.
+/// `on_ready` is called once every listener is bound and the shards run.
+pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), DaemonError> {
+    signals::block().map_err(DaemonError::Signals)?;
+    let config = Config::from_file(path)?;
+    let mut generation = 1;
+    let snapshot = config.compile(generation)?;
+    supported(&config, &snapshot)?;
+    let shards = config.dataplane.shards.resolve();
+    let (per_shard, bound) = bind_all(&snapshot, shards)?;
+    for l in &bound {
+        let scheme = if l.tls { "https" } else { "http" };
+        log::info!("listener {:?} listening on {} ({scheme}, {shards} shards)", l.name, l.address);
+    }
+    let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
+    let stop = Arc::new(AtomicBool::new(false));
+    let inits: Vec<ShardInit> = per_shard
+        .into_iter()
+        .enumerate()
+        .map(|(id, listeners)| ShardInit {
+            id,
+            snapshots: snapshots.clone(),
+            listeners,
+            stop: stop.clone(),
+            runtime: RuntimeConfig::default(),
+        })
+        .collect();
+    let threads = spawn_shards(inits, true, |id, init| {
+        if let Err(e) = run_shard(init) {
+            log::error!("shard {id}: {e}");
+        }
+    })
+    .map_err(DaemonError::Spawn)?;
+    log::info!("meshgate {} running: {} shards, config {}", env!("CARGO_PKG_VERSION"), shards, path.display());
+    on_ready(&bound);
+
+    let result = loop {
+        if let Some(dead) = threads.iter().find(|t| t.handle.is_finished()) {
+            break Err(DaemonError::ShardDied(dead.id));
+        }
+        match signals::wait(Duration::from_millis(200)) {
+            Some(Signal::Interrupt) | Some(Signal::Terminate) => {
+                log::info!("stopping");
+                break Ok(());
+            }
+            Some(Signal::Hangup) => match reload(path, &snapshots, generation + 1) {
+                Ok(()) => {
+                    generation += 1;
+                    log::info!("configuration reloaded from {} (generation {generation})", path.display());
+                }
+                Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
+            },
+            None => {}
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.handle.join();
+    }
+    result
+}
+
+/// Re-reads the configuration and publishes it with one atomic swap.
+/// Listener sockets stay as bound: a reload that changes the set of listener
+/// names or addresses is refused (live listener changes come with the
+/// control socket).
+fn reload(path: &Path, snapshots: &ArcSwap<Snapshot>, generation: u64) -> Result<(), DaemonError> {
+    let config = Config::from_file(path)?;
+    let snapshot = config.compile(generation)?;
+    supported(&config, &snapshot)?;
+    let current = snapshots.load();
+    let same = current.listeners.len() == snapshot.listeners.len()
+        && current.listeners.iter().zip(&snapshot.listeners).all(|(a, b)| a.name == b.name);
+    if !same {
+        return Err(DaemonError::Config(ConfigError::Invalid(vec![crate::config::Issue {
+            origin: path.display().to_string(),
+            location: None,
+            path: "listeners".into(),
+            message: "changing listeners needs a restart for now; routes, clusters and TLS files reload".into(),
+        }])));
+    }
+    snapshots.store(Arc::new(snapshot));
+    Ok(())
+}
+
+/// Where `quickstart` writes its files by default.
+pub fn default_quickstart_dir() -> PathBuf {
+    PathBuf::from("meshgate-quickstart")
+}
