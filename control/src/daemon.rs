@@ -9,12 +9,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use dataplane::proxy::{run_shard, ShardInit};
+use dataplane::proxy::{ShardInit, run_shard};
 use dataplane::route::{Protocol, Snapshot};
 use dataplane::runtime::shard::spawn_shards;
 use dataplane::runtime::signals::{self, Signal};
@@ -28,7 +28,11 @@ pub enum DaemonError {
     #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("listener {name:?}: cannot listen on {address}: {source}")]
-    Bind { name: String, address: SocketAddr, source: std::io::Error },
+    Bind {
+        name: String,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("listener {name:?}: protocol \"tcp\" is not supported yet (only \"http\")")]
     TcpUnsupported { name: String },
     #[error("dataplane.stack = \"userspace\" is not supported yet (only \"kernel\")")]
@@ -62,18 +66,34 @@ fn supported(config: &Config, snapshot: &Snapshot) -> Result<(), DaemonError> {
     if config.dataplane.stack == Stack::Userspace {
         return Err(DaemonError::UserspaceUnsupported);
     }
-    if let Some(l) = snapshot.listeners.iter().find(|l| l.protocol == Protocol::Tcp) {
-        return Err(DaemonError::TcpUnsupported { name: l.name.clone() });
+    if let Some(l) = snapshot
+        .listeners
+        .iter()
+        .find(|l| l.protocol == Protocol::Tcp)
+    {
+        return Err(DaemonError::TcpUnsupported {
+            name: l.name.clone(),
+        });
     }
     Ok(())
 }
 
+/// One shard's listening sockets, by listener name.
+type ShardSockets = Vec<(String, BoundSocket)>;
+
 /// Binds `shards` sockets per listener.
-fn bind_all(snapshot: &Snapshot, shards: usize) -> Result<(Vec<Vec<(String, BoundSocket)>>, Vec<BoundListener>), DaemonError> {
-    let mut per_shard: Vec<Vec<(String, BoundSocket)>> = (0..shards).map(|_| Vec::new()).collect();
+fn bind_all(
+    snapshot: &Snapshot,
+    shards: usize,
+) -> Result<(Vec<ShardSockets>, Vec<BoundListener>), DaemonError> {
+    let mut per_shard: Vec<ShardSockets> = (0..shards).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for l in &snapshot.listeners {
-        let err = |address, source| DaemonError::Bind { name: l.name.clone(), address, source };
+        let err = |address, source| DaemonError::Bind {
+            name: l.name.clone(),
+            address,
+            source,
+        };
         let first = BoundSocket::bind(l.address, true).map_err(|e| err(l.address, e))?;
         let actual = first.local_addr();
         per_shard[0].push((l.name.clone(), first));
@@ -81,7 +101,11 @@ fn bind_all(snapshot: &Snapshot, shards: usize) -> Result<(Vec<Vec<(String, Boun
             let s = BoundSocket::bind(actual, true).map_err(|e| err(actual, e))?;
             sockets.push((l.name.clone(), s));
         }
-        bound.push(BoundListener { name: l.name.clone(), address: actual, tls: l.tls.is_some() });
+        bound.push(BoundListener {
+            name: l.name.clone(),
+            address: actual,
+            tls: l.tls.is_some(),
+        });
     }
     Ok((per_shard, bound))
 }
@@ -98,7 +122,11 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     let (per_shard, bound) = bind_all(&snapshot, shards)?;
     for l in &bound {
         let scheme = if l.tls { "https" } else { "http" };
-        log::info!("listener {:?} listening on {} ({scheme}, {shards} shards)", l.name, l.address);
+        log::info!(
+            "listener {:?} listening on {} ({scheme}, {shards} shards)",
+            l.name,
+            l.address
+        );
     }
     let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
     let stop = Arc::new(AtomicBool::new(false));
@@ -119,7 +147,12 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         }
     })
     .map_err(DaemonError::Spawn)?;
-    log::info!("meshgate {} running: {} shards, config {}", env!("CARGO_PKG_VERSION"), shards, path.display());
+    log::info!(
+        "meshgate {} running: {} shards, config {}",
+        env!("CARGO_PKG_VERSION"),
+        shards,
+        path.display()
+    );
     on_ready(&bound);
 
     let result = loop {
@@ -134,7 +167,10 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             Some(Signal::Hangup) => match reload(path, &snapshots, generation + 1) {
                 Ok(()) => {
                     generation += 1;
-                    log::info!("configuration reloaded from {} (generation {generation})", path.display());
+                    log::info!(
+                        "configuration reloaded from {} (generation {generation})",
+                        path.display()
+                    );
                 }
                 Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
             },
@@ -158,7 +194,11 @@ fn reload(path: &Path, snapshots: &ArcSwap<Snapshot>, generation: u64) -> Result
     supported(&config, &snapshot)?;
     let current = snapshots.load();
     let same = current.listeners.len() == snapshot.listeners.len()
-        && current.listeners.iter().zip(&snapshot.listeners).all(|(a, b)| a.name == b.name);
+        && current
+            .listeners
+            .iter()
+            .zip(&snapshot.listeners)
+            .all(|(a, b)| a.name == b.name);
     if !same {
         return Err(DaemonError::Config(ConfigError::Invalid(vec![crate::config::Issue {
             origin: path.display().to_string(),

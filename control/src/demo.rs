@@ -13,11 +13,15 @@ use dataplane::http::{self, BodyDecoder, Limits, Parse};
 pub fn start(addr: SocketAddr) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
-    thread::Builder::new().name("demo-upstream".into()).spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let _ = thread::Builder::new().name("demo-conn".into()).spawn(move || serve(conn));
-        }
-    })?;
+    thread::Builder::new()
+        .name("demo-upstream".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = thread::Builder::new()
+                    .name("demo-conn".into())
+                    .spawn(move || serve(conn));
+            }
+        })?;
     Ok(local)
 }
 
@@ -60,7 +64,13 @@ fn serve(mut conn: TcpStream) {
             }
         }
         let mut out = Vec::new();
-        http::write_local_response(200, &[("x-demo-upstream", "meshgate-quickstart")], reply.as_bytes(), keep_alive, &mut out);
+        http::write_local_response(
+            200,
+            &[("x-demo-upstream", "meshgate-quickstart")],
+            reply.as_bytes(),
+            keep_alive,
+            &mut out,
+        );
         if conn.write_all(&out).is_err() || !keep_alive {
             return;
         }
@@ -68,10 +78,16 @@ fn serve(mut conn: TcpStream) {
 }
 
 fn greeting(head: &http::RequestHead<'_>) -> String {
-    let header = |name| head.header(name).map(|v| String::from_utf8_lossy(v).into_owned());
+    let header = |name| {
+        head.header(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
     let caller = header("x-forwarded-client-cert")
         .and_then(|xfcc| {
-            xfcc.split(';').find_map(|kv| kv.strip_prefix("URI=").map(|u| u.trim_matches('"').to_owned()))
+            xfcc.split(';').find_map(|kv| {
+                kv.strip_prefix("URI=")
+                    .map(|u| u.trim_matches('"').to_owned())
+            })
         })
         .unwrap_or_else(|| "an anonymous caller".to_owned());
     format!(

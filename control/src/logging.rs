@@ -19,7 +19,9 @@ impl Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let secs = now.as_secs();
         let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
         let thread = std::thread::current();

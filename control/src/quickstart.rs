@@ -9,8 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// The SPIFFE ID of the quickstart's client certificate.
@@ -29,7 +29,10 @@ pub enum QuickstartError {
 
 fn write(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, QuickstartError> {
     let path = dir.join(name);
-    fs::write(&path, contents).map_err(|source| QuickstartError::Write { path: path.clone(), source })?;
+    fs::write(&path, contents).map_err(|source| QuickstartError::Write {
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
 }
 
@@ -37,24 +40,34 @@ fn write(dir: &Path, name: &str, contents: &str) -> Result<PathBuf, QuickstartEr
 /// `client.key` in `dir`; the server certificate is valid for `localhost`,
 /// 127.0.0.1, ::1 and `listen_ip`.
 pub fn generate_certs(dir: &Path, listen_ip: IpAddr) -> Result<(), QuickstartError> {
-    fs::create_dir_all(dir).map_err(|source| QuickstartError::Write { path: dir.to_owned(), source })?;
+    fs::create_dir_all(dir).map_err(|source| QuickstartError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(DnType::CommonName, "meshgate quickstart development CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "meshgate quickstart development CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
     write(dir, "ca.pem", &ca.pem())?;
 
     let mut names = vec![SanType::DnsName("localhost".try_into()?)];
-    for ip in ["127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip"), listen_ip] {
+    for ip in [
+        "127.0.0.1".parse().expect("ip"),
+        "::1".parse().expect("ip"),
+        listen_ip,
+    ] {
         if !ip.is_unspecified() && !names.contains(&SanType::IpAddress(ip)) {
             names.push(SanType::IpAddress(ip));
         }
     }
     let mut server = CertificateParams::default();
     server.distinguished_name = DistinguishedName::new();
-    server.distinguished_name.push(DnType::CommonName, "meshgate quickstart gateway");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "meshgate quickstart gateway");
     server.subject_alt_names = names;
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate()?;
@@ -108,7 +121,8 @@ endpoints = ["{upstream}"]
 /// config path.
 pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<PathBuf, QuickstartError> {
     generate_certs(dir, listen.ip())?;
-    let upstream = crate::demo::start("127.0.0.1:0".parse().expect("addr")).map_err(QuickstartError::Upstream)?;
+    let upstream = crate::demo::start("127.0.0.1:0".parse().expect("addr"))
+        .map_err(QuickstartError::Upstream)?;
     write(dir, "meshgate.toml", &config_text(listen, upstream))
 }
 

@@ -45,9 +45,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = cli.log_level.or_else(|| std::env::var("MESHGATE_LOG").ok()).unwrap_or_else(|| "info".into());
+    let level = cli
+        .log_level
+        .or_else(|| std::env::var("MESHGATE_LOG").ok())
+        .unwrap_or_else(|| "info".into());
     let Some(level) = logging::parse_level(&level) else {
-        eprintln!("meshgate: unknown log level {level:?} (use error, warn, info, debug, trace, off)");
+        eprintln!(
+            "meshgate: unknown log level {level:?} (use error, warn, info, debug, trace, off)"
+        );
         return ExitCode::from(2);
     };
     logging::init(level);
@@ -74,7 +79,10 @@ fn main() -> ExitCode {
             finish(daemon::run(&path, |bound| {
                 announce(bound);
                 if let Some(l) = bound.first() {
-                    println!("\nmeshgate quickstart is running. Files are in {}/. Try:\n", dir.display());
+                    println!(
+                        "\nmeshgate quickstart is running. Files are in {}/. Try:\n",
+                        dir.display()
+                    );
                     println!("  {}\n", quickstart::curl_command(&dir, l.address));
                     println!("Press Ctrl-C to stop.");
                 }
@@ -86,7 +94,12 @@ fn main() -> ExitCode {
 /// Prints one machine-readable line per listener on stdout.
 fn announce(bound: &[daemon::BoundListener]) {
     for l in bound {
-        println!("listening {} {} {}", l.name, if l.tls { "https" } else { "http" }, l.address);
+        println!(
+            "listening {} {} {}",
+            l.name,
+            if l.tls { "https" } else { "http" },
+            l.address
+        );
     }
 }
 

@@ -293,7 +293,14 @@ fn invalid_address_names_field_and_position() {
 
 #[test]
 fn port_zero_rejected() {
-    assert!(Config::from_toml_str(&MINIMAL.replace("127.0.0.1:8080", "127.0.0.1:0"), "m.toml", Path::new("/")).is_ok());
+    assert!(
+        Config::from_toml_str(
+            &MINIMAL.replace("127.0.0.1:8080", "127.0.0.1:0"),
+            "m.toml",
+            Path::new("/")
+        )
+        .is_ok()
+    );
     let e = err(&MINIMAL.replace("127.0.0.1:9000", "127.0.0.1:0"));
     assert_contains(&e, "clusters[0].endpoints[0]: port 0");
 }

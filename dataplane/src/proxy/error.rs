@@ -26,7 +26,10 @@ pub enum ProxyError {
     #[error("cluster {0:?} has no endpoint")]
     NoEndpoint(String),
     #[error("connect to upstream {addr} failed: {source}")]
-    ConnectFailed { addr: std::net::SocketAddr, source: io::Error },
+    ConnectFailed {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
     #[error("connect to upstream {0} timed out")]
     ConnectTimeout(std::net::SocketAddr),
     #[error("upstream response timed out")]
@@ -71,17 +74,26 @@ impl ProxyError {
             ProxyError::BadRequest(e) => Some(e.status()),
             ProxyError::HeaderTimeout => Some(408),
             ProxyError::NoRoute => Some(404),
-            ProxyError::NoEndpoint(_) | ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout(_) => Some(503),
+            ProxyError::NoEndpoint(_)
+            | ProxyError::ConnectFailed { .. }
+            | ProxyError::ConnectTimeout(_) => Some(503),
             ProxyError::UpstreamTimeout => Some(504),
-            ProxyError::BadResponse(_) | ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => Some(502),
-            ProxyError::DownstreamIo(_) | ProxyError::DownstreamClosed | ProxyError::DownstreamTimeout => None,
+            ProxyError::BadResponse(_) | ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => {
+                Some(502)
+            }
+            ProxyError::DownstreamIo(_)
+            | ProxyError::DownstreamClosed
+            | ProxyError::DownstreamTimeout => None,
         }
     }
 
     /// Whether the request may be sent again elsewhere: nothing reached the
     /// upstream application (connect failed).
     pub fn retry_safe(&self) -> bool {
-        matches!(self, ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout(_))
+        matches!(
+            self,
+            ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout(_)
+        )
     }
 
     /// A short label, sent as `x-meshgate-error` and used in logs.
@@ -109,7 +121,13 @@ impl ProxyError {
         let status = self.status()?;
         let mut body = [0u8; 128];
         let text = response_text(self, &mut body);
-        http::write_local_response(status, &[("x-meshgate-error", self.label())], text, keep_alive, out);
+        http::write_local_response(
+            status,
+            &[("x-meshgate-error", self.label())],
+            text,
+            keep_alive,
+            out,
+        );
         Some(status)
     }
 }

@@ -23,7 +23,7 @@ use super::shard::ShardContext;
 use crate::http::{self, BodyDecoder, BodyKind, ForwardInfo, HttpError, Limits, Parse};
 use crate::net::{ByteStream, Plain};
 use crate::route::{HttpLimits, Snapshot};
-use crate::runtime::{self, timeout, timeout_at, BufPool, TcpStream};
+use crate::runtime::{self, BufPool, TcpStream, timeout, timeout_at};
 use crate::telemetry::ShardStats;
 
 /// What the request loop knows about its connection.
@@ -38,14 +38,25 @@ pub struct ConnInfo {
 }
 
 /// Serves requests on `down` until either side closes or an error ends it.
-pub async fn serve<S: ByteStream>(ctx: Rc<ShardContext>, mut snapshot: Arc<Snapshot>, mut down: S, info: ConnInfo) {
+pub async fn serve<S: ByteStream>(
+    ctx: Rc<ShardContext>,
+    mut snapshot: Arc<Snapshot>,
+    mut down: S,
+    info: ConnInfo,
+) {
     let mut inbuf = Vec::new();
     let mut first = true;
     loop {
         ctx.refresh(&mut snapshot);
-        let Some(listener) = snapshot.listener(&info.listener) else { break };
+        let Some(listener) = snapshot.listener(&info.listener) else {
+            break;
+        };
         let limits = listener.limits.clone();
-        let keep_going = match request(&ctx, &snapshot, &mut down, &mut inbuf, &info, &limits, first).await {
+        let keep_going = match request(
+            &ctx, &snapshot, &mut down, &mut inbuf, &info, &limits, first,
+        )
+        .await
+        {
             Ok(keep_alive) => keep_alive,
             Err(e) => {
                 respond_error(&ctx, &mut down, &e, &limits).await;
@@ -62,7 +73,12 @@ pub async fn serve<S: ByteStream>(ctx: Rc<ShardContext>, mut snapshot: Arc<Snaps
     let _ = timeout(Duration::from_secs(1), down.close_write()).await;
 }
 
-async fn respond_error<S: ByteStream>(ctx: &ShardContext, down: &mut S, e: &ProxyError, limits: &HttpLimits) {
+async fn respond_error<S: ByteStream>(
+    ctx: &ShardContext,
+    down: &mut S,
+    e: &ProxyError,
+    limits: &HttpLimits,
+) {
     log::debug!("shard {}: request failed: {e}", ctx.id);
     let mut out = BufPool::take();
     if let Some(status) = e.write_response(false, &mut out) {
@@ -104,7 +120,18 @@ async fn request<S: ByteStream>(
     first: bool,
 ) -> Result<KeepAlive, ProxyError> {
     let mut upstream_head = BufPool::take();
-    let plan = match read_head(ctx, snapshot, down, inbuf, info, limits, first, &mut upstream_head).await? {
+    let plan = match read_head(
+        ctx,
+        snapshot,
+        down,
+        inbuf,
+        info,
+        limits,
+        first,
+        &mut upstream_head,
+    )
+    .await?
+    {
         Some(plan) => plan,
         None => return Ok(false), // closed cleanly between requests
     };
@@ -134,9 +161,12 @@ async fn request<S: ByteStream>(
         let mut up = Plain(conn);
         let retryable = reused && plan.body == BodyKind::None && attempt == 0;
         if plan.expect_continue && plan.body != BodyKind::None && inbuf.is_empty() {
-            let (r, _) = timeout(limits.idle_timeout, down.write_owned(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()))
-                .await
-                .map_err(|_| ProxyError::DownstreamTimeout)?;
+            let (r, _) = timeout(
+                limits.idle_timeout,
+                down.write_owned(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()),
+            )
+            .await
+            .map_err(|_| ProxyError::DownstreamTimeout)?;
             r.map_err(ProxyError::DownstreamIo)?;
         }
         // Send the head and the request body.
@@ -155,7 +185,16 @@ async fn request<S: ByteStream>(
             }
         } else {
             let mut decoder = BodyDecoder::new(plan.body);
-            let (r, back) = forward(down, inbuf, &mut decoder, &mut up, out, limits.idle_timeout, target.timeout).await;
+            let (r, back) = forward(
+                down,
+                inbuf,
+                &mut decoder,
+                &mut up,
+                out,
+                limits.idle_timeout,
+                target.timeout,
+            )
+            .await;
             out = back;
             match r {
                 Ok(()) => {}
@@ -170,7 +209,16 @@ async fn request<S: ByteStream>(
         // The response head.
         let deadline = runtime::now() + target.timeout;
         let mut upbuf = BufPool::take();
-        match read_response_head(&mut up, &mut upbuf, plan.is_head, plan.keep_alive, deadline, &mut out).await {
+        match read_response_head(
+            &mut up,
+            &mut upbuf,
+            plan.is_head,
+            plan.keep_alive,
+            deadline,
+            &mut out,
+        )
+        .await
+        {
             Ok(resp) => break (up, upbuf, resp),
             Err(ProxyError::UpstreamClosed) if retryable && upbuf.is_empty() => {
                 attempt += 1;
@@ -187,13 +235,24 @@ async fn request<S: ByteStream>(
     let down_keep_alive = response.downstream_keep_alive;
     ctx.stats.response(response.status);
     let mut decoder = BodyDecoder::new(response.body);
-    let (r, out) = forward(&mut up, &mut upbuf, &mut decoder, down, out, target.timeout, limits.idle_timeout).await;
+    let (r, out) = forward(
+        &mut up,
+        &mut upbuf,
+        &mut decoder,
+        down,
+        out,
+        target.timeout,
+        limits.idle_timeout,
+    )
+    .await;
     BufPool::give(out);
     match r {
         Ok(()) => {
             if response.upstream_keep_alive && upbuf.is_empty() {
                 let now = runtime::now();
-                ctx.upstreams.borrow_mut().put(target.endpoint, up.0, now, target.pool_max_idle);
+                ctx.upstreams
+                    .borrow_mut()
+                    .put(target.endpoint, up.0, now, target.pool_max_idle);
             }
             BufPool::give(upbuf);
             Ok(down_keep_alive)
@@ -202,7 +261,11 @@ async fn request<S: ByteStream>(
         // downstream connection so the client sees a truncated message,
         // never a complete-looking one.
         Err(e) => {
-            log::debug!("shard {}: response body from {} aborted: {e:?}", ctx.id, target.endpoint);
+            log::debug!(
+                "shard {}: response body from {} aborted: {e:?}",
+                ctx.id,
+                target.endpoint
+            );
             Ok(false)
         }
     }
@@ -218,10 +281,13 @@ async fn local_response<S: ByteStream>(
 ) -> Result<KeepAlive, ProxyError> {
     log::debug!("shard {}: {e}", ctx.id);
     let mut out = BufPool::take();
-    let Some(status) = e.write_response(keep_alive, &mut out) else { return Ok(false) };
+    let Some(status) = e.write_response(keep_alive, &mut out) else {
+        return Ok(false);
+    };
     ctx.stats.response(status);
-    let (r, back) =
-        timeout(limits.idle_timeout, down.write_owned(out)).await.map_err(|_| ProxyError::DownstreamTimeout)?;
+    let (r, back) = timeout(limits.idle_timeout, down.write_owned(out))
+        .await
+        .map_err(|_| ProxyError::DownstreamTimeout)?;
     BufPool::give(back);
     r.map_err(ProxyError::DownstreamIo)?;
     Ok(keep_alive)
@@ -241,11 +307,16 @@ async fn read_head<S: ByteStream>(
     first: bool,
     upstream_head: &mut Vec<u8>,
 ) -> Result<Option<Plan>, ProxyError> {
-    let parse_limits = Limits { max_head_bytes: limits.max_header_bytes };
+    let parse_limits = Limits {
+        max_head_bytes: limits.max_header_bytes,
+    };
     // The header timeout runs from the connection's start (first request)
     // or from the first byte of the head (later requests).
-    let mut head_deadline: Option<Instant> =
-        if first || !inbuf.is_empty() { Some(runtime::now() + limits.header_timeout) } else { None };
+    let mut head_deadline: Option<Instant> = if first || !inbuf.is_empty() {
+        Some(runtime::now() + limits.header_timeout)
+    } else {
+        None
+    };
     loop {
         if !inbuf.is_empty() {
             match http::parse_request(inbuf, &parse_limits) {
@@ -296,8 +367,12 @@ fn plan(
         is_head: head.method == "HEAD",
         target: Err(ProxyError::NoRoute),
     };
-    let Some(listener) = snapshot.listener(&info.listener) else { return plan };
-    let Some(route) = listener.find_route(head.host, head.path, head.method) else { return plan };
+    let Some(listener) = snapshot.listener(&info.listener) else {
+        return plan;
+    };
+    let Some(route) = listener.find_route(head.host, head.path, head.method) else {
+        return plan;
+    };
     let cluster = snapshot.cluster(route.cluster);
     let Some(endpoint) = ctx.pick_endpoint(snapshot, route.cluster) else {
         plan.target = Err(ProxyError::NoEndpoint(cluster.name.clone()));
@@ -322,11 +397,18 @@ fn plan(
 }
 
 /// A pooled connection to the target (unless `fresh`), or a new one.
-async fn upstream(ctx: &ShardContext, target: &Target, fresh: bool) -> Result<(TcpStream, bool), ProxyError> {
+async fn upstream(
+    ctx: &ShardContext,
+    target: &Target,
+    fresh: bool,
+) -> Result<(TcpStream, bool), ProxyError> {
     if !fresh {
-        let pooled = ctx.upstreams.borrow_mut().take(target.endpoint, runtime::now(), target.pool_idle, |c| {
-            !c.has_unread_input()
-        });
+        let pooled = ctx.upstreams.borrow_mut().take(
+            target.endpoint,
+            runtime::now(),
+            target.pool_idle,
+            |c| !c.has_unread_input(),
+        );
         if let Some(conn) = pooled {
             ShardStats::incr(&ctx.stats.upstream_reused);
             return Ok((conn, true));
@@ -337,7 +419,10 @@ async fn upstream(ctx: &ShardContext, target: &Target, fresh: bool) -> Result<(T
         Ok(Ok(conn)) => Ok((conn, false)),
         Ok(Err(source)) => {
             ShardStats::incr(&ctx.stats.upstream_connect_failures);
-            Err(ProxyError::ConnectFailed { addr: target.endpoint, source })
+            Err(ProxyError::ConnectFailed {
+                addr: target.endpoint,
+                source,
+            })
         }
         Err(_) => {
             ShardStats::incr(&ctx.stats.upstream_connect_failures);

@@ -55,17 +55,30 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream)
                     ShardStats::incr(&ctx.stats.tls_handshakes);
                     stream.release_buffers();
                     let xfcc = stream.peer_identity().map(|id| id.xfcc());
-                    let info = ConnInfo { peer, proto: "https", xfcc, listener: name };
+                    let info = ConnInfo {
+                        peer,
+                        proto: "https",
+                        xfcc,
+                        listener: name,
+                    };
                     http1::serve(ctx, snapshot, stream, info).await;
                 }
                 Err(e) => {
                     ShardStats::incr(&ctx.stats.tls_failures);
-                    log::debug!("listener {name:?}: TLS handshake with {peer} failed ({}): {e}", e.reason());
+                    log::debug!(
+                        "listener {name:?}: TLS handshake with {peer} failed ({}): {e}",
+                        e.reason()
+                    );
                 }
             }
         }
         None => {
-            let info = ConnInfo { peer, proto: "http", xfcc: None, listener: name };
+            let info = ConnInfo {
+                peer,
+                proto: "http",
+                xfcc: None,
+                listener: name,
+            };
             http1::serve(ctx, snapshot, Plain(tcp), info).await;
         }
     }

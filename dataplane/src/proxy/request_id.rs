@@ -24,7 +24,10 @@ impl RequestId {
 impl RequestIds {
     /// `prefix` should be random per shard and process.
     pub fn new(prefix: u64) -> RequestIds {
-        RequestIds { prefix, counter: Cell::new(0) }
+        RequestIds {
+            prefix,
+            counter: Cell::new(0),
+        }
     }
 
     /// The next id.

@@ -6,8 +6,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Cache};
@@ -49,7 +49,9 @@ pub struct ShardContext {
 
 impl std::fmt::Debug for ShardContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardContext").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("ShardContext")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,7 +66,10 @@ impl ShardContext {
             id,
             snapshots: RefCell::new(Cache::new(snapshots)),
             upstreams: RefCell::new(UpstreamPool::default()),
-            balancer: RefCell::new(Balancer { generation: u64::MAX, round_robin: RoundRobin::default() }),
+            balancer: RefCell::new(Balancer {
+                generation: u64::MAX,
+                round_robin: RoundRobin::default(),
+            }),
             stats: ShardStats::default(),
             request_ids: RequestIds::new(h.finish()),
         }
@@ -94,7 +99,9 @@ impl ShardContext {
             b.generation = snapshot.generation;
         }
         let endpoints = &snapshot.cluster(cluster).endpoints;
-        b.round_robin.pick(cluster.0 as usize, endpoints.len(), self.id).map(|i| endpoints[i])
+        b.round_robin
+            .pick(cluster.0 as usize, endpoints.len(), self.id)
+            .map(|i| endpoints[i])
     }
 
     /// Drops idle upstream connections past their cluster's idle timeout.
@@ -112,19 +119,37 @@ impl ShardContext {
 
 /// Runs a shard on the calling thread until `init.stop` is set.
 pub fn run_shard(init: ShardInit) -> io::Result<()> {
-    let ShardInit { id, snapshots, listeners, stop, runtime: config } = init;
+    let ShardInit {
+        id,
+        snapshots,
+        listeners,
+        stop,
+        runtime: config,
+    } = init;
     runtime::block_on(&config, async move {
         let features = runtime::features();
         if features.multishot_recv {
-            log::info!("shard {id}: io_uring ready (defer_taskrun={}, multishot recv with provided buffers)", features.defer_taskrun);
+            log::info!(
+                "shard {id}: io_uring ready (defer_taskrun={}, multishot recv with provided buffers)",
+                features.defer_taskrun
+            );
         } else {
-            log::warn!("shard {id}: kernel lacks provided buffer rings; using single-shot recv into pooled buffers");
+            log::warn!(
+                "shard {id}: kernel lacks provided buffer rings; using single-shot recv into pooled buffers"
+            );
         }
         let ctx = Rc::new(ShardContext::new(id, snapshots));
         for (name, socket) in listeners {
             let listener = TcpListener::from_bound(socket);
-            log::info!("shard {id}: listener {name:?} accepting on {}", listener.local_addr());
-            runtime::spawn(listener::accept_loop(ctx.clone(), Rc::from(name.as_str()), listener));
+            log::info!(
+                "shard {id}: listener {name:?} accepting on {}",
+                listener.local_addr()
+            );
+            runtime::spawn(listener::accept_loop(
+                ctx.clone(),
+                Rc::from(name.as_str()),
+                listener,
+            ));
         }
         let mut snapshot = ctx.snapshot();
         let mut last_prune = runtime::now();

@@ -12,8 +12,8 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types::BufRingEntry;
 use io_uring::IoUring;
+use io_uring::types::BufRingEntry;
 
 pub(crate) struct BufRing {
     bgid: u16,
@@ -32,12 +32,21 @@ pub(crate) struct BufRing {
 impl BufRing {
     /// Allocates `entries` buffers of `buf_size` bytes and registers them as
     /// buffer group `bgid`.
-    pub(crate) fn new(uring: &IoUring, entries: u16, buf_size: u32, bgid: u16) -> io::Result<BufRing> {
+    pub(crate) fn new(
+        uring: &IoUring,
+        entries: u16,
+        buf_size: u32,
+        bgid: u16,
+    ) -> io::Result<BufRing> {
         if !entries.is_power_of_two() || buf_size == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer ring size must be a power of two"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer ring size must be a power of two",
+            ));
         }
-        let ring_layout = Layout::from_size_align(entries as usize * size_of::<BufRingEntry>(), 4096)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let ring_layout =
+            Layout::from_size_align(entries as usize * size_of::<BufRingEntry>(), 4096)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let bufs_layout = Layout::from_size_align(entries as usize * buf_size as usize, 64)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // SAFETY: both layouts have non-zero size (entries ≥ 1, buf_size ≥ 1).
@@ -47,11 +56,27 @@ impl BufRing {
         let (Some(ring), Some(bufs)) = (NonNull::new(ring), NonNull::new(bufs)) else {
             alloc::handle_alloc_error(ring_layout);
         };
-        let mut this = BufRing { bgid, entries, buf_size, ring, ring_layout, bufs, bufs_layout, tail: 0 };
+        let mut this = BufRing {
+            bgid,
+            entries,
+            buf_size,
+            ring,
+            ring_layout,
+            bufs,
+            bufs_layout,
+            tail: 0,
+        };
         // SAFETY: `ring` points at `entries` zeroed, page-aligned descriptors
         // that stay allocated until `Drop`, which runs after the ring fd
         // (and so the registration) is gone or after unregistering.
-        unsafe { uring.submitter().register_buf_ring_with_flags(ring.as_ptr() as u64, entries, bgid, 0)? };
+        unsafe {
+            uring.submitter().register_buf_ring_with_flags(
+                ring.as_ptr() as u64,
+                entries,
+                bgid,
+                0,
+            )?
+        };
         for bid in 0..entries {
             this.push(bid);
         }
@@ -63,7 +88,11 @@ impl BufRing {
     pub(crate) fn buffer_ptr(&self, bid: u16) -> *const u8 {
         assert!(bid < self.entries, "buffer id {bid} out of range");
         // SAFETY: bid < entries, so the offset stays inside the allocation.
-        unsafe { self.bufs.as_ptr().add(bid as usize * self.buf_size as usize) }
+        unsafe {
+            self.bufs
+                .as_ptr()
+                .add(bid as usize * self.buf_size as usize)
+        }
     }
 
     /// Returns buffer `bid` to the kernel.

@@ -16,7 +16,7 @@ use std::io;
 use std::task::Waker;
 use std::time::Duration;
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::buf_ring::BufRing;
 use super::tcp::MAX_QUEUED_RECV;
@@ -118,7 +118,9 @@ thread_local! {
 pub(crate) fn with<R>(f: impl FnOnce(&mut Driver) -> R) -> R {
     DRIVER.with(|d| {
         let mut d = d.borrow_mut();
-        let driver = d.as_mut().expect("no meshgate runtime on this thread (use runtime::block_on)");
+        let driver = d
+            .as_mut()
+            .expect("no meshgate runtime on this thread (use runtime::block_on)");
         f(driver)
     })
 }
@@ -126,10 +128,10 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Driver) -> R) -> R {
 /// Like [`with`], but does nothing when the runtime is gone (thread teardown).
 pub(crate) fn try_with(f: impl FnOnce(&mut Driver)) {
     let _ = DRIVER.try_with(|d| {
-        if let Ok(mut d) = d.try_borrow_mut() {
-            if let Some(driver) = d.as_mut() {
-                f(driver);
-            }
+        if let Ok(mut d) = d.try_borrow_mut()
+            && let Some(driver) = d.as_mut()
+        {
+            f(driver);
         }
     });
 }
@@ -140,7 +142,10 @@ pub(crate) fn install(config: &RuntimeConfig) -> io::Result<RingFeatures> {
     let features = driver.features;
     DRIVER.with(|d| {
         let mut d = d.borrow_mut();
-        assert!(d.is_none(), "a meshgate runtime is already running on this thread");
+        assert!(
+            d.is_none(),
+            "a meshgate runtime is already running on this thread"
+        );
         *d = Some(driver);
     });
     Ok(features)
@@ -160,24 +165,37 @@ pub fn features() -> RingFeatures {
 impl Driver {
     fn new(config: &RuntimeConfig) -> io::Result<Driver> {
         let mut builder = IoUring::builder();
-        builder.setup_single_issuer().setup_defer_taskrun().setup_coop_taskrun();
+        builder
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_coop_taskrun();
         let (ring, defer_taskrun) = match builder.build(config.ring_entries) {
             Ok(ring) => (ring, true),
             // Older kernels: a plain ring still works, only slower.
             Err(_) => (IoUring::new(config.ring_entries)?, false),
         };
         let buf_ring = if config.multishot_recv {
-            match BufRing::new(&ring, config.recv_buffers, config.recv_buffer_size, RECV_BUFFER_GROUP) {
+            match BufRing::new(
+                &ring,
+                config.recv_buffers,
+                config.recv_buffer_size,
+                RECV_BUFFER_GROUP,
+            ) {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    log::warn!("provided buffer ring unavailable ({e}); falling back to single-shot recv");
+                    log::warn!(
+                        "provided buffer ring unavailable ({e}); falling back to single-shot recv"
+                    );
                     None
                 }
             }
         } else {
             None
         };
-        let features = RingFeatures { defer_taskrun, multishot_recv: buf_ring.is_some() };
+        let features = RingFeatures {
+            defer_taskrun,
+            multishot_recv: buf_ring.is_some(),
+        };
         Ok(Driver {
             ring,
             slots: Vec::with_capacity(256),
@@ -224,10 +242,10 @@ impl Driver {
                 return;
             }
             // The queue is full: hand what we have to the kernel and retry.
-            if let Err(e) = self.ring.submit() {
-                if e.raw_os_error() != Some(libc::EBUSY) {
-                    log::error!("io_uring submit failed: {e}");
-                }
+            if let Err(e) = self.ring.submit()
+                && e.raw_os_error() != Some(libc::EBUSY)
+            {
+                log::error!("io_uring submit failed: {e}");
             }
         }
     }
@@ -249,8 +267,14 @@ impl Driver {
     /// # Safety
     /// As [`Driver::push`].
     pub(crate) unsafe fn submit_multi(&mut self, kind: MultiKind, sqe: squeue::Entry) -> u32 {
-        let state =
-            MultiState { kind, waker: None, queue: VecDeque::new(), finished: false, ignored: false, paused: false };
+        let state = MultiState {
+            kind,
+            waker: None,
+            queue: VecDeque::new(),
+            finished: false,
+            ignored: false,
+            paused: false,
+        };
         let index = self.alloc_slot(Slot::Multi(state));
         let sqe = sqe.user_data(index as u64);
         // SAFETY: forwarded from this function's contract.
@@ -261,7 +285,9 @@ impl Driver {
     /// Asks the kernel to cancel the operation in `index`. Its completion
     /// still arrives (usually with `-ECANCELED`) and frees the slot.
     pub(crate) fn cancel(&mut self, index: u32) {
-        let sqe = opcode::AsyncCancel::new(index as u64).build().user_data(IGNORED_USER_DATA);
+        let sqe = opcode::AsyncCancel::new(index as u64)
+            .build()
+            .user_data(IGNORED_USER_DATA);
         // SAFETY: a cancel request references no memory.
         unsafe { self.push(&sqe) };
     }
@@ -272,7 +298,9 @@ impl Driver {
         let result = match timeout {
             Some(t) if t.is_zero() => self.ring.submit_and_wait(0),
             Some(t) => {
-                let ts = types::Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
+                let ts = types::Timespec::new()
+                    .sec(t.as_secs())
+                    .nsec(t.subsec_nanos());
                 let args = types::SubmitArgs::new().timespec(&ts);
                 self.ring.submitter().submit_with_args(1, &args)
             }
@@ -298,7 +326,10 @@ impl Driver {
             if user_data == IGNORED_USER_DATA {
                 continue;
             }
-            let completion = Completion { result: cqe.result(), flags: cqe.flags() };
+            let completion = Completion {
+                result: cqe.result(),
+                flags: cqe.flags(),
+            };
             let index = user_data as u32;
             let slot = &mut self.slots[index as usize];
             match slot {
@@ -314,7 +345,9 @@ impl Driver {
                             *slot = Slot::Free;
                             self.free.push(index);
                         }
-                        Lifecycle::Completed(_) => log::error!("second completion for single-shot slot {index}"),
+                        Lifecycle::Completed(_) => {
+                            log::error!("second completion for single-shot slot {index}")
+                        }
                     }
                 }
                 Slot::Multi(state) => {
@@ -358,7 +391,11 @@ impl Driver {
 }
 
 /// Frees what an unread multishot completion carries.
-pub(crate) fn cleanup_unread(kind: MultiKind, completion: Completion, buf_ring: Option<&mut BufRing>) {
+pub(crate) fn cleanup_unread(
+    kind: MultiKind,
+    completion: Completion,
+    buf_ring: Option<&mut BufRing>,
+) {
     match kind {
         MultiKind::Accept => {
             if completion.result >= 0 {
@@ -400,7 +437,10 @@ impl Drop for Driver {
         }
         if self.in_flight > 0 {
             // Leak rather than free memory the kernel may still write.
-            log::error!("{} io_uring operations still in flight at shutdown; leaking their buffers", self.in_flight);
+            log::error!(
+                "{} io_uring operations still in flight at shutdown; leaking their buffers",
+                self.in_flight
+            );
             std::mem::forget(std::mem::take(&mut self.slots));
             if let Some(ring) = self.buf_ring.take() {
                 std::mem::forget(ring);

@@ -18,12 +18,12 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use super::{driver, timer, RingFeatures, RuntimeConfig};
+use super::{RingFeatures, RuntimeConfig, driver, timer};
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()>>>;
 
@@ -81,7 +81,9 @@ impl Wake for TaskWaker {
                 // after this poll returns.
                 if slot.generation == self.generation && !slot.scheduled {
                     slot.scheduled = true;
-                    e.ready.borrow_mut().push_back((self.index, self.generation));
+                    e.ready
+                        .borrow_mut()
+                        .push_back((self.index, self.generation));
                 }
             }
         });
@@ -126,7 +128,11 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let state = Rc::new(RefCell::new(JoinState { output: None, waker: None, finished: false }));
+    let state = Rc::new(RefCell::new(JoinState {
+        output: None,
+        waker: None,
+        finished: false,
+    }));
     let task_state = state.clone();
     let task = async move {
         let out = future.await;
@@ -145,15 +151,28 @@ where
                 let slot = &mut tasks[i];
                 slot.generation = slot.generation.wrapping_add(1);
                 let generation = slot.generation;
-                slot.waker = Waker::from(Arc::new(TaskWaker { executor, index: i, generation }));
+                slot.waker = Waker::from(Arc::new(TaskWaker {
+                    executor,
+                    index: i,
+                    generation,
+                }));
                 slot.future = Some(Box::pin(task));
                 slot.scheduled = true;
                 i
             }
             None => {
                 let index = tasks.len();
-                let waker = Waker::from(Arc::new(TaskWaker { executor, index, generation: 0 }));
-                tasks.push(TaskSlot { generation: 0, waker, future: Some(Box::pin(task)), scheduled: true });
+                let waker = Waker::from(Arc::new(TaskWaker {
+                    executor,
+                    index,
+                    generation: 0,
+                }));
+                tasks.push(TaskSlot {
+                    generation: 0,
+                    waker,
+                    future: Some(Box::pin(task)),
+                    scheduled: true,
+                });
                 index
             }
         };
@@ -188,7 +207,9 @@ pub async fn yield_now() {
 
 /// Polls one ready task. Returns false when none was ready.
 fn run_one(e: &Executor) -> bool {
-    let Some((index, generation)) = e.ready.borrow_mut().pop_front() else { return false };
+    let Some((index, generation)) = e.ready.borrow_mut().pop_front() else {
+        return false;
+    };
     let (mut future, waker) = {
         let mut tasks = e.tasks.borrow_mut();
         let slot = &mut tasks[index];
@@ -243,7 +264,11 @@ pub fn block_on<F: Future>(config: &RuntimeConfig, future: F) -> io::Result<F::O
 
 fn run_loop<F: Future>(e: &Executor, config: &RuntimeConfig, future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
-    let main_waker = Waker::from(Arc::new(TaskWaker { executor: e.id.get(), index: MAIN_TASK, generation: 0 }));
+    let main_waker = Waker::from(Arc::new(TaskWaker {
+        executor: e.id.get(),
+        index: MAIN_TASK,
+        generation: 0,
+    }));
     e.main_woken.set(true);
     loop {
         if e.main_woken.replace(false) {

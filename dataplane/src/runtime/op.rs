@@ -31,7 +31,10 @@ impl<T: 'static> Op<T> {
         // SAFETY: the memory `sqe` uses is owned by `resources`, which this
         // `Op` keeps (or parks in the slot) until the completion arrives.
         let index = driver::with(|d| unsafe { d.submit_single(sqe) });
-        Op { index, resources: Some(resources) }
+        Op {
+            index,
+            resources: Some(resources),
+        }
     }
 
     #[cfg_attr(not(test), allow(dead_code))]
@@ -78,10 +81,14 @@ impl<T: 'static + Unpin> Future for Op<T> {
 
 impl<T: 'static> Drop for Op<T> {
     fn drop(&mut self) {
-        let Some(resources) = self.resources.take() else { return };
+        let Some(resources) = self.resources.take() else {
+            return;
+        };
         let index = self.index;
         driver::try_with(|d| {
-            let Slot::Single(lifecycle) = &mut d.slots[index as usize] else { return };
+            let Slot::Single(lifecycle) = &mut d.slots[index as usize] else {
+                return;
+            };
             if matches!(lifecycle, Lifecycle::Completed(_)) {
                 d.release_slot(index);
                 drop(resources);
@@ -143,7 +150,9 @@ impl MultiOp {
 impl MultiOp {
     /// Whether completions wait unread or the operation has ended.
     pub(crate) fn has_unread(&self) -> bool {
-        driver::with(|d| matches!(&d.slots[self.index as usize], Slot::Multi(s) if !s.queue.is_empty() || s.finished))
+        driver::with(
+            |d| matches!(&d.slots[self.index as usize], Slot::Multi(s) if !s.queue.is_empty() || s.finished),
+        )
     }
 }
 
@@ -151,7 +160,9 @@ impl Drop for MultiOp {
     fn drop(&mut self) {
         let (index, kind) = (self.index, self.kind);
         driver::try_with(|d| {
-            let Slot::Multi(state) = &mut d.slots[index as usize] else { return };
+            let Slot::Multi(state) = &mut d.slots[index as usize] else {
+                return;
+            };
             let queued: Vec<Completion> = state.queue.drain(..).collect();
             let finished = state.finished;
             state.ignored = true;

@@ -22,7 +22,8 @@ pub struct BufPool;
 impl BufPool {
     /// An empty vector with at least [`POOLED_CAPACITY`] bytes of capacity.
     pub fn take() -> Vec<u8> {
-        POOL.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(POOLED_CAPACITY))
+        POOL.with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| Vec::with_capacity(POOLED_CAPACITY))
     }
 
     /// Returns `buf` to the pool (cleared). Vectors without capacity or with

@@ -9,7 +9,7 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::mem::{size_of, MaybeUninit};
+use std::mem::{MaybeUninit, size_of};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::Deref;
 use std::os::fd::RawFd;
@@ -25,7 +25,11 @@ use super::pool::BufPool;
 pub(crate) const MAX_QUEUED_RECV: usize = 4;
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 /// A socket address in the kernel's layout.
@@ -44,7 +48,9 @@ impl RawAddr {
                 let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
                 sin.sin_family = libc::AF_INET as libc::sa_family_t;
                 sin.sin_port = a.port().to_be();
-                sin.sin_addr = libc::in_addr { s_addr: u32::from(*a.ip()).to_be() };
+                sin.sin_addr = libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                };
                 size_of::<libc::sockaddr_in>()
             }
             SocketAddr::V6(a) => {
@@ -52,13 +58,18 @@ impl RawAddr {
                 let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
                 sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
                 sin6.sin6_port = a.port().to_be();
-                sin6.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+                sin6.sin6_addr = libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                };
                 sin6.sin6_flowinfo = a.flowinfo();
                 sin6.sin6_scope_id = a.scope_id();
                 size_of::<libc::sockaddr_in6>()
             }
         };
-        RawAddr { storage, len: len as libc::socklen_t }
+        RawAddr {
+            storage,
+            len: len as libc::socklen_t,
+        }
     }
 
     fn to_std(&self) -> io::Result<SocketAddr> {
@@ -67,7 +78,10 @@ impl RawAddr {
                 // SAFETY: the family says the storage holds a sockaddr_in.
                 let sin = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in) };
                 let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                Ok(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+                Ok(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(sin.sin_port),
+                )))
             }
             libc::AF_INET6 => {
                 // SAFETY: the family says the storage holds a sockaddr_in6.
@@ -87,17 +101,29 @@ impl RawAddr {
     fn empty() -> RawAddr {
         // SAFETY: all-zero is a valid sockaddr_storage.
         let storage = unsafe { MaybeUninit::zeroed().assume_init() };
-        RawAddr { storage, len: size_of::<libc::sockaddr_storage>() as libc::socklen_t }
+        RawAddr {
+            storage,
+            len: size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        }
     }
 }
 
 fn new_socket(addr: &SocketAddr) -> io::Result<RawFd> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain syscall; the result is checked.
     cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })
 }
 
-fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn set_int_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` outlives the call and its size is passed.
     cvt(unsafe {
         libc::setsockopt(
@@ -114,14 +140,26 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_
 fn local_addr_of(fd: RawFd) -> io::Result<SocketAddr> {
     let mut raw = RawAddr::empty();
     // SAFETY: `raw.storage` is writable for `raw.len` bytes.
-    cvt(unsafe { libc::getsockname(fd, &mut raw.storage as *mut _ as *mut libc::sockaddr, &mut raw.len) })?;
+    cvt(unsafe {
+        libc::getsockname(
+            fd,
+            &mut raw.storage as *mut _ as *mut libc::sockaddr,
+            &mut raw.len,
+        )
+    })?;
     raw.to_std()
 }
 
 fn peer_addr_of(fd: RawFd) -> io::Result<SocketAddr> {
     let mut raw = RawAddr::empty();
     // SAFETY: `raw.storage` is writable for `raw.len` bytes.
-    cvt(unsafe { libc::getpeername(fd, &mut raw.storage as *mut _ as *mut libc::sockaddr, &mut raw.len) })?;
+    cvt(unsafe {
+        libc::getpeername(
+            fd,
+            &mut raw.storage as *mut _ as *mut libc::sockaddr,
+            &mut raw.len,
+        )
+    })?;
     raw.to_std()
 }
 
@@ -130,7 +168,9 @@ fn peer_addr_of(fd: RawFd) -> io::Result<SocketAddr> {
 fn close_fd(fd: RawFd) {
     let mut closed = false;
     driver::try_with(|d| {
-        let sqe = opcode::Close::new(types::Fd(fd)).build().user_data(u64::MAX);
+        let sqe = opcode::Close::new(types::Fd(fd))
+            .build()
+            .user_data(u64::MAX);
         // SAFETY: close references no memory.
         unsafe { d.push(&sqe) };
         closed = true;
@@ -165,7 +205,13 @@ impl BoundSocket {
             }
             let raw = RawAddr::from_std(&addr);
             // SAFETY: `raw` holds a valid sockaddr of `raw.len` bytes.
-            cvt(unsafe { libc::bind(fd, &raw.storage as *const _ as *const libc::sockaddr, raw.len) })?;
+            cvt(unsafe {
+                libc::bind(
+                    fd,
+                    &raw.storage as *const _ as *const libc::sockaddr,
+                    raw.len,
+                )
+            })?;
             // SAFETY: plain syscall.
             cvt(unsafe { libc::listen(fd, 4096) })?;
             local_addr_of(fd)
@@ -204,7 +250,10 @@ pub struct TcpListener {
 
 impl std::fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpListener").field("fd", &self.fd).field("local", &self.local).finish()
+        f.debug_struct("TcpListener")
+            .field("fd", &self.fd)
+            .field("local", &self.local)
+            .finish()
     }
 }
 
@@ -218,7 +267,11 @@ impl TcpListener {
     /// Takes ownership of a socket bound on another thread.
     pub fn from_bound(mut bound: BoundSocket) -> TcpListener {
         let fd = std::mem::replace(&mut bound.fd, -1);
-        TcpListener { fd, local: bound.local, accept: None }
+        TcpListener {
+            fd,
+            local: bound.local,
+            accept: None,
+        }
     }
 
     /// The bound address (with the real port when bound to port 0).
@@ -231,7 +284,9 @@ impl TcpListener {
     pub async fn accept(&mut self) -> io::Result<TcpStream> {
         loop {
             if self.accept.is_none() {
-                let sqe = opcode::AcceptMulti::new(types::Fd(self.fd)).flags(libc::SOCK_CLOEXEC).build();
+                let sqe = opcode::AcceptMulti::new(types::Fd(self.fd))
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build();
                 // SAFETY: multishot accept points at no memory of ours.
                 self.accept = Some(unsafe { MultiOp::submit(MultiKind::Accept, sqe) });
             }
@@ -266,7 +321,11 @@ impl Drop for TcpListener {
 /// Received bytes: a provided buffer (returned to the ring on drop) or a
 /// pooled vector (fallback mode). Empty means end of stream.
 pub enum RxChunk {
-    Ring { bid: u16, ptr: *const u8, len: usize },
+    Ring {
+        bid: u16,
+        ptr: *const u8,
+        len: usize,
+    },
     Owned(Vec<u8>),
 }
 
@@ -321,7 +380,10 @@ pub struct TcpStream {
 
 impl std::fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpStream").field("fd", &self.fd).field("peer", &self.peer).finish()
+        f.debug_struct("TcpStream")
+            .field("fd", &self.fd)
+            .field("peer", &self.peer)
+            .finish()
     }
 }
 
@@ -335,15 +397,23 @@ impl TcpStream {
             }
         };
         let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-        Ok(TcpStream { fd, peer, recv: None })
+        Ok(TcpStream {
+            fd,
+            peer,
+            recv: None,
+        })
     }
 
     /// Connects to `addr` (no deadline of its own: wrap in `timeout`).
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
         let fd = new_socket(&addr)?;
         let raw = Box::new(RawAddr::from_std(&addr));
-        let sqe = opcode::Connect::new(types::Fd(fd), &raw.storage as *const _ as *const libc::sockaddr, raw.len)
-            .build();
+        let sqe = opcode::Connect::new(
+            types::Fd(fd),
+            &raw.storage as *const _ as *const libc::sockaddr,
+            raw.len,
+        )
+        .build();
         // SAFETY: the address lives in the boxed `raw`, owned by the op.
         let op = unsafe { Op::submit(sqe, raw) };
         // If this future is dropped, `guard` closes the socket after the
@@ -361,7 +431,11 @@ impl TcpStream {
         completion.io_result()?;
         guard.0 = None;
         let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-        Ok(TcpStream { fd, peer: addr, recv: None })
+        Ok(TcpStream {
+            fd,
+            peer: addr,
+            recv: None,
+        })
     }
 
     /// The remote address.
@@ -403,7 +477,9 @@ impl TcpStream {
             match self.chunk_from(completion)? {
                 Received::Chunk(chunk) => return Ok(chunk),
                 Received::Again => {}
-                Received::OutOfBuffers => super::timer::sleep(std::time::Duration::from_millis(1)).await,
+                Received::OutOfBuffers => {
+                    super::timer::sleep(std::time::Duration::from_millis(1)).await
+                }
             }
         }
     }
@@ -455,9 +531,13 @@ impl TcpStream {
         let mut sent = 0;
         while sent < buf.len() {
             let remaining = &buf[sent..];
-            let sqe = opcode::Send::new(types::Fd(self.fd), remaining.as_ptr(), remaining.len() as u32)
-                .flags(libc::MSG_NOSIGNAL)
-                .build();
+            let sqe = opcode::Send::new(
+                types::Fd(self.fd),
+                remaining.as_ptr(),
+                remaining.len() as u32,
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
             // SAFETY: the kernel reads from `buf`'s heap allocation, which
             // the op owns until completion.
             let (completion, back) = unsafe { Op::submit(sqe, buf) }.await;

@@ -6,8 +6,8 @@ use std::cell::Cell;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -76,7 +76,11 @@ fn timeout_elapses_and_dropped_sleep_disarms() {
     run(async {
         let r = timeout(Duration::from_millis(5), sleep(Duration::from_secs(60))).await;
         assert_eq!(r, Err(Elapsed));
-        assert_eq!(timer::armed(), 0, "the dropped inner sleep removed its deadline");
+        assert_eq!(
+            timer::armed(),
+            0,
+            "the dropped inner sleep removed its deadline"
+        );
         let r = timeout(Duration::from_secs(60), async { 5 }).await;
         assert_eq!(r, Ok(5));
         assert_eq!(timer::armed(), 0);
@@ -132,7 +136,10 @@ fn accept_recv_send_roundtrip() {
 fn connect_refused_is_an_error() {
     run(async {
         // Bind then drop to find a port nobody listens on.
-        let addr = std::net::TcpListener::bind(loopback()).unwrap().local_addr().unwrap();
+        let addr = std::net::TcpListener::bind(loopback())
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let err = TcpStream::connect(addr).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
     });
@@ -170,7 +177,10 @@ fn dropping_an_in_flight_recv_parks_then_frees_its_slot() {
 #[test]
 fn dropping_an_in_flight_single_shot_op_keeps_its_buffer_until_completion() {
     // Fallback mode: single-shot recv owns a pooled Vec the kernel writes.
-    let config = RuntimeConfig { multishot_recv: false, ..RuntimeConfig::default() };
+    let config = RuntimeConfig {
+        multishot_recv: false,
+        ..RuntimeConfig::default()
+    };
     block_on(&config, async {
         assert!(!driver::features().multishot_recv);
         let mut listener = TcpListener::bind(loopback(), false).unwrap();
@@ -215,7 +225,8 @@ fn explicit_cancel_of_in_flight_op_resolves_with_ecanceled() {
         let conn = listener.accept().await.unwrap();
         let buf = vec![0u8; 64];
         let mut buf = buf;
-        let sqe = io_uring::opcode::Recv::new(io_uring::types::Fd(conn.fd), buf.as_mut_ptr(), 64).build();
+        let sqe =
+            io_uring::opcode::Recv::new(io_uring::types::Fd(conn.fd), buf.as_mut_ptr(), 64).build();
         // SAFETY: the kernel writes into `buf`'s heap memory, owned by the op.
         let op = unsafe { op::Op::submit(sqe, buf) };
         op.cancel();
@@ -227,7 +238,10 @@ fn explicit_cancel_of_in_flight_op_resolves_with_ecanceled() {
 #[test]
 fn slow_reader_pauses_multishot_recv_and_loses_nothing() {
     run(async {
-        assert!(driver::features().multishot_recv, "kernel provides buffer rings");
+        assert!(
+            driver::features().multishot_recv,
+            "kernel provides buffer rings"
+        );
         let mut listener = TcpListener::bind(loopback(), false).unwrap();
         let addr = listener.local_addr();
         const TOTAL: usize = 8 * 1024 * 1024;
@@ -253,7 +267,7 @@ fn slow_reader_pauses_multishot_recv_and_loses_nothing() {
             }
             got += chunk.len();
             n += 1;
-            if n % 16 == 0 {
+            if n.is_multiple_of(16) {
                 // Fall behind: completions queue up and the receive pauses.
                 sleep(Duration::from_millis(1)).await;
             }
@@ -285,7 +299,9 @@ fn two_shards_both_receive_connections() {
                 let mut listener = TcpListener::bind(addr, true).unwrap();
                 ready.wait();
                 while !stop.load(Ordering::Relaxed) {
-                    if let Ok(Ok(mut conn)) = timeout(Duration::from_millis(20), listener.accept()).await {
+                    if let Ok(Ok(mut conn)) =
+                        timeout(Duration::from_millis(20), listener.accept()).await
+                    {
                         served[id].fetch_add(1, Ordering::Relaxed);
                         let (r, _) = conn.send_owned(b"x".to_vec()).await;
                         r.unwrap();
@@ -305,7 +321,10 @@ fn two_shards_both_receive_connections() {
     for t in threads {
         t.handle.join().unwrap();
     }
-    let (a, b) = (served[0].load(Ordering::Relaxed), served[1].load(Ordering::Relaxed));
+    let (a, b) = (
+        served[0].load(Ordering::Relaxed),
+        served[1].load(Ordering::Relaxed),
+    );
     assert_eq!(a + b, 200);
     assert!(a > 0 && b > 0, "both shards served connections: {a} / {b}");
 }

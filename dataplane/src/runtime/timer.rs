@@ -95,7 +95,10 @@ pub fn sleep(duration: Duration) -> Sleep {
 
 /// Sleeps until `deadline`.
 pub fn sleep_until(deadline: Instant) -> Sleep {
-    Sleep { deadline, key: None }
+    Sleep {
+        deadline,
+        key: None,
+    }
 }
 
 impl Future for Sleep {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{PeerIdentity, ServerTls, TlsError, TlsSession};
 use crate::net::{ByteStream, Transport};
-use crate::runtime::{timeout, BufPool};
+use crate::runtime::{BufPool, timeout};
 
 /// Why a TLS handshake did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,9 @@ pub struct TlsStream<T> {
 
 impl<T> std::fmt::Debug for TlsStream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsStream").field("eof", &self.eof).finish_non_exhaustive()
+        f.debug_struct("TlsStream")
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,9 +62,18 @@ fn tls_io_error(e: TlsError) -> io::Error {
 impl<T: Transport> TlsStream<T> {
     /// Runs the server handshake over `io` within `limit`. On failure the
     /// alert rustls queued is sent before the error is returned.
-    pub async fn accept(io: T, tls: &ServerTls, limit: Duration) -> Result<TlsStream<T>, HandshakeError> {
+    pub async fn accept(
+        io: T,
+        tls: &ServerTls,
+        limit: Duration,
+    ) -> Result<TlsStream<T>, HandshakeError> {
         let session = TlsSession::new(tls)?;
-        let mut stream = TlsStream { io, session, out: Vec::new(), eof: false };
+        let mut stream = TlsStream {
+            io,
+            session,
+            out: Vec::new(),
+            eof: false,
+        };
         match timeout(limit, stream.handshake()).await {
             Ok(Ok(())) => Ok(stream),
             Ok(Err(e)) => {
@@ -88,7 +99,9 @@ impl<T: Transport> TlsStream<T> {
             while fed < chunk.len() {
                 let n = self.session.feed(&chunk[fed..])?;
                 if n == 0 {
-                    return Err(HandshakeError::Io(io::Error::other("TLS input not consumed during handshake")));
+                    return Err(HandshakeError::Io(io::Error::other(
+                        "TLS input not consumed during handshake",
+                    )));
                 }
                 fed += n;
             }
@@ -162,7 +175,10 @@ impl<T: Transport> ByteStream for TlsStream<T> {
                     // rustls holds too much plaintext: move it out, go on.
                     let moved = self.session.read_plaintext(dst).map_err(tls_io_error)?;
                     if moved == 0 {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS input not consumed"));
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "TLS input not consumed",
+                        ));
                     }
                 }
                 fed += n;

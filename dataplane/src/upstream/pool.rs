@@ -26,20 +26,31 @@ pub struct UpstreamPool<C> {
 
 impl<C> std::fmt::Debug for UpstreamPool<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamPool").field("idle", &self.total).finish()
+        f.debug_struct("UpstreamPool")
+            .field("idle", &self.total)
+            .finish()
     }
 }
 
 impl<C> Default for UpstreamPool<C> {
     fn default() -> Self {
-        UpstreamPool { idle: HashMap::new(), total: 0 }
+        UpstreamPool {
+            idle: HashMap::new(),
+            total: 0,
+        }
     }
 }
 
 impl<C> UpstreamPool<C> {
     /// Takes the most recently parked connection to `key` that is younger
     /// than `max_idle` and passes `usable`; stale ones are dropped.
-    pub fn take(&mut self, key: PoolKey, now: Instant, max_idle: Duration, usable: impl Fn(&C) -> bool) -> Option<C> {
+    pub fn take(
+        &mut self,
+        key: PoolKey,
+        now: Instant,
+        max_idle: Duration,
+        usable: impl Fn(&C) -> bool,
+    ) -> Option<C> {
         let list = self.idle.get_mut(&key)?;
         while let Some(entry) = list.pop() {
             self.total -= 1;
@@ -103,10 +114,20 @@ mod tests {
         pool.put(key(1), "broken", t0 + Duration::from_secs(9), 8);
         pool.put(key(1), "fresh", t0 + Duration::from_secs(10), 8);
         let now = t0 + Duration::from_secs(11);
-        assert_eq!(pool.take(key(1), now, Duration::from_secs(5), |_| true), Some("fresh"));
-        assert_eq!(pool.take(key(1), now, Duration::from_secs(5), |c| *c != "broken"), None, "old is stale");
+        assert_eq!(
+            pool.take(key(1), now, Duration::from_secs(5), |_| true),
+            Some("fresh")
+        );
+        assert_eq!(
+            pool.take(key(1), now, Duration::from_secs(5), |c| *c != "broken"),
+            None,
+            "old is stale"
+        );
         assert!(pool.is_empty());
-        assert_eq!(pool.take(key(2), now, Duration::from_secs(5), |_| true), None);
+        assert_eq!(
+            pool.take(key(2), now, Duration::from_secs(5), |_| true),
+            None
+        );
     }
 
     #[test]
@@ -119,8 +140,19 @@ mod tests {
         assert_eq!(pool.len(), 3);
         pool.prune(t0 + Duration::from_secs(6), |_| Duration::from_secs(3));
         assert_eq!(pool.len(), 1);
-        assert_eq!(pool.take(key(1), t0 + Duration::from_secs(6), Duration::from_secs(3), |_| true), Some(4));
+        assert_eq!(
+            pool.take(
+                key(1),
+                t0 + Duration::from_secs(6),
+                Duration::from_secs(3),
+                |_| true
+            ),
+            Some(4)
+        );
         pool.put(key(1), 9, t0, 0);
-        assert!(pool.is_empty(), "max_idle_per_endpoint = 0 disables pooling");
+        assert!(
+            pool.is_empty(),
+            "max_idle_per_endpoint = 0 disables pooling"
+        );
     }
 }
