@@ -23,6 +23,29 @@ use super::pool::BufPool;
 /// Completions a stream may hold unread before its multishot receive is
 /// paused (backpressure: one connection cannot drain the shard's buffers).
 pub(crate) const MAX_QUEUED_RECV: usize = 4;
+/// Bytes one arming of the multishot receive may take before the kernel
+/// ends it (the SQE's `optlen`, kernel 6.15+); the stream re-arms when its
+/// reader asks for more. So a connection whose reader falls behind holds at
+/// most this much of the shard's receive buffers.
+pub(crate) const MAX_RECV_PER_ARM: u32 = 64 * 1024;
+
+const _: () = assert!(size_of::<io_uring::squeue::Entry>() == 64);
+
+/// Sets the multishot receive's total byte limit (`sqe->optlen`).
+fn with_total_limit(sqe: io_uring::squeue::Entry, limit: u32) -> io_uring::squeue::Entry {
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte
+    // `io_uring_sqe` (size asserted above); bytes 44..48 are the union that
+    // holds `optlen` in the kernel ABI. Any bit pattern is a valid SQE.
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute(sqe) };
+    raw[44..48].copy_from_slice(&limit.to_ne_bytes());
+    // SAFETY: as above.
+    unsafe { std::mem::transmute::<[u8; 64], io_uring::squeue::Entry>(raw) }
+}
+
+thread_local! {
+    /// Whether the kernel accepted a total limit on multishot receive.
+    static RECV_LIMIT_SUPPORTED: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -457,7 +480,10 @@ impl TcpStream {
         };
         loop {
             if self.recv.is_none() {
-                let sqe = opcode::RecvMulti::new(types::Fd(self.fd), group).build();
+                let mut sqe = opcode::RecvMulti::new(types::Fd(self.fd), group).build();
+                if RECV_LIMIT_SUPPORTED.with(|s| s.get()) {
+                    sqe = with_total_limit(sqe, MAX_RECV_PER_ARM);
+                }
                 // SAFETY: the kernel writes only provided buffers, owned by
                 // the driver's buffer ring.
                 self.recv = Some(unsafe { MultiOp::submit(MultiKind::Recv, sqe) });
@@ -493,6 +519,14 @@ impl TcpStream {
                 // The shard's buffer ring ran dry; it refills as other
                 // connections drop their chunks. Wait a little, then re-arm.
                 libc::ENOBUFS => Ok(Received::OutOfBuffers),
+                // A kernel without the total limit rejects it: arm without
+                // (the driver's pause-on-backlog still bounds the queue).
+                libc::EINVAL if RECV_LIMIT_SUPPORTED.with(|s| s.replace(false)) => {
+                    log::warn!(
+                        "kernel rejects multishot receive limits; relying on pause-on-backlog"
+                    );
+                    Ok(Received::Again)
+                }
                 errno => Err(io::Error::from_raw_os_error(errno)),
             };
         }
