@@ -1070,3 +1070,22 @@ fn table_level_issues_point_at_the_table_header() {
     sorted.sort();
     assert_eq!(lines, sorted, "{e}");
 }
+
+#[test]
+fn example_configs_in_the_repository_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("configs/ exists") {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.display().to_string();
+        if let Err(e) = Config::from_toml_str(&text, &name, &dir) {
+            panic!("{name} does not validate:\n{e}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 2, "expected the example configs, found {seen}");
+}

@@ -2,6 +2,7 @@
 //! connection: TLS handshake (with the listener's current config), the
 //! caller's identity, then the HTTP/1.1 request loop.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -12,13 +13,29 @@ use crate::runtime::{self, TcpListener, TcpStream};
 use crate::telemetry::ShardStats;
 use crate::tls::TlsStream;
 
-/// Accepts connections forever, one task each.
+/// Accepts connections forever, one task each. Beyond the listener's
+/// `max_connections` (per shard) a new connection is closed at once.
 pub async fn accept_loop(ctx: Rc<ShardContext>, name: Rc<str>, mut listener: TcpListener) {
+    let open = Rc::new(Cell::new(0usize));
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 ShardStats::incr(&ctx.stats.connections_accepted);
-                runtime::spawn(handle_connection(ctx.clone(), name.clone(), stream));
+                let limit = ctx.snapshot().listener(&name).map_or(0, |l| l.limits.max_connections);
+                if limit != 0 && open.get() >= limit {
+                    ShardStats::incr(&ctx.stats.connections_refused);
+                    log::debug!("listener {name:?}: {} connections open, refusing {}", open.get(), stream.peer_addr());
+                    drop(stream);
+                    continue;
+                }
+                open.set(open.get() + 1);
+                let open = open.clone();
+                let ctx = ctx.clone();
+                let name = name.clone();
+                runtime::spawn(async move {
+                    handle_connection(ctx, name, stream).await;
+                    open.set(open.get() - 1);
+                });
             }
             Err(e) => {
                 // Typically EMFILE/ENFILE: back off instead of spinning.

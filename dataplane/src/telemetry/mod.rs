@@ -11,6 +11,8 @@ use std::cell::Cell;
 pub struct ShardStats {
     pub connections_accepted: Cell<u64>,
     pub connections_active: Cell<u64>,
+    /// Closed at accept because the listener's `max_connections` was reached.
+    pub connections_refused: Cell<u64>,
     pub tls_handshakes: Cell<u64>,
     pub tls_failures: Cell<u64>,
     pub requests: Cell<u64>,
