@@ -45,4 +45,8 @@ bin=$(cargo test -p meshgate-dataplane --lib --no-run --message-format=json 2>/d
 [ -x "$bin" ] || { echo "no dataplane test binary found"; exit 1; }
 valgrind --error-exitcode=99 --quiet "$bin" runtime:: --skip threads_ --test-threads=1
 
+# --- fuzz targets, briefly ------------------------------------------------------
+log "fuzz targets (${FUZZ_SECONDS:-30}s each)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+
 log "all tests passed"

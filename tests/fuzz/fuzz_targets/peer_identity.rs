@@ -1,0 +1,12 @@
+//! The DER walker that extracts SANs and the subject: never panics.
+#![no_main]
+
+use dataplane::tls::PeerIdentity;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(id) = PeerIdentity::from_der(data) {
+        let _ = id.xfcc();
+        let _ = id.principal();
+    }
+});
