@@ -185,7 +185,7 @@ async fn request<S: ByteStream>(
             }
         } else {
             let mut decoder = BodyDecoder::new(plan.body);
-            let (r, back) = forward(
+            let (r, back, _) = forward(
                 down,
                 inbuf,
                 &mut decoder,
@@ -206,23 +206,26 @@ async fn request<S: ByteStream>(
                 Err(Forward::WriteTimeout) => return Err(ProxyError::UpstreamTimeout),
             }
         }
-        // The response head.
+        // The response head; `out` still holds the request head for a retry.
         let deadline = runtime::now() + target.timeout;
         let mut upbuf = BufPool::take();
+        let mut response_head = BufPool::take();
         match read_response_head(
             &mut up,
             &mut upbuf,
             plan.is_head,
             plan.keep_alive,
             deadline,
-            &mut out,
+            &mut response_head,
         )
         .await
         {
-            Ok(resp) => break (up, upbuf, resp),
+            Ok(resp) => {
+                BufPool::give(std::mem::replace(&mut out, response_head));
+                break (up, upbuf, resp);
+            }
             Err(ProxyError::UpstreamClosed) if retryable && upbuf.is_empty() => {
                 attempt += 1;
-                out.clear();
                 continue;
             }
             Err(e) => {
@@ -231,11 +234,11 @@ async fn request<S: ByteStream>(
             }
         }
     };
-    // `out` now holds the downstream response head; stream the body.
+    // `out` now holds the downstream response head; it goes out with the
+    // first body bytes.
     let down_keep_alive = response.downstream_keep_alive;
-    ctx.stats.response(response.status);
     let mut decoder = BodyDecoder::new(response.body);
-    let (r, out) = forward(
+    let (r, out, written) = forward(
         &mut up,
         &mut upbuf,
         &mut decoder,
@@ -248,6 +251,7 @@ async fn request<S: ByteStream>(
     BufPool::give(out);
     match r {
         Ok(()) => {
+            ctx.stats.response(response.status);
             if response.upstream_keep_alive && upbuf.is_empty() {
                 let now = runtime::now();
                 ctx.upstreams
@@ -257,10 +261,21 @@ async fn request<S: ByteStream>(
             BufPool::give(upbuf);
             Ok(down_keep_alive)
         }
-        // The upstream died mid-body or sent broken framing: close the
-        // downstream connection so the client sees a truncated message,
-        // never a complete-looking one.
+        // Broken upstream framing seen before anything went downstream:
+        // still a clean 502.
+        Err(Forward::Invalid(e)) if written == 0 => {
+            let e = ProxyError::BadResponse(e);
+            local_response(ctx, down, &e, false, limits)
+                .await
+                .map(|_| false)
+        }
+        // The upstream died mid-body or sent broken framing after bytes went
+        // downstream: close the downstream connection so the client sees a
+        // truncated message, never a complete-looking one.
         Err(e) => {
+            if written > 0 {
+                ctx.stats.response(response.status);
+            }
             log::debug!(
                 "shard {}: response body from {} aborted: {e:?}",
                 ctx.id,
@@ -504,7 +519,7 @@ enum Forward {
 /// Streams one message body from `src` to `dst`: first whatever `out`
 /// already holds (a head), then body bytes as they arrive, verbatim, until
 /// the decoder says the body ended. Bytes after the body stay in `srcbuf`.
-/// Returns `out`'s buffer for reuse.
+/// Returns `out`'s buffer for reuse and how many bytes reached `dst`.
 async fn forward<R: ByteStream, W: ByteStream>(
     src: &mut R,
     srcbuf: &mut Vec<u8>,
@@ -513,12 +528,13 @@ async fn forward<R: ByteStream, W: ByteStream>(
     mut out: Vec<u8>,
     read_timeout: Duration,
     write_timeout: Duration,
-) -> (Result<(), Forward>, Vec<u8>) {
+) -> (Result<(), Forward>, Vec<u8>, u64) {
+    let mut written = 0u64;
     loop {
         if !srcbuf.is_empty() && !decoder.is_done() {
             let n = match decoder.advance(srcbuf) {
                 Ok(n) => n,
-                Err(e) => return (Err(Forward::Invalid(e)), out),
+                Err(e) => return (Err(Forward::Invalid(e)), out, written),
             };
             if n == srcbuf.len() && out.is_empty() {
                 // The whole buffer is body: send it as is, no copy.
@@ -529,28 +545,30 @@ async fn forward<R: ByteStream, W: ByteStream>(
             }
         }
         if !out.is_empty() {
+            let len = out.len() as u64;
             match timeout(write_timeout, dst.write_owned(out)).await {
                 Ok((Ok(()), mut back)) => {
+                    written += len;
                     back.clear();
                     out = back;
                 }
-                Ok((Err(e), back)) => return (Err(Forward::WriteIo(e)), back),
-                Err(_) => return (Err(Forward::WriteTimeout), Vec::new()),
+                Ok((Err(e), back)) => return (Err(Forward::WriteIo(e)), back, written),
+                Err(_) => return (Err(Forward::WriteTimeout), Vec::new(), written),
             }
         }
         if decoder.is_done() {
-            return (Ok(()), out);
+            return (Ok(()), out, written);
         }
         match timeout(read_timeout, src.read_into(srcbuf)).await {
             Ok(Ok(0)) => {
                 return match decoder.finish_eof() {
-                    Ok(()) => (Ok(()), out),
-                    Err(_) => (Err(Forward::ReadEof), out),
+                    Ok(()) => (Ok(()), out, written),
+                    Err(_) => (Err(Forward::ReadEof), out, written),
                 };
             }
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return (Err(Forward::ReadIo(e)), out),
-            Err(_) => return (Err(Forward::ReadTimeout), out),
+            Ok(Err(e)) => return (Err(Forward::ReadIo(e)), out, written),
+            Err(_) => return (Err(Forward::ReadTimeout), out, written),
         }
     }
 }

@@ -21,10 +21,17 @@ pub async fn accept_loop(ctx: Rc<ShardContext>, name: Rc<str>, mut listener: Tcp
         match listener.accept().await {
             Ok(stream) => {
                 ShardStats::incr(&ctx.stats.connections_accepted);
-                let limit = ctx.snapshot().listener(&name).map_or(0, |l| l.limits.max_connections);
+                let limit = ctx
+                    .snapshot()
+                    .listener(&name)
+                    .map_or(0, |l| l.limits.max_connections);
                 if limit != 0 && open.get() >= limit {
                     ShardStats::incr(&ctx.stats.connections_refused);
-                    log::debug!("listener {name:?}: {} connections open, refusing {}", open.get(), stream.peer_addr());
+                    log::debug!(
+                        "listener {name:?}: {} connections open, refusing {}",
+                        open.get(),
+                        stream.peer_addr()
+                    );
                     drop(stream);
                     continue;
                 }

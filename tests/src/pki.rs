@@ -1,0 +1,155 @@
+//! [`Pki`]: the certificates of one test, generated with rcgen and written
+//! as PEM files into the test's folder.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `ca.pem` | the CA the gateway trusts for clients, and clients trust for the gateway |
+//! | `server.pem`, `server.key` | the gateway: SAN `localhost` and `127.0.0.1` |
+//! | `client.pem`, `client.key` | a workload: only the URI SAN [`SPIFFE_ID`] (no CN, no DNS) |
+//! | `other-ca.pem`, `other-client.pem`, `other-client.key` | same identity, signed by a CA the gateway does not trust |
+//! | `expired-client.pem`, `expired-client.key` | signed by `ca.pem`, but `not_after` is in 2001 |
+//!
+//! Keys are ECDSA P-256 (rcgen's default), fresh for every [`Pki::new`].
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// The SPIFFE ID in the client certificates.
+pub const SPIFFE_ID: &str = "spiffe://meshgate.local/ns/default/sa/demo";
+
+/// Paths of the generated files, and facts tests compare against.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    pub other_ca: PathBuf,
+    pub other_client_cert: PathBuf,
+    pub other_client_key: PathBuf,
+    pub expired_client_cert: PathBuf,
+    pub expired_client_key: PathBuf,
+    /// Lowercase hex SHA-256 of `client.pem`'s DER: the XFCC `Hash=` value.
+    pub client_cert_sha256: String,
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}
+
+fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    CertifiedIssuer::self_signed(p, KeyPair::generate().expect("key")).expect("self-signed CA")
+}
+
+fn client_params() -> CertificateParams {
+    let mut p = CertificateParams::default();
+    // No subject at all: the identity is the URI SAN only.
+    p.distinguished_name = DistinguishedName::new();
+    p.subject_alt_names = vec![SanType::URI(SPIFFE_ID.try_into().expect("uri"))];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    p
+}
+
+impl Pki {
+    /// Generates every certificate and writes the files into `dir`.
+    pub fn new(dir: &Path) -> Pki {
+        let ca = new_ca("meshgate e2e CA");
+        let ca_path = write(dir, "ca.pem", &ca.pem());
+
+        let mut server = CertificateParams::default();
+        server.distinguished_name = DistinguishedName::new();
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "meshgate e2e gateway");
+        server.subject_alt_names = vec![
+            SanType::DnsName("localhost".try_into().expect("dns")),
+            SanType::IpAddress("127.0.0.1".parse().expect("ip")),
+        ];
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().expect("key");
+        let cert = server.signed_by(&key, &ca).expect("server cert");
+        let server_cert = write(dir, "server.pem", &cert.pem());
+        let server_key = write(dir, "server.key", &key.serialize_pem());
+
+        let key = KeyPair::generate().expect("key");
+        let cert = client_params().signed_by(&key, &ca).expect("client cert");
+        let client_cert_sha256 = crate::sha256_hex(cert.der());
+        let client_cert = write(dir, "client.pem", &cert.pem());
+        let client_key = write(dir, "client.key", &key.serialize_pem());
+
+        let other = new_ca("meshgate e2e untrusted CA");
+        let other_ca = write(dir, "other-ca.pem", &other.pem());
+        let key = KeyPair::generate().expect("key");
+        let cert = client_params()
+            .signed_by(&key, &other)
+            .expect("other client cert");
+        let other_client_cert = write(dir, "other-client.pem", &cert.pem());
+        let other_client_key = write(dir, "other-client.key", &key.serialize_pem());
+
+        let mut expired = client_params();
+        expired.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        expired.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let key = KeyPair::generate().expect("key");
+        let cert = expired.signed_by(&key, &ca).expect("expired client cert");
+        let expired_client_cert = write(dir, "expired-client.pem", &cert.pem());
+        let expired_client_key = write(dir, "expired-client.key", &key.serialize_pem());
+
+        Pki {
+            dir: dir.to_owned(),
+            ca: ca_path,
+            server_cert,
+            server_key,
+            client_cert,
+            client_key,
+            other_ca,
+            other_client_cert,
+            other_client_key,
+            expired_client_cert,
+            expired_client_key,
+            client_cert_sha256,
+        }
+    }
+
+    /// curl arguments that trust the CA and present the client certificate.
+    pub fn curl_mtls_args(&self) -> Vec<String> {
+        self.curl_args_with(&self.client_cert, &self.client_key)
+    }
+
+    /// curl arguments that trust the CA and present `cert`/`key`.
+    pub fn curl_args_with(&self, cert: &Path, key: &Path) -> Vec<String> {
+        vec![
+            "--cacert".into(),
+            path_str(&self.ca),
+            "--cert".into(),
+            path_str(cert),
+            "--key".into(),
+            path_str(key),
+        ]
+    }
+
+    /// curl arguments that trust the CA and present no certificate.
+    pub fn curl_no_cert_args(&self) -> Vec<String> {
+        vec!["--cacert".into(), path_str(&self.ca)]
+    }
+}
+
+/// A path as a `String` (test paths are ASCII).
+pub fn path_str(p: &Path) -> String {
+    p.to_str()
+        .unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display()))
+        .to_owned()
+}
