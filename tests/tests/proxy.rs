@@ -364,6 +364,25 @@ fn http_1_0_request_is_answered_then_closed() {
 }
 
 #[test]
+fn http_1_0_keep_alive_is_announced_and_honoured() {
+    // ApacheBench's `-k` speaks this: HTTP/1.0 with `Connection: keep-alive`.
+    let s = Setup::plain(|c| c);
+    let mut c = RawConn::connect(s.gw.addr(harness::LISTENER));
+    for n in [5usize, 6] {
+        c.send(format!("GET /bytes/{n} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").as_bytes())
+            .expect("send");
+        let resp = c.read_response().expect("response on the kept connection");
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, pattern(n));
+        assert_eq!(resp.header("connection").as_deref(), Some("keep-alive"), "{resp:?}");
+    }
+    // A chunked upstream body cannot be framed for HTTP/1.0: delivered, then closed.
+    c.send(b"GET /chunked/7 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").expect("send");
+    let got = c.read_to_close(harness::client::READ_TIMEOUT);
+    assert!(got.closed, "chunked response to HTTP/1.0 left the connection open");
+}
+
+#[test]
 fn client_connection_close_is_honoured() {
     let s = Setup::plain(|c| c);
     let mut c = RawConn::connect(s.gw.addr(harness::LISTENER));

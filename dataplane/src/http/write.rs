@@ -184,6 +184,19 @@ fn push_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
 /// `!keep_alive` or when the body is close-delimited (it can only end with
 /// the connection).
 pub fn write_downstream_response(head: &ResponseHead<'_>, keep_alive: bool, out: &mut Vec<u8>) {
+    write_downstream_response_for(head, keep_alive, false, out);
+}
+
+/// [`write_downstream_response`] for a client that must be told the
+/// connection stays open: an HTTP/1.0 client that asked for keep-alive
+/// (RFC 9112 §9.3, Appendix C.2.2) gets `connection: keep-alive` when
+/// `keep_alive` holds and the body is not close-delimited.
+pub fn write_downstream_response_for(
+    head: &ResponseHead<'_>,
+    keep_alive: bool,
+    announce_keep_alive: bool,
+    out: &mut Vec<u8>,
+) {
     let fields = &head.fields;
     let reason = if head.reason.is_empty() {
         reason_phrase(head.status)
@@ -203,6 +216,8 @@ pub fn write_downstream_response(head: &ResponseHead<'_>, keep_alive: bool, out:
     push_framing(out, head.body, fields, may_have_length);
     if !keep_alive || head.body == BodyKind::CloseDelimited {
         out.extend_from_slice(b"connection: close\r\n");
+    } else if announce_keep_alive {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }

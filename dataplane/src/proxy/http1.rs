@@ -91,7 +91,11 @@ async fn respond_error<S: ByteStream>(
 struct Plan {
     head_len: usize,
     body: BodyKind,
+    /// The client wants the connection kept (RFC 9112 §9.3).
     keep_alive: bool,
+    /// An HTTP/1.0 client: keep-alive must be announced, chunked bodies
+    /// cannot be kept alive.
+    http10: bool,
     expect_continue: bool,
     is_head: bool,
     target: Result<Target, ProxyError>,
@@ -141,7 +145,7 @@ async fn request<S: ByteStream>(
         Ok(t) => t,
         Err(e) => {
             // Answer locally; keep the connection only if no body follows.
-            let keep = plan.keep_alive && plan.body == BodyKind::None;
+            let keep = plan.keep_alive && !plan.http10 && plan.body == BodyKind::None;
             return local_response(ctx, down, &e, keep, limits).await;
         }
     };
@@ -154,7 +158,7 @@ async fn request<S: ByteStream>(
         let (conn, reused) = match upstream(ctx, &target, attempt > 0).await {
             Ok(c) => c,
             Err(e) => {
-                let keep = plan.keep_alive && plan.body == BodyKind::None;
+                let keep = plan.keep_alive && !plan.http10 && plan.body == BodyKind::None;
                 return local_response(ctx, down, &e, keep, limits).await;
             }
         };
@@ -214,7 +218,7 @@ async fn request<S: ByteStream>(
             &mut up,
             &mut upbuf,
             plan.is_head,
-            plan.keep_alive,
+            (plan.keep_alive, plan.http10),
             deadline,
             &mut response_head,
         )
@@ -229,7 +233,7 @@ async fn request<S: ByteStream>(
                 continue;
             }
             Err(e) => {
-                let keep = plan.keep_alive;
+                let keep = plan.keep_alive && !plan.http10;
                 return local_response(ctx, down, &e, keep, limits).await;
             }
         }
@@ -373,11 +377,11 @@ fn plan(
     info: &ConnInfo,
     upstream_head: &mut Vec<u8>,
 ) -> Plan {
-    let keep_alive = head.keep_alive && head.minor_version == 1;
     let mut plan = Plan {
         head_len: head.head_len,
         body: head.body,
-        keep_alive,
+        keep_alive: head.keep_alive,
+        http10: head.minor_version == 0,
         expect_continue: head.expect_continue,
         is_head: head.method == "HEAD",
         target: Err(ProxyError::NoRoute),
@@ -461,7 +465,7 @@ async fn read_response_head(
     up: &mut Plain<TcpStream>,
     upbuf: &mut Vec<u8>,
     is_head: bool,
-    client_keep_alive: bool,
+    (client_keep_alive, http10): (bool, bool),
     deadline: Instant,
     out: &mut Vec<u8>,
 ) -> Result<Response, ProxyError> {
@@ -480,9 +484,12 @@ async fn read_response_head(
                         continue;
                     }
                     out.clear();
-                    // A close-delimited body ends only when the connection does.
-                    let keep = client_keep_alive && head.body != BodyKind::CloseDelimited;
-                    http::write_downstream_response(&head, keep, out);
+                    // A close-delimited body ends only when the connection
+                    // does; an HTTP/1.0 client cannot frame a chunked one.
+                    let keep = client_keep_alive
+                        && head.body != BodyKind::CloseDelimited
+                        && !(http10 && head.body == BodyKind::Chunked);
+                    http::write_downstream_response_for(&head, keep, http10, out);
                     let response = Response {
                         status: head.status,
                         body: head.body,
