@@ -39,9 +39,8 @@ pub use error::HttpError;
 pub use fields::MAX_CONNECTION_OPTIONS;
 pub use head::{RequestHead, ResponseHead, parse_request, parse_response};
 pub use write::{
-    CONTINUE_RESPONSE, ForwardInfo, reason_phrase, write_downstream_response, write_downstream_response_for,
-    write_local_response,
-    write_upstream_request,
+    CONTINUE_RESPONSE, ForwardInfo, reason_phrase, write_downstream_response,
+    write_downstream_response_for, write_local_response, write_upstream_request,
 };
 
 /// Most header field lines accepted in one head; more is

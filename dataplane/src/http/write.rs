@@ -141,11 +141,19 @@ pub fn write_upstream_request(head: &RequestHead<'_>, fwd: &ForwardInfo<'_>, out
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
     let mut has_request_id = false;
+    let mut has_host = false;
     for h in fields.lines() {
         if request_disposition(h.name, conn) == Disposition::Keep {
             has_request_id |= h.name.eq_ignore_ascii_case("x-request-id");
+            has_host |= h.name.eq_ignore_ascii_case("host");
             push_field(out, h.name.as_bytes(), h.value);
         }
+    }
+    // An HTTP/1.0 request may come without Host, but what we forward is
+    // HTTP/1.1: RFC 9112 §3.2 requires Host, empty when the target has no
+    // authority.
+    if !has_host {
+        push_field(out, b"host", head.host.unwrap_or("").as_bytes());
     }
     push_framing(out, head.body, fields, true);
 

@@ -189,3 +189,23 @@ fn local_responses() {
     assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
     assert_eq!(reason_phrase(502), "Bad Gateway");
 }
+
+/// Found by the `http_request` fuzz target: an HTTP/1.0 request without
+/// Host was forwarded as HTTP/1.1 without Host, which no upstream accepts.
+#[test]
+fn http10_request_without_host_is_forwarded_with_one() {
+    let out = upstream(b"GET /x HTTP/1.0\r\n\r\n", &fwd(None));
+    assert!(out.starts_with("GET /x HTTP/1.1\r\n"), "{out}");
+    assert!(out.contains("\r\nhost: \r\n"), "{out}");
+    let out = upstream(b"GET http://a.example/x HTTP/1.0\r\n\r\n", &fwd(None));
+    assert!(out.contains("\r\nhost: a.example\r\n"), "{out}");
+    // The rewritten head parses as a complete HTTP/1.1 request.
+    let rewritten = upstream(
+        b"GET /y HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        &fwd(None),
+    );
+    assert!(matches!(
+        parse_request(rewritten.as_bytes(), &limits()),
+        Ok(Parse::Complete(_))
+    ));
+}

@@ -17,9 +17,12 @@ fuzz_target!(|data: &[u8]| {
         };
         let mut out = Vec::new();
         http::write_upstream_request(&head, &fwd, &mut out);
-        // What we forward must itself parse as one complete request head.
+        // What we forward must itself parse as one complete request head
+        // (the gateway adds up to five fields, so a head at our own field
+        // limit may exceed it upstream: that is the upstream's limit).
         match http::parse_request(&out, &Limits { max_head_bytes: 64 * 1024 }) {
             Ok(Parse::Complete(again)) => assert_eq!(again.body, head.body),
+            Err(http::HttpError::TooManyHeaders) => {}
             other => panic!("rewritten head does not parse: {other:?}"),
         }
     }
