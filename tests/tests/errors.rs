@@ -90,10 +90,12 @@ fn slow_upstream_is_504() {
 fn truncated_upstream_body_makes_curl_report_a_partial_transfer() {
     let s = Setup::plain(|c| c);
     let out = s.curl(&["-o", "/dev/null", &s.url("/truncate")]);
-    assert_eq!(
-        out.status.code(),
-        Some(18),
-        "curl should exit 18 (partial file): {}",
+    // The gateway resets the connection (no clean close a client could take
+    // for the end of the body): curl sees a partial file (18) or the reset
+    // itself (56), never success.
+    assert!(
+        matches!(out.status.code(), Some(18) | Some(56)),
+        "curl should fail with 18 (partial file) or 56 (reset): {}",
         describe(&out)
     );
 }
@@ -429,11 +431,14 @@ fn client_closing_mid_body_serves_nothing() {
     assert_eq!(resp.status, 200);
 }
 
-#[test]
-fn pooled_connection_dying_after_the_request_is_sent_is_retried_on_a_fresh_one() {
-    // The race the idle check cannot see: the pooled connection looks alive,
-    // takes the request, then closes without a response byte. A bodiless
-    // request must be sent once more on a new connection, not fail.
+/// An origin whose first connection answers one request, then takes the
+/// second and closes without a response byte (the race a pooled connection
+/// can lose); later connections answer everything. Returns its address and
+/// the count of requests answered.
+fn origin_dropping_second_request_on_first_connection() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -466,6 +471,15 @@ fn pooled_connection_dying_after_the_request_is_sent_is_retried_on_a_fresh_one()
             });
         }
     });
+    (addr, served)
+}
+
+#[test]
+fn pooled_connection_dying_after_the_request_is_sent_is_retried_on_a_fresh_one() {
+    // The race the idle check cannot see: the pooled connection looks alive,
+    // takes the request, then closes without a response byte. A bodiless
+    // idempotent request must be sent once more on a new connection.
+    let (addr, served) = origin_dropping_second_request_on_first_connection();
     let s = Setup::plain(|mut c| {
         c.shards = 1;
         c.endpoints = vec![addr];
@@ -482,4 +496,28 @@ fn pooled_connection_dying_after_the_request_is_sent_is_retried_on_a_fresh_one()
         assert_eq!(resp.body, b"ok");
     }
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[test]
+fn non_idempotent_request_is_not_retried_when_the_pooled_connection_dies() {
+    // A POST the upstream may have acted on must not be sent twice: 502.
+    let (addr, served) = origin_dropping_second_request_on_first_connection();
+    let s = Setup::plain(|mut c| {
+        c.shards = 1;
+        c.endpoints = vec![addr];
+        c
+    });
+    let mut c = RawConn::connect(s.gw.addr(LISTENER));
+    c.send(b"GET /x HTTP/1.1\r\nHost: e2e\r\n\r\n")
+        .expect("send");
+    assert_eq!(c.read_response().expect("first").status, 200);
+    c.send(b"POST /x HTTP/1.1\r\nHost: e2e\r\nContent-Length: 0\r\n\r\n")
+        .expect("send");
+    let resp = c.read_response().expect("a 502 for the POST");
+    assert_eq!(resp.status, 502, "{resp:?}");
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the POST was not replayed"
+    );
 }

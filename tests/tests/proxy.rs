@@ -374,11 +374,7 @@ fn http_1_0_keep_alive_is_announced_and_honoured() {
         let resp = c.read_response().expect("response on the kept connection");
         assert_eq!(resp.status, 200);
         assert_eq!(resp.body, pattern(n));
-        assert_eq!(
-            resp.header("connection").as_deref(),
-            Some("keep-alive"),
-            "{resp:?}"
-        );
+        assert_eq!(resp.header("connection"), Some("keep-alive"), "{resp:?}");
     }
     // A chunked upstream body cannot be framed for HTTP/1.0: delivered, then closed.
     c.send(b"GET /chunked/7 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")

@@ -25,6 +25,7 @@ pub mod body;
 mod error;
 mod fields;
 mod head;
+mod scan;
 mod write;
 
 #[cfg(test)]
@@ -38,6 +39,7 @@ pub use body::{BodyDecoder, MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
 pub use error::HttpError;
 pub use fields::MAX_CONNECTION_OPTIONS;
 pub use head::{RequestHead, ResponseHead, parse_request, parse_response};
+pub use scan::HeadScanner;
 pub use write::{
     CONTINUE_RESPONSE, ForwardInfo, reason_phrase, write_downstream_response,
     write_downstream_response_for, write_local_response, write_upstream_request,

@@ -277,7 +277,7 @@ proptest! {
             };
             prop_assert_eq!(again.head_len, out.len());
             prop_assert_eq!((again.method, again.target, again.body), (h.method, h.target, h.body));
-            prop_assert_eq!(again.minor_version, 1);
+            prop_assert_eq!(again.minor_version, h.minor_version);
         }
     }
 }

@@ -138,7 +138,14 @@ pub fn write_upstream_request(head: &RequestHead<'_>, fwd: &ForwardInfo<'_>, out
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // An HTTP/1.0 request goes upstream as HTTP/1.0, so the upstream never
+    // answers with chunked framing the client cannot read (RFC 9112 §6.1);
+    // `connection: keep-alive` keeps the upstream connection poolable.
+    if head.minor_version == 0 {
+        out.extend_from_slice(b" HTTP/1.0\r\nconnection: keep-alive\r\n");
+    } else {
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+    }
 
     let mut has_request_id = false;
     let mut has_host = false;

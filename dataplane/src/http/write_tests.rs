@@ -40,7 +40,8 @@ fn upstream_request_rewrites_head() {
         Accept: */*\r\n\r\n";
     assert_eq!(
         upstream(buf, &fwd(Some("By=spiffe://mesh/gw;URI=spiffe://mesh/c"))),
-        "POST /v1?x HTTP/1.1\r\n\
+        "POST /v1?x HTTP/1.0\r\n\
+         connection: keep-alive\r\n\
          Host: orders\r\n\
          Accept: */*\r\n\
          content-length: 3\r\n\
@@ -195,11 +196,14 @@ fn local_responses() {
 #[test]
 fn http10_request_without_host_is_forwarded_with_one() {
     let out = upstream(b"GET /x HTTP/1.0\r\n\r\n", &fwd(None));
-    assert!(out.starts_with("GET /x HTTP/1.1\r\n"), "{out}");
+    assert!(
+        out.starts_with("GET /x HTTP/1.0\r\nconnection: keep-alive\r\n"),
+        "{out}"
+    );
     assert!(out.contains("\r\nhost: \r\n"), "{out}");
     let out = upstream(b"GET http://a.example/x HTTP/1.0\r\n\r\n", &fwd(None));
     assert!(out.contains("\r\nhost: a.example\r\n"), "{out}");
-    // The rewritten head parses as a complete HTTP/1.1 request.
+    // The rewritten head parses as a complete request.
     let rewritten = upstream(
         b"GET /y HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
         &fwd(None),

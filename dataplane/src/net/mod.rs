@@ -21,6 +21,9 @@ pub trait Transport {
     fn send_owned(&mut self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)>;
     /// Half-closes the sending side.
     fn shutdown_write(&mut self) -> io::Result<()>;
+    /// Makes the coming close a reset: the peer must not take what it got
+    /// for a complete message.
+    fn set_reset_on_close(&mut self);
 }
 
 impl Transport for TcpStream {
@@ -34,6 +37,9 @@ impl Transport for TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         TcpStream::shutdown_write(self)
     }
+    fn set_reset_on_close(&mut self) {
+        TcpStream::set_reset_on_close(self)
+    }
 }
 
 /// What proxy code reads from and writes to.
@@ -45,6 +51,9 @@ pub trait ByteStream {
     fn write_owned(&mut self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)>;
     /// Ends the sending side (TLS: close_notify, then FIN).
     fn close_write(&mut self) -> impl Future<Output = io::Result<()>>;
+    /// Gives up on the stream: no close_notify, and the close is a reset, so
+    /// a cut-off message is never mistaken for a complete one.
+    fn abort(&mut self);
 }
 
 /// A plaintext stream over a transport.
@@ -68,5 +77,9 @@ impl<T: Transport> ByteStream for Plain<T> {
 
     async fn close_write(&mut self) -> io::Result<()> {
         self.0.shutdown_write()
+    }
+
+    fn abort(&mut self) {
+        self.0.set_reset_on_close();
     }
 }

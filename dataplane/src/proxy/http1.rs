@@ -52,22 +52,27 @@ pub async fn serve<S: ByteStream>(
             break;
         };
         let limits = listener.limits.clone();
-        let keep_going = match request(
+        let next = match request(
             &ctx, &snapshot, &mut down, &mut inbuf, &info, &limits, first,
         )
         .await
         {
-            Ok(keep_alive) => keep_alive,
+            Ok(next) => next,
             Err(e) => {
                 respond_error(&ctx, &mut down, &e, &limits).await;
-                false
+                Next::Close
             }
         };
         first = false;
         // An idle connection holds no buffer.
         BufPool::release_if_empty(&mut inbuf);
-        if !keep_going {
-            break;
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => break,
+            Next::Abort => {
+                down.abort();
+                return;
+            }
         }
     }
     let _ = timeout(Duration::from_secs(1), down.close_write()).await;
@@ -98,6 +103,8 @@ struct Plan {
     http10: bool,
     expect_continue: bool,
     is_head: bool,
+    /// RFC 9110 §9.2.2: safe to send twice.
+    idempotent: bool,
     target: Result<Target, ProxyError>,
 }
 
@@ -110,8 +117,27 @@ struct Target {
     pool_max_idle: usize,
 }
 
-/// How a request ended when it did not fail: keep the connection or not.
-type KeepAlive = bool;
+/// What the connection does after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Wait for the next request.
+    KeepAlive,
+    /// Close cleanly (TLS close_notify, FIN).
+    Close,
+    /// A response was cut off: reset, no close_notify, so the client cannot
+    /// take it for complete (a close-delimited body ends with a clean close).
+    Abort,
+}
+
+impl Next {
+    fn keep_if(keep_alive: bool) -> Next {
+        if keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+}
 
 /// Handles one request; `Err` means "answer with this error, then close".
 async fn request<S: ByteStream>(
@@ -122,7 +148,7 @@ async fn request<S: ByteStream>(
     info: &ConnInfo,
     limits: &HttpLimits,
     first: bool,
-) -> Result<KeepAlive, ProxyError> {
+) -> Result<Next, ProxyError> {
     let mut upstream_head = BufPool::take();
     let plan = match read_head(
         ctx,
@@ -137,7 +163,7 @@ async fn request<S: ByteStream>(
     .await?
     {
         Some(plan) => plan,
-        None => return Ok(false), // closed cleanly between requests
+        None => return Ok(Next::Close), // closed cleanly between requests
     };
     inbuf.drain(..plan.head_len);
     ShardStats::incr(&ctx.stats.requests);
@@ -163,7 +189,9 @@ async fn request<S: ByteStream>(
             }
         };
         let mut up = Plain(conn);
-        let retryable = reused && plan.body == BodyKind::None && attempt == 0;
+        // Only a request that cannot have done anything twice: no body, an
+        // idempotent method (RFC 9110 §9.2.2), first try on a reused conn.
+        let retryable = reused && plan.body == BodyKind::None && plan.idempotent && attempt == 0;
         if plan.expect_continue && plan.body != BodyKind::None && inbuf.is_empty() {
             let (r, _) = timeout(
                 limits.idle_timeout,
@@ -228,7 +256,9 @@ async fn request<S: ByteStream>(
                 BufPool::give(std::mem::replace(&mut out, response_head));
                 break (up, upbuf, resp);
             }
-            Err(ProxyError::UpstreamClosed) if retryable && upbuf.is_empty() => {
+            Err(ProxyError::UpstreamClosed) | Err(ProxyError::UpstreamIo(_))
+                if retryable && upbuf.is_empty() =>
+            {
                 attempt += 1;
                 continue;
             }
@@ -263,7 +293,7 @@ async fn request<S: ByteStream>(
                     .put(target.endpoint, up.0, now, target.pool_max_idle);
             }
             BufPool::give(upbuf);
-            Ok(down_keep_alive)
+            Ok(Next::keep_if(down_keep_alive))
         }
         // Broken upstream framing seen before anything went downstream:
         // still a clean 502.
@@ -271,7 +301,7 @@ async fn request<S: ByteStream>(
             let e = ProxyError::BadResponse(e);
             local_response(ctx, down, &e, false, limits)
                 .await
-                .map(|_| false)
+                .map(|_| Next::Close)
         }
         // The upstream died mid-body or sent broken framing after bytes went
         // downstream: close the downstream connection so the client sees a
@@ -285,7 +315,7 @@ async fn request<S: ByteStream>(
                 ctx.id,
                 target.endpoint
             );
-            Ok(false)
+            Ok(Next::Abort)
         }
     }
 }
@@ -297,11 +327,11 @@ async fn local_response<S: ByteStream>(
     e: &ProxyError,
     keep_alive: bool,
     limits: &HttpLimits,
-) -> Result<KeepAlive, ProxyError> {
+) -> Result<Next, ProxyError> {
     log::debug!("shard {}: {e}", ctx.id);
     let mut out = BufPool::take();
     let Some(status) = e.write_response(keep_alive, &mut out) else {
-        return Ok(false);
+        return Ok(Next::Close);
     };
     ctx.stats.response(status);
     let (r, back) = timeout(limits.idle_timeout, down.write_owned(out))
@@ -309,7 +339,7 @@ async fn local_response<S: ByteStream>(
         .map_err(|_| ProxyError::DownstreamTimeout)?;
     BufPool::give(back);
     r.map_err(ProxyError::DownstreamIo)?;
-    Ok(keep_alive)
+    Ok(Next::keep_if(keep_alive))
 }
 
 /// Reads until a full request head is buffered, then plans the request and
@@ -336,8 +366,9 @@ async fn read_head<S: ByteStream>(
     } else {
         None
     };
+    let mut scanner = http::HeadScanner::default();
     loop {
-        if !inbuf.is_empty() {
+        if !inbuf.is_empty() && scanner.should_parse(inbuf, &parse_limits) {
             match http::parse_request(inbuf, &parse_limits) {
                 Ok(Parse::Complete(head)) => {
                     return Ok(Some(plan(ctx, snapshot, &head, info, upstream_head)));
@@ -384,6 +415,10 @@ fn plan(
         http10: head.minor_version == 0,
         expect_continue: head.expect_continue,
         is_head: head.method == "HEAD",
+        idempotent: matches!(
+            head.method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
         target: Err(ProxyError::NoRoute),
     };
     let Some(listener) = snapshot.listener(&info.listener) else {
@@ -471,8 +506,9 @@ async fn read_response_head(
 ) -> Result<Response, ProxyError> {
     let limits = Limits::default();
     let method = if is_head { "HEAD" } else { "GET" };
+    let mut scanner = http::HeadScanner::default();
     loop {
-        if !upbuf.is_empty() {
+        if !upbuf.is_empty() && scanner.should_parse(upbuf, &limits) {
             match http::parse_response(upbuf, method, &limits) {
                 Ok(Parse::Complete(head)) => {
                     let head_len = head.head_len;
@@ -481,6 +517,7 @@ async fn read_response_head(
                             return Err(ProxyError::BadResponse(HttpError::UnexpectedUpgrade));
                         }
                         upbuf.drain(..head_len);
+                        scanner = http::HeadScanner::default();
                         continue;
                     }
                     out.clear();

@@ -136,6 +136,15 @@ pub(crate) fn try_with(f: impl FnOnce(&mut Driver)) {
     });
 }
 
+/// Whether a driver may still own a ring on this thread: installed, or
+/// busy (borrowed) so we cannot tell. Memory the kernel might still write
+/// must be leaked rather than freed while this holds.
+pub(crate) fn may_be_running() -> bool {
+    DRIVER
+        .try_with(|d| d.try_borrow().map(|d| d.is_some()).unwrap_or(true))
+        .unwrap_or(false)
+}
+
 /// Installs a driver on this thread for the duration of `f`.
 pub(crate) fn install(config: &RuntimeConfig) -> io::Result<RingFeatures> {
     let driver = Driver::new(config)?;
@@ -296,7 +305,13 @@ impl Driver {
     /// `timeout` (`Some(ZERO)`: do not wait).
     pub(crate) fn park(&mut self, timeout: Option<Duration>) {
         let result = match timeout {
-            Some(t) if t.is_zero() => self.ring.submit_and_wait(0),
+            // With DEFER_TASKRUN completions are only posted when we ask for
+            // events: a zero timeout does that without sleeping.
+            Some(t) if t.is_zero() => {
+                let ts = types::Timespec::new();
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
             Some(t) => {
                 let ts = types::Timespec::new()
                     .sec(t.as_secs())

@@ -85,10 +85,12 @@ impl<T: 'static> Drop for Op<T> {
             return;
         };
         let index = self.index;
+        let mut resources = Some(resources);
         driver::try_with(|d| {
             let Slot::Single(lifecycle) = &mut d.slots[index as usize] else {
                 return;
             };
+            let resources = resources.take();
             if matches!(lifecycle, Lifecycle::Completed(_)) {
                 d.release_slot(index);
                 drop(resources);
@@ -97,6 +99,14 @@ impl<T: 'static> Drop for Op<T> {
                 d.cancel(index);
             }
         });
+        if let Some(resources) = resources {
+            // The driver could not be reached. If a ring may still exist,
+            // the kernel may still write this memory: leak it, never free.
+            if driver::may_be_running() {
+                log::error!("operation dropped while the driver was busy; leaking its buffers");
+                std::mem::forget(resources);
+            }
+        }
     }
 }
 

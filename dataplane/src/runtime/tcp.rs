@@ -13,9 +13,11 @@ use std::mem::{MaybeUninit, size_of};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::Deref;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 
 use io_uring::{opcode, types};
 
+use super::buf_ring::RingMemory;
 use super::driver::{self, Completion, MultiKind};
 use super::op::{MultiOp, MultiPoll, Op};
 use super::pool::BufPool;
@@ -322,7 +324,12 @@ impl TcpListener {
                         self.accept = None;
                     }
                     match completion.io_result() {
-                        Ok(fd) => return TcpStream::from_accepted(fd as RawFd),
+                        // A peer that reset before we looked (getpeername
+                        // fails) costs nothing but a log line.
+                        Ok(fd) => match TcpStream::from_accepted(fd as RawFd) {
+                            Ok(stream) => return Ok(stream),
+                            Err(e) => log::debug!("accepted connection vanished: {e}"),
+                        },
                         Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
                         Err(e) => return Err(e),
                     }
@@ -341,42 +348,56 @@ impl Drop for TcpListener {
     }
 }
 
-/// Received bytes: a provided buffer (returned to the ring on drop) or a
-/// pooled vector (fallback mode). Empty means end of stream.
-pub enum RxChunk {
+/// Received bytes: a provided buffer (returned to its ring on drop) or a
+/// pooled vector (fallback mode). Empty means end of stream. Opaque: only
+/// the runtime makes chunks, each lending one buffer id exactly once.
+pub struct RxChunk(Lent);
+
+enum Lent {
     Ring {
+        memory: Rc<RingMemory>,
         bid: u16,
-        ptr: *const u8,
         len: usize,
     },
     Owned(Vec<u8>),
 }
 
+impl RxChunk {
+    fn end_of_stream() -> RxChunk {
+        RxChunk(Lent::Owned(Vec::new()))
+    }
+}
+
 impl Deref for RxChunk {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        match self {
-            // SAFETY: buffer `bid` is out of the ring (the kernel does not
-            // write it) until this chunk is dropped, and `len` bytes of it
-            // were written by the completed receive.
-            RxChunk::Ring { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
-            RxChunk::Owned(v) => v,
+        match &self.0 {
+            // SAFETY: buffer `bid` is lent to this chunk (the kernel does not
+            // write it until it is recycled on drop), `len` bytes of it were
+            // written by the completed receive, and `memory` keeps the
+            // allocation alive.
+            Lent::Ring { memory, bid, len } => unsafe { memory.slice(*bid, *len) },
+            Lent::Owned(v) => v,
         }
     }
 }
 
 impl Drop for RxChunk {
     fn drop(&mut self) {
-        match self {
-            RxChunk::Ring { bid, .. } => {
-                let bid = *bid;
+        match &mut self.0 {
+            Lent::Ring { memory, bid, .. } => {
+                let (id, bid) = (memory.id(), *bid);
                 driver::try_with(|d| {
-                    if let Some(ring) = d.buf_ring.as_mut() {
+                    // Only into the ring it came from: a chunk may outlive its
+                    // runtime, and then the memory just goes with the Rc.
+                    if let Some(ring) = d.buf_ring.as_mut()
+                        && ring.memory().id() == id
+                    {
                         ring.recycle(bid);
                     }
                 });
             }
-            RxChunk::Owned(v) => BufPool::give(std::mem::take(v)),
+            Lent::Owned(v) => BufPool::give(std::mem::take(v)),
         }
     }
 }
@@ -399,6 +420,8 @@ pub struct TcpStream {
     pub(crate) fd: RawFd,
     peer: SocketAddr,
     recv: Option<MultiOp>,
+    /// The armed receive carries the per-arm byte limit.
+    recv_limited: bool,
 }
 
 impl std::fmt::Debug for TcpStream {
@@ -424,6 +447,7 @@ impl TcpStream {
             fd,
             peer,
             recv: None,
+            recv_limited: false,
         })
     }
 
@@ -458,6 +482,7 @@ impl TcpStream {
             fd,
             peer: addr,
             recv: None,
+            recv_limited: false,
         })
     }
 
@@ -481,7 +506,8 @@ impl TcpStream {
         loop {
             if self.recv.is_none() {
                 let mut sqe = opcode::RecvMulti::new(types::Fd(self.fd), group).build();
-                if RECV_LIMIT_SUPPORTED.with(|s| s.get()) {
+                self.recv_limited = RECV_LIMIT_SUPPORTED.with(|s| s.get());
+                if self.recv_limited {
                     sqe = with_total_limit(sqe, MAX_RECV_PER_ARM);
                 }
                 // SAFETY: the kernel writes only provided buffers, owned by
@@ -521,10 +547,14 @@ impl TcpStream {
                 libc::ENOBUFS => Ok(Received::OutOfBuffers),
                 // A kernel without the total limit rejects it: arm without
                 // (the driver's pause-on-backlog still bounds the queue).
-                libc::EINVAL if RECV_LIMIT_SUPPORTED.with(|s| s.replace(false)) => {
-                    log::warn!(
-                        "kernel rejects multishot receive limits; relying on pause-on-backlog"
-                    );
+                // (Every stream armed with the limit before the first EINVAL
+                // arrives gets one too: each re-arms without.)
+                libc::EINVAL if self.recv_limited => {
+                    if RECV_LIMIT_SUPPORTED.with(|s| s.replace(false)) {
+                        log::warn!(
+                            "kernel rejects multishot receive limits; relying on pause-on-backlog"
+                        );
+                    }
                     Ok(Received::Again)
                 }
                 errno => Err(io::Error::from_raw_os_error(errno)),
@@ -533,14 +563,14 @@ impl TcpStream {
         let len = completion.result as usize;
         let Some(bid) = completion.buffer_id() else {
             return if len == 0 {
-                Ok(Received::Chunk(RxChunk::Owned(Vec::new())))
+                Ok(Received::Chunk(RxChunk::end_of_stream()))
             } else {
                 Err(io::Error::other("receive completed without a buffer"))
             };
         };
-        let ptr = driver::with(|d| d.buf_ring.as_ref().map(|r| r.buffer_ptr(bid)));
-        match ptr {
-            Some(ptr) => Ok(Received::Chunk(RxChunk::Ring { bid, ptr, len })),
+        let memory = driver::with(|d| d.buf_ring.as_ref().map(|r| r.memory().clone()));
+        match memory {
+            Some(memory) => Ok(Received::Chunk(RxChunk(Lent::Ring { memory, bid, len }))),
             None => Err(io::Error::other("buffer ring gone")),
         }
     }
@@ -555,7 +585,7 @@ impl TcpStream {
         let n = completion.io_result()? as usize;
         // SAFETY: the kernel initialised the first `n ≤ cap` bytes.
         unsafe { buf.set_len(n.min(cap)) };
-        Ok(RxChunk::Owned(buf))
+        Ok(RxChunk(Lent::Owned(buf)))
     }
 
     /// Sends all of `buf`. Ownership passes to the kernel while a send is in
@@ -586,11 +616,45 @@ impl TcpStream {
         (Ok(()), buf)
     }
 
-    /// Whether bytes or end-of-stream arrived that nobody has read yet (no
-    /// syscall: looks at the armed multishot receive). An idle pooled
-    /// upstream connection with unread input is not reusable.
+    /// Whether bytes or end-of-stream arrived that nobody has read yet. An
+    /// idle pooled upstream connection with unread input is not reusable.
+    /// Looks at the armed multishot receive (no syscall); when none is armed
+    /// (fallback mode, or the last arm ended at its byte limit) it peeks.
     pub fn has_unread_input(&self) -> bool {
-        self.recv.as_ref().is_some_and(|op| op.has_unread())
+        if let Some(op) = &self.recv {
+            return op.has_unread();
+        }
+        let mut byte = 0u8;
+        // SAFETY: `byte` is writable for 1 byte; MSG_PEEK leaves the data.
+        let n = unsafe {
+            libc::recv(
+                self.fd,
+                &mut byte as *mut u8 as *mut libc::c_void,
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        // 0: EOF; >0: stray bytes; <0 with EAGAIN: nothing (reusable).
+        n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+    }
+
+    /// Makes the coming close a reset (`SO_LINGER` 0): the peer must not
+    /// take a cut-off message for a complete one.
+    pub fn set_reset_on_close(&self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: `linger` outlives the call and its size is passed.
+        unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &linger as *const _ as *const libc::c_void,
+                size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
     }
 
     /// Half-closes the sending side (FIN).

@@ -193,6 +193,10 @@ impl<T: Transport> ByteStream for TlsStream<T> {
         (self.flush().await, buf)
     }
 
+    fn abort(&mut self) {
+        self.io.set_reset_on_close();
+    }
+
     async fn close_write(&mut self) -> io::Result<()> {
         self.session.send_close_notify();
         self.flush().await?;
