@@ -50,6 +50,17 @@ fn exchange(s: &Setup, request: &[u8]) -> Response {
 }
 
 #[test]
+fn connect_method_is_501_and_never_reaches_the_upstream() {
+    let s = Setup::plain(|c| c);
+    let resp = exchange(
+        &s,
+        b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+    );
+    assert_local(&resp, 501, "unsupported_method");
+    assert_eq!(s.up.served(), 0, "CONNECT was forwarded");
+}
+
+#[test]
 fn no_route_is_404() {
     let s = Setup::plain(|c| c.path_prefix("/api"));
     let mut c = RawConn::connect(s.gw.addr(LISTENER));

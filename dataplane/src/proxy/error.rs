@@ -23,6 +23,8 @@ pub enum ProxyError {
     HeaderTimeout,
     #[error("no route matches")]
     NoRoute,
+    #[error("method {0} is not supported by the gateway")]
+    UnsupportedMethod(&'static str),
     #[error("cluster {0:?} has no endpoint")]
     NoEndpoint(String),
     #[error("connect to upstream {addr} failed: {source}")]
@@ -58,6 +60,7 @@ impl ProxyError {
             | ProxyError::DownstreamClosed
             | ProxyError::DownstreamTimeout => Side::Downstream,
             ProxyError::NoRoute | ProxyError::NoEndpoint(_) => Side::Internal,
+            ProxyError::UnsupportedMethod(_) => Side::Downstream,
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout(_)
             | ProxyError::UpstreamTimeout
@@ -74,6 +77,7 @@ impl ProxyError {
             ProxyError::BadRequest(e) => Some(e.status()),
             ProxyError::HeaderTimeout => Some(408),
             ProxyError::NoRoute => Some(404),
+            ProxyError::UnsupportedMethod(_) => Some(501),
             ProxyError::NoEndpoint(_)
             | ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout(_) => Some(503),
@@ -102,6 +106,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "bad_request",
             ProxyError::HeaderTimeout => "header_timeout",
             ProxyError::NoRoute => "no_route",
+            ProxyError::UnsupportedMethod(_) => "unsupported_method",
             ProxyError::NoEndpoint(_) => "no_endpoint",
             ProxyError::ConnectFailed { .. } => "connect_failed",
             ProxyError::ConnectTimeout(_) => "connect_timeout",

@@ -421,6 +421,12 @@ fn plan(
         ),
         target: Err(ProxyError::NoRoute),
     };
+    // CONNECT tunnels are not an HTTP/1 proxy feature of this gateway (TCP
+    // listeners are the way to carry raw streams).
+    if head.method == "CONNECT" {
+        plan.target = Err(ProxyError::UnsupportedMethod("CONNECT"));
+        return plan;
+    }
     let Some(listener) = snapshot.listener(&info.listener) else {
         return plan;
     };

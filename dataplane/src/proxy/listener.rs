@@ -22,9 +22,7 @@ pub async fn accept_loop(ctx: Rc<ShardContext>, name: Rc<str>, mut listener: Tcp
             Ok(stream) => {
                 ShardStats::incr(&ctx.stats.connections_accepted);
                 let limit = ctx
-                    .snapshot()
-                    .listener(&name)
-                    .map_or(0, |l| l.limits.max_connections);
+                    .with_snapshot(|s| s.listener(&name).map_or(0, |l| l.limits.max_connections));
                 if limit != 0 && open.get() >= limit {
                     ShardStats::incr(&ctx.stats.connections_refused);
                     log::debug!(

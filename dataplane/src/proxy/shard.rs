@@ -80,6 +80,12 @@ impl ShardContext {
         self.snapshots.borrow_mut().load().clone()
     }
 
+    /// Runs `f` on the current snapshot without cloning the `Arc` (no
+    /// reference-count traffic shared with other shards).
+    pub fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
+        f(self.snapshots.borrow_mut().load())
+    }
+
     /// Replaces `snapshot` with the current one if a newer one was
     /// published. Costs one cached pointer check when nothing changed (no
     /// reference-count traffic shared with other shards).

@@ -104,8 +104,11 @@ impl BufRing {
             Layout::from_size_align(entries as usize * buf_size as usize, 64).map_err(invalid)?;
         // SAFETY: both layouts have non-zero size (entries ≥ 1, buf_size ≥ 1).
         let ring = unsafe { alloc::alloc_zeroed(ring_layout) } as *mut BufRingEntry;
+        // Zeroed once at start: the kernel's writes through the ring are
+        // invisible to valgrind, which would otherwise call every received
+        // byte uninitialised.
         // SAFETY: as above.
-        let bufs = unsafe { alloc::alloc(bufs_layout) };
+        let bufs = unsafe { alloc::alloc_zeroed(bufs_layout) };
         let (Some(ring), Some(bufs)) = (NonNull::new(ring), NonNull::new(bufs)) else {
             alloc::handle_alloc_error(ring_layout);
         };

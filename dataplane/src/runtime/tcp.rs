@@ -577,6 +577,11 @@ impl TcpStream {
 
     async fn recv_single(&mut self) -> io::Result<RxChunk> {
         let mut buf = BufPool::take();
+        // Initialised first: the kernel's write is invisible to valgrind,
+        // and `set_len` below then only exposes initialised bytes either way
+        // (fallback mode only; multishot receive needs no copy or fill).
+        buf.resize(buf.capacity(), 0);
+        buf.clear();
         let cap = buf.capacity();
         let sqe = opcode::Recv::new(types::Fd(self.fd), buf.as_mut_ptr(), cap as u32).build();
         // SAFETY: the kernel writes into `buf`'s heap allocation, which the
