@@ -19,8 +19,10 @@ use dataplane::route::{Protocol, Snapshot};
 use dataplane::runtime::shard::spawn_shards;
 use dataplane::runtime::signals::{self, Signal};
 use dataplane::runtime::{BoundSocket, RuntimeConfig};
+use dataplane::telemetry::ShardStats;
 
 use crate::config::{Config, ConfigError, Stack};
+use crate::running::Gateway;
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +64,7 @@ pub fn check(path: &Path) -> Result<Config, DaemonError> {
     Ok(config)
 }
 
-fn supported(config: &Config, snapshot: &Snapshot) -> Result<(), DaemonError> {
+pub(crate) fn supported(config: &Config, snapshot: &Snapshot) -> Result<(), DaemonError> {
     if config.dataplane.stack == Stack::Userspace {
         return Err(DaemonError::UserspaceUnsupported);
     }
@@ -114,9 +116,12 @@ fn bind_all(
 /// `on_ready` is called once every listener is bound and the shards run.
 pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), DaemonError> {
     signals::block().map_err(DaemonError::Signals)?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let config = Config::from_file(path)?;
-    let mut generation = 1;
-    let snapshot = config.compile(generation)?;
+    let snapshot = config.compile(1)?;
     supported(&config, &snapshot)?;
     let shards = config.dataplane.shards.resolve();
     let (per_shard, bound) = bind_all(&snapshot, shards)?;
@@ -130,6 +135,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     }
     let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
     let stop = Arc::new(AtomicBool::new(false));
+    let shard_stats: Vec<Arc<ShardStats>> = (0..shards).map(|_| Arc::default()).collect();
     let inits: Vec<ShardInit> = per_shard
         .into_iter()
         .enumerate()
@@ -138,6 +144,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             snapshots: snapshots.clone(),
             listeners,
             stop: stop.clone(),
+            stats: shard_stats[id].clone(),
             runtime: RuntimeConfig::default(),
         })
         .collect();
@@ -153,7 +160,16 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         shards,
         path.display()
     );
-    on_ready(&bound);
+    let gateway = Arc::new(Gateway::new(
+        path.to_owned(),
+        config,
+        text,
+        snapshots,
+        shard_stats,
+        bound,
+        stop.clone(),
+    ));
+    on_ready(&gateway.listeners);
 
     let result = loop {
         if let Some(dead) = threads.iter().find(|t| t.handle.is_finished()) {
@@ -164,14 +180,12 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
                 log::info!("stopping");
                 break Ok(());
             }
-            Some(Signal::Hangup) => match reload(path, &snapshots, generation + 1) {
-                Ok(()) => {
-                    generation += 1;
-                    log::info!(
-                        "configuration reloaded from {} (generation {generation})",
-                        path.display()
-                    );
-                }
+            Some(Signal::Hangup) => match gateway.reload_file() {
+                Ok(applied) => log::info!(
+                    "configuration reloaded from {} (generation {})",
+                    path.display(),
+                    applied.generation
+                ),
                 Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
             },
             None => {}
@@ -182,33 +196,6 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         let _ = t.handle.join();
     }
     result
-}
-
-/// Re-reads the configuration and publishes it with one atomic swap.
-/// Listener sockets stay as bound: a reload that changes the set of listener
-/// names or addresses is refused (live listener changes come with the
-/// control socket).
-fn reload(path: &Path, snapshots: &ArcSwap<Snapshot>, generation: u64) -> Result<(), DaemonError> {
-    let config = Config::from_file(path)?;
-    let snapshot = config.compile(generation)?;
-    supported(&config, &snapshot)?;
-    let current = snapshots.load();
-    let same = current.listeners.len() == snapshot.listeners.len()
-        && current
-            .listeners
-            .iter()
-            .zip(&snapshot.listeners)
-            .all(|(a, b)| a.name == b.name);
-    if !same {
-        return Err(DaemonError::Config(ConfigError::Invalid(vec![crate::config::Issue {
-            origin: path.display().to_string(),
-            location: None,
-            path: "listeners".into(),
-            message: "changing listeners needs a restart for now; routes, clusters and TLS files reload".into(),
-        }])));
-    }
-    snapshots.store(Arc::new(snapshot));
-    Ok(())
 }
 
 /// Where `quickstart` writes its files by default.

@@ -14,3 +14,4 @@ pub mod daemon;
 pub mod demo;
 pub mod logging;
 pub mod quickstart;
+pub mod running;

@@ -24,7 +24,6 @@ use crate::http::{self, BodyDecoder, BodyKind, ForwardInfo, HttpError, Limits, P
 use crate::net::{ByteStream, Plain};
 use crate::route::{HttpLimits, Snapshot};
 use crate::runtime::{self, BufPool, TcpStream, timeout, timeout_at};
-use crate::telemetry::ShardStats;
 
 /// What the request loop knows about its connection.
 #[derive(Debug)]
@@ -166,7 +165,7 @@ async fn request<S: ByteStream>(
         None => return Ok(Next::Close), // closed cleanly between requests
     };
     inbuf.drain(..plan.head_len);
-    ShardStats::incr(&ctx.stats.requests);
+    ctx.stats.requests.incr();
     let target = match plan.target {
         Ok(t) => t,
         Err(e) => {
@@ -470,22 +469,22 @@ async fn upstream(
             |c| !c.has_unread_input(),
         );
         if let Some(conn) = pooled {
-            ShardStats::incr(&ctx.stats.upstream_reused);
+            ctx.stats.upstream_reused.incr();
             return Ok((conn, true));
         }
     }
-    ShardStats::incr(&ctx.stats.upstream_connects);
+    ctx.stats.upstream_connects.incr();
     match timeout(target.connect_timeout, TcpStream::connect(target.endpoint)).await {
         Ok(Ok(conn)) => Ok((conn, false)),
         Ok(Err(source)) => {
-            ShardStats::incr(&ctx.stats.upstream_connect_failures);
+            ctx.stats.upstream_connect_failures.incr();
             Err(ProxyError::ConnectFailed {
                 addr: target.endpoint,
                 source,
             })
         }
         Err(_) => {
-            ShardStats::incr(&ctx.stats.upstream_connect_failures);
+            ctx.stats.upstream_connect_failures.incr();
             Err(ProxyError::ConnectTimeout(target.endpoint))
         }
     }

@@ -10,7 +10,6 @@ use super::http1::{self, ConnInfo};
 use super::shard::ShardContext;
 use crate::net::Plain;
 use crate::runtime::{self, TcpListener, TcpStream};
-use crate::telemetry::ShardStats;
 use crate::tls::TlsStream;
 
 /// Accepts connections forever, one task each. Beyond the listener's
@@ -20,11 +19,11 @@ pub async fn accept_loop(ctx: Rc<ShardContext>, name: Rc<str>, mut listener: Tcp
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                ShardStats::incr(&ctx.stats.connections_accepted);
+                ctx.stats.connections_accepted.incr();
                 let limit = ctx
                     .with_snapshot(|s| s.listener(&name).map_or(0, |l| l.limits.max_connections));
                 if limit != 0 && open.get() >= limit {
-                    ShardStats::incr(&ctx.stats.connections_refused);
+                    ctx.stats.connections_refused.incr();
                     log::debug!(
                         "listener {name:?}: {} connections open, refusing {}",
                         open.get(),
@@ -56,13 +55,12 @@ struct ActiveGuard(Rc<ShardContext>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        let c = &self.0.stats.connections_active;
-        c.set(c.get().saturating_sub(1));
+        self.0.stats.connections_active.decr();
     }
 }
 
 async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream) {
-    ShardStats::incr(&ctx.stats.connections_active);
+    ctx.stats.connections_active.incr();
     let _active = ActiveGuard(ctx.clone());
     let snapshot = ctx.snapshot();
     let Some(listener) = snapshot.listener(&name) else {
@@ -74,7 +72,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream)
             let limit = listener.limits.header_timeout;
             match TlsStream::accept(tcp, &tls, limit).await {
                 Ok(mut stream) => {
-                    ShardStats::incr(&ctx.stats.tls_handshakes);
+                    ctx.stats.tls_handshakes.incr();
                     stream.release_buffers();
                     let xfcc = stream.peer_identity().map(|id| id.xfcc());
                     let info = ConnInfo {
@@ -86,7 +84,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream)
                     http1::serve(ctx, snapshot, stream, info).await;
                 }
                 Err(e) => {
-                    ShardStats::incr(&ctx.stats.tls_failures);
+                    ctx.stats.tls_failures.incr();
                     log::debug!(
                         "listener {name:?}: TLS handshake with {peer} failed ({}): {e}",
                         e.reason()

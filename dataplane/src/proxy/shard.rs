@@ -29,6 +29,8 @@ pub struct ShardInit {
     pub listeners: Vec<(String, BoundSocket)>,
     /// Set by the control thread to stop the shard.
     pub stop: Arc<AtomicBool>,
+    /// This shard's counters (written by the shard, read by the control thread).
+    pub stats: Arc<ShardStats>,
     pub runtime: RuntimeConfig,
 }
 
@@ -43,7 +45,7 @@ pub struct ShardContext {
     snapshots: RefCell<Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>>,
     pub upstreams: RefCell<UpstreamPool<TcpStream>>,
     balancer: RefCell<Balancer>,
-    pub stats: ShardStats,
+    pub stats: Arc<ShardStats>,
     pub request_ids: RequestIds,
 }
 
@@ -57,7 +59,11 @@ impl std::fmt::Debug for ShardContext {
 
 impl ShardContext {
     /// A context reading `snapshots`.
-    pub fn new(id: usize, snapshots: Arc<ArcSwap<Snapshot>>) -> ShardContext {
+    pub fn new(
+        id: usize,
+        snapshots: Arc<ArcSwap<Snapshot>>,
+        stats: Arc<ShardStats>,
+    ) -> ShardContext {
         // A per-process random prefix for request ids (std's hasher keys
         // are seeded from the OS), mixed with the shard id.
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -70,7 +76,7 @@ impl ShardContext {
                 generation: u64::MAX,
                 round_robin: RoundRobin::default(),
             }),
-            stats: ShardStats::default(),
+            stats,
             request_ids: RequestIds::new(h.finish()),
         }
     }
@@ -94,6 +100,7 @@ impl ShardContext {
         let current = cache.load();
         if !Arc::ptr_eq(current, snapshot) {
             *snapshot = current.clone();
+            self.stats.generation.set(snapshot.generation);
         }
     }
 
@@ -130,6 +137,7 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
         snapshots,
         listeners,
         stop,
+        stats,
         runtime: config,
     } = init;
     runtime::block_on(&config, async move {
@@ -144,7 +152,7 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
                 "shard {id}: kernel lacks provided buffer rings; using single-shot recv into pooled buffers"
             );
         }
-        let ctx = Rc::new(ShardContext::new(id, snapshots));
+        let ctx = Rc::new(ShardContext::new(id, snapshots, stats));
         for (name, socket) in listeners {
             let listener = TcpListener::from_bound(socket);
             log::info!(
@@ -158,11 +166,14 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
             ));
         }
         let mut snapshot = ctx.snapshot();
+        ctx.stats.generation.set(snapshot.generation);
         let mut last_prune = runtime::now();
         while !stop.load(Ordering::Relaxed) {
             runtime::sleep(Duration::from_millis(100)).await;
+            // Notice new snapshots even when idle (`status` shows each
+            // shard's generation).
+            ctx.refresh(&mut snapshot);
             if runtime::now().duration_since(last_prune) >= Duration::from_secs(1) {
-                ctx.refresh(&mut snapshot);
                 ctx.prune_idle(&snapshot);
                 last_prune = runtime::now();
             }

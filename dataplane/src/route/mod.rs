@@ -147,9 +147,10 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub cluster: ClusterId,
-    /// Total time allowed from sending the request upstream to receiving the
-    /// complete upstream response head (connect time included); expiry gets
-    /// `504`. Default 15 s.
+    /// Time allowed for the upstream's response head once the request was
+    /// sent (also bounds each upstream write and each read of the response
+    /// body); expiry gets `504`. Connecting is bounded separately by the
+    /// cluster's `connect_timeout`. Default 15 s.
     pub timeout: Duration,
 }
 

@@ -1,0 +1,389 @@
+//! The running gateway as the control thread sees it: the published
+//! snapshot, the configuration it came from, the shards' counters, and the
+//! one way to change it ([`Gateway::apply`]), shared by SIGHUP, `config
+//! apply` and `certs reload` on the control socket.
+//!
+//! Changes are serialised by a mutex on the control side only; shards never
+//! touch it. A change is compiled completely (certificates loaded) before
+//! one atomic swap publishes it; on any error nothing changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use dataplane::route::Snapshot;
+use dataplane::telemetry::ShardStats;
+use serde_json::{Value, json};
+
+use crate::config::{Config, ConfigError, Issue};
+use crate::daemon::{BoundListener, DaemonError};
+
+/// What `apply` changed, by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Diff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl Diff {
+    fn between<'a, T: PartialEq + 'a>(
+        old: impl Iterator<Item = (&'a str, T)>,
+        new: impl Iterator<Item = (&'a str, T)>,
+    ) -> Diff {
+        let old: Vec<(&str, T)> = old.collect();
+        let new: Vec<(&str, T)> = new.collect();
+        let mut d = Diff::default();
+        for (name, value) in &new {
+            match old.iter().find(|(n, _)| n == name) {
+                None => d.added.push((*name).to_owned()),
+                Some((_, v)) if v != value => d.changed.push((*name).to_owned()),
+                Some(_) => {}
+            }
+        }
+        for (name, _) in &old {
+            if !new.iter().any(|(n, _)| n == name) {
+                d.removed.push((*name).to_owned());
+            }
+        }
+        d
+    }
+
+    fn to_json(&self) -> Value {
+        json!({ "added": self.added, "removed": self.removed, "changed": self.changed })
+    }
+}
+
+/// The outcome of a successful apply.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub generation: u64,
+    pub routes: Diff,
+    pub clusters: Diff,
+}
+
+impl Applied {
+    /// The reply of `config apply` / `certs reload`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "generation": self.generation,
+            "routes": self.routes.to_json(),
+            "clusters": self.clusters.to_json(),
+        })
+    }
+}
+
+struct Current {
+    generation: u64,
+    config: Config,
+    /// The TOML text the current configuration was read from.
+    text: String,
+}
+
+/// The running gateway, shared by the signal loop and the control socket.
+pub struct Gateway {
+    pub config_path: PathBuf,
+    pub started: Instant,
+    pub snapshots: Arc<ArcSwap<Snapshot>>,
+    pub shard_stats: Vec<Arc<ShardStats>>,
+    pub listeners: Vec<BoundListener>,
+    pub stop: Arc<AtomicBool>,
+    current: Mutex<Current>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config_path", &self.config_path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn listeners_changed(origin: &str) -> DaemonError {
+    DaemonError::Config(ConfigError::Invalid(vec![Issue {
+        origin: origin.to_owned(),
+        location: None,
+        path: "listeners".into(),
+        message: "adding, removing or moving listeners needs a restart for now; \
+                  routes, clusters and TLS settings apply live"
+            .into(),
+    }]))
+}
+
+impl Gateway {
+    /// The state right after start: generation 1 is published.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config_path: PathBuf,
+        config: Config,
+        text: String,
+        snapshots: Arc<ArcSwap<Snapshot>>,
+        shard_stats: Vec<Arc<ShardStats>>,
+        listeners: Vec<BoundListener>,
+        stop: Arc<AtomicBool>,
+    ) -> Gateway {
+        Gateway {
+            config_path,
+            started: Instant::now(),
+            snapshots,
+            shard_stats,
+            listeners,
+            stop,
+            current: Mutex::new(Current {
+                generation: 1,
+                config,
+                text,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        // A panic while holding the lock leaves consistent data (every
+        // update is one assignment): keep going.
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The generation currently published.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// The configuration text currently applied.
+    pub fn config_text(&self) -> String {
+        self.lock().text.clone()
+    }
+
+    /// Validates and compiles `text` (read from `path`, whose folder anchors
+    /// relative paths) without changing anything.
+    pub fn check(&self, text: &str, path: &Path) -> Result<Snapshot, DaemonError> {
+        let config = parse(text, path)?;
+        let snapshot = config.compile(0)?;
+        crate::daemon::supported(&config, &snapshot)?;
+        self.same_listeners(&snapshot, path)?;
+        Ok(snapshot)
+    }
+
+    /// Validates, compiles and publishes `text` with one atomic swap. On any
+    /// error nothing changes.
+    pub fn apply(&self, text: &str, path: &Path) -> Result<Applied, DaemonError> {
+        let config = parse(text, path)?;
+        let mut current = self.lock();
+        let generation = current.generation + 1;
+        let snapshot = config.compile(generation)?;
+        crate::daemon::supported(&config, &snapshot)?;
+        self.same_listeners(&snapshot, path)?;
+        let old = self.snapshots.load_full();
+        let routes = Diff::between(
+            route_keys(&old).into_iter(),
+            route_keys(&snapshot).into_iter(),
+        );
+        let clusters = Diff::between(
+            old.clusters
+                .iter()
+                .map(|c| (c.name.as_str(), format!("{:?}", c))),
+            snapshot
+                .clusters
+                .iter()
+                .map(|c| (c.name.as_str(), format!("{:?}", c))),
+        );
+        self.snapshots.store(Arc::new(snapshot));
+        *current = Current {
+            generation,
+            config,
+            text: text.to_owned(),
+        };
+        Ok(Applied {
+            generation,
+            routes,
+            clusters,
+        })
+    }
+
+    /// Re-reads the configuration file (and so every certificate, key and
+    /// CA it names) and applies it.
+    pub fn reload_file(&self) -> Result<Applied, DaemonError> {
+        let path = self.config_path.clone();
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            DaemonError::Config(ConfigError::Read {
+                path: path.clone(),
+                source,
+            })
+        })?;
+        self.apply(&text, &path)
+    }
+
+    /// Re-reads certificates by recompiling the configuration in force.
+    pub fn reload_certs(&self) -> Result<Applied, DaemonError> {
+        let (text, path) = {
+            let current = self.lock();
+            (
+                current.text.clone(),
+                current
+                    .config
+                    .source
+                    .clone()
+                    .unwrap_or_else(|| self.config_path.clone()),
+            )
+        };
+        self.apply(&text, &path)
+    }
+
+    fn same_listeners(&self, snapshot: &Snapshot, path: &Path) -> Result<(), DaemonError> {
+        let current = self.snapshots.load();
+        let same = current.listeners.len() == snapshot.listeners.len()
+            && current
+                .listeners
+                .iter()
+                .zip(&snapshot.listeners)
+                .all(|(a, b)| {
+                    let bound = self.listeners.iter().find(|l| l.name == a.name);
+                    a.name == b.name
+                        && a.protocol == b.protocol
+                        && a.tls.is_some() == b.tls.is_some()
+                        && (b.address == a.address || bound.is_some_and(|l| l.address == b.address))
+                });
+        if same {
+            Ok(())
+        } else {
+            Err(listeners_changed(&path.display().to_string()))
+        }
+    }
+
+    /// `status`.
+    pub fn status_json(&self) -> Value {
+        let generation = self.generation();
+        let shards: Vec<Value> = self
+            .shard_stats
+            .iter()
+            .enumerate()
+            .map(|(id, s)| {
+                json!({
+                    "shard": id,
+                    "generation": s.generation.get(),
+                    "active_connections": s.connections_active.get(),
+                    "requests": s.requests.get(),
+                })
+            })
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "config": self.config_path.display().to_string(),
+            "generation": generation,
+            "shard_count": self.shard_stats.len(),
+            "listeners": self.listeners.iter().map(|l| json!({
+                "name": l.name, "address": l.address.to_string(), "tls": l.tls,
+            })).collect::<Vec<_>>(),
+            "shards": shards,
+            "stopping": self.stop.load(Ordering::Relaxed),
+        })
+    }
+
+    /// `routes`: one row per route, in match order per listener.
+    pub fn routes_json(&self) -> Value {
+        let s = self.snapshots.load();
+        let rows: Vec<Value> = s
+            .listeners
+            .iter()
+            .flat_map(|l| {
+                let s = &s;
+                l.routes.iter().map(move |r| {
+                    json!({
+                        "listener": l.name,
+                        "route": r.name,
+                        "host": match &r.matcher.host {
+                            None => "*".to_owned(),
+                            Some(dataplane::route::HostMatch::Exact(h)) => h.clone(),
+                            Some(dataplane::route::HostMatch::Suffix(h)) => format!("*{h}"),
+                        },
+                        "path": match &r.matcher.path {
+                            None => "/*".to_owned(),
+                            Some(dataplane::route::PathMatch::Prefix(p)) => format!("{p}*"),
+                            Some(dataplane::route::PathMatch::Exact(p)) => p.clone(),
+                        },
+                        "methods": if r.matcher.methods.is_empty() { "*".to_owned() } else { r.matcher.methods.join(",") },
+                        "cluster": s.cluster(r.cluster).name,
+                        "timeout_ms": r.timeout.as_millis() as u64,
+                    })
+                })
+            })
+            .collect();
+        Value::Array(rows)
+    }
+
+    /// `clusters`: one row per endpoint.
+    pub fn clusters_json(&self) -> Value {
+        let s = self.snapshots.load();
+        let rows: Vec<Value> = s
+            .clusters
+            .iter()
+            .flat_map(|c| {
+                c.endpoints.iter().map(move |e| {
+                    json!({
+                        "cluster": c.name,
+                        "endpoint": e.to_string(),
+                        "lb": "round_robin",
+                        "state": "active",
+                        "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
+                    })
+                })
+            })
+            .collect();
+        Value::Array(rows)
+    }
+
+    /// `stats`: counters summed over shards, and per shard.
+    pub fn stats_json(&self) -> Value {
+        let mut total: Vec<(&'static str, u64)> = Vec::new();
+        let mut per_shard = Vec::new();
+        for (id, s) in self.shard_stats.iter().enumerate() {
+            let values = s.values();
+            for (i, (name, v)) in values.iter().enumerate() {
+                match total.get_mut(i) {
+                    Some(t) => t.1 += v,
+                    None => total.push((name, *v)),
+                }
+            }
+            let mut m = serde_json::Map::new();
+            m.insert("shard".into(), json!(id));
+            for (name, v) in values {
+                m.insert(name.into(), json!(v));
+            }
+            per_shard.push(Value::Object(m));
+        }
+        let mut totals = serde_json::Map::new();
+        for (name, v) in total {
+            totals.insert(name.into(), json!(v));
+        }
+        json!({ "total": totals, "shards": per_shard })
+    }
+}
+
+/// Every route by name, with what it does (to tell changed from unchanged).
+fn route_keys(s: &Snapshot) -> Vec<(&str, String)> {
+    s.listeners
+        .iter()
+        .flat_map(|l| l.routes.iter())
+        .map(|r| {
+            (
+                r.name.as_str(),
+                format!(
+                    "{:?}|{}|{:?}",
+                    r.matcher,
+                    s.cluster(r.cluster).name,
+                    r.timeout
+                ),
+            )
+        })
+        .collect()
+}
+
+fn parse(text: &str, path: &Path) -> Result<Config, DaemonError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let origin = path.display().to_string();
+    let mut config = Config::from_toml_str(text, &origin, base)?;
+    config.source = Some(path.to_owned());
+    Ok(config)
+}
