@@ -135,6 +135,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     }
     let snapshots = Arc::new(ArcSwap::from_pointee(snapshot));
     let stop = Arc::new(AtomicBool::new(false));
+    let drain = Arc::new(AtomicBool::new(false));
     let shard_stats: Vec<Arc<ShardStats>> = (0..shards).map(|_| Arc::default()).collect();
     let inits: Vec<ShardInit> = per_shard
         .into_iter()
@@ -144,6 +145,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             snapshots: snapshots.clone(),
             listeners,
             stop: stop.clone(),
+            drain: drain.clone(),
             stats: shard_stats[id].clone(),
             runtime: RuntimeConfig::default(),
         })
@@ -168,17 +170,30 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         shard_stats,
         bound,
         stop.clone(),
+        drain,
     ));
     on_ready(&gateway.listeners);
 
     let result = loop {
-        if let Some(dead) = threads.iter().find(|t| t.handle.is_finished()) {
+        if let Some(deadline) = gateway.drain_deadline() {
+            if threads.iter().all(|t| t.handle.is_finished()) {
+                log::info!("drained; stopping");
+                break Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                log::warn!("drain timed out; stopping with connections still open");
+                break Ok(());
+            }
+        } else if let Some(dead) = threads.iter().find(|t| t.handle.is_finished()) {
             break Err(DaemonError::ShardDied(dead.id));
         }
-        match signals::wait(Duration::from_millis(200)) {
-            Some(Signal::Interrupt) | Some(Signal::Terminate) => {
+        match signals::wait(Duration::from_millis(100)) {
+            Some(Signal::Interrupt) => {
                 log::info!("stopping");
                 break Ok(());
+            }
+            Some(Signal::Terminate) => {
+                gateway.start_drain(None);
             }
             Some(Signal::Hangup) => match gateway.reload_file() {
                 Ok(applied) => log::info!(

@@ -90,6 +90,9 @@ pub struct Gateway {
     pub shard_stats: Vec<Arc<ShardStats>>,
     pub listeners: Vec<BoundListener>,
     pub stop: Arc<AtomicBool>,
+    /// Set once a drain starts (shards stop accepting and finish).
+    pub drain: Arc<AtomicBool>,
+    drain_deadline: Mutex<Option<Instant>>,
     current: Mutex<Current>,
 }
 
@@ -123,6 +126,7 @@ impl Gateway {
         shard_stats: Vec<Arc<ShardStats>>,
         listeners: Vec<BoundListener>,
         stop: Arc<AtomicBool>,
+        drain: Arc<AtomicBool>,
     ) -> Gateway {
         Gateway {
             config_path,
@@ -131,6 +135,8 @@ impl Gateway {
             shard_stats,
             listeners,
             stop,
+            drain,
+            drain_deadline: Mutex::new(None),
             current: Mutex::new(Current {
                 generation: 1,
                 config,
@@ -143,6 +149,41 @@ impl Gateway {
         // A panic while holding the lock leaves consistent data (every
         // update is one assignment): keep going.
         self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts draining (once): shards stop accepting, finish in-flight
+    /// requests and close idle connections; after `timeout` (default: the
+    /// configured `control.drain_timeout_ms`) the gateway stops anyway.
+    pub fn start_drain(&self, timeout: Option<std::time::Duration>) -> Value {
+        let timeout = timeout.unwrap_or_else(|| {
+            std::time::Duration::from_millis(self.lock().config.control.drain_timeout_ms)
+        });
+        let mut deadline = self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if deadline.is_none() {
+            *deadline = Some(Instant::now() + timeout);
+            self.drain.store(true, Ordering::Relaxed);
+            log::info!(
+                "draining: up to {} ms for in-flight requests",
+                timeout.as_millis()
+            );
+        }
+        let active: u64 = self
+            .shard_stats
+            .iter()
+            .map(|s| s.connections_active.get())
+            .sum();
+        json!({ "draining": true, "timeout_ms": timeout.as_millis() as u64, "active_connections": active })
+    }
+
+    /// When a started drain gives up waiting.
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        *self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The generation currently published.
@@ -277,7 +318,7 @@ impl Gateway {
                 "name": l.name, "address": l.address.to_string(), "tls": l.tls,
             })).collect::<Vec<_>>(),
             "shards": shards,
-            "stopping": self.stop.load(Ordering::Relaxed),
+            "draining": self.drain.load(Ordering::Relaxed),
         })
     }
 

@@ -206,3 +206,51 @@ fn sighup_with_a_broken_config_keeps_the_running_one() {
     assert!(s.gw.is_running(), "a bad reload stopped the daemon");
     wait_for_status(&s.gw, "/status/200", 200).expect("still serving after a failed reload");
 }
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits() {
+    // SIGTERM: stop accepting, let the in-flight request finish (200), close
+    // idle keep-alive connections, exit 0.
+    let s = Setup::plain(|c| c);
+    let Setup { mut gw, up, .. } = s;
+    let addr = gw.addr(LISTENER);
+    // An idle keep-alive connection, which the drain must close.
+    let mut idle = harness::RawConn::connect(addr);
+    idle.send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+        .expect("send");
+    assert_eq!(idle.read_response().expect("first response").status, 200);
+    // A slow request in flight while the drain starts.
+    let slow = std::thread::spawn(move || {
+        raw_plain(addr, b"GET /sleep/1500 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    gw.signal(libc::SIGTERM);
+    let reply = String::from_utf8_lossy(&slow.join().unwrap()).into_owned();
+    assert!(
+        reply.starts_with("HTTP/1.1 200 "),
+        "in-flight request during drain: {reply:?}"
+    );
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "draining keeps no connection: {reply}"
+    );
+    let got = idle.read_to_close(Duration::from_secs(5));
+    assert!(
+        got.closed,
+        "idle keep-alive connection left open by the drain"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.is_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !gw.is_running(),
+        "meshgate still running after draining\n{}",
+        gw.stderr()
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after the drain"
+    );
+    assert!(up.served() >= 2);
+}

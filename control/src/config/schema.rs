@@ -119,12 +119,33 @@ pub enum Stack {
 }
 
 /// `[control]`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControlConfig {
     /// Unix socket of the control protocol; relative paths are resolved
     /// against the config file's folder.
     pub socket: Option<PathBuf>,
+    /// How long a drain (SIGTERM, `meshctl drain`) waits for in-flight
+    /// requests before stopping anyway. Default 30 000.
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+    /// Users besides the daemon's own and root allowed on the socket.
+    #[serde(default)]
+    pub allowed_uids: Vec<u32>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: None,
+            drain_timeout_ms: default_drain_timeout_ms(),
+            allowed_uids: Vec::new(),
+        }
+    }
+}
+
+fn default_drain_timeout_ms() -> u64 {
+    30_000
 }
 
 /// `[[listeners]]`

@@ -242,6 +242,7 @@ async fn request<S: ByteStream>(
         let mut upbuf = BufPool::take();
         let mut response_head = BufPool::take();
         match read_response_head(
+            ctx,
             &mut up,
             &mut upbuf,
             plan.is_head,
@@ -381,10 +382,15 @@ async fn read_head<S: ByteStream>(
                 Ok(r) => r,
                 Err(_) => return Err(ProxyError::HeaderTimeout),
             },
-            None => match timeout(limits.idle_timeout, down.read_into(inbuf)).await {
-                Ok(r) => r,
-                Err(_) => return Ok(None), // idle keep-alive connection: close quietly
-            },
+            // Idle between requests: close quietly on the idle timeout, or
+            // at once when the shard starts draining.
+            None => {
+                let idle = timeout(limits.idle_timeout, down.read_into(inbuf));
+                match first_of(idle, ctx.drain_started()).await {
+                    Either::First(Ok(r)) => r,
+                    Either::First(Err(_)) | Either::Second(()) => return Ok(None),
+                }
+            }
         };
         match read {
             Ok(0) if inbuf.is_empty() => return Ok(None),
@@ -410,7 +416,8 @@ fn plan(
     let mut plan = Plan {
         head_len: head.head_len,
         body: head.body,
-        keep_alive: head.keep_alive,
+        // A draining shard answers what it has, then closes.
+        keep_alive: head.keep_alive && !ctx.is_draining(),
         http10: head.minor_version == 0,
         expect_continue: head.expect_continue,
         is_head: head.method == "HEAD",
@@ -502,6 +509,7 @@ struct Response {
 /// Reads the upstream response head (skipping interim 1xx responses) and
 /// writes the downstream head into `out` (cleared first).
 async fn read_response_head(
+    ctx: &ShardContext,
     up: &mut Plain<TcpStream>,
     upbuf: &mut Vec<u8>,
     is_head: bool,
@@ -528,7 +536,10 @@ async fn read_response_head(
                     out.clear();
                     // A close-delimited body ends only when the connection
                     // does; an HTTP/1.0 client cannot frame a chunked one.
+                    // Decided now, not when the request went out: a drain
+                    // may have begun meanwhile.
                     let keep = client_keep_alive
+                        && !ctx.is_draining()
                         && head.body != BodyKind::CloseDelimited
                         && !(http10 && head.body == BodyKind::Chunked);
                     http::write_downstream_response_for(&head, keep, http10, out);
@@ -552,6 +563,31 @@ async fn read_response_head(
             Err(_) => return Err(ProxyError::UpstreamTimeout),
         }
     }
+}
+
+/// Which of two futures finished first.
+enum Either<A, B> {
+    First(A),
+    Second(B),
+}
+
+/// Polls `a` then `b`; the first ready wins (the other is dropped).
+async fn first_of<A: std::future::Future, B: std::future::Future>(
+    a: A,
+    b: B,
+) -> Either<A::Output, B::Output> {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Either::First(v));
+        }
+        if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Either::Second(v));
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Why streaming a body stopped early.

@@ -1,13 +1,15 @@
 //! One shard: its context (snapshot cache, upstream pool, balancer state,
 //! counters, request ids) and its main loop.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Cache};
@@ -27,8 +29,11 @@ pub struct ShardInit {
     pub snapshots: Arc<ArcSwap<Snapshot>>,
     /// This shard's listening sockets, by listener name.
     pub listeners: Vec<(String, BoundSocket)>,
-    /// Set by the control thread to stop the shard.
+    /// Set by the control thread to stop the shard at once.
     pub stop: Arc<AtomicBool>,
+    /// Set by the control thread to drain: stop accepting, finish in-flight
+    /// requests, close idle connections, then stop.
+    pub drain: Arc<AtomicBool>,
     /// This shard's counters (written by the shard, read by the control thread).
     pub stats: Arc<ShardStats>,
     pub runtime: RuntimeConfig,
@@ -47,6 +52,11 @@ pub struct ShardContext {
     balancer: RefCell<Balancer>,
     pub stats: Arc<ShardStats>,
     pub request_ids: RequestIds,
+    draining: Cell<bool>,
+    /// Connections idle between requests, woken when draining starts. A
+    /// slot per waiting connection, freed when it stops waiting.
+    drain_waiters: RefCell<Vec<Option<Waker>>>,
+    free_waiters: RefCell<Vec<usize>>,
 }
 
 impl std::fmt::Debug for ShardContext {
@@ -78,12 +88,42 @@ impl ShardContext {
             }),
             stats,
             request_ids: RequestIds::new(h.finish()),
+            draining: Cell::new(false),
+            drain_waiters: RefCell::new(Vec::new()),
+            free_waiters: RefCell::new(Vec::new()),
         }
     }
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshots.borrow_mut().load().clone()
+    }
+
+    /// Whether the shard is draining: no new requests on kept connections.
+    pub fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Starts draining and wakes every connection waiting idle.
+    fn start_drain(&self) {
+        self.draining.set(true);
+        let wakers: Vec<Waker> = self
+            .drain_waiters
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Resolves once the shard starts draining.
+    pub fn drain_started(&self) -> DrainStarted<'_> {
+        DrainStarted {
+            ctx: self,
+            slot: None,
+        }
     }
 
     /// Runs `f` on the current snapshot without cloning the `Arc` (no
@@ -130,6 +170,49 @@ impl ShardContext {
     }
 }
 
+/// Waits for the shard to start draining; its waker slot is freed on drop.
+pub struct DrainStarted<'a> {
+    ctx: &'a ShardContext,
+    slot: Option<usize>,
+}
+
+impl Future for DrainStarted<'_> {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.ctx.draining.get() {
+            return Poll::Ready(());
+        }
+        let mut waiters = self.ctx.drain_waiters.borrow_mut();
+        match self.slot {
+            Some(i) => waiters[i] = Some(cx.waker().clone()),
+            None => {
+                let i = match self.ctx.free_waiters.borrow_mut().pop() {
+                    Some(i) => {
+                        waiters[i] = Some(cx.waker().clone());
+                        i
+                    }
+                    None => {
+                        waiters.push(Some(cx.waker().clone()));
+                        waiters.len() - 1
+                    }
+                };
+                drop(waiters);
+                self.slot = Some(i);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for DrainStarted<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot.take() {
+            self.ctx.drain_waiters.borrow_mut()[i] = None;
+            self.ctx.free_waiters.borrow_mut().push(i);
+        }
+    }
+}
+
 /// Runs a shard on the calling thread until `init.stop` is set.
 pub fn run_shard(init: ShardInit) -> io::Result<()> {
     let ShardInit {
@@ -137,6 +220,7 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
         snapshots,
         listeners,
         stop,
+        drain,
         stats,
         runtime: config,
     } = init;
@@ -153,23 +237,39 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
             );
         }
         let ctx = Rc::new(ShardContext::new(id, snapshots, stats));
+        let mut accepting = Vec::new();
         for (name, socket) in listeners {
             let listener = TcpListener::from_bound(socket);
             log::info!(
                 "shard {id}: listener {name:?} accepting on {}",
                 listener.local_addr()
             );
-            runtime::spawn(listener::accept_loop(
+            accepting.push(runtime::spawn(listener::accept_loop(
                 ctx.clone(),
                 Rc::from(name.as_str()),
                 listener,
-            ));
+            )));
         }
         let mut snapshot = ctx.snapshot();
         ctx.stats.generation.set(snapshot.generation);
         let mut last_prune = runtime::now();
         while !stop.load(Ordering::Relaxed) {
             runtime::sleep(Duration::from_millis(100)).await;
+            if drain.load(Ordering::Relaxed) {
+                if !ctx.is_draining() {
+                    log::info!("shard {id}: draining: stopped accepting");
+                    // Dropping the accept tasks cancels their multishot
+                    // accepts and closes this shard's listening sockets.
+                    for task in accepting.drain(..) {
+                        task.abort();
+                    }
+                    ctx.start_drain();
+                }
+                if ctx.stats.connections_active.get() == 0 {
+                    log::info!("shard {id}: drained");
+                    break;
+                }
+            }
             // Notice new snapshots even when idle (`status` shows each
             // shard's generation).
             ctx.refresh(&mut snapshot);

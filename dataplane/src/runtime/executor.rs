@@ -34,6 +34,8 @@ struct TaskSlot {
     /// `None` while the task is being polled or after it finished.
     future: Option<BoxFuture>,
     scheduled: bool,
+    /// `abort` was called while the task was being polled.
+    abort_requested: bool,
 }
 
 #[derive(Default)]
@@ -99,12 +101,45 @@ struct JoinState<T> {
 /// Awaits a spawned task's output. Dropping it detaches the task.
 pub struct JoinHandle<T> {
     state: Rc<RefCell<JoinState<T>>>,
+    index: usize,
+    generation: u32,
 }
 
 impl<T> JoinHandle<T> {
     /// Whether the task has finished.
     pub fn is_finished(&self) -> bool {
         self.state.borrow().finished
+    }
+
+    /// Drops the task's future now (its operations are cancelled the usual
+    /// way: memory the kernel may use stays parked until completion). A
+    /// task aborting itself stops after its current poll. Awaiting the
+    /// handle afterwards never completes.
+    pub fn abort(&self) {
+        if self.is_finished() {
+            return;
+        }
+        let future = EXECUTOR.with(|e| {
+            let mut tasks = e.tasks.borrow_mut();
+            let slot = tasks.get_mut(self.index)?;
+            if slot.generation != self.generation {
+                return None;
+            }
+            match slot.future.take() {
+                Some(f) => {
+                    e.free.borrow_mut().push(self.index);
+                    e.live_tasks.set(e.live_tasks.get() - 1);
+                    slot.scheduled = true; // stale ready entries are skipped
+                    Some(f)
+                }
+                None => {
+                    slot.abort_requested = true;
+                    None
+                }
+            }
+        });
+        // Dropped outside the executor's borrow: destructors may spawn/wake.
+        drop(future);
     }
 }
 
@@ -158,6 +193,7 @@ where
                 }));
                 slot.future = Some(Box::pin(task));
                 slot.scheduled = true;
+                slot.abort_requested = false;
                 i
             }
             None => {
@@ -172,6 +208,7 @@ where
                     waker,
                     future: Some(Box::pin(task)),
                     scheduled: true,
+                    abort_requested: false,
                 });
                 index
             }
@@ -179,8 +216,12 @@ where
         let generation = tasks[index].generation;
         e.ready.borrow_mut().push_back((index, generation));
         e.live_tasks.set(e.live_tasks.get() + 1);
-    });
-    JoinHandle { state }
+        JoinHandle {
+            state,
+            index,
+            generation,
+        }
+    })
 }
 
 /// Number of live tasks on this shard.
@@ -223,7 +264,11 @@ fn run_one(e: &Executor) -> bool {
         }
     };
     let mut cx = Context::from_waker(&waker);
-    let done = future.as_mut().poll(&mut cx).is_ready();
+    let done = future.as_mut().poll(&mut cx).is_ready()
+        || e.tasks
+            .borrow()
+            .get(index)
+            .is_some_and(|s| s.abort_requested);
     let mut tasks = e.tasks.borrow_mut();
     if done {
         drop(tasks);

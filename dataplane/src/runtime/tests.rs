@@ -384,3 +384,24 @@ fn threads_two_shards_both_receive_connections() {
     assert_eq!(a + b, 200);
     assert!(a > 0 && b > 0, "both shards served connections: {a} / {b}");
 }
+
+#[test]
+fn abort_drops_a_pending_task_and_disarms_its_timer() {
+    run(async {
+        let before = executor::live_tasks();
+        let sleeper = spawn(async {
+            sleep(Duration::from_secs(60)).await;
+        });
+        yield_now().await; // let it arm its timer
+        assert_eq!(executor::live_tasks(), before + 1);
+        assert_eq!(timer::armed(), 1);
+        sleeper.abort();
+        assert_eq!(executor::live_tasks(), before);
+        assert_eq!(timer::armed(), 0, "the aborted task's sleep was dropped");
+        assert!(!sleeper.is_finished());
+        // Aborting twice, or after the slot was reused, is harmless.
+        let other = spawn(async { 5 });
+        sleeper.abort();
+        assert_eq!(other.await, 5);
+    });
+}
