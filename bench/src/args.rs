@@ -225,7 +225,9 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
     } else if let Some(r) = s.strip_prefix("https://") {
         (true, r)
     } else {
-        return Err(format!("{s:?}: the URL must start with http:// or https://"));
+        return Err(format!(
+            "{s:?}: the URL must start with http:// or https://"
+        ));
     };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
@@ -268,7 +270,9 @@ fn parse_port(p: &str, url: &str) -> Result<u16, String> {
 /// Parses `250ms`, `5s`, `2m`, `1h`, or bare seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let value: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
     let secs = match unit {
@@ -312,8 +316,21 @@ mod tests {
 
     #[test]
     fn bare_url_and_run_subcommand_are_the_same() {
-        let a = run(&["meshbench", "http://127.0.0.1:8080/x", "-c", "64", "-d", "5s"]);
-        let b = run(&["meshbench", "run", "http://127.0.0.1:8080/x", "-c64", "-d5s"]);
+        let a = run(&[
+            "meshbench",
+            "http://127.0.0.1:8080/x",
+            "-c",
+            "64",
+            "-d",
+            "5s",
+        ]);
+        let b = run(&[
+            "meshbench",
+            "run",
+            "http://127.0.0.1:8080/x",
+            "-c64",
+            "-d5s",
+        ]);
         assert_eq!(a.connections, 64);
         assert_eq!(a.limit(), Limit::Duration(Duration::from_secs(5)));
         assert_eq!(a.url, b.url);
@@ -334,8 +351,16 @@ mod tests {
     #[test]
     fn tls_options() {
         let a = run(&[
-            "meshbench", "https://gw:8443/", "--cert", "c.pem", "--key", "k.pem", "--tls13",
-            "--sni", "orders", "--no-resume",
+            "meshbench",
+            "https://gw:8443/",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--tls13",
+            "--sni",
+            "orders",
+            "--no-resume",
         ]);
         assert!(a.url.tls && a.tls13 && a.no_resume);
         assert_eq!(a.sni.as_deref(), Some("orders"));
@@ -348,7 +373,14 @@ mod tests {
 
     #[test]
     fn headers_repeat() {
-        let a = run(&["meshbench", "http://h/", "-H", "x-a: 1", "--header", "X-B:two "]);
+        let a = run(&[
+            "meshbench",
+            "http://h/",
+            "-H",
+            "x-a: 1",
+            "--header",
+            "X-B:two ",
+        ]);
         assert_eq!(
             a.headers,
             vec![("x-a".into(), "1".into()), ("X-B".into(), "two".into())]
@@ -360,11 +392,19 @@ mod tests {
     #[test]
     fn upstream_subcommand() {
         let cmd = parse_command([
-            "meshbench", "upstream", "--listen", "127.0.0.1:0", "--fail-rate", "0.5",
-            "--tag", "b",
+            "meshbench",
+            "upstream",
+            "--listen",
+            "127.0.0.1:0",
+            "--fail-rate",
+            "0.5",
+            "--tag",
+            "b",
         ])
         .unwrap();
-        let Command::Upstream(u) = cmd else { panic!("expected upstream") };
+        let Command::Upstream(u) = cmd else {
+            panic!("expected upstream")
+        };
         assert_eq!(u.listen.port(), 0);
         assert_eq!(u.fail_rate, 0.5);
         assert_eq!(u.tag, "b");
@@ -391,9 +431,18 @@ mod tests {
         let t = parse_target("https://gw.mesh").unwrap();
         assert_eq!((t.tls, t.port, t.path.as_str()), (true, 443, "/"));
         let t = parse_target("http://[::1]:81?x").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 81, "/?x"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("::1", 81, "/?x")
+        );
         assert_eq!(parse_target("http://[::1]/").unwrap().port, 80);
-        for bad in ["ftp://h/", "http://", "http://h:port/", "http://u@h/", "http://:80/"] {
+        for bad in [
+            "ftp://h/",
+            "http://",
+            "http://h:port/",
+            "http://u@h/",
+            "http://:80/",
+        ] {
             assert!(parse_target(bad).is_err(), "{bad}");
         }
     }

@@ -92,15 +92,29 @@ impl Report {
     pub fn new(info: &RunInfo, stats: &Stats, elapsed: Duration) -> Report {
         let secs = elapsed.as_secs_f64().max(1e-9);
         let h = &stats.latency;
-        let q = |p: f64| if h.is_empty() { 0.0 } else { ms(h.value_at_percentile(p)) };
+        let q = |p: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                ms(h.value_at_percentile(p))
+            }
+        };
         let attempts = stats.attempts();
         Report {
             url: info.url.clone(),
             connections: info.connections,
             threads: info.threads,
-            model: if info.rate.is_some() { "open" } else { "closed" },
+            model: if info.rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            },
             rate: info.rate,
-            mode: if info.new_conn { "new-conn" } else { "keep-alive" },
+            mode: if info.new_conn {
+                "new-conn"
+            } else {
+                "keep-alive"
+            },
             duration_s: elapsed.as_secs_f64(),
             requests: stats.responses(),
             errors: stats.error_count(),
@@ -152,7 +166,11 @@ impl Report {
         let _ = writeln!(
             s,
             "  requests    {} in {:.2}s, {:.1} req/s, {:.2} MiB/s, {} connections opened",
-            self.requests, self.duration_s, self.rps, self.throughput_mib_s, self.connections_opened
+            self.requests,
+            self.duration_s,
+            self.rps,
+            self.throughput_mib_s,
+            self.connections_opened
         );
         let l = &self.latency_ms;
         let _ = writeln!(
@@ -166,12 +184,20 @@ impl Report {
             "  status      2xx {}  3xx {}  4xx {}  5xx {}",
             st.s2xx, st.s3xx, st.s4xx, st.s5xx
         );
-        let kinds: Vec<String> = self.error_kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let kinds: Vec<String> = self
+            .error_kinds
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         let _ = writeln!(
             s,
             "  errors      {}{}  (error rate {:.4}, counting 4xx/5xx)",
             self.errors,
-            if kinds.is_empty() { String::new() } else { format!(": {}", kinds.join(", ")) },
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", kinds.join(", "))
+            },
             self.error_rate
         );
         s
@@ -228,7 +254,12 @@ pub fn hdr_distribution(stats: &Stats) -> String {
 
 /// One live progress line: the last second's rate, the run's errors and
 /// its p99 so far.
-pub fn progress_line(elapsed: Duration, interval: &Stats, so_far: &Stats, tick: Duration) -> String {
+pub fn progress_line(
+    elapsed: Duration,
+    interval: &Stats,
+    so_far: &Stats,
+    tick: Duration,
+) -> String {
     let rps = interval.responses() as f64 / tick.as_secs_f64().max(1e-9);
     let p99 = if so_far.latency.is_empty() {
         0.0
@@ -279,7 +310,11 @@ mod tests {
         assert!((r.rps - 500.5).abs() < 1e-9);
         assert!((r.throughput_mib_s - 5.0).abs() < 1e-9);
         assert!((r.error_rate - 3.0 / 1003.0).abs() < 1e-12);
-        assert!((r.latency_ms.p50 - 5.0).abs() < 0.01, "{}", r.latency_ms.p50);
+        assert!(
+            (r.latency_ms.p50 - 5.0).abs() < 0.01,
+            "{}",
+            r.latency_ms.p50
+        );
         assert!((r.latency_ms.max - 10.0).abs() < 0.01);
         assert_eq!(r.status.s5xx, 1);
         assert!(r.passes(0.01));
@@ -291,7 +326,14 @@ mod tests {
         let (info, s) = sample();
         let r = Report::new(&info, &s, Duration::from_secs(2));
         let text = r.text();
-        for needle in ["1001 in 2.00s", "500.5 req/s", "p99.99", "5xx 1", "timeout 1", "tls:unknown_issuer 1"] {
+        for needle in [
+            "1001 in 2.00s",
+            "500.5 req/s",
+            "p99.99",
+            "5xx 1",
+            "timeout 1",
+            "tls:unknown_issuer 1",
+        ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }
         let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
@@ -327,11 +369,18 @@ mod tests {
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty() && !l.contains("Value"))
             .map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap())
+                (
+                    f[0].parse().unwrap(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                )
             })
             .collect();
         assert!(rows.len() > 20);
-        assert!(rows.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2));
+        assert!(
+            rows.windows(2)
+                .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2)
+        );
         assert_eq!(rows.last().unwrap().2, s.latency.len());
     }
 
@@ -339,6 +388,9 @@ mod tests {
     fn progress() {
         let (_, s) = sample();
         let line = progress_line(Duration::from_secs(3), &s, &s, Duration::from_secs(1));
-        assert!(line.contains("1001 req/s") && line.contains("3 errors"), "{line}");
+        assert!(
+            line.contains("1001 req/s") && line.contains("3 errors"),
+            "{line}"
+        );
     }
 }

@@ -175,9 +175,12 @@ mod tests {
 
     #[test]
     fn chunked_and_trailing_bytes() {
-        let msg = b"HTTP/1.1 503 Busy\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nEXTRA";
+        let msg =
+            b"HTTP/1.1 503 Busy\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nEXTRA";
         let mut r = ResponseReader::new("GET");
-        let Feed::Complete(d) = r.feed(msg).unwrap() else { panic!("incomplete") };
+        let Feed::Complete(d) = r.feed(msg).unwrap() else {
+            panic!("incomplete")
+        };
         assert_eq!(d.status, 503);
         assert_eq!(d.consumed, msg.len() - 5);
     }
@@ -205,20 +208,31 @@ mod tests {
     #[test]
     fn close_delimited_and_truncation() {
         let mut r = ResponseReader::new("GET");
-        assert_eq!(r.feed(b"HTTP/1.0 200 OK\r\n\r\nbody").unwrap(), Feed::NeedMore);
+        assert_eq!(
+            r.feed(b"HTTP/1.0 200 OK\r\n\r\nbody").unwrap(),
+            Feed::NeedMore
+        );
         let d = r.feed_eof().unwrap();
         assert_eq!((d.status, d.keep_alive), (200, false));
 
         let mut r = ResponseReader::new("GET");
-        r.feed(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc").unwrap();
+        r.feed(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+            .unwrap();
         assert!(r.feed_eof().is_err());
         r.reset();
-        assert!(r.feed_eof().is_err(), "EOF before any byte is not a response");
+        assert!(
+            r.feed_eof().is_err(),
+            "EOF before any byte is not a response"
+        );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for bad in [&b"HTTP/1.1 999 What\r\n\r\n"[..], b"\x00\x01\x02\r\n\r\n", b"SSH-2.0-x\r\n\r\n"] {
+        for bad in [
+            &b"HTTP/1.1 999 What\r\n\r\n"[..],
+            b"\x00\x01\x02\r\n\r\n",
+            b"SSH-2.0-x\r\n\r\n",
+        ] {
             let mut r = ResponseReader::new("GET");
             assert!(r.feed(bad).is_err(), "{bad:?}");
         }

@@ -258,9 +258,8 @@ async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index: usize) {
         let mut bytes = 0u64;
         let result = runtime::timeout_at(deadline, async {
             if conn.is_none() {
-                let opened = Conn::open(&plan.endpoint).await;
+                conn = Some(Conn::open(&plan.endpoint).await?);
                 stats.borrow_mut().connections += 1;
-                conn = Some(opened?);
                 // Closed-loop keep-alive latency is the exchange's alone;
                 // new-conn latency includes the handshake, open-loop
                 // latency counts from the intended time.

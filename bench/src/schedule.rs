@@ -74,7 +74,10 @@ mod tests {
     fn connections_interleave_into_an_even_stream() {
         // 1000 rps over 4 connections: one request every 1 ms overall.
         let scheds: Vec<_> = (0..4).map(|i| Schedule::new(1000.0, 4, i)).collect();
-        assert_eq!(scheds[0].intended(1) - scheds[0].intended(0), Duration::from_millis(4));
+        assert_eq!(
+            scheds[0].intended(1) - scheds[0].intended(0),
+            Duration::from_millis(4)
+        );
         let mut all: Vec<Duration> = scheds
             .iter()
             .flat_map(|s| (0..25).map(move |k| s.intended(k)))

@@ -182,7 +182,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(ErrorKind::Tls("unknown_issuer").name(), "tls:unknown_issuer");
+        assert_eq!(
+            ErrorKind::Tls("unknown_issuer").name(),
+            "tls:unknown_issuer"
+        );
         assert_eq!(ErrorKind::BadResponse.name(), "bad_response");
         assert_eq!(ErrorKind::Connect.name(), "connect");
     }
@@ -205,7 +208,10 @@ mod tests {
         assert_eq!(a.attempts(), 8);
         assert_eq!(a.failed(), 6);
         assert_eq!(a.status, [0, 1, 1, 1, 1]);
-        assert_eq!(a.errors, vec![(ErrorKind::Timeout, 3), (ErrorKind::Reset, 1)]);
+        assert_eq!(
+            a.errors,
+            vec![(ErrorKind::Timeout, 3), (ErrorKind::Reset, 1)]
+        );
         assert_eq!(a.latency.len(), 4);
         assert!(a.latency.max() >= MAX_LATENCY_US - MAX_LATENCY_US / 500);
         let taken = a.take();

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use dataplane::runtime::TcpStream;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
@@ -62,7 +64,8 @@ pub fn client_config(args: &RunArgs) -> Result<(Arc<ClientConfig>, ServerName<'s
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("client certificate: {e}"))?
@@ -100,7 +103,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -109,7 +117,12 @@ impl ServerCertVerifier for NoVerify {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -126,8 +139,7 @@ pub fn reason(e: &rustls::Error) -> &'static str {
     let path = debug.split(['{', '"', ' ']).next().unwrap_or("");
     let last = path
         .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .filter(|t| t.starts_with(|c: char| c.is_ascii_uppercase()))
-        .next_back()
+        .rfind(|t| t.starts_with(|c: char| c.is_ascii_uppercase()))
         .unwrap_or("other");
     let mut name = String::new();
     if matches!(e, rustls::Error::AlertReceived(_)) {
@@ -292,7 +304,10 @@ mod tests {
             reason(&Error::AlertReceived(AlertDescription::CertificateRequired)),
             "alert_certificate_required"
         );
-        assert_eq!(reason(&Error::General("boom with spaces".into())), "general");
+        assert_eq!(
+            reason(&Error::General("boom with spaces".into())),
+            "general"
+        );
         assert_eq!(reason(&Error::DecryptError), "decrypt_error");
         let a = reason(&Error::InvalidCertificate(CertificateError::Expired));
         let b = reason(&Error::InvalidCertificate(CertificateError::Expired));

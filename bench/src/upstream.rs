@@ -92,7 +92,8 @@ struct Ctx {
 pub fn serve(args: &UpstreamArgs) -> Result<u8, String> {
     signals::block().map_err(|e| format!("blocking signals: {e}"))?;
     let threads = args.threads.max(1);
-    let first = BoundSocket::bind(args.listen, true).map_err(|e| format!("{}: {e}", args.listen))?;
+    let first =
+        BoundSocket::bind(args.listen, true).map_err(|e| format!("{}: {e}", args.listen))?;
     let addr = first.local_addr();
     let mut sockets = vec![first];
     for _ in 1..threads {
@@ -111,7 +112,10 @@ pub fn serve(args: &UpstreamArgs) -> Result<u8, String> {
 
     let totals = || {
         let sum = |f: fn(&Counters) -> &AtomicU64| {
-            counters.iter().map(|c| f(c).load(Ordering::Relaxed)).sum::<u64>()
+            counters
+                .iter()
+                .map(|c| f(c).load(Ordering::Relaxed))
+                .sum::<u64>()
         };
         (sum(|c| &c.served), sum(|c| &c.failed), sum(|c| &c.resets))
     };
@@ -120,12 +124,19 @@ pub fn serve(args: &UpstreamArgs) -> Result<u8, String> {
         let (served, failed, resets) = totals();
         if let Some(path) = &args.report_file {
             let tmp = path.with_extension("tmp");
-            let body = format!("{{\"served\":{served},\"failed_503\":{failed},\"resets\":{resets}}}\n");
-            if std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, path)).is_err() {
+            let body =
+                format!("{{\"served\":{served},\"failed_503\":{failed},\"resets\":{resets}}}\n");
+            if std::fs::write(&tmp, body)
+                .and_then(|_| std::fs::rename(&tmp, path))
+                .is_err()
+            {
                 eprintln!("meshbench upstream: cannot write {}", path.display());
             }
         }
-        if matches!(signal, Some(signals::Signal::Interrupt | signals::Signal::Terminate)) {
+        if matches!(
+            signal,
+            Some(signals::Signal::Interrupt | signals::Signal::Terminate)
+        ) {
             println!("served {served} failed_503 {failed} resets {resets}");
             let _ = std::io::stdout().flush();
             return Ok(0);
@@ -197,7 +208,13 @@ async fn serve_conn(mut stream: TcpStream, ctx: Rc<Ctx>) {
         let (head_len, body, keep_alive, echo, head_only) = loop {
             match parse_request(&buf, &limits) {
                 Ok(Parse::Complete(h)) => {
-                    break (h.head_len, h.body, h.keep_alive, h.path == "/echo", h.method == "HEAD");
+                    break (
+                        h.head_len,
+                        h.body,
+                        h.keep_alive,
+                        h.path == "/echo",
+                        h.method == "HEAD",
+                    );
                 }
                 Ok(Parse::Partial) => {
                     if !fill(&mut stream, &mut buf).await {
@@ -206,7 +223,9 @@ async fn serve_conn(mut stream: TcpStream, ctx: Rc<Ctx>) {
                 }
                 Err(e) => {
                     let status = e.response_status();
-                    let msg = format!("HTTP/1.1 {status} Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    let msg = format!(
+                        "HTTP/1.1 {status} Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
                     let _ = stream.send_owned(msg.into_bytes()).await;
                     return;
                 }
@@ -259,7 +278,11 @@ async fn serve_conn(mut stream: TcpStream, ctx: Rc<Ctx>) {
                     format!(
                         "HTTP/1.1 200 OK\r\n{framing}\r\nx-upstream: {}\r\n{}\r\n",
                         ctx.args.tag,
-                        if keep_alive { "" } else { "connection: close\r\n" }
+                        if keep_alive {
+                            ""
+                        } else {
+                            "connection: close\r\n"
+                        }
                     )
                     .as_bytes(),
                 );
