@@ -141,6 +141,11 @@ pub fn reason(e: &rustls::Error) -> &'static str {
         .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
         .rfind(|t| t.starts_with(|c: char| c.is_ascii_uppercase()))
         .unwrap_or("other");
+    // `ExpiredContext` and friends only add detail to `Expired`.
+    let last = last
+        .strip_suffix("Context")
+        .filter(|l| !l.is_empty())
+        .unwrap_or(last);
     let mut name = String::new();
     if matches!(e, rustls::Error::AlertReceived(_)) {
         name.push_str("alert_");
@@ -309,6 +314,11 @@ mod tests {
             "general"
         );
         assert_eq!(reason(&Error::DecryptError), "decrypt_error");
+        let expired = CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(2)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(1)),
+        };
+        assert_eq!(reason(&Error::InvalidCertificate(expired)), "expired");
         let a = reason(&Error::InvalidCertificate(CertificateError::Expired));
         let b = reason(&Error::InvalidCertificate(CertificateError::Expired));
         assert!(std::ptr::eq(a, b), "interned once");
