@@ -45,7 +45,11 @@ where
 
 /// `meshbench [run] URL`: HTTP/1.1 load generator (see also `meshbench upstream --help`).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "meshbench", version, about)]
+#[command(
+    name = "meshbench",
+    version,
+    about = "HTTP/1.1 load generator (http, https, mTLS); see `meshbench upstream --help` for the demo origin"
+)]
 pub struct RunArgs {
     /// Target, `http://host:port/path` or `https://...`.
     #[arg(value_parser = parse_target)]
@@ -169,7 +173,11 @@ pub enum Limit {
 
 /// `meshbench upstream`: a fast HTTP/1.1 origin with fault injection.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "meshbench upstream", version, about)]
+#[command(
+    name = "meshbench upstream",
+    version,
+    about = "Fast HTTP/1.1 origin with fault injection; prints `listening ADDR`, and its counts on SIGINT/SIGTERM"
+)]
 pub struct UpstreamArgs {
     /// Address to listen on (port 0: pick one; the real one is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
