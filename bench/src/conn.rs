@@ -1,0 +1,222 @@
+//! One load-generating connection: opening it (TCP, then TLS when the URL
+//! is https), the request bytes it repeats, and one request/response
+//! exchange, with every failure mapped to an [`ErrorKind`].
+//!
+//! The request is built once per run ([`build_request`]). Over plain TCP
+//! the same vector is lent to the kernel for every send (no copy), and
+//! response bytes are counted straight from the runtime's receive buffers
+//! by the sans-IO [`ResponseReader`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use dataplane::runtime::TcpStream;
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+
+use crate::args::{RunArgs, Target};
+use crate::response::{Done, Feed, ResponseReader};
+use crate::stats::{ErrorKind, classify_io};
+use crate::tls::TlsConn;
+
+/// Where and how to connect; shared by every connection of a thread.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// TLS settings for https targets.
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+}
+
+/// The bytes of the request every connection repeats.
+pub fn build_request(args: &RunArgs) -> Vec<u8> {
+    build_request_for(
+        &args.method,
+        &args.url,
+        &args.headers,
+        args.body_size,
+        args.new_conn,
+    )
+}
+
+/// [`build_request`] from its parts.
+pub fn build_request_for(
+    method: &str,
+    target: &Target,
+    headers: &[(String, String)],
+    body_size: usize,
+    close: bool,
+) -> Vec<u8> {
+    let mut req = Vec::with_capacity(128 + body_size);
+    req.extend_from_slice(format!("{method} {} HTTP/1.1\r\n", target.path).as_bytes());
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if !has("host") {
+        req.extend_from_slice(format!("Host: {}\r\n", target.authority).as_bytes());
+    }
+    for (name, value) in headers {
+        req.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    if body_size > 0 || method == "POST" || method == "PUT" {
+        req.extend_from_slice(format!("Content-Length: {body_size}\r\n").as_bytes());
+    }
+    if close && !has("connection") {
+        req.extend_from_slice(b"Connection: close\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    req.resize(req.len() + body_size, b'x');
+    req
+}
+
+/// An open connection.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsConn>),
+}
+
+impl Conn {
+    /// Opens a connection (TCP connect, then the TLS handshake).
+    pub async fn open(ep: &Endpoint) -> Result<Conn, ErrorKind> {
+        let tcp = TcpStream::connect(ep.addr)
+            .await
+            .map_err(|_| ErrorKind::Connect)?;
+        match &ep.tls {
+            None => Ok(Conn::Plain(tcp)),
+            Some((config, name)) => TlsConn::handshake(tcp, config.clone(), name.clone())
+                .await
+                .map(|t| Conn::Tls(Box::new(t))),
+        }
+    }
+
+    /// Makes the coming close a reset (after a timeout or a bad response:
+    /// the stream is in an unknown state).
+    pub fn abort(&mut self) {
+        match self {
+            Conn::Plain(tcp) => tcp.set_reset_on_close(),
+            Conn::Tls(t) => t.abort(),
+        }
+    }
+}
+
+/// Per-connection buffers reused across exchanges.
+pub struct Exchange {
+    /// The request; lent to the kernel and back on every plain send.
+    pub request: Vec<u8>,
+    /// Response reader.
+    pub reader: ResponseReader,
+    /// Decrypted bytes (TLS only).
+    plain: Vec<u8>,
+}
+
+/// A complete response and what it means for the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub status: u16,
+    /// The connection may carry the next request.
+    pub reusable: bool,
+}
+
+impl Exchange {
+    /// Buffers for `request`, answered to `method`.
+    pub fn new(request: Vec<u8>, method: &str) -> Exchange {
+        Exchange {
+            request,
+            reader: ResponseReader::new(method),
+            plain: Vec::new(),
+        }
+    }
+
+    /// Sends the request and reads the whole response; response bytes are
+    /// added to `bytes`.
+    pub async fn run(&mut self, conn: &mut Conn, bytes: &mut u64) -> Result<Outcome, ErrorKind> {
+        self.reader.reset();
+        match conn {
+            Conn::Plain(tcp) => {
+                let (res, back) = tcp.send_owned(std::mem::take(&mut self.request)).await;
+                self.request = back;
+                res.map_err(|e| classify_io(&e))?;
+                loop {
+                    let chunk = tcp.recv().await.map_err(|e| classify_io(&e))?;
+                    if chunk.is_empty() {
+                        return self.eof();
+                    }
+                    *bytes += chunk.len() as u64;
+                    if let Some(done) = self.feed(&chunk)? {
+                        return Ok(outcome(done, chunk.len()));
+                    }
+                }
+            }
+            Conn::Tls(tls) => {
+                tls.send(&self.request).await?;
+                loop {
+                    self.plain.clear();
+                    let n = tls.recv_plain(&mut self.plain).await?;
+                    if n == 0 {
+                        return self.eof();
+                    }
+                    *bytes += n as u64;
+                    let plain = std::mem::take(&mut self.plain);
+                    let fed = self.feed(&plain);
+                    self.plain = plain;
+                    if let Some(done) = fed? {
+                        return Ok(outcome(done, n));
+                    }
+                }
+            }
+        }
+    }
+
+    fn feed(&mut self, input: &[u8]) -> Result<Option<Done>, ErrorKind> {
+        match self.reader.feed(input) {
+            Ok(Feed::NeedMore) => Ok(None),
+            Ok(Feed::Complete(done)) => Ok(Some(done)),
+            Err(_) => Err(ErrorKind::BadResponse),
+        }
+    }
+
+    fn eof(&mut self) -> Result<Outcome, ErrorKind> {
+        match self.reader.feed_eof() {
+            Ok(done) => Ok(Outcome {
+                status: done.status,
+                reusable: false,
+            }),
+            // Closed before the response was complete (or began).
+            Err(_) => Err(ErrorKind::Closed),
+        }
+    }
+}
+
+/// Bytes after the response mean the stream is out of step: finish this
+/// response but do not reuse the connection.
+fn outcome(done: Done, fed: usize) -> Outcome {
+    Outcome {
+        status: done.status,
+        reusable: done.keep_alive && done.consumed == fed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::parse_target;
+
+    #[test]
+    fn request_bytes() {
+        let t = parse_target("http://127.0.0.1:9000/echo?x=1").unwrap();
+        let req = build_request_for("POST", &t, &[("x-k".into(), "v".into())], 3, false);
+        assert_eq!(
+            req,
+            b"POST /echo?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nx-k: v\r\nContent-Length: 3\r\n\r\nxxx"
+        );
+        let req = build_request_for("GET", &t, &[("host".into(), "orders".into())], 0, true);
+        assert_eq!(
+            req,
+            b"GET /echo?x=1 HTTP/1.1\r\nhost: orders\r\nConnection: close\r\n\r\n"
+        );
+        // The data plane's parser accepts what we send.
+        let limits = dataplane::http::Limits::default();
+        assert!(matches!(
+            dataplane::http::parse_request(&req, &limits),
+            Ok(dataplane::http::Parse::Complete(_))
+        ));
+    }
+}
