@@ -8,9 +8,11 @@
 //! | [`quickstart`] | the embedded default: certificates, demo config |
 //! | [`demo`] | the quickstart's demo upstream |
 //! | [`logging`] | the stderr logger |
+//! | [`socket`] | the control socket: versioned protocol, server, client (`meshctl`) |
 
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod logging;
 pub mod quickstart;
+pub mod socket;
