@@ -301,6 +301,10 @@ const REQUEST_FIELDS: &[&str] = &["id", "version", "command", "args"];
 /// unknown top-level fields, a missing or non-string `command`
 /// (`invalid_request`); a known command name (`unknown_command`); the
 /// `args` (`invalid_request`, naming the field).
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the response to send; once per control request, off the data path"
+)]
 pub fn decode_request(line: &[u8]) -> Result<Request, Response> {
     let value: Value = serde_json::from_slice(line).map_err(|e| {
         Response::error(
