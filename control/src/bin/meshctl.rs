@@ -43,7 +43,7 @@ struct Cli {
     /// Print the raw JSON result (for scripts)
     #[arg(long, global = true)]
     json: bool,
-    /// Seconds to wait for the daemon's reply
+    /// Seconds to wait for the daemon's reply (0: no limit)
     #[arg(
         long = "timeout-s",
         global = true,
@@ -404,6 +404,40 @@ mod tests {
             f.message,
             "meshctl: meshgate is not running (no control socket at /nonexistent/control.sock)"
         );
+    }
+
+    #[test]
+    fn end_to_end_against_a_control_server() {
+        use control::socket::{ControlServer, ErrorBody, ServerConfig};
+        use std::sync::Arc;
+        let dir = std::env::temp_dir().join(format!("meshctl-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("c.sock");
+        let handler = |command: Command| match command {
+            Command::Routes => Ok(json!([{"route": "r", "cluster": "c"}])),
+            Command::LogLevel { level } => Err(ErrorBody::new(
+                ErrorKind::Invalid,
+                format!("level: unknown level {level:?}"),
+            )),
+            _ => Err(ErrorBody::new(ErrorKind::NotImplemented, "later")),
+        };
+        let server =
+            ControlServer::start_with(&sock, ServerConfig::default(), Arc::new(handler)).unwrap();
+        let s = sock.to_str().unwrap();
+        assert_eq!(run(&parse(&["routes", "--socket", s]).unwrap()), Ok(()));
+        assert_eq!(
+            run(&parse(&["--json", "--socket", s, "routes"]).unwrap()),
+            Ok(())
+        );
+        assert_eq!(
+            run(&parse(&["--socket", s, "log", "level", "loud"]).unwrap()),
+            Err(fail(1, "error (invalid): level: unknown level \"loud\""))
+        );
+        server.shutdown();
+        let f = run(&parse(&["--socket", s, "status"]).unwrap()).unwrap_err();
+        assert_eq!(f.code, 2);
+        assert!(f.message.contains("not running"), "{}", f.message);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

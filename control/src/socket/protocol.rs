@@ -7,7 +7,8 @@
 //! A connection carries one JSON request per line and gets one JSON response
 //! per request line, in order, on the same connection; a client may send any
 //! number of requests on one connection. A line ends with `\n` (a `\r`
-//! before it is dropped); blank lines are ignored. A request line longer
+//! before it is dropped); blank lines are ignored, and a last line without
+//! `\n` is answered when the client half-closes. A request line longer
 //! than the server's maximum ([`DEFAULT_MAX_REQUEST_BYTES`], 4 MiB, not
 //! counting the `\n`) is answered with a `too_large` error and the
 //! connection is closed. [`LineDecoder`] checks the length *before* it

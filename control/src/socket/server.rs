@@ -6,7 +6,10 @@
 //! - The socket file is mode 0600 from the moment it is reachable: it is
 //!   bound inside a fresh mode-0700 directory next to the final path,
 //!   chmod-ed, then renamed into place (so the process umask does not
-//!   matter and there is no window with wider permissions).
+//!   matter and there is no window with wider permissions). Only when that
+//!   staging path would be too long for a socket address is the socket
+//!   bound in place and chmod-ed at once (a window of microseconds with the
+//!   umask's mode, still behind the uid check).
 //! - Each connection's peer uid (`SO_PEERCRED`) must be the daemon's own
 //!   uid, root, or in `allowed_uids` ([`AccessPolicy`]); a refused peer gets
 //!   one `permission_denied` response, is logged with its uid and pid, and
@@ -384,6 +387,15 @@ fn wake_accept(listener: &UnixListener, path: &Path) {
 /// Binds `path` so that the socket is never reachable with a mode other
 /// than 0600, after checking that no live server owns it.
 fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    if std::os::unix::net::SocketAddr::from_pathname(path).is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "control socket path {} is too long for a Unix socket (at most 107 bytes)",
+                path.display()
+            ),
+        ));
+    }
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
@@ -418,12 +430,26 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let staging = parent.join(format!(".meshgate-ctl.{}", std::process::id()));
-    // Left over from a crashed start of a process with our pid.
+    static STAGING: AtomicU64 = AtomicU64::new(0);
+    let staging = parent.join(format!(
+        ".meshgate-ctl.{}.{}",
+        std::process::id(),
+        STAGING.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = staging.join("s");
+    if std::os::unix::net::SocketAddr::from_pathname(&tmp).is_err() {
+        // The staging path is too long for a socket address although the
+        // final one fits: bind in place and chmod at once. Until the chmod
+        // the file has the umask's mode; the uid check still guards every
+        // connection.
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        return Ok(listener);
+    }
+    // Left over from a crashed process that had our pid.
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
     let result = (|| {
-        let tmp = staging.join("s");
         let listener = UnixListener::bind(&tmp)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
         // `rename` would replace a socket a concurrent starter bound at

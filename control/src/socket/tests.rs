@@ -590,3 +590,12 @@ fn socket_session_is_sans_io() {
     );
     assert!(String::from_utf8(out).unwrap().contains("\"too_large\""));
 }
+
+#[test]
+fn socket_path_too_long_is_a_clear_error() {
+    let dir = TempDir::new();
+    let path = dir.0.join("x".repeat(120));
+    let err = ControlServer::start_with(&path, quick_config(), handler()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("too long"), "{err}");
+}
