@@ -1,13 +1,14 @@
-//! The control socket: the versioned line-JSON protocol ([`protocol`]), its
-//! server on blocking threads beside the control thread ([`server`]), the
-//! blocking client `meshctl` uses ([`client`]) and the human rendering of
-//! results ([`render`]).
+//! The control socket: the versioned line-JSON protocol ([`protocol`]) and
+//! its line framing ([`framing`]), the server on blocking threads beside
+//! the control thread ([`server`]), the blocking client `meshctl` uses
+//! ([`client`]) and the human rendering of results ([`render`]).
 //!
 //! The protocol, its message shapes and its evolution rules are documented
 //! in [`protocol`]. The server never runs on a shard: a command reaches the
 //! daemon through the [`Handler`] it is given.
 
 pub mod client;
+pub mod framing;
 pub mod protocol;
 pub mod render;
 pub mod server;
