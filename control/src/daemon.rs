@@ -21,8 +21,11 @@ use dataplane::runtime::signals::{self, Signal};
 use dataplane::runtime::{BoundSocket, RuntimeConfig};
 use dataplane::telemetry::ShardStats;
 
+use crate::commands::Commands;
 use crate::config::{Config, ConfigError, Stack};
 use crate::running::Gateway;
+use crate::socket::protocol::DEFAULT_MAX_REQUEST_BYTES;
+use crate::socket::server::ControlServer;
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,11 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("shard {0} stopped unexpectedly")]
     ShardDied(usize),
+    #[error("control.socket: cannot serve the control socket at {path}: {source}")]
+    ControlSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A listener as started: its name and the address it really listens on.
@@ -121,6 +129,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         source,
     })?;
     let config = Config::from_file(path)?;
+    let control = config.control.clone();
     let snapshot = config.compile(1)?;
     supported(&config, &snapshot)?;
     let shards = config.dataplane.shards.resolve();
@@ -172,6 +181,33 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         stop.clone(),
         drain,
     ));
+    // The control socket is served by its own threads (never a shard).
+    let control_server = match &control.socket {
+        Some(socket) => {
+            let handler = Arc::new(Commands::new(gateway.clone()));
+            let server = ControlServer::start(
+                socket,
+                &control.allowed_uids,
+                DEFAULT_MAX_REQUEST_BYTES,
+                handler,
+            )
+            .map_err(|source| DaemonError::ControlSocket {
+                path: socket.clone(),
+                source,
+            });
+            match server {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    for t in threads {
+                        let _ = t.handle.join();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     on_ready(&gateway.listeners);
 
     let result = loop {
@@ -206,6 +242,9 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             None => {}
         }
     };
+    if let Some(server) = control_server {
+        server.shutdown();
+    }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         let _ = t.handle.join();

@@ -8,10 +8,15 @@
 //! | [`quickstart`] | the embedded default: certificates, demo config |
 //! | [`demo`] | the quickstart's demo upstream |
 //! | [`logging`] | the stderr logger |
+//! | [`running`] | the running gateway: snapshot, config, counters, the one apply path |
+//! | [`commands`] | control-socket commands carried out against the running gateway |
+//! | [`socket`] | the control socket: versioned protocol, server, client (`meshctl`) |
 
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod logging;
 pub mod quickstart;
 pub mod running;
+pub mod socket;

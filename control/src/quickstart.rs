@@ -94,6 +94,9 @@ pub fn config_text(listen: SocketAddr, upstream: SocketAddr) -> String {
 [dataplane]
 shards = "auto"
 
+[control]
+socket = "control.sock"   # meshctl --socket <this folder>/control.sock status
+
 [[listeners]]
 name = "public"
 address = "{listen}"

@@ -84,6 +84,11 @@ fn main() -> ExitCode {
                         dir.display()
                     );
                     println!("  {}\n", quickstart::curl_command(&dir, l.address));
+                    println!("Operate it with meshctl, e.g.:\n");
+                    println!(
+                        "  cargo run --release --bin meshctl -- --socket {}/control.sock status\n",
+                        dir.display()
+                    );
                     println!("Press Ctrl-C to stop.");
                 }
             }))

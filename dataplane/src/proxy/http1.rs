@@ -52,7 +52,13 @@ pub async fn serve<S: ByteStream>(
         };
         let limits = listener.limits.clone();
         let next = match request(
-            &ctx, &snapshot, &mut down, &mut inbuf, &info, &limits, first,
+            &ctx,
+            &mut snapshot,
+            &mut down,
+            &mut inbuf,
+            &info,
+            &limits,
+            first,
         )
         .await
         {
@@ -141,7 +147,7 @@ impl Next {
 /// Handles one request; `Err` means "answer with this error, then close".
 async fn request<S: ByteStream>(
     ctx: &ShardContext,
-    snapshot: &Snapshot,
+    snapshot: &mut Arc<Snapshot>,
     down: &mut S,
     inbuf: &mut Vec<u8>,
     info: &ConnInfo,
@@ -348,7 +354,7 @@ async fn local_response<S: ByteStream>(
 #[allow(clippy::too_many_arguments)]
 async fn read_head<S: ByteStream>(
     ctx: &ShardContext,
-    snapshot: &Snapshot,
+    snapshot: &mut Arc<Snapshot>,
     down: &mut S,
     inbuf: &mut Vec<u8>,
     info: &ConnInfo,
@@ -371,6 +377,9 @@ async fn read_head<S: ByteStream>(
         if !inbuf.is_empty() && scanner.should_parse(inbuf, &parse_limits) {
             match http::parse_request(inbuf, &parse_limits) {
                 Ok(Parse::Complete(head)) => {
+                    // Route with the snapshot current now that the request
+                    // is here (the connection may have idled across swaps).
+                    ctx.refresh(snapshot);
                     return Ok(Some(plan(ctx, snapshot, &head, info, upstream_head)));
                 }
                 Ok(Parse::Partial) => {}

@@ -30,6 +30,7 @@ pub mod shard;
 pub mod signals;
 pub mod tcp;
 pub mod timer;
+pub mod unixcred;
 
 #[cfg(test)]
 mod tests;

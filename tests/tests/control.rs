@@ -1,0 +1,293 @@
+//! The control socket and `meshctl` against the real daemon: status, live
+//! config apply (and refusal of a bad one), drain, permissions, and a swap
+//! storm under load with zero failed requests.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use harness::gateway::{LISTENER, meshgate_bin, toml_str};
+use harness::{Gateway, RawConn, TempDir, Upstream};
+
+/// A plaintext listener routing everything to `cluster`, with clusters `a`
+/// and `b`, and a control socket in `dir`.
+fn config(dir: &Path, cluster: &str, a: SocketAddr, b: SocketAddr) -> String {
+    format!(
+        r#"
+[control]
+socket = {socket}
+drain_timeout_ms = 5000
+
+[[listeners]]
+name = "{LISTENER}"
+address = "127.0.0.1:0"
+
+[[routes]]
+name = "all"
+listener = "{LISTENER}"
+cluster = "{cluster}"
+
+[[clusters]]
+name = "a"
+endpoints = ["{a}"]
+
+[[clusters]]
+name = "b"
+endpoints = ["{b}"]
+"#,
+        socket = toml_str(&dir.join("control.sock").display().to_string()),
+    )
+}
+
+fn meshctl(socket: &Path, args: &[&str]) -> Output {
+    let bin = meshgate_bin().with_file_name("meshctl");
+    Command::new(bin)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run meshctl")
+}
+
+/// One JSON request line, one JSON response line.
+struct Control(BufReader<UnixStream>);
+
+impl Control {
+    fn connect(path: &Path) -> Control {
+        Control(BufReader::new(
+            UnixStream::connect(path).expect("connect control socket"),
+        ))
+    }
+
+    fn call(&mut self, request: &serde_json::Value) -> serde_json::Value {
+        let mut line = serde_json::to_vec(request).unwrap();
+        line.push(b'\n');
+        self.0.get_mut().write_all(&line).expect("send");
+        let mut reply = String::new();
+        self.0.read_line(&mut reply).expect("reply");
+        serde_json::from_str(&reply).unwrap_or_else(|e| panic!("bad reply {reply:?}: {e}"))
+    }
+}
+
+fn socket_of(dir: &TempDir) -> PathBuf {
+    dir.path().join("control.sock")
+}
+
+#[test]
+fn meshctl_status_routes_and_socket_mode() {
+    let dir = TempDir::new();
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let gw = Gateway::start(&config(dir.path(), "a", a.addr(), b.addr()), dir.path());
+    let socket = socket_of(&dir);
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket mode");
+    let out = meshctl(&socket, &["--json", "status"]);
+    assert!(out.status.success(), "{out:?}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["generation"], 1);
+    assert!(status["shard_count"].as_u64().unwrap() >= 1);
+    let out = meshctl(&socket, &["routes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("all") && text.contains(" a "), "{text}");
+    drop(gw);
+    // No daemon: a clear message and exit 2.
+    let out = meshctl(&socket, &["status"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not running"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn config_apply_switches_routing_and_a_bad_config_changes_nothing() {
+    let dir = TempDir::new();
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let gw = Gateway::start(&config(dir.path(), "a", a.addr(), b.addr()), dir.path());
+    let socket = socket_of(&dir);
+    let tag = || {
+        let mut c = RawConn::connect(gw.addr(LISTENER));
+        c.send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+            .unwrap();
+        c.read_response()
+            .unwrap()
+            .header("x-upstream")
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(tag(), "a");
+    let new = dir.path().join("to-b.toml");
+    std::fs::write(&new, config(dir.path(), "b", a.addr(), b.addr())).unwrap();
+    let out = meshctl(&socket, &["config", "apply", new.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("generation: 2"),
+        "{out:?}"
+    );
+    assert_eq!(tag(), "b");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, config(dir.path(), "zz", a.addr(), b.addr())).unwrap();
+    let out = meshctl(&socket, &["config", "apply", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("routes[0].cluster") && err.contains("zz"),
+        "{err}"
+    );
+    assert_eq!(tag(), "b", "a refused config changed routing");
+    let out = meshctl(&socket, &["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["generation"], 2);
+}
+
+#[test]
+fn bad_control_requests_get_errors_and_the_gateway_keeps_serving() {
+    let dir = TempDir::new();
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let gw = Gateway::start(&config(dir.path(), "a", a.addr(), b.addr()), dir.path());
+    let mut c = Control::connect(&socket_of(&dir));
+    let r = c.call(&serde_json::json!({"id": 1, "command": "frobnicate"}));
+    assert_eq!(r["error"]["kind"], "unknown_command", "{r}");
+    let r =
+        c.call(&serde_json::json!({"id": 2, "command": "drain", "args": {"timeout_s": "soon"}}));
+    assert_eq!(r["error"]["kind"], "invalid_request", "{r}");
+    let r = c.call(&serde_json::json!({"id": 3, "version": 2, "command": "status"}));
+    assert_eq!(r["error"]["kind"], "version_mismatch", "{r}");
+    let r = c.call(&serde_json::json!({"id": 4, "command": "config_apply", "args": {"toml": "[[listeners]]\nname = 1"}}));
+    assert_eq!(r["error"]["kind"], "invalid", "{r}");
+    let r = c.call(&serde_json::json!({"id": 5, "command": "status"}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["id"], 5);
+    let mut conn = RawConn::connect(gw.addr(LISTENER));
+    conn.send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+        .unwrap();
+    let resp = conn.read_response().unwrap();
+    assert_eq!(resp.status, 200, "{resp:?}\n{}", gw.stderr());
+}
+
+#[test]
+fn meshctl_drain_finishes_the_daemon() {
+    let dir = TempDir::new();
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let mut gw = Gateway::start(&config(dir.path(), "a", a.addr(), b.addr()), dir.path());
+    let out = meshctl(&socket_of(&dir), &["drain", "--timeout", "5"]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.is_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !gw.is_running(),
+        "daemon still running after drain\n{}",
+        gw.stderr()
+    );
+    assert!(!socket_of(&dir).exists(), "control socket left behind");
+}
+
+/// When an apply was acknowledged, when it was sent, and the cluster it set.
+type Apply = (Duration, Duration, &'static str);
+
+/// 50 keep-alive clients send requests continuously while 200 applies
+/// alternate the route between clusters `a` and `b`. No request may fail,
+/// and each response must come from the cluster in force when the request
+/// was sent (the last apply acknowledged before it) or from one applied
+/// while it was in flight.
+#[test]
+fn two_hundred_swaps_under_load_lose_no_request() {
+    let dir = TempDir::new();
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let gw = Gateway::start(&config(dir.path(), "a", a.addr(), b.addr()), dir.path());
+    let addr = gw.addr(LISTENER);
+    let start = Instant::now();
+    // (acknowledged at, started at, cluster) per apply; index 0 = initial.
+    let applies: Mutex<Vec<Apply>> = Mutex::new(vec![(Duration::ZERO, Duration::ZERO, "a")]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let (stop, failures) = (stop.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut c = RawConn::connect(addr);
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = start.elapsed();
+                    let ok = c
+                        .send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+                        .is_ok();
+                    match c.read_response() {
+                        Ok(r) if ok && r.status == 200 => {
+                            let tag = r.header("x-upstream").unwrap_or("?").to_owned();
+                            seen.push((sent, start.elapsed(), tag));
+                        }
+                        other => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("failed request: {other:?}");
+                            c = RawConn::connect(addr);
+                        }
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut control = Control::connect(&socket_of(&dir));
+    for i in 0..200 {
+        let cluster = if i % 2 == 0 { "b" } else { "a" };
+        let text = config(dir.path(), cluster, a.addr(), b.addr());
+        let started = start.elapsed();
+        let r = control
+            .call(&serde_json::json!({"id": i, "command": "config_apply", "args": {"toml": text}}));
+        assert_eq!(r["ok"], true, "apply {i}: {r}");
+        applies
+            .lock()
+            .unwrap()
+            .push((start.elapsed(), started, cluster));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let responses: Vec<_> = clients
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests failed during the swaps"
+    );
+    assert!(
+        responses.len() > 1000,
+        "too little load: {}",
+        responses.len()
+    );
+    let applies = applies.lock().unwrap();
+    let mut violations = 0;
+    for (sent, received, tag) in &responses {
+        // The cluster in force when the request was sent...
+        let current = applies
+            .iter()
+            .rev()
+            .find(|(acked, _, _)| acked <= sent)
+            .map(|a| a.2)
+            .unwrap();
+        // ...or one whose apply began before the response arrived.
+        let later = applies
+            .iter()
+            .any(|(acked, started, c)| started <= received && acked >= sent && c == tag);
+        if tag != current && !later {
+            violations += 1;
+        }
+    }
+    assert_eq!(
+        violations, 0,
+        "responses from a cluster that was not current"
+    );
+    let tags: std::collections::HashSet<_> = responses.iter().map(|r| r.2.as_str()).collect();
+    assert!(tags.contains("a") && tags.contains("b"), "{tags:?}");
+}
