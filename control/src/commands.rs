@@ -55,6 +55,7 @@ impl Commands {
 fn failed(e: DaemonError) -> ErrorBody {
     let kind = match e {
         DaemonError::Config(_)
+        | DaemonError::Rejected(_)
         | DaemonError::TcpUnsupported { .. }
         | DaemonError::UserspaceUnsupported => ErrorKind::Invalid,
         _ => ErrorKind::Failed,
@@ -97,10 +98,12 @@ impl Handler for Commands {
             })),
             Command::Routes => Ok(g.routes_json()),
             Command::Clusters => Ok(g.clusters_json()),
-            Command::EndpointDrain { .. } | Command::EndpointEnable { .. } => Err(ErrorBody::new(
-                ErrorKind::NotImplemented,
-                "per-endpoint drain needs endpoint health in the snapshot (comes with health checks)",
-            )),
+            Command::EndpointDrain { cluster, address } => g
+                .set_endpoint_drained(&cluster, &address, true)
+                .map_err(failed),
+            Command::EndpointEnable { cluster, address } => g
+                .set_endpoint_drained(&cluster, &address, false)
+                .map_err(failed),
             Command::CertsReload => {
                 let applied = g.reload_certs().map_err(failed)?;
                 log::info!("certificates reloaded: generation {}", applied.generation);

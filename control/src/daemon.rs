@@ -46,6 +46,8 @@ pub enum DaemonError {
     Spawn(std::io::Error),
     #[error("signal setup: {0}")]
     Signals(std::io::Error),
+    #[error("{0}")]
+    Rejected(String),
     #[error("shard {0} stopped unexpectedly")]
     ShardDied(usize),
     #[error("control.socket: cannot serve the control socket at {path}: {source}")]

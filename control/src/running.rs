@@ -7,6 +7,8 @@
 //! touch it. A change is compiled completely (certificates loaded) before
 //! one atomic swap publishes it; on any error nothing changes.
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,6 +82,9 @@ struct Current {
     config: Config,
     /// The TOML text the current configuration was read from.
     text: String,
+    /// Endpoints an operator took out of rotation, by (cluster, address);
+    /// cleared by the next apply.
+    drained: BTreeSet<(String, SocketAddr)>,
 }
 
 /// The running gateway, shared by the signal loop and the control socket.
@@ -141,6 +146,7 @@ impl Gateway {
                 generation: 1,
                 config,
                 text,
+                drained: BTreeSet::new(),
             }),
         }
     }
@@ -234,12 +240,80 @@ impl Gateway {
             generation,
             config,
             text: text.to_owned(),
+            drained: BTreeSet::new(),
         };
         Ok(Applied {
             generation,
             routes,
             clusters,
         })
+    }
+
+    /// Takes an endpoint out of rotation (or puts it back) by publishing a
+    /// copy of the current snapshot with that cluster's rotation changed.
+    /// Lasts until the next apply.
+    pub fn set_endpoint_drained(
+        &self,
+        cluster: &str,
+        address: &str,
+        drained: bool,
+    ) -> Result<Value, DaemonError> {
+        let addr: SocketAddr = address.parse().map_err(|_| {
+            DaemonError::Rejected(format!("address: {address:?} is not an IP:port"))
+        })?;
+        let mut current = self.lock();
+        let old = self.snapshots.load_full();
+        let Some(c) = old.clusters.iter().find(|c| c.name == cluster) else {
+            let known: Vec<&str> = old.clusters.iter().map(|c| c.name.as_str()).collect();
+            return Err(DaemonError::Rejected(format!(
+                "cluster: no cluster {cluster:?} (known: {})",
+                known.join(", ")
+            )));
+        };
+        if !c.endpoints.contains(&addr) {
+            return Err(DaemonError::Rejected(format!(
+                "address: {addr} is not an endpoint of cluster {cluster:?}"
+            )));
+        }
+        let key = (cluster.to_owned(), addr);
+        if drained {
+            current.drained.insert(key);
+        } else {
+            current.drained.remove(&key);
+        }
+        let generation = current.generation + 1;
+        let mut snapshot = (*old).clone();
+        snapshot.generation = generation;
+        for c in &mut snapshot.clusters {
+            c.rotation = c
+                .endpoints
+                .iter()
+                .copied()
+                .filter(|a| !current.drained.contains(&(c.name.clone(), *a)))
+                .collect();
+        }
+        let in_rotation = snapshot
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .map_or(0, |c| c.rotation.len());
+        self.snapshots.store(Arc::new(snapshot));
+        current.generation = generation;
+        log::info!(
+            "endpoint {addr} of cluster {cluster:?} {} (generation {generation})",
+            if drained {
+                "drained"
+            } else {
+                "back in rotation"
+            }
+        );
+        Ok(json!({
+            "generation": generation,
+            "cluster": cluster,
+            "endpoint": addr.to_string(),
+            "state": if drained { "drained" } else { "active" },
+            "in_rotation": in_rotation,
+        }))
     }
 
     /// Re-reads the configuration file (and so every certificate, key and
@@ -366,7 +440,7 @@ impl Gateway {
                         "cluster": c.name,
                         "endpoint": e.to_string(),
                         "lb": "round_robin",
-                        "state": "active",
+                        "state": if c.rotation.contains(e) { "active" } else { "drained" },
                         "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
                     })
                 })

@@ -291,3 +291,73 @@ fn two_hundred_swaps_under_load_lose_no_request() {
     let tags: std::collections::HashSet<_> = responses.iter().map(|r| r.2.as_str()).collect();
     assert!(tags.contains("a") && tags.contains("b"), "{tags:?}");
 }
+
+#[test]
+fn endpoint_drain_and_enable_change_rotation_until_the_next_apply() {
+    let dir = TempDir::new();
+    let (a1, a2) = (Upstream::start("a1"), Upstream::start("a2"));
+    let text = config(dir.path(), "a", a1.addr(), a2.addr()).replace(
+        &format!("endpoints = [\"{}\"]", a1.addr()),
+        &format!("endpoints = [\"{}\", \"{}\"]", a1.addr(), a2.addr()),
+    );
+    let gw = Gateway::start(&text, dir.path());
+    let socket = socket_of(&dir);
+    let tags = |n: usize| {
+        let mut c = RawConn::connect(gw.addr(LISTENER));
+        (0..n)
+            .map(|_| {
+                c.send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+                    .unwrap();
+                let r = c.read_response().unwrap();
+                format!(
+                    "{} {}",
+                    r.status,
+                    r.header("x-upstream")
+                        .or(r.header("x-meshgate-error"))
+                        .unwrap_or("?")
+                )
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        tags(8),
+        ["200 a1", "200 a2"].map(String::from).into(),
+        "both endpoints in rotation"
+    );
+    let a1s = a1.addr().to_string();
+    let out = meshctl(&socket, &["endpoint", "drain", "a", &a1s]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(tags(8), ["200 a2"].map(String::from).into(), "a1 drained");
+    let out = meshctl(&socket, &["clusters"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("drained"),
+        "{out:?}"
+    );
+    let out = meshctl(&socket, &["endpoint", "drain", "a", &a2.addr().to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        tags(2),
+        ["503 no_endpoint"].map(String::from).into(),
+        "nothing in rotation"
+    );
+    let out = meshctl(&socket, &["endpoint", "enable", "a", &a1s]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(tags(4), ["200 a1"].map(String::from).into());
+    let out = meshctl(&socket, &["endpoint", "drain", "nope", &a1s]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no cluster \"nope\""),
+        "{out:?}"
+    );
+    let out = meshctl(&socket, &["endpoint", "drain", "a", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // An apply starts from the file: every endpoint is back.
+    let file = dir.path().join("same.toml");
+    std::fs::write(&file, &text).unwrap();
+    assert!(
+        meshctl(&socket, &["config", "apply", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_eq!(tags(8), ["200 a1", "200 a2"].map(String::from).into());
+}

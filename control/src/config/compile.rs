@@ -26,6 +26,7 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
         .map(|c| Cluster {
             name: c.name.clone(),
             endpoints: c.endpoints.clone(),
+            rotation: c.endpoints.clone(),
             connect_timeout: Duration::from_millis(c.connect_timeout_ms),
             pool: PoolSettings {
                 max_idle_per_endpoint: c.pool.max_idle_per_endpoint,

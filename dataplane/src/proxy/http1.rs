@@ -450,6 +450,7 @@ fn plan(
     };
     let cluster = snapshot.cluster(route.cluster);
     let Some(endpoint) = ctx.pick_endpoint(snapshot, route.cluster) else {
+        // Every endpoint drained by the operator.
         plan.target = Err(ProxyError::NoEndpoint(cluster.name.clone()));
         return plan;
     };

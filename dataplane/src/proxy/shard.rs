@@ -151,7 +151,7 @@ impl ShardContext {
             b.round_robin.reset(snapshot.clusters.len());
             b.generation = snapshot.generation;
         }
-        let endpoints = &snapshot.cluster(cluster).endpoints;
+        let endpoints = &snapshot.cluster(cluster).rotation;
         b.round_robin
             .pick(cluster.0 as usize, endpoints.len(), self.id)
             .map(|i| endpoints[i])

@@ -39,7 +39,7 @@ mod tests;
 
 /// Everything a shard needs to serve traffic, compiled by the control thread
 /// and shared read-only by all shards.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// Increases by one with every published snapshot; shards compare it to
     /// notice a new snapshot cheaply.
@@ -69,7 +69,7 @@ impl Snapshot {
 }
 
 /// One listening address and what to do with its connections.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Listener {
     /// Unique among the snapshot's listeners.
     pub name: String,
@@ -243,6 +243,9 @@ pub struct Cluster {
     pub name: String,
     /// At least one, no duplicates.
     pub endpoints: Vec<SocketAddr>,
+    /// The endpoints in rotation: `endpoints` minus those an operator
+    /// drained (`meshctl endpoint drain`). Load balancing picks from these.
+    pub rotation: Vec<SocketAddr>,
     /// Time allowed for one TCP connect to an endpoint. Default 1 s.
     pub connect_timeout: Duration,
     pub pool: PoolSettings,

@@ -211,6 +211,7 @@ fn snapshot_lookups() {
         clusters: vec![Cluster {
             name: "backend".to_owned(),
             endpoints: vec!["127.0.0.1:9000".parse().unwrap()],
+            rotation: vec!["127.0.0.1:9000".parse().unwrap()],
             connect_timeout: Duration::from_secs(1),
             pool: PoolSettings::default(),
         }],
