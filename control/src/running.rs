@@ -472,7 +472,27 @@ impl Gateway {
         for (name, v) in total {
             totals.insert(name.into(), json!(v));
         }
-        json!({ "total": totals, "shards": per_shard })
+        // Latency percentiles merged across shards from the histograms each
+        // shard publishes about once a second.
+        let mut merged = dataplane::telemetry::new_latency_histogram();
+        for s in &self.shard_stats {
+            if let Some(h) = s.latency.get() {
+                let _ = merged.add(&*h);
+            }
+        }
+        let latency = if merged.is_empty() {
+            json!({ "count": 0 })
+        } else {
+            json!({
+                "count": merged.len(),
+                "p50_us": merged.value_at_quantile(0.50),
+                "p90_us": merged.value_at_quantile(0.90),
+                "p99_us": merged.value_at_quantile(0.99),
+                "p99_9_us": merged.value_at_quantile(0.999),
+                "max_us": merged.max(),
+            })
+        };
+        json!({ "total": totals, "latency_us": latency, "shards": per_shard })
     }
 }
 

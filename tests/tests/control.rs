@@ -96,6 +96,28 @@ fn meshctl_status_routes_and_socket_mode() {
     let out = meshctl(&socket, &["routes"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("all") && text.contains(" a "), "{text}");
+    // Counters and latency percentiles (published by shards about once a second).
+    let mut c = RawConn::connect(gw.addr(LISTENER));
+    for _ in 0..20 {
+        c.send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+            .unwrap();
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stats = loop {
+        let out = meshctl(&socket, &["--json", "stats"]);
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if stats["latency_us"]["count"].as_u64() >= Some(20) || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(stats["total"]["responses_2xx"], 20, "{stats}");
+    assert_eq!(stats["latency_us"]["count"], 20, "{stats}");
+    assert!(
+        stats["latency_us"]["p99_us"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
     drop(gw);
     // No daemon: a clear message and exit 2.
     let out = meshctl(&socket, &["status"]);

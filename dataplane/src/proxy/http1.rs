@@ -170,6 +170,7 @@ async fn request<S: ByteStream>(
         Some(plan) => plan,
         None => return Ok(Next::Close), // closed cleanly between requests
     };
+    let started = runtime::precise_now();
     inbuf.drain(..plan.head_len);
     ctx.stats.requests.incr();
     let target = match plan.target {
@@ -292,6 +293,8 @@ async fn request<S: ByteStream>(
     match r {
         Ok(()) => {
             ctx.stats.response(response.status);
+            let micros = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+            let _ = ctx.latency.borrow_mut().record(micros.max(1));
             if response.upstream_keep_alive && upbuf.is_empty() {
                 let now = runtime::now();
                 ctx.upstreams

@@ -52,6 +52,8 @@ pub struct ShardContext {
     balancer: RefCell<Balancer>,
     pub stats: Arc<ShardStats>,
     pub request_ids: RequestIds,
+    /// Request latencies recorded by this shard (published by the loop).
+    pub latency: RefCell<hdrhistogram::Histogram<u64>>,
     draining: Cell<bool>,
     /// Connections idle between requests, woken when draining starts. A
     /// slot per waiting connection, freed when it stops waiting.
@@ -88,6 +90,7 @@ impl ShardContext {
             }),
             stats,
             request_ids: RequestIds::new(h.finish()),
+            latency: RefCell::new(crate::telemetry::new_latency_histogram()),
             draining: Cell::new(false),
             drain_waiters: RefCell::new(Vec::new()),
             free_waiters: RefCell::new(Vec::new()),
@@ -274,6 +277,7 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
             // shard's generation).
             ctx.refresh(&mut snapshot);
             if runtime::now().duration_since(last_prune) >= Duration::from_secs(1) {
+                ctx.stats.latency.publish(&ctx.latency.borrow());
                 ctx.prune_idle(&snapshot);
                 last_prune = runtime::now();
             }

@@ -5,7 +5,35 @@
 //! no lock prefix, no cache line shared with another writer), so the control
 //! thread can read them at any time without stopping or slowing the shard.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwapOption;
+use hdrhistogram::Histogram;
+
+/// Latency histograms record microseconds from 1 µs to 60 s, 3 significant
+/// figures.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// A shard's latency histogram as last published (about once a second):
+/// the shard records into its own copy and swaps a clone in here, so the
+/// control thread reads without touching the shard's data.
+#[derive(Debug, Default)]
+pub struct PublishedLatency(ArcSwapOption<Histogram<u64>>);
+
+impl PublishedLatency {
+    /// Publishes `h` (shard side).
+    pub fn publish(&self, h: &Histogram<u64>) {
+        self.0.store(Some(Arc::new(h.clone())));
+    }
+
+    /// The last published histogram (any thread).
+    pub fn get(&self) -> Option<Arc<Histogram<u64>>> {
+        self.0.load_full()
+    }
+}
 
 /// A counter with one writer (its shard) and any number of readers.
 #[derive(Debug, Default)]
@@ -63,6 +91,8 @@ pub struct ShardStats {
     pub upstream_reused: Counter,
     /// Generation of the snapshot this shard last loaded.
     pub generation: Counter,
+    /// Request latency (head received → response written), µs.
+    pub latency: PublishedLatency,
 }
 
 impl ShardStats {
