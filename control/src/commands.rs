@@ -80,7 +80,22 @@ impl Handler for Commands {
                     "clusters": snapshot.clusters.len(),
                 }))
             }
-            Command::ConfigApply { path, toml } => {
+            Command::ConfigApply {
+                path,
+                toml,
+                canary: Some(shard),
+                watch_s,
+            } => {
+                let (text, path) = self.source(path, toml)?;
+                let watch = Duration::from_secs(watch_s.unwrap_or(30));
+                g.apply_canary(&text, &path, shard, watch).map_err(failed)
+            }
+            Command::ConfigApply {
+                path,
+                toml,
+                canary: None,
+                watch_s: _,
+            } => {
                 let (text, path) = self.source(path, toml)?;
                 let applied = g.apply(&text, &path).map_err(failed)?;
                 log::info!(

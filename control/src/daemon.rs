@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use dataplane::proxy::{ShardInit, run_shard};
 use dataplane::route::{Protocol, Snapshot};
 use dataplane::runtime::shard::spawn_shards;
@@ -148,12 +148,14 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     let stop = Arc::new(AtomicBool::new(false));
     let drain = Arc::new(AtomicBool::new(false));
     let shard_stats: Vec<Arc<ShardStats>> = (0..shards).map(|_| Arc::default()).collect();
+    let canaries: Vec<Arc<ArcSwapOption<Snapshot>>> = (0..shards).map(|_| Arc::default()).collect();
     let inits: Vec<ShardInit> = per_shard
         .into_iter()
         .enumerate()
         .map(|(id, listeners)| ShardInit {
             id,
             snapshots: snapshots.clone(),
+            canary: canaries[id].clone(),
             listeners,
             stop: stop.clone(),
             drain: drain.clone(),
@@ -179,6 +181,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         text,
         snapshots,
         shard_stats,
+        canaries,
         bound,
         stop.clone(),
         drain,

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use dataplane::route::Snapshot;
 use dataplane::telemetry::ShardStats;
 use serde_json::{Value, json};
@@ -93,6 +93,10 @@ pub struct Gateway {
     pub started: Instant,
     pub snapshots: Arc<ArcSwap<Snapshot>>,
     pub shard_stats: Vec<Arc<ShardStats>>,
+    /// Each shard's canary slot: a snapshot only that shard uses while set.
+    pub canaries: Vec<Arc<ArcSwapOption<Snapshot>>>,
+    /// A canary apply is watching; other applies wait their turn.
+    canary_busy: AtomicBool,
     pub listeners: Vec<BoundListener>,
     pub stop: Arc<AtomicBool>,
     /// Set once a drain starts (shards stop accepting and finish).
@@ -129,6 +133,7 @@ impl Gateway {
         text: String,
         snapshots: Arc<ArcSwap<Snapshot>>,
         shard_stats: Vec<Arc<ShardStats>>,
+        canaries: Vec<Arc<ArcSwapOption<Snapshot>>>,
         listeners: Vec<BoundListener>,
         stop: Arc<AtomicBool>,
         drain: Arc<AtomicBool>,
@@ -138,6 +143,8 @@ impl Gateway {
             started: Instant::now(),
             snapshots,
             shard_stats,
+            canaries,
+            canary_busy: AtomicBool::new(false),
             listeners,
             stop,
             drain,
@@ -215,6 +222,11 @@ impl Gateway {
     /// Validates, compiles and publishes `text` with one atomic swap. On any
     /// error nothing changes.
     pub fn apply(&self, text: &str, path: &Path) -> Result<Applied, DaemonError> {
+        if self.canary_busy.load(Ordering::Acquire) {
+            return Err(DaemonError::Rejected(
+                "a canary apply is being watched; try again after it".into(),
+            ));
+        }
         let config = parse(text, path)?;
         let mut current = self.lock();
         let generation = current.generation + 1;
@@ -247,6 +259,114 @@ impl Gateway {
             routes,
             clusters,
         })
+    }
+
+    /// Canary apply: validates and compiles `text`, publishes it to shard
+    /// `shard` only, watches that shard against the others for `watch`,
+    /// then promotes it to every shard (one atomic swap) or rolls it back.
+    /// Blocks the caller (a control connection) for the watch window.
+    pub fn apply_canary(
+        &self,
+        text: &str,
+        path: &Path,
+        shard: usize,
+        watch: std::time::Duration,
+    ) -> Result<Value, DaemonError> {
+        if shard >= self.canaries.len() {
+            return Err(DaemonError::Rejected(format!(
+                "canary: no shard {shard} (shards 0..{})",
+                self.canaries.len().saturating_sub(1)
+            )));
+        }
+        if self.shard_stats.len() < 2 {
+            return Err(DaemonError::Rejected(
+                "canary: needs at least 2 shards to compare".into(),
+            ));
+        }
+        if self.canary_busy.swap(true, Ordering::AcqRel) {
+            return Err(DaemonError::Rejected(
+                "canary: another canary apply is being watched".into(),
+            ));
+        }
+        let result = self.run_canary(text, path, shard, watch);
+        self.canaries[shard].store(None);
+        self.canary_busy.store(false, Ordering::Release);
+        result
+    }
+
+    fn run_canary(
+        &self,
+        text: &str,
+        path: &Path,
+        shard: usize,
+        watch: std::time::Duration,
+    ) -> Result<Value, DaemonError> {
+        let config = parse(text, path)?;
+        let (generation, limits) = {
+            let current = self.lock();
+            (current.generation + 1, current.config.control.clone())
+        };
+        let snapshot = Arc::new(config.compile(generation)?);
+        crate::daemon::supported(&config, &snapshot)?;
+        self.same_listeners(&snapshot, path)?;
+        let before: Vec<Window> = self.shard_stats.iter().map(|s| Window::read(s)).collect();
+        self.canaries[shard].store(Some(snapshot.clone()));
+        log::info!(
+            "canary: generation {generation} on shard {shard}, watching {} s",
+            watch.as_secs()
+        );
+        std::thread::sleep(watch);
+        // Let the shards publish their latest latency histograms.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let after: Vec<Window> = self.shard_stats.iter().map(|s| Window::read(s)).collect();
+        let mut canary = Window::empty();
+        let mut others = Window::empty();
+        for (i, (a, b)) in after.iter().zip(&before).enumerate() {
+            let delta = a.minus(b);
+            if i == shard {
+                canary.add(&delta)
+            } else {
+                others.add(&delta)
+            }
+        }
+        let verdict = judge(&canary, &others, &limits);
+        let promoted = verdict.is_ok();
+        if promoted {
+            let mut current = self.lock();
+            if current.generation + 1 != generation {
+                return Err(DaemonError::Rejected(
+                    "canary: the configuration changed during the watch".into(),
+                ));
+            }
+            self.snapshots.store(snapshot);
+            *current = Current {
+                generation,
+                config,
+                text: text.to_owned(),
+                drained: BTreeSet::new(),
+            };
+        }
+        let reason = match &verdict {
+            Ok(()) => "within thresholds".to_owned(),
+            Err(why) => why.clone(),
+        };
+        log::info!(
+            "canary: generation {generation} {} ({reason})",
+            if promoted {
+                "promoted to all shards"
+            } else {
+                "rolled back"
+            }
+        );
+        Ok(json!({
+            "outcome": if promoted { "promoted" } else { "rolled_back" },
+            "generation": if promoted { generation } else { self.snapshots.load().generation },
+            "canary_shard": shard,
+            "watch_s": watch.as_secs(),
+            "reason": reason,
+            "canary": canary.to_json(),
+            "others": others.to_json(),
+        }))
     }
 
     /// Takes an endpoint out of rotation (or puts it back) by publishing a
@@ -368,7 +488,7 @@ impl Gateway {
 
     /// `status`.
     pub fn status_json(&self) -> Value {
-        let generation = self.generation();
+        let generation = self.snapshots.load().generation;
         let shards: Vec<Value> = self
             .shard_stats
             .iter()
@@ -515,6 +635,117 @@ fn route_keys(s: &Snapshot) -> Vec<(&str, String)> {
         .collect()
 }
 
+/// What a set of shards did over a canary's watch window.
+struct Window {
+    requests: u64,
+    errors_5xx: u64,
+    latency: Option<dataplane::telemetry::Histogram<u64>>,
+}
+
+impl Window {
+    fn empty() -> Window {
+        Window {
+            requests: 0,
+            errors_5xx: 0,
+            latency: None,
+        }
+    }
+
+    fn read(s: &ShardStats) -> Window {
+        Window {
+            requests: s.requests.get(),
+            errors_5xx: s.responses_by_class[5].get(),
+            latency: s.latency.get().map(|h| (*h).clone()),
+        }
+    }
+
+    fn minus(&self, earlier: &Window) -> Window {
+        let latency = match (&self.latency, &earlier.latency) {
+            (Some(a), Some(b)) => {
+                let mut d = a.clone();
+                d.subtract(b).ok().map(|_| d)
+            }
+            (Some(a), None) => Some(a.clone()),
+            _ => None,
+        };
+        Window {
+            requests: self.requests.saturating_sub(earlier.requests),
+            errors_5xx: self.errors_5xx.saturating_sub(earlier.errors_5xx),
+            latency,
+        }
+    }
+
+    fn add(&mut self, other: &Window) {
+        self.requests += other.requests;
+        self.errors_5xx += other.errors_5xx;
+        if let Some(h) = &other.latency {
+            match &mut self.latency {
+                Some(mine) => {
+                    let _ = mine.add(h);
+                }
+                None => self.latency = Some(h.clone()),
+            }
+        }
+    }
+
+    fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.errors_5xx as f64 / self.requests as f64
+        }
+    }
+
+    fn p99_us(&self) -> Option<u64> {
+        self.latency
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(|h| h.value_at_quantile(0.99))
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "requests": self.requests,
+            "errors_5xx": self.errors_5xx,
+            "error_rate": self.error_rate(),
+            "p99_us": self.p99_us(),
+        })
+    }
+}
+
+/// Canary verdict: `Ok` to promote, `Err(reason)` to roll back.
+fn judge(
+    canary: &Window,
+    others: &Window,
+    limits: &crate::config::ControlConfig,
+) -> Result<(), String> {
+    const MIN_REQUESTS: u64 = 10;
+    if canary.requests < MIN_REQUESTS {
+        return Err(format!(
+            "the canary shard served {} requests in the window (fewer than {MIN_REQUESTS}): not enough to judge",
+            canary.requests
+        ));
+    }
+    let allowed = others.error_rate() + f64::from(limits.canary_max_error_increase_pct) / 100.0;
+    if canary.error_rate() > allowed {
+        return Err(format!(
+            "5xx rate {:.2}% on the canary vs {:.2}% elsewhere (allowed +{} points)",
+            canary.error_rate() * 100.0,
+            others.error_rate() * 100.0,
+            limits.canary_max_error_increase_pct
+        ));
+    }
+    if let (Some(c), Some(o)) = (canary.p99_us(), others.p99_us()) {
+        let allowed = o + o * u64::from(limits.canary_max_p99_increase_pct) / 100 + 1000;
+        if c > allowed {
+            return Err(format!(
+                "p99 {c} µs on the canary vs {o} µs elsewhere (allowed {allowed} µs)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn parse(text: &str, path: &Path) -> Result<Config, DaemonError> {
     let base = path.parent().unwrap_or(Path::new("."));
     let origin = path.display().to_string();
@@ -557,6 +788,7 @@ endpoints = ["127.0.0.1:9002"]
             config,
             BASE.to_owned(),
             Arc::new(ArcSwap::from_pointee(snapshot)),
+            vec![Arc::default()],
             vec![Arc::default()],
             bound,
             Arc::default(),

@@ -383,3 +383,156 @@ fn endpoint_drain_and_enable_change_rotation_until_the_next_apply() {
     );
     assert_eq!(tags(8), ["200 a1", "200 a2"].map(String::from).into());
 }
+
+/// Runs `threads` keep-alive clients against `addr` until `stop`; returns
+/// the count of responses per `status tag`.
+fn load(
+    addr: SocketAddr,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<std::collections::BTreeMap<String, usize>>> {
+    (0..threads)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeMap::new();
+                let mut c = RawConn::connect(addr);
+                while !stop.load(Ordering::Relaxed) {
+                    c.send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+                        .unwrap();
+                    let r = c.read_response().unwrap();
+                    let tag = r
+                        .header("x-upstream")
+                        .or(r.header("x-meshgate-error"))
+                        .unwrap_or("?");
+                    *seen.entry(format!("{} {tag}", r.status)).or_insert(0) += 1;
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+fn two_shard_config(dir: &Path, cluster: &str, a: SocketAddr, b: SocketAddr) -> String {
+    format!("[dataplane]\nshards = 2\n{}", config(dir, cluster, a, b))
+}
+
+#[test]
+fn canary_apply_rolls_back_a_failing_config_that_other_shards_never_see() {
+    let dir = TempDir::new();
+    let a = Upstream::start("a");
+    // Cluster `b` points at a port nobody listens on: every request 503s.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = Gateway::start(
+        &two_shard_config(dir.path(), "a", a.addr(), dead),
+        dir.path(),
+    );
+    let socket = socket_of(&dir);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(gw.addr(LISTENER), 16, stop.clone());
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, two_shard_config(dir.path(), "b", a.addr(), dead)).unwrap();
+    let apply = {
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            meshctl(
+                &socket,
+                &[
+                    "--json",
+                    "config",
+                    "apply",
+                    bad.to_str().unwrap(),
+                    "--canary",
+                    "0",
+                    "--watch",
+                    "2s",
+                ],
+            )
+        })
+    };
+    // While it is watched, only shard 0 runs the new generation.
+    std::thread::sleep(Duration::from_millis(800));
+    let out = meshctl(&socket, &["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["shards"][0]["generation"], 2, "{status}");
+    assert_eq!(status["shards"][1]["generation"], 1, "{status}");
+    let out = apply.join().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "rolled_back", "{report}");
+    assert!(
+        report["canary"]["errors_5xx"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(report["others"]["errors_5xx"], 0, "{report}");
+    // Back on the old config everywhere.
+    std::thread::sleep(Duration::from_millis(300));
+    let out = meshctl(&socket, &["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["generation"], 1, "{status}");
+    assert_eq!(status["shards"][0]["generation"], 1, "{status}");
+    stop.store(true, Ordering::Relaxed);
+    let mut total = std::collections::BTreeMap::new();
+    for t in clients {
+        for (k, v) in t.join().unwrap() {
+            *total.entry(k).or_insert(0) += v;
+        }
+    }
+    assert!(
+        total
+            .keys()
+            .all(|k| k == "200 a" || k == "503 connect_failed"),
+        "{total:?}"
+    );
+}
+
+#[test]
+fn canary_apply_promotes_a_good_config_to_every_shard() {
+    let dir = TempDir::new();
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let gw = Gateway::start(
+        &two_shard_config(dir.path(), "a", a.addr(), b.addr()),
+        dir.path(),
+    );
+    let socket = socket_of(&dir);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(gw.addr(LISTENER), 16, stop.clone());
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, two_shard_config(dir.path(), "b", a.addr(), b.addr())).unwrap();
+    let out = meshctl(
+        &socket,
+        &[
+            "--json",
+            "config",
+            "apply",
+            good.to_str().unwrap(),
+            "--canary",
+            "1",
+            "--watch",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "promoted", "{report}");
+    assert_eq!(report["generation"], 2, "{report}");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = b.served();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(b.served() > before, "cluster b serves after the promotion");
+    stop.store(true, Ordering::Relaxed);
+    for t in clients {
+        let seen = t.join().unwrap();
+        assert!(
+            seen.keys().all(|k| k == "200 a" || k == "200 b"),
+            "{seen:?}"
+        );
+    }
+    let out = meshctl(&socket, &["--json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["shards"][0]["generation"], 2, "{status}");
+    assert_eq!(status["shards"][1]["generation"], 2, "{status}");
+}

@@ -90,7 +90,16 @@ enum ConfigCmd {
     /// Validate and compile FILE without applying it
     Check { file: PathBuf },
     /// Validate, compile and atomically apply FILE
-    Apply { file: PathBuf },
+    Apply {
+        file: PathBuf,
+        /// Publish to this shard only, compare it with the others over the
+        /// watch window, then promote to all shards or roll back.
+        #[arg(long, value_name = "SHARD")]
+        canary: Option<usize>,
+        /// The canary's watch window, e.g. `30s`, `2m` or seconds.
+        #[arg(long, value_name = "DURATION", value_parser = parse_watch, requires = "canary")]
+        watch: Option<u64>,
+    },
     /// The effective configuration (private keys never shown)
     Show,
 }
@@ -146,6 +155,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     // `drain` may legitimately take as long as its own timeout.
     let wait = match &command {
         Command::Drain { timeout_s: Some(t) } => cli.timeout_s.max(t.saturating_add(10)),
+        Command::ConfigApply {
+            canary: Some(_),
+            watch_s,
+            ..
+        } => cli.timeout_s.max(watch_s.unwrap_or(30).saturating_add(10)),
         _ => cli.timeout_s,
     };
     let timeout = (wait > 0).then(|| Duration::from_secs(wait));
@@ -180,11 +194,17 @@ fn to_command(cmd: &Cmd) -> Result<Command, Failure> {
                 toml: Some(toml),
             }
         }
-        Cmd::Config(ConfigCmd::Apply { file }) => {
+        Cmd::Config(ConfigCmd::Apply {
+            file,
+            canary,
+            watch,
+        }) => {
             let (path, toml) = read_config(file)?;
             Command::ConfigApply {
                 path: Some(path),
                 toml: Some(toml),
+                canary: *canary,
+                watch_s: *watch,
             }
         }
         Cmd::Config(ConfigCmd::Show) => Command::ConfigShow,
@@ -267,6 +287,23 @@ fn outcome(response: Response, socket: &Path) -> Result<serde_json::Value, Failu
         ),
         _ => fail(1, error.to_string()),
     })
+}
+
+/// Parses a watch window: `30s`, `2m`, `1h` or plain seconds.
+fn parse_watch(s: &str) -> Result<u64, String> {
+    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s or 2m"))?;
+    match unit {
+        "s" => Ok(n),
+        "m" => Ok(n * 60),
+        "h" => Ok(n * 3600),
+        _ => Err(format!("{s:?}: unit must be s, m or h")),
+    }
 }
 
 #[cfg(test)]
@@ -366,6 +403,8 @@ mod tests {
             Command::ConfigApply {
                 path: Some(std::fs::canonicalize(&file).unwrap()),
                 toml: Some("[control]\n".into()),
+                canary: None,
+                watch_s: None,
             }
         );
         let missing = parse(&["config", "check", "/nonexistent/m.toml"]).unwrap();

@@ -132,6 +132,22 @@ pub struct ControlConfig {
     /// Users besides the daemon's own and root allowed on the socket.
     #[serde(default)]
     pub allowed_uids: Vec<u32>,
+    /// Canary apply: roll back when the canary shard's 5xx rate exceeds the
+    /// other shards' by more than this many percentage points. Default 1.
+    #[serde(default = "default_canary_error_pct")]
+    pub canary_max_error_increase_pct: u32,
+    /// Canary apply: roll back when the canary's p99 exceeds the others' by
+    /// more than this percentage (plus 1 ms of slack). Default 100 (2×).
+    #[serde(default = "default_canary_p99_pct")]
+    pub canary_max_p99_increase_pct: u32,
+}
+
+fn default_canary_error_pct() -> u32 {
+    1
+}
+
+fn default_canary_p99_pct() -> u32 {
+    100
 }
 
 impl Default for ControlConfig {
@@ -140,6 +156,8 @@ impl Default for ControlConfig {
             socket: None,
             drain_timeout_ms: default_drain_timeout_ms(),
             allowed_uids: Vec::new(),
+            canary_max_error_increase_pct: default_canary_error_pct(),
+            canary_max_p99_increase_pct: default_canary_p99_pct(),
         }
     }
 }

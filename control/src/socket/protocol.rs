@@ -34,7 +34,8 @@
 //! | command | args |
 //! |---|---|
 //! | `status`, `config_show`, `routes`, `clusters`, `certs_reload`, `stats` | none |
-//! | `config_check`, `config_apply` | `path`: string?, `toml`: string? |
+//! | `config_check` | `path`: string?, `toml`: string? |
+//! | `config_apply` | `path`: string?, `toml`: string?, `canary`: integer? (shard), `watch_s`: integer? |
 //! | `endpoint_drain`, `endpoint_enable` | `cluster`: string, `address`: string |
 //! | `drain` | `timeout_s`: integer? |
 //! | `log_level` | `level`: string |
@@ -140,6 +141,12 @@ pub enum Command {
         path: Option<PathBuf>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         toml: Option<String>,
+        /// Publish to this shard only, watch, then promote or roll back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        canary: Option<usize>,
+        /// The canary's watch window (default 30 s).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        watch_s: Option<u64>,
     },
     ConfigShow,
     Routes,
@@ -628,6 +635,14 @@ mod tests {
             Command::ConfigApply {
                 path: None,
                 toml: Some("y".into()),
+                canary: None,
+                watch_s: None,
+            },
+            Command::ConfigApply {
+                path: None,
+                toml: Some("y".into()),
+                canary: Some(1),
+                watch_s: Some(30),
             },
             Command::ConfigShow,
             Command::Routes,

@@ -40,6 +40,8 @@ fn socket_v1_request_shapes_are_pinned() {
             Command::ConfigApply {
                 path: Some("/etc/meshgate/meshgate.toml".into()),
                 toml: Some("[control]\n".into()),
+                canary: None,
+                watch_s: None,
             },
         ),
         (

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, Cache};
+use arc_swap::{ArcSwap, ArcSwapOption, Cache};
 
 use super::listener;
 use super::request_id::RequestIds;
@@ -21,12 +21,17 @@ use crate::runtime::{self, BoundSocket, RuntimeConfig, TcpListener, TcpStream};
 use crate::telemetry::ShardStats;
 use crate::upstream::{RoundRobin, UpstreamPool};
 
+/// A shard's cached view of its canary slot.
+type CanaryCache = Cache<Arc<ArcSwapOption<Snapshot>>, Option<Arc<Snapshot>>>;
+
 /// Everything a shard thread needs to start (sent from the control thread).
 #[derive(Debug)]
 pub struct ShardInit {
     pub id: usize,
     /// The published snapshot; the shard reads it through a cache.
     pub snapshots: Arc<ArcSwap<Snapshot>>,
+    /// This shard's canary slot (see [`ShardContext::snapshot`]).
+    pub canary: Arc<ArcSwapOption<Snapshot>>,
     /// This shard's listening sockets, by listener name.
     pub listeners: Vec<(String, BoundSocket)>,
     /// Set by the control thread to stop the shard at once.
@@ -48,6 +53,9 @@ struct Balancer {
 pub struct ShardContext {
     pub id: usize,
     snapshots: RefCell<Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>>,
+    /// A snapshot published to this shard only (canary apply); wins over
+    /// `snapshots` while set.
+    canary: RefCell<CanaryCache>,
     pub upstreams: RefCell<UpstreamPool<TcpStream>>,
     balancer: RefCell<Balancer>,
     pub stats: Arc<ShardStats>,
@@ -74,6 +82,7 @@ impl ShardContext {
     pub fn new(
         id: usize,
         snapshots: Arc<ArcSwap<Snapshot>>,
+        canary: Arc<ArcSwapOption<Snapshot>>,
         stats: Arc<ShardStats>,
     ) -> ShardContext {
         // A per-process random prefix for request ids (std's hasher keys
@@ -83,6 +92,7 @@ impl ShardContext {
         ShardContext {
             id,
             snapshots: RefCell::new(Cache::new(snapshots)),
+            canary: RefCell::new(Cache::new(canary)),
             upstreams: RefCell::new(UpstreamPool::default()),
             balancer: RefCell::new(Balancer {
                 generation: u64::MAX,
@@ -99,7 +109,18 @@ impl ShardContext {
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshots.borrow_mut().load().clone()
+        self.with_current(|s| s.clone())
+    }
+
+    /// Runs `f` on this shard's current snapshot: its canary if one is set,
+    /// else the published one. Two cached pointer checks, no shared writes.
+    fn with_current<R>(&self, f: impl FnOnce(&Arc<Snapshot>) -> R) -> R {
+        let mut canary = self.canary.borrow_mut();
+        if let Some(c) = canary.load() {
+            return f(c);
+        }
+        drop(canary);
+        f(self.snapshots.borrow_mut().load())
     }
 
     /// Whether the shard is draining: no new requests on kept connections.
@@ -132,19 +153,19 @@ impl ShardContext {
     /// Runs `f` on the current snapshot without cloning the `Arc` (no
     /// reference-count traffic shared with other shards).
     pub fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
-        f(self.snapshots.borrow_mut().load())
+        self.with_current(|s| f(s))
     }
 
     /// Replaces `snapshot` with the current one if a newer one was
     /// published. Costs one cached pointer check when nothing changed (no
     /// reference-count traffic shared with other shards).
     pub fn refresh(&self, snapshot: &mut Arc<Snapshot>) {
-        let mut cache = self.snapshots.borrow_mut();
-        let current = cache.load();
-        if !Arc::ptr_eq(current, snapshot) {
-            *snapshot = current.clone();
-            self.stats.generation.set(snapshot.generation);
-        }
+        self.with_current(|current| {
+            if !Arc::ptr_eq(current, snapshot) {
+                *snapshot = current.clone();
+                self.stats.generation.set(snapshot.generation);
+            }
+        })
     }
 
     /// Picks the next endpoint of `cluster` (round robin per shard).
@@ -221,6 +242,7 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
     let ShardInit {
         id,
         snapshots,
+        canary,
         listeners,
         stop,
         drain,
@@ -239,7 +261,7 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
                 "shard {id}: kernel lacks provided buffer rings; using single-shot recv into pooled buffers"
             );
         }
-        let ctx = Rc::new(ShardContext::new(id, snapshots, stats));
+        let ctx = Rc::new(ShardContext::new(id, snapshots, canary, stats));
         let mut accepting = Vec::new();
         for (name, socket) in listeners {
             let listener = TcpListener::from_bound(socket);

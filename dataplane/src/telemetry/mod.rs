@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
-use hdrhistogram::Histogram;
+pub use hdrhistogram::Histogram;
 
 /// Latency histograms record microseconds from 1 µs to 60 s, 3 significant
 /// figures.
