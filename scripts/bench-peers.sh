@@ -132,9 +132,10 @@ free_port() { # a loopback port nobody listens on, below the ephemeral range
   done
   die "no free port"
 }
-wait_port() { # port name
+wait_port() { # port name [pid]
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    [ -z "${3:-}" ] || kill -0 "$3" 2>/dev/null || die "$2 exited at start (logs in $W/$2)"
     sleep 0.1
   done
   die "$2 did not listen on 127.0.0.1:$1 within 10 s (logs in $W)"
@@ -217,7 +218,7 @@ start_haproxy() {
   cat > haproxy/haproxy.cfg <<CONF
 global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
   tune.ssl.default-dh-param 2048
 defaults
   mode http
@@ -301,7 +302,7 @@ CONF
 for p in "${proxy_list[@]}"; do
   case "$p" in nginx|haproxy|meshgate) "start_$p" ;; *) die "unknown proxy $p" ;; esac
 done
-for p in "${proxy_list[@]}"; do wait_port "${PORT[$p]}" "$p"; done
+for p in "${proxy_list[@]}"; do wait_port "${PORT[$p]}" "$p" "${PROC[$p]}"; done
 
 proc_pids() { # the processes whose CPU counts for proxy $1
   if [ "$1" = nginx ]; then echo "${PROC[nginx]} $(pgrep -P "${PROC[nginx]}" | tr '\n' ' ')"; else echo "${PROC[$1]}"; fi

@@ -101,25 +101,42 @@ fn bind_all(
     let mut per_shard: Vec<ShardSockets> = (0..shards).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for l in &snapshot.listeners {
-        let err = |address, source| DaemonError::Bind {
-            name: l.name.clone(),
-            address,
-            source,
-        };
-        let first = BoundSocket::bind(l.address, true).map_err(|e| err(l.address, e))?;
-        let actual = first.local_addr();
-        per_shard[0].push((l.name.clone(), first));
-        for sockets in per_shard.iter_mut().skip(1) {
-            let s = BoundSocket::bind(actual, true).map_err(|e| err(actual, e))?;
-            sockets.push((l.name.clone(), s));
+        let (sockets, listener) = bind_listener(&l.name, l.address, l.tls.is_some(), shards)?;
+        for (i, s) in sockets.into_iter().enumerate() {
+            per_shard[i].push((l.name.clone(), s));
         }
-        bound.push(BoundListener {
-            name: l.name.clone(),
-            address: actual,
-            tls: l.tls.is_some(),
-        });
+        bound.push(listener);
     }
     Ok((per_shard, bound))
+}
+
+/// Binds one `SO_REUSEPORT` socket per shard for a listener. With port 0
+/// the first socket's kernel-chosen port is used for the others.
+pub(crate) fn bind_listener(
+    name: &str,
+    address: SocketAddr,
+    tls: bool,
+    shards: usize,
+) -> Result<(Vec<BoundSocket>, BoundListener), DaemonError> {
+    let err = |address, source| DaemonError::Bind {
+        name: name.to_owned(),
+        address,
+        source,
+    };
+    let first = BoundSocket::bind(address, true).map_err(|e| err(address, e))?;
+    let actual = first.local_addr();
+    let mut sockets = vec![first];
+    for _ in 1..shards {
+        sockets.push(BoundSocket::bind(actual, true).map_err(|e| err(actual, e))?);
+    }
+    Ok((
+        sockets,
+        BoundListener {
+            name: name.to_owned(),
+            address: actual,
+            tls,
+        },
+    ))
 }
 
 /// Runs the gateway with the configuration at `path` until SIGINT/SIGTERM.
@@ -149,6 +166,9 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     let drain = Arc::new(AtomicBool::new(false));
     let shard_stats: Vec<Arc<ShardStats>> = (0..shards).map(|_| Arc::default()).collect();
     let canaries: Vec<Arc<ArcSwapOption<Snapshot>>> = (0..shards).map(|_| Arc::default()).collect();
+    let (command_tx, command_rx): (Vec<_>, Vec<_>) =
+        (0..shards).map(|_| crossbeam_channel::unbounded()).unzip();
+    let mut command_rx = command_rx.into_iter();
     let inits: Vec<ShardInit> = per_shard
         .into_iter()
         .enumerate()
@@ -160,6 +180,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             stop: stop.clone(),
             drain: drain.clone(),
             stats: shard_stats[id].clone(),
+            commands: command_rx.next().expect("one receiver per shard"),
             runtime: RuntimeConfig::default(),
         })
         .collect();
@@ -182,6 +203,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         snapshots,
         shard_stats,
         canaries,
+        command_tx,
         bound,
         stop.clone(),
         drain,
@@ -213,7 +235,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         }
         None => None,
     };
-    on_ready(&gateway.listeners);
+    on_ready(&gateway.listeners());
 
     let result = loop {
         if let Some(deadline) = gateway.drain_deadline() {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use dataplane::proxy::ShardCommand;
 use dataplane::route::Snapshot;
 use dataplane::telemetry::ShardStats;
 use serde_json::{Value, json};
@@ -62,6 +63,9 @@ impl Diff {
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub generation: u64,
+    pub listeners: Diff,
+    /// Every listener and the address it listens on after the apply.
+    pub bound: Vec<BoundListener>,
     pub routes: Diff,
     pub clusters: Diff,
 }
@@ -71,6 +75,8 @@ impl Applied {
     pub fn to_json(&self) -> Value {
         json!({
             "generation": self.generation,
+            "listeners": self.listeners.to_json(),
+            "bound": self.bound.iter().map(|l| json!({ "name": l.name, "address": l.address.to_string() })).collect::<Vec<_>>(),
             "routes": self.routes.to_json(),
             "clusters": self.clusters.to_json(),
         })
@@ -95,9 +101,11 @@ pub struct Gateway {
     pub shard_stats: Vec<Arc<ShardStats>>,
     /// Each shard's canary slot: a snapshot only that shard uses while set.
     pub canaries: Vec<Arc<ArcSwapOption<Snapshot>>>,
+    /// Each shard's command channel (listener changes).
+    shard_commands: Vec<crossbeam_channel::Sender<ShardCommand>>,
     /// A canary apply is watching; other applies wait their turn.
     canary_busy: AtomicBool,
-    pub listeners: Vec<BoundListener>,
+    listeners: Mutex<Vec<BoundListener>>,
     pub stop: Arc<AtomicBool>,
     /// Set once a drain starts (shards stop accepting and finish).
     pub drain: Arc<AtomicBool>,
@@ -134,6 +142,7 @@ impl Gateway {
         snapshots: Arc<ArcSwap<Snapshot>>,
         shard_stats: Vec<Arc<ShardStats>>,
         canaries: Vec<Arc<ArcSwapOption<Snapshot>>>,
+        shard_commands: Vec<crossbeam_channel::Sender<ShardCommand>>,
         listeners: Vec<BoundListener>,
         stop: Arc<AtomicBool>,
         drain: Arc<AtomicBool>,
@@ -144,8 +153,9 @@ impl Gateway {
             snapshots,
             shard_stats,
             canaries,
+            shard_commands,
             canary_busy: AtomicBool::new(false),
-            listeners,
+            listeners: Mutex::new(listeners),
             stop,
             drain,
             drain_deadline: Mutex::new(None),
@@ -199,6 +209,14 @@ impl Gateway {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every listener and the address it listens on.
+    pub fn listeners(&self) -> Vec<BoundListener> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The generation currently published.
     pub fn generation(&self) -> u64 {
         self.lock().generation
@@ -215,7 +233,6 @@ impl Gateway {
         let config = parse(text, path)?;
         let snapshot = config.compile(0)?;
         crate::daemon::supported(&config, &snapshot)?;
-        self.same_listeners(&snapshot, path)?;
         Ok(snapshot)
     }
 
@@ -232,8 +249,28 @@ impl Gateway {
         let generation = current.generation + 1;
         let snapshot = config.compile(generation)?;
         crate::daemon::supported(&config, &snapshot)?;
-        self.same_listeners(&snapshot, path)?;
         let old = self.snapshots.load_full();
+        // New sockets are bound before anything is published: a bad or busy
+        // address refuses the whole apply and nothing changes.
+        let (bind, unlisten) = listener_changes(&old, &snapshot);
+        let mut fresh = Vec::new();
+        for l in &bind {
+            fresh.push(crate::daemon::bind_listener(
+                &l.name,
+                l.address,
+                l.tls.is_some(),
+                self.shard_commands.len(),
+            )?);
+        }
+        let listeners = Diff::between(
+            old.listeners
+                .iter()
+                .map(|l| (l.name.as_str(), (l.address, l.tls.is_some()))),
+            snapshot
+                .listeners
+                .iter()
+                .map(|l| (l.name.as_str(), (l.address, l.tls.is_some()))),
+        );
         let routes = Diff::between(
             route_keys(&old).into_iter(),
             route_keys(&snapshot).into_iter(),
@@ -248,6 +285,33 @@ impl Gateway {
                 .map(|c| (c.name.as_str(), format!("{:?}", c))),
         );
         self.snapshots.store(Arc::new(snapshot));
+        // Then the shards switch sockets on their next tick: the new ones
+        // start accepting (replacing a moved listener's old socket), removed
+        // ones stop; connections on a removed listener finish their request.
+        let mut bound_now = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for name in &unlisten {
+            for tx in &self.shard_commands {
+                let _ = tx.send(ShardCommand::Unlisten { name: name.clone() });
+            }
+            bound_now.retain(|l| &l.name != name);
+        }
+        for (sockets, listener) in fresh {
+            for (tx, socket) in self.shard_commands.iter().zip(sockets) {
+                let _ = tx.send(ShardCommand::Listen {
+                    name: listener.name.clone(),
+                    socket,
+                });
+            }
+            log::info!(
+                "listener {:?} listening on {}",
+                listener.name,
+                listener.address
+            );
+            bound_now.retain(|l| l.name != listener.name);
+            bound_now.push(listener);
+        }
+        let bound = bound_now.clone();
+        drop(bound_now);
         *current = Current {
             generation,
             config,
@@ -256,6 +320,8 @@ impl Gateway {
         };
         Ok(Applied {
             generation,
+            listeners,
+            bound,
             routes,
             clusters,
         })
@@ -473,7 +539,8 @@ impl Gateway {
                 .iter()
                 .zip(&snapshot.listeners)
                 .all(|(a, b)| {
-                    let bound = self.listeners.iter().find(|l| l.name == a.name);
+                    let listeners = self.listeners();
+                    let bound = listeners.iter().find(|l| l.name == a.name);
                     a.name == b.name
                         && a.protocol == b.protocol
                         && a.tls.is_some() == b.tls.is_some()
@@ -508,7 +575,7 @@ impl Gateway {
             "config": self.config_path.display().to_string(),
             "generation": generation,
             "shard_count": self.shard_stats.len(),
-            "listeners": self.listeners.iter().map(|l| json!({
+            "listeners": self.listeners().iter().map(|l| json!({
                 "name": l.name, "address": l.address.to_string(), "tls": l.tls,
             })).collect::<Vec<_>>(),
             "shards": shards,
@@ -614,6 +681,31 @@ impl Gateway {
         };
         json!({ "total": totals, "latency_us": latency, "shards": per_shard })
     }
+}
+
+/// Listeners to bind (new, or moved to another configured address) and
+/// listener names to stop.
+fn listener_changes(
+    old: &Snapshot,
+    new: &Snapshot,
+) -> (Vec<dataplane::route::Listener>, Vec<String>) {
+    let bind = new
+        .listeners
+        .iter()
+        .filter(|n| {
+            !old.listeners
+                .iter()
+                .any(|o| o.name == n.name && o.address == n.address)
+        })
+        .cloned()
+        .collect();
+    let unlisten = old
+        .listeners
+        .iter()
+        .filter(|o| !new.listeners.iter().any(|n| n.name == o.name))
+        .map(|o| o.name.clone())
+        .collect();
+    (bind, unlisten)
 }
 
 /// Every route by name, with what it does (to tell changed from unchanged).
@@ -790,6 +882,7 @@ endpoints = ["127.0.0.1:9002"]
             Arc::new(ArcSwap::from_pointee(snapshot)),
             vec![Arc::default()],
             vec![Arc::default()],
+            vec![crossbeam_channel::unbounded().0],
             bound,
             Arc::default(),
             Arc::default(),
@@ -828,11 +921,17 @@ endpoints = ["127.0.0.1:9002"]
             .unwrap_err()
             .to_string();
         assert!(e.contains("routes[0].cluster"), "{e}");
+        // A listener moved to a busy address: refused before anything changes.
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy_addr = busy.local_addr().unwrap().to_string();
         let e = g
-            .apply(&BASE.replace("127.0.0.1:18080", "127.0.0.1:18081"), &path)
+            .apply(&BASE.replace("127.0.0.1:18080", &busy_addr), &path)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("listeners"), "{e}");
+        assert!(
+            e.contains("listener \"p\"") && e.contains(&busy_addr),
+            "{e}"
+        );
         assert_eq!(g.generation(), 1);
         assert_eq!(g.snapshots.load().generation, 1);
         assert_eq!(g.config_text(), BASE);

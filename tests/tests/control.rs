@@ -536,3 +536,95 @@ fn canary_apply_promotes_a_good_config_to_every_shard() {
     assert_eq!(status["shards"][0]["generation"], 2, "{status}");
     assert_eq!(status["shards"][1]["generation"], 2, "{status}");
 }
+
+#[test]
+fn config_apply_adds_moves_and_removes_listeners_live() {
+    let dir = TempDir::new();
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let base = config(dir.path(), "a", a.addr(), b.addr());
+    let gw = Gateway::start(&base, dir.path());
+    let socket = socket_of(&dir);
+    let main_addr = gw.addr(LISTENER);
+    let get = |addr: SocketAddr| {
+        let mut c = RawConn::connect(addr);
+        c.send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+            .unwrap();
+        c.read_response().unwrap().status
+    };
+    // Add a second listener (port 0: the reply says which port it got).
+    let with_second = format!(
+        "{base}\n[[listeners]]\nname = \"second\"\naddress = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"second-all\"\nlistener = \"second\"\ncluster = \"b\"\n"
+    );
+    let file = dir.path().join("two.toml");
+    std::fs::write(&file, &with_second).unwrap();
+    let out = meshctl(
+        &socket,
+        &["--json", "config", "apply", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        reply["listeners"]["added"],
+        serde_json::json!(["second"]),
+        "{reply}"
+    );
+    let second: SocketAddr = reply["bound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "second")
+        .and_then(|l| l["address"].as_str())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::net::TcpStream::connect(second).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(second), 200);
+    assert_eq!(get(main_addr), 200);
+    // A busy address refuses the apply and changes nothing.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let moved = with_second.replace(
+        "address = \"127.0.0.1:0\"\n\n[[routes]]\nname = \"second-all\"",
+        &format!(
+            "address = \"{}\"\n\n[[routes]]\nname = \"second-all\"",
+            busy.local_addr().unwrap()
+        ),
+    );
+    std::fs::write(&file, &moved).unwrap();
+    let out = meshctl(&socket, &["config", "apply", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("listener \"second\""),
+        "{out:?}"
+    );
+    assert_eq!(get(second), 200);
+    // Remove the first listener: it stops accepting, the second goes on.
+    let only_second = with_second
+        .replacen(
+            &format!("[[listeners]]\nname = \"{LISTENER}\"\naddress = \"127.0.0.1:0\"\n"),
+            "",
+            1,
+        )
+        .replacen(
+            &format!("[[routes]]\nname = \"all\"\nlistener = \"{LISTENER}\"\ncluster = \"a\"\n"),
+            "",
+            1,
+        );
+    std::fs::write(&file, &only_second).unwrap();
+    let out = meshctl(
+        &socket,
+        &["--json", "config", "apply", file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{out:?}\n{only_second}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while std::net::TcpStream::connect(main_addr).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        std::net::TcpStream::connect(main_addr).is_err(),
+        "removed listener still accepts"
+    );
+    assert_eq!(get(second), 200);
+}

@@ -145,8 +145,9 @@ fn check_listeners(config: &Config, p: &mut Problems) {
         let at = |field: &str| format!("listeners[{i}].{field}");
         check_name(p, &at("name"), "listener", &l.name);
         // Port 0 is allowed: the daemon binds the first shard's socket, reads
-        // the port the kernel chose, and binds the other shards to it.
-        match addresses.get(&l.address) {
+        // the port the kernel chose, and binds the other shards to it. Two
+        // port-0 listeners get two different ports, so they never clash.
+        match addresses.get(&l.address).filter(|_| l.address.port() != 0) {
             Some(first) => p.push(
                 at("address"),
                 format!(

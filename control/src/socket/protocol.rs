@@ -635,12 +635,6 @@ mod tests {
             Command::ConfigApply {
                 path: None,
                 toml: Some("y".into()),
-                canary: None,
-                watch_s: None,
-            },
-            Command::ConfigApply {
-                path: None,
-                toml: Some("y".into()),
                 canary: Some(1),
                 watch_s: Some(30),
             },

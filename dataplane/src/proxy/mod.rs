@@ -18,4 +18,4 @@ pub mod request_id;
 pub mod shard;
 
 pub use error::ProxyError;
-pub use shard::{ShardContext, ShardInit, run_shard};
+pub use shard::{ShardCommand, ShardContext, ShardInit, run_shard};

@@ -2,6 +2,7 @@
 //! counters, request ids) and its main loop.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
@@ -17,7 +18,7 @@ use arc_swap::{ArcSwap, ArcSwapOption, Cache};
 use super::listener;
 use super::request_id::RequestIds;
 use crate::route::{ClusterId, Snapshot};
-use crate::runtime::{self, BoundSocket, RuntimeConfig, TcpListener, TcpStream};
+use crate::runtime::{self, BoundSocket, JoinHandle, RuntimeConfig, TcpListener, TcpStream};
 use crate::telemetry::ShardStats;
 use crate::upstream::{RoundRobin, UpstreamPool};
 
@@ -41,6 +42,8 @@ pub struct ShardInit {
     pub drain: Arc<AtomicBool>,
     /// This shard's counters (written by the shard, read by the control thread).
     pub stats: Arc<ShardStats>,
+    /// Listener changes from the control thread.
+    pub commands: crossbeam_channel::Receiver<ShardCommand>,
     pub runtime: RuntimeConfig,
 }
 
@@ -237,6 +240,40 @@ impl Drop for DrainStarted<'_> {
     }
 }
 
+/// Starts accepting on `socket` as listener `name`, replacing (after the
+/// new socket is live) any accept task of the same name.
+fn listen(
+    ctx: &Rc<ShardContext>,
+    accepting: &mut HashMap<String, JoinHandle<()>>,
+    name: String,
+    socket: BoundSocket,
+) {
+    let listener = TcpListener::from_bound(socket);
+    log::info!(
+        "shard {}: listener {name:?} accepting on {}",
+        ctx.id,
+        listener.local_addr()
+    );
+    let task = runtime::spawn(listener::accept_loop(
+        ctx.clone(),
+        Rc::from(name.as_str()),
+        listener,
+    ));
+    if let Some(old) = accepting.insert(name, task) {
+        old.abort();
+    }
+}
+
+/// Orders from the control thread to one shard, carried out on the shard's
+/// housekeeping tick (every 100 ms).
+#[derive(Debug)]
+pub enum ShardCommand {
+    /// Accept on this (already bound) socket as listener `name`.
+    Listen { name: String, socket: BoundSocket },
+    /// Stop accepting for listener `name`.
+    Unlisten { name: String },
+}
+
 /// Runs a shard on the calling thread until `init.stop` is set.
 pub fn run_shard(init: ShardInit) -> io::Result<()> {
     let ShardInit {
@@ -247,6 +284,7 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
         stop,
         drain,
         stats,
+        commands,
         runtime: config,
     } = init;
     runtime::block_on(&config, async move {
@@ -262,18 +300,9 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
             );
         }
         let ctx = Rc::new(ShardContext::new(id, snapshots, canary, stats));
-        let mut accepting = Vec::new();
+        let mut accepting: HashMap<String, JoinHandle<()>> = HashMap::new();
         for (name, socket) in listeners {
-            let listener = TcpListener::from_bound(socket);
-            log::info!(
-                "shard {id}: listener {name:?} accepting on {}",
-                listener.local_addr()
-            );
-            accepting.push(runtime::spawn(listener::accept_loop(
-                ctx.clone(),
-                Rc::from(name.as_str()),
-                listener,
-            )));
+            listen(&ctx, &mut accepting, name, socket);
         }
         let mut snapshot = ctx.snapshot();
         ctx.stats.generation.set(snapshot.generation);
@@ -285,7 +314,7 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
                     log::info!("shard {id}: draining: stopped accepting");
                     // Dropping the accept tasks cancels their multishot
                     // accepts and closes this shard's listening sockets.
-                    for task in accepting.drain(..) {
+                    for (_, task) in accepting.drain() {
                         task.abort();
                     }
                     ctx.start_drain();
@@ -293,6 +322,24 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
                 if ctx.stats.connections_active.get() == 0 {
                     log::info!("shard {id}: drained");
                     break;
+                }
+            }
+            // Listener changes from the control thread (not while draining).
+            while let Ok(command) = commands.try_recv() {
+                match command {
+                    ShardCommand::Listen { name, socket } if !ctx.is_draining() => {
+                        listen(&ctx, &mut accepting, name, socket);
+                    }
+                    ShardCommand::Listen { .. } => {}
+                    ShardCommand::Unlisten { name } => {
+                        if let Some(task) = accepting.remove(&name) {
+                            // Closes this shard's socket; open connections
+                            // finish their request (the snapshot no longer
+                            // has the listener) and close.
+                            task.abort();
+                            log::info!("shard {id}: listener {name:?} stopped accepting");
+                        }
+                    }
                 }
             }
             // Notice new snapshots even when idle (`status` shows each
