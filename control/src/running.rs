@@ -679,7 +679,38 @@ impl Gateway {
                 "max_us": merged.max(),
             })
         };
-        json!({ "total": totals, "latency_us": latency, "shards": per_shard })
+        // Per listener / route / cluster, merged from what shards publish.
+        let mut named = dataplane::telemetry::NamedCounts::default();
+        for s in &self.shard_stats {
+            if let Some(n) = s.named.get() {
+                named.add(&n);
+            }
+        }
+        let rows = |map: &std::collections::BTreeMap<String, dataplane::telemetry::Counts>,
+                    key: &str| {
+            map.iter()
+                .map(|(name, c)| {
+                    json!({
+                        key: name,
+                        "requests": c.requests,
+                        "2xx": c.responses[2],
+                        "3xx": c.responses[3],
+                        "4xx": c.responses[4],
+                        "5xx": c.responses[5],
+                        "bytes_out": c.bytes_out,
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        json!({
+            "total": totals,
+            "latency_us": latency,
+            "listeners": rows(&named.listeners, "listener"),
+            "routes": rows(&named.routes, "route"),
+            "clusters": rows(&named.clusters, "cluster"),
+            "tls_failures": named.tls_failures,
+            "shards": per_shard,
+        })
     }
 }
 

@@ -114,6 +114,10 @@ fn meshctl_status_routes_and_socket_mode() {
     };
     assert_eq!(stats["total"]["responses_2xx"], 20, "{stats}");
     assert_eq!(stats["latency_us"]["count"], 20, "{stats}");
+    assert_eq!(stats["routes"][0]["route"], "all", "{stats}");
+    assert_eq!(stats["routes"][0]["2xx"], 20, "{stats}");
+    assert_eq!(stats["clusters"][0]["cluster"], "a", "{stats}");
+    assert_eq!(stats["listeners"][0]["requests"], 20, "{stats}");
     assert!(
         stats["latency_us"]["p99_us"].as_u64().unwrap() >= 1,
         "{stats}"
@@ -627,4 +631,62 @@ fn config_apply_adds_moves_and_removes_listeners_live() {
         "removed listener still accepts"
     );
     assert_eq!(get(second), 200);
+}
+
+#[test]
+fn stats_count_tls_failures_by_reason() {
+    let dir = TempDir::new();
+    let pki = harness::Pki::new(dir.path());
+    let a = Upstream::start("a");
+    let text = format!(
+        r#"
+[control]
+socket = {socket}
+
+[[listeners]]
+name = "{LISTENER}"
+address = "127.0.0.1:0"
+[listeners.tls]
+cert = {cert}
+key = {key}
+client_ca = {ca}
+
+[[routes]]
+listener = "{LISTENER}"
+cluster = "a"
+
+[[clusters]]
+name = "a"
+endpoints = ["{a}"]
+"#,
+        socket = toml_str(&socket_of(&dir).display().to_string()),
+        cert = toml_str(&pki.server_cert.display().to_string()),
+        key = toml_str(&pki.server_key.display().to_string()),
+        ca = toml_str(&pki.ca.display().to_string()),
+        a = a.addr(),
+    );
+    let gw = Gateway::start(&text, dir.path());
+    let url = format!("https://localhost:{}/bytes/3", gw.addr(LISTENER).port());
+    let mut args = pki.curl_no_cert_args();
+    args.push(url.clone());
+    assert!(
+        !harness::curl(&args).status.success(),
+        "no client certificate must be refused"
+    );
+    let mut args = pki.curl_args_with(&pki.client_cert, &pki.client_key);
+    args.extend(["--fail".to_owned(), url]);
+    assert!(harness::curl(&args).status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = meshctl(&socket_of(&dir), &["--json", "stats"]);
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let failures = &stats["tls_failures"];
+        if failures.as_object().is_some_and(|m| !m.is_empty()) {
+            assert!(failures.get("no_client_cert").is_some(), "{stats}");
+            assert_eq!(stats["total"]["tls_handshakes"], 1, "{stats}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no TLS failure counted: {stats}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

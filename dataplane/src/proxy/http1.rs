@@ -22,7 +22,7 @@ use super::error::ProxyError;
 use super::shard::ShardContext;
 use crate::http::{self, BodyDecoder, BodyKind, ForwardInfo, HttpError, Limits, Parse};
 use crate::net::{ByteStream, Plain};
-use crate::route::{HttpLimits, Snapshot};
+use crate::route::{ClusterId, HttpLimits, Snapshot};
 use crate::runtime::{self, BufPool, TcpStream, timeout, timeout_at};
 
 /// What the request loop knows about its connection.
@@ -64,7 +64,12 @@ pub async fn serve<S: ByteStream>(
         {
             Ok(next) => next,
             Err(e) => {
-                respond_error(&ctx, &mut down, &e, &limits).await;
+                let at = Counted {
+                    snapshot: &snapshot,
+                    listener: &info.listener,
+                    route: None,
+                };
+                respond_error(&ctx, &mut down, &e, &limits, at).await;
                 Next::Close
             }
         };
@@ -88,12 +93,18 @@ async fn respond_error<S: ByteStream>(
     down: &mut S,
     e: &ProxyError,
     limits: &HttpLimits,
+    at: Counted<'_>,
 ) {
     log::debug!("shard {}: request failed: {e}", ctx.id);
     let mut out = BufPool::take();
-    if let Some(status) = e.write_response(false, &mut out) {
-        ctx.stats.response(status);
-        let _ = timeout(limits.idle_timeout, down.write_owned(out)).await;
+    match e.write_response(false, &mut out) {
+        Some(status) => {
+            at.count(ctx, Some(status), out.len() as u64);
+            let _ = timeout(limits.idle_timeout, down.write_owned(out)).await;
+        }
+        // The client went away mid-request: counted, nothing to write.
+        None if !matches!(e, ProxyError::DownstreamClosed) => at.count(ctx, None, 0),
+        None => {}
     }
 }
 
@@ -110,6 +121,8 @@ struct Plan {
     is_head: bool,
     /// RFC 9110 §9.2.2: safe to send twice.
     idempotent: bool,
+    /// The matched route (index in its listener) and its cluster.
+    route: Option<(usize, ClusterId)>,
     target: Result<Target, ProxyError>,
 }
 
@@ -172,13 +185,18 @@ async fn request<S: ByteStream>(
     };
     let started = runtime::precise_now();
     inbuf.drain(..plan.head_len);
+    let at = Counted {
+        snapshot,
+        listener: &info.listener,
+        route: plan.route,
+    };
     ctx.stats.requests.incr();
     let target = match plan.target {
         Ok(t) => t,
         Err(e) => {
             // Answer locally; keep the connection only if no body follows.
             let keep = plan.keep_alive && !plan.http10 && plan.body == BodyKind::None;
-            return local_response(ctx, down, &e, keep, limits).await;
+            return local_response(ctx, down, &e, keep, limits, at).await;
         }
     };
     let mut out = std::mem::take(&mut upstream_head);
@@ -191,7 +209,7 @@ async fn request<S: ByteStream>(
             Ok(c) => c,
             Err(e) => {
                 let keep = plan.keep_alive && !plan.http10 && plan.body == BodyKind::None;
-                return local_response(ctx, down, &e, keep, limits).await;
+                return local_response(ctx, down, &e, keep, limits, at).await;
             }
         };
         let mut up = Plain(conn);
@@ -271,7 +289,7 @@ async fn request<S: ByteStream>(
             }
             Err(e) => {
                 let keep = plan.keep_alive && !plan.http10;
-                return local_response(ctx, down, &e, keep, limits).await;
+                return local_response(ctx, down, &e, keep, limits, at).await;
             }
         }
     };
@@ -292,7 +310,7 @@ async fn request<S: ByteStream>(
     BufPool::give(out);
     match r {
         Ok(()) => {
-            ctx.stats.response(response.status);
+            at.count(ctx, Some(response.status), written);
             let micros = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
             let _ = ctx.latency.borrow_mut().record(micros.max(1));
             if response.upstream_keep_alive && upbuf.is_empty() {
@@ -308,7 +326,7 @@ async fn request<S: ByteStream>(
         // still a clean 502.
         Err(Forward::Invalid(e)) if written == 0 => {
             let e = ProxyError::BadResponse(e);
-            local_response(ctx, down, &e, false, limits)
+            local_response(ctx, down, &e, false, limits, at)
                 .await
                 .map(|_| Next::Close)
         }
@@ -317,7 +335,7 @@ async fn request<S: ByteStream>(
         // truncated message, never a complete-looking one.
         Err(e) => {
             if written > 0 {
-                ctx.stats.response(response.status);
+                at.count(ctx, Some(response.status), written);
             }
             log::debug!(
                 "shard {}: response body from {} aborted: {e:?}",
@@ -336,19 +354,49 @@ async fn local_response<S: ByteStream>(
     e: &ProxyError,
     keep_alive: bool,
     limits: &HttpLimits,
+    at: Counted<'_>,
 ) -> Result<Next, ProxyError> {
     log::debug!("shard {}: {e}", ctx.id);
     let mut out = BufPool::take();
     let Some(status) = e.write_response(keep_alive, &mut out) else {
+        at.count(ctx, None, 0);
         return Ok(Next::Close);
     };
-    ctx.stats.response(status);
+    let bytes = out.len() as u64;
+    at.count(ctx, Some(status), bytes);
     let (r, back) = timeout(limits.idle_timeout, down.write_owned(out))
         .await
         .map_err(|_| ProxyError::DownstreamTimeout)?;
     BufPool::give(back);
     r.map_err(ProxyError::DownstreamIo)?;
     Ok(Next::keep_if(keep_alive))
+}
+
+/// Where a finished request is counted: its listener, and its route and
+/// cluster once it was routed.
+#[derive(Clone, Copy)]
+struct Counted<'a> {
+    snapshot: &'a Snapshot,
+    listener: &'a str,
+    route: Option<(usize, ClusterId)>,
+}
+
+impl Counted<'_> {
+    fn count(&self, ctx: &ShardContext, status: Option<u16>, bytes_out: u64) {
+        if let Some(s) = status {
+            ctx.stats.response(s);
+        }
+        let names = self.route.and_then(|(index, cluster)| {
+            let l = self.snapshot.listener(self.listener)?;
+            Some((
+                l.routes.get(index)?.name.as_str(),
+                self.snapshot.cluster(cluster).name.as_str(),
+            ))
+        });
+        ctx.named
+            .borrow_mut()
+            .record(self.listener, names, status, bytes_out);
+    }
 }
 
 /// Reads until a full request head is buffered, then plans the request and
@@ -433,6 +481,7 @@ fn plan(
         http10: head.minor_version == 0,
         expect_continue: head.expect_continue,
         is_head: head.method == "HEAD",
+        route: None,
         idempotent: matches!(
             head.method,
             "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
@@ -451,6 +500,11 @@ fn plan(
     let Some(route) = listener.find_route(head.host, head.path, head.method) else {
         return plan;
     };
+    plan.route = listener
+        .routes
+        .iter()
+        .position(|r| std::ptr::eq(r, route))
+        .map(|i| (i, route.cluster));
     let cluster = snapshot.cluster(route.cluster);
     let Some(endpoint) = ctx.pick_endpoint(snapshot, route.cluster) else {
         // Every endpoint drained by the operator.

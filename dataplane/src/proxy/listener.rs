@@ -85,6 +85,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream)
                 }
                 Err(e) => {
                     ctx.stats.tls_failures.incr();
+                    ctx.named.borrow_mut().tls_failure(e.reason());
                     log::debug!(
                         "listener {name:?}: TLS handshake with {peer} failed ({}): {e}",
                         e.reason()

@@ -65,6 +65,8 @@ pub struct ShardContext {
     pub request_ids: RequestIds,
     /// Request latencies recorded by this shard (published by the loop).
     pub latency: RefCell<hdrhistogram::Histogram<u64>>,
+    /// Counters by name (published by the loop).
+    pub named: RefCell<crate::telemetry::NamedCounts>,
     draining: Cell<bool>,
     /// Connections idle between requests, woken when draining starts. A
     /// slot per waiting connection, freed when it stops waiting.
@@ -104,6 +106,7 @@ impl ShardContext {
             stats,
             request_ids: RequestIds::new(h.finish()),
             latency: RefCell::new(crate::telemetry::new_latency_histogram()),
+            named: RefCell::new(crate::telemetry::NamedCounts::default()),
             draining: Cell::new(false),
             drain_waiters: RefCell::new(Vec::new()),
             free_waiters: RefCell::new(Vec::new()),
@@ -347,6 +350,7 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
             ctx.refresh(&mut snapshot);
             if runtime::now().duration_since(last_prune) >= Duration::from_secs(1) {
                 ctx.stats.latency.publish(&ctx.latency.borrow());
+                ctx.stats.named.publish(&ctx.named.borrow());
                 ctx.prune_idle(&snapshot);
                 last_prune = runtime::now();
             }

@@ -5,6 +5,7 @@
 //! no lock prefix, no cache line shared with another writer), so the control
 //! thread can read them at any time without stopping or slowing the shard.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,6 +75,115 @@ impl Counter {
     }
 }
 
+/// Counters of one listener, route or cluster.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    /// Responses by status class: index 1..=5 for 1xx..5xx.
+    pub responses: [u64; 6],
+    /// Response bytes written downstream (head and body).
+    pub bytes_out: u64,
+}
+
+impl Counts {
+    fn record(&mut self, status: Option<u16>, bytes_out: u64) {
+        self.requests += 1;
+        if let Some(c) = status.and_then(|s| self.responses.get_mut((s / 100) as usize)) {
+            *c += 1;
+        }
+        self.bytes_out += bytes_out;
+    }
+
+    fn add(&mut self, other: &Counts) {
+        self.requests += other.requests;
+        for (a, b) in self.responses.iter_mut().zip(other.responses) {
+            *a += b;
+        }
+        self.bytes_out += other.bytes_out;
+    }
+}
+
+/// Counters by name: what `meshctl stats` shows per listener, route and
+/// cluster, and TLS handshake failures by reason. A shard keeps its own and
+/// publishes a copy about once a second (like its latency histogram).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NamedCounts {
+    pub listeners: BTreeMap<String, Counts>,
+    pub routes: BTreeMap<String, Counts>,
+    pub clusters: BTreeMap<String, Counts>,
+    pub tls_failures: BTreeMap<String, u64>,
+}
+
+fn bump(map: &mut BTreeMap<String, Counts>, name: &str, status: Option<u16>, bytes_out: u64) {
+    match map.get_mut(name) {
+        Some(c) => c.record(status, bytes_out),
+        None => map
+            .entry(name.to_owned())
+            .or_default()
+            .record(status, bytes_out),
+    }
+}
+
+impl NamedCounts {
+    /// Counts one request of `listener` (and its route and cluster, when it
+    /// was routed). No allocation once a name has been seen.
+    pub fn record(
+        &mut self,
+        listener: &str,
+        route: Option<(&str, &str)>,
+        status: Option<u16>,
+        bytes_out: u64,
+    ) {
+        bump(&mut self.listeners, listener, status, bytes_out);
+        if let Some((route, cluster)) = route {
+            bump(&mut self.routes, route, status, bytes_out);
+            bump(&mut self.clusters, cluster, status, bytes_out);
+        }
+    }
+
+    /// Counts a failed TLS handshake.
+    pub fn tls_failure(&mut self, reason: &str) {
+        match self.tls_failures.get_mut(reason) {
+            Some(n) => *n += 1,
+            None => {
+                self.tls_failures.insert(reason.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Adds `other` (merging shards).
+    pub fn add(&mut self, other: &NamedCounts) {
+        for (mine, theirs) in [
+            (&mut self.listeners, &other.listeners),
+            (&mut self.routes, &other.routes),
+            (&mut self.clusters, &other.clusters),
+        ] {
+            for (name, c) in theirs {
+                mine.entry(name.clone()).or_default().add(c);
+            }
+        }
+        for (reason, n) in &other.tls_failures {
+            *self.tls_failures.entry(reason.clone()).or_default() += n;
+        }
+    }
+}
+
+/// A shard's [`NamedCounts`] as last published.
+#[derive(Debug, Default)]
+pub struct PublishedCounts(ArcSwapOption<NamedCounts>);
+
+impl PublishedCounts {
+    /// Publishes a copy of `c` (shard side).
+    pub fn publish(&self, c: &NamedCounts) {
+        self.0.store(Some(Arc::new(c.clone())));
+    }
+
+    /// The last published counts (any thread).
+    pub fn get(&self) -> Option<Arc<NamedCounts>> {
+        self.0.load_full()
+    }
+}
+
 /// Counters of one shard.
 #[derive(Debug, Default)]
 pub struct ShardStats {
@@ -93,6 +203,8 @@ pub struct ShardStats {
     pub generation: Counter,
     /// Request latency (head received → response written), µs.
     pub latency: PublishedLatency,
+    /// Per listener / route / cluster counters and TLS failure reasons.
+    pub named: PublishedCounts,
 }
 
 impl ShardStats {
