@@ -17,7 +17,8 @@
 //! | per-connection proxy logic | [`proxy`] |
 //! | per-shard counters | [`telemetry`] |
 //!
-//! Only [`runtime`] and [`net`] touch file descriptors or hold `unsafe` code.
+//! Only [`runtime`] touches file descriptors; it is also the only module
+//! granted `#![allow(unsafe_code)]` (the userspace-stack driver may join it).
 
 pub mod http;
 pub mod net;
