@@ -26,6 +26,10 @@ use crate::stats::{ErrorKind, Stats};
 
 /// Time given to worker threads to start before the first request.
 const STARTUP: Duration = Duration::from_millis(20);
+/// Extra time before the clock starts in keep-alive runs, in which every
+/// connection is opened (TCP and TLS handshakes), so an open-loop run
+/// measures requests, not the opening burst.
+const WARMUP: Duration = Duration::from_millis(500);
 /// Progress tick.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -73,7 +77,13 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         None
     };
     let threads = args.threads.min(args.connections);
-    let start = Instant::now() + STARTUP;
+    let start = Instant::now()
+        + STARTUP
+        + if args.new_conn {
+            Duration::ZERO
+        } else {
+            WARMUP
+        };
     let (end, max_requests) = match args.limit() {
         Limit::Duration(d) => (Some(start + d), None),
         Limit::Requests(n) => (None, Some(n)),
@@ -229,6 +239,14 @@ async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index: usize) {
     let mut exchange = Exchange::new(plan.request.clone(), &plan.method);
     let mut conn: Option<Conn> = None;
     let mut k = 0u64;
+    if !plan.new_conn {
+        // Open before the clock starts; a failure here is retried (and
+        // counted) by the first request.
+        if let Ok(Ok(c)) = runtime::timeout_at(plan.start, Conn::open(&plan.endpoint)).await {
+            conn = Some(c);
+            stats.borrow_mut().connections += 1;
+        }
+    }
     runtime::sleep_until(plan.start).await;
     loop {
         let intended = match &schedule {
