@@ -94,6 +94,8 @@ pub struct GatewayConfig {
     pub route_timeout_ms: Option<u64>,
     pub endpoints: Vec<SocketAddr>,
     pub connect_timeout_ms: Option<u64>,
+    /// `clusters.lb` (default: the gateway's, `least_request`).
+    pub lb: Option<String>,
 }
 
 impl GatewayConfig {
@@ -110,6 +112,7 @@ impl GatewayConfig {
             route_timeout_ms: None,
             endpoints: endpoints.to_vec(),
             connect_timeout_ms: None,
+            lb: None,
         }
     }
 
@@ -242,6 +245,9 @@ impl GatewayConfig {
         line(format!("endpoints = [{}]", endpoints.join(", ")));
         if let Some(ms) = self.connect_timeout_ms {
             line(format!("connect_timeout_ms = {ms}"));
+        }
+        if let Some(lb) = &self.lb {
+            line(format!("lb = {}", toml_str(lb)));
         }
         t
     }

@@ -448,6 +448,7 @@ fn round_robin_across_endpoints() {
     let second = harness::Upstream::start("second");
     let s = Setup::mtls(|mut c| {
         c.shards = 1;
+        c.lb = Some("round_robin".into());
         c.endpoints.push(second.addr());
         c
     });

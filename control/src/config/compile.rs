@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use dataplane::route::{
-    Cluster, ClusterId, HostMatch, HttpLimits, Listener, PathMatch, PoolSettings, Protocol, Route,
-    RouteMatch, Snapshot,
+    Cluster, ClusterId, HostMatch, HttpLimits, LbPolicy, Listener, PathMatch, PoolSettings,
+    Protocol, Route, RouteMatch, Snapshot,
 };
 use dataplane::tls::{ClientAuth, ServerTls, ServerTlsSettings, TlsVersion};
 
 use super::schema::{
-    ClientAuthConfig, Config, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, TlsConfig,
+    ClientAuthConfig, Config, LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig,
+    MinVersion, TlsConfig,
 };
 use super::tls_build;
 use super::validate::Problem;
@@ -27,6 +28,10 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
             name: c.name.clone(),
             endpoints: c.endpoints.clone(),
             rotation: c.endpoints.clone(),
+            lb: match c.lb {
+                LbPolicyConfig::RoundRobin => LbPolicy::RoundRobin,
+                LbPolicyConfig::LeastRequest => LbPolicy::LeastRequest,
+            },
             connect_timeout: Duration::from_millis(c.connect_timeout_ms),
             pool: PoolSettings {
                 max_idle_per_endpoint: c.pool.max_idle_per_endpoint,

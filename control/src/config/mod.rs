@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 
 pub use schema::{
     ClientAuthConfig, ClusterConfig, Config, ControlConfig, DEFAULT_GROUPS, DataplaneConfig,
-    ListenerConfig, ListenerProtocol, MAX_SHARDS, MatchConfig, MinVersion, PoolConfig, RouteConfig,
-    Shards, Stack, TlsConfig,
+    LbPolicyConfig, ListenerConfig, ListenerProtocol, MAX_SHARDS, MatchConfig, MinVersion,
+    PoolConfig, RouteConfig, Shards, Stack, TlsConfig,
 };
 pub use span::Location;
 pub use validate::{HEADER_BYTES_RANGE, MAX_NAME_LEN, MAX_TIMEOUT_MS};

@@ -314,8 +314,20 @@ pub struct ClusterConfig {
     /// Default 1000.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// Load balancing policy; default `least_request`.
+    #[serde(default)]
+    pub lb: LbPolicyConfig,
     #[serde(default)]
     pub pool: PoolConfig,
+}
+
+/// `clusters.lb`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicyConfig {
+    RoundRobin,
+    #[default]
+    LeastRequest,
 }
 
 /// `[clusters.pool]`

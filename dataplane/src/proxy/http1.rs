@@ -190,6 +190,8 @@ async fn request<S: ByteStream>(
         listener: &info.listener,
         route: plan.route,
     };
+    // Counted for least-request balancing until this request ends.
+    let _in_flight = plan.target.as_ref().ok().map(|t| ctx.track(t.endpoint));
     ctx.stats.requests.incr();
     let target = match plan.target {
         Ok(t) => t,

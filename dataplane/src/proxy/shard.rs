@@ -17,10 +17,10 @@ use arc_swap::{ArcSwap, ArcSwapOption, Cache};
 
 use super::listener;
 use super::request_id::RequestIds;
-use crate::route::{ClusterId, Snapshot};
+use crate::route::{ClusterId, LbPolicy, Snapshot};
 use crate::runtime::{self, BoundSocket, JoinHandle, RuntimeConfig, TcpListener, TcpStream};
 use crate::telemetry::ShardStats;
-use crate::upstream::{RoundRobin, UpstreamPool};
+use crate::upstream::{RoundRobin, UpstreamPool, XorShift, least_request};
 
 /// A shard's cached view of its canary slot.
 type CanaryCache = Cache<Arc<ArcSwapOption<Snapshot>>, Option<Arc<Snapshot>>>;
@@ -50,6 +50,25 @@ pub struct ShardInit {
 struct Balancer {
     generation: u64,
     round_robin: RoundRobin,
+    rng: XorShift,
+}
+
+/// A request in flight to an endpoint (for least-request balancing).
+pub struct InFlight<'a> {
+    ctx: &'a ShardContext,
+    endpoint: SocketAddr,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self.ctx.in_flight.borrow_mut();
+        if let Some(n) = map.get_mut(&self.endpoint) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.endpoint);
+            }
+        }
+    }
 }
 
 /// A shard's shared-nothing state, shared by its tasks (single thread).
@@ -61,6 +80,8 @@ pub struct ShardContext {
     canary: RefCell<CanaryCache>,
     pub upstreams: RefCell<UpstreamPool<TcpStream>>,
     balancer: RefCell<Balancer>,
+    /// Requests in flight per endpoint on this shard.
+    in_flight: RefCell<HashMap<SocketAddr, u32>>,
     pub stats: Arc<ShardStats>,
     pub request_ids: RequestIds,
     /// Request latencies recorded by this shard (published by the loop).
@@ -94,6 +115,7 @@ impl ShardContext {
         // are seeded from the OS), mixed with the shard id.
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_usize(id);
+        let seed = h.finish();
         ShardContext {
             id,
             snapshots: RefCell::new(Cache::new(snapshots)),
@@ -102,9 +124,11 @@ impl ShardContext {
             balancer: RefCell::new(Balancer {
                 generation: u64::MAX,
                 round_robin: RoundRobin::default(),
+                rng: XorShift::new(seed ^ 0x5DEE_CE66_D1CE_4E5B),
             }),
             stats,
-            request_ids: RequestIds::new(h.finish()),
+            request_ids: RequestIds::new(seed),
+            in_flight: RefCell::new(HashMap::new()),
             latency: RefCell::new(crate::telemetry::new_latency_histogram()),
             named: RefCell::new(crate::telemetry::NamedCounts::default()),
             draining: Cell::new(false),
@@ -181,10 +205,30 @@ impl ShardContext {
             b.round_robin.reset(snapshot.clusters.len());
             b.generation = snapshot.generation;
         }
-        let endpoints = &snapshot.cluster(cluster).rotation;
-        b.round_robin
-            .pick(cluster.0 as usize, endpoints.len(), self.id)
-            .map(|i| endpoints[i])
+        let c = snapshot.cluster(cluster);
+        let endpoints = &c.rotation;
+        let index = match c.lb {
+            LbPolicy::RoundRobin => {
+                b.round_robin
+                    .pick(cluster.0 as usize, endpoints.len(), self.id)
+            }
+            LbPolicy::LeastRequest => {
+                let in_flight = self.in_flight.borrow();
+                least_request(endpoints.len(), &mut b.rng, |i| {
+                    in_flight.get(&endpoints[i]).copied().unwrap_or(0)
+                })
+            }
+        };
+        index.map(|i| endpoints[i])
+    }
+
+    /// Counts a request in flight to `endpoint` until the guard drops.
+    pub fn track(&self, endpoint: SocketAddr) -> InFlight<'_> {
+        *self.in_flight.borrow_mut().entry(endpoint).or_insert(0) += 1;
+        InFlight {
+            ctx: self,
+            endpoint,
+        }
     }
 
     /// Drops idle upstream connections past their cluster's idle timeout.

@@ -248,7 +248,20 @@ pub struct Cluster {
     pub rotation: Vec<SocketAddr>,
     /// Time allowed for one TCP connect to an endpoint. Default 1 s.
     pub connect_timeout: Duration,
+    /// How a shard picks among `rotation`.
+    pub lb: LbPolicy,
     pub pool: PoolSettings,
+}
+
+/// Load-balancing policy of a cluster (state is per shard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LbPolicy {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// Power of two choices: two random endpoints, the one with fewer
+    /// requests in flight on this shard.
+    #[default]
+    LeastRequest,
 }
 
 /// Per-shard upstream connection pool settings of a cluster.

@@ -212,6 +212,7 @@ fn snapshot_lookups() {
             name: "backend".to_owned(),
             endpoints: vec!["127.0.0.1:9000".parse().unwrap()],
             rotation: vec!["127.0.0.1:9000".parse().unwrap()],
+            lb: LbPolicy::default(),
             connect_timeout: Duration::from_secs(1),
             pool: PoolSettings::default(),
         }],

@@ -6,5 +6,5 @@
 pub mod balancer;
 pub mod pool;
 
-pub use balancer::RoundRobin;
+pub use balancer::{RoundRobin, XorShift, least_request};
 pub use pool::{PoolKey, UpstreamPool};
