@@ -624,6 +624,21 @@ mod tests {
         );
     }
 
+    /// Found by the `control_request` fuzz target: a huge numeric id came
+    /// back as a different number (float parsing was not round-trip exact).
+    #[test]
+    fn huge_numeric_ids_round_trip_exactly() {
+        let line = format!(
+            r#"{{"id":{}3,"version":1,"command":"status"}}"#,
+            "7".repeat(96)
+        );
+        let req = decode_request(line.as_bytes()).unwrap();
+        let mut again = Vec::new();
+        encode_request(&req, &mut again);
+        again.pop();
+        assert_eq!(decode_request(&again).unwrap(), req);
+    }
+
     #[test]
     fn every_command_round_trips() {
         let all = [
