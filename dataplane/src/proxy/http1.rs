@@ -50,7 +50,7 @@ pub async fn serve<S: ByteStream>(
         let Some(listener) = snapshot.listener(&info.listener) else {
             break;
         };
-        let limits = listener.limits.clone();
+        let limits = listener.limits;
         let next = match request(
             &ctx,
             &mut snapshot,
@@ -69,7 +69,8 @@ pub async fn serve<S: ByteStream>(
                     listener: &info.listener,
                     route: None,
                 };
-                respond_error(&ctx, &mut down, &e, &limits, at).await;
+                // Answered (when there is anyone to answer), then closed.
+                let _ = local_response(&ctx, &mut down, &e, false, &limits, at).await;
                 Next::Close
             }
         };
@@ -86,26 +87,6 @@ pub async fn serve<S: ByteStream>(
         }
     }
     let _ = timeout(Duration::from_secs(1), down.close_write()).await;
-}
-
-async fn respond_error<S: ByteStream>(
-    ctx: &ShardContext,
-    down: &mut S,
-    e: &ProxyError,
-    limits: &HttpLimits,
-    at: Counted<'_>,
-) {
-    log::debug!("shard {}: request failed: {e}", ctx.id);
-    let mut out = BufPool::take();
-    match e.write_response(false, &mut out) {
-        Some(status) => {
-            at.count(ctx, Some(status), out.len() as u64);
-            let _ = timeout(limits.idle_timeout, down.write_owned(out)).await;
-        }
-        // The client went away mid-request: counted, nothing to write.
-        None if !matches!(e, ProxyError::DownstreamClosed) => at.count(ctx, None, 0),
-        None => {}
-    }
 }
 
 /// What the head told us, detached from the input buffer.
@@ -219,12 +200,10 @@ async fn request<S: ByteStream>(
         // idempotent method (RFC 9110 §9.2.2), first try on a reused conn.
         let retryable = reused && plan.body == BodyKind::None && plan.idempotent && attempt == 0;
         if plan.expect_continue && plan.body != BodyKind::None && inbuf.is_empty() {
-            let (r, _) = timeout(
-                limits.idle_timeout,
-                down.write_owned(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()),
-            )
-            .await
-            .map_err(|_| ProxyError::DownstreamTimeout)?;
+            let (r, back) = timeout(limits.idle_timeout, down.write_owned(continue_response()))
+                .await
+                .map_err(|_| ProxyError::DownstreamTimeout)?;
+            BufPool::give(back);
             r.map_err(ProxyError::DownstreamIo)?;
         }
         // Send the head and the request body.
@@ -361,7 +340,11 @@ async fn local_response<S: ByteStream>(
     log::debug!("shard {}: {e}", ctx.id);
     let mut out = BufPool::take();
     let Some(status) = e.write_response(keep_alive, &mut out) else {
-        at.count(ctx, None, 0);
+        // Nothing to write; a client that closed before sending a whole
+        // request made no request to count.
+        if !matches!(e, ProxyError::DownstreamClosed) {
+            at.count(ctx, None, 0);
+        }
         return Ok(Next::Close);
     };
     let bytes = out.len() as u64;
@@ -632,6 +615,13 @@ async fn read_response_head(
             Err(_) => return Err(ProxyError::UpstreamTimeout),
         }
     }
+}
+
+/// `100 Continue` in a pooled buffer.
+fn continue_response() -> Vec<u8> {
+    let mut b = BufPool::take();
+    b.extend_from_slice(http::CONTINUE_RESPONSE);
+    b
 }
 
 /// Which of two futures finished first.

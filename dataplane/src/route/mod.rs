@@ -111,7 +111,7 @@ pub enum Protocol {
 }
 
 /// Per-listener limits on downstream connections.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
     /// Largest request head (request line plus headers) accepted; larger
     /// heads get `431`. Default 64 KiB.
