@@ -23,6 +23,7 @@ use dataplane::telemetry::ShardStats;
 
 use crate::commands::Commands;
 use crate::config::{Config, ConfigError, Stack};
+use crate::health::HealthChecker;
 use crate::running::Gateway;
 use crate::socket::protocol::DEFAULT_MAX_REQUEST_BYTES;
 use crate::socket::server::ControlServer;
@@ -174,6 +175,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         .enumerate()
         .map(|(id, listeners)| ShardInit {
             id,
+            shard_count: shards,
             snapshots: snapshots.clone(),
             canary: canaries[id].clone(),
             listeners,
@@ -235,6 +237,13 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         }
         None => None,
     };
+    let health = match HealthChecker::start(gateway.clone()) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            log::error!("health checks could not start: {e}");
+            None
+        }
+    };
     on_ready(&gateway.listeners());
 
     let result = loop {
@@ -271,6 +280,9 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     };
     if let Some(server) = control_server {
         server.shutdown();
+    }
+    if let Some(health) = health {
+        health.shutdown();
     }
     stop.store(true, Ordering::Relaxed);
     for t in threads {

@@ -7,6 +7,7 @@
 //! | [`daemon`] | binding listeners, starting shards, signals, reload |
 //! | [`quickstart`] | the embedded default: certificates, demo config |
 //! | [`demo`] | the quickstart's demo upstream |
+//! | [`health`] | active health checks on their own thread |
 //! | [`logging`] | the stderr logger |
 //! | [`running`] | the running gateway: snapshot, config, counters, the one apply path |
 //! | [`commands`] | control-socket commands carried out against the running gateway |
@@ -16,6 +17,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod health;
 pub mod logging;
 pub mod quickstart;
 pub mod running;

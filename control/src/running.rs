@@ -83,6 +83,16 @@ impl Applied {
     }
 }
 
+/// One endpoint the health checker probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthTarget {
+    pub cluster: String,
+    pub addr: SocketAddr,
+    pub settings: crate::config::HealthConfig,
+    /// Marked unhealthy now (a restarted checker starts from this).
+    pub unhealthy: bool,
+}
+
 struct Current {
     generation: u64,
     config: Config,
@@ -91,6 +101,28 @@ struct Current {
     /// Endpoints an operator took out of rotation, by (cluster, address);
     /// cleared by the next apply.
     drained: BTreeSet<(String, SocketAddr)>,
+    /// Endpoints the active health checks found unhealthy, by (cluster,
+    /// address); kept across applies while the cluster keeps its checks.
+    unhealthy: BTreeSet<(String, SocketAddr)>,
+}
+
+impl Current {
+    /// Marks the endpoints health checks found down in a freshly compiled
+    /// snapshot, forgetting clusters that no longer have checks.
+    fn overlay_health(&mut self, config: &Config, snapshot: &mut Snapshot) {
+        self.unhealthy.retain(|(cluster, addr)| {
+            config
+                .clusters
+                .iter()
+                .any(|c| &c.name == cluster && c.health.is_some() && c.endpoints.contains(addr))
+        });
+        for c in &mut snapshot.clusters {
+            for (i, a) in c.endpoints.iter().enumerate() {
+                c.healthy[i] = !self.unhealthy.contains(&(c.name.clone(), *a));
+            }
+            c.update_rotation();
+        }
+    }
 }
 
 /// The running gateway, shared by the signal loop and the control socket.
@@ -164,6 +196,7 @@ impl Gateway {
                 config,
                 text,
                 drained: BTreeSet::new(),
+                unhealthy: BTreeSet::new(),
             }),
         }
     }
@@ -247,8 +280,9 @@ impl Gateway {
         let config = parse(text, path)?;
         let mut current = self.lock();
         let generation = current.generation + 1;
-        let snapshot = config.compile(generation)?;
+        let mut snapshot = config.compile(generation)?;
         crate::daemon::supported(&config, &snapshot)?;
+        current.overlay_health(&config, &mut snapshot);
         let old = self.snapshots.load_full();
         // New sockets are bound before anything is published: a bad or busy
         // address refuses the whole apply and nothing changes.
@@ -312,11 +346,13 @@ impl Gateway {
         }
         let bound = bound_now.clone();
         drop(bound_now);
+        let unhealthy = std::mem::take(&mut current.unhealthy);
         *current = Current {
             generation,
             config,
             text: text.to_owned(),
             drained: BTreeSet::new(),
+            unhealthy,
         };
         Ok(Applied {
             generation,
@@ -368,12 +404,15 @@ impl Gateway {
         watch: std::time::Duration,
     ) -> Result<Value, DaemonError> {
         let config = parse(text, path)?;
+        let mut snapshot = config.compile(0)?;
+        crate::daemon::supported(&config, &snapshot)?;
         let (generation, limits) = {
-            let current = self.lock();
+            let mut current = self.lock();
+            current.overlay_health(&config, &mut snapshot);
             (current.generation + 1, current.config.control.clone())
         };
-        let snapshot = Arc::new(config.compile(generation)?);
-        crate::daemon::supported(&config, &snapshot)?;
+        snapshot.generation = generation;
+        let snapshot = Arc::new(snapshot);
         self.same_listeners(&snapshot, path)?;
         let before: Vec<Window> = self.shard_stats.iter().map(|s| Window::read(s)).collect();
         self.canaries[shard].store(Some(snapshot.clone()));
@@ -405,11 +444,13 @@ impl Gateway {
                 ));
             }
             self.snapshots.store(snapshot);
+            let unhealthy = std::mem::take(&mut current.unhealthy);
             *current = Current {
                 generation,
                 config,
                 text: text.to_owned(),
                 drained: BTreeSet::new(),
+                unhealthy,
             };
         }
         let reason = match &verdict {
@@ -471,12 +512,10 @@ impl Gateway {
         let mut snapshot = (*old).clone();
         snapshot.generation = generation;
         for c in &mut snapshot.clusters {
-            c.rotation = c
-                .endpoints
-                .iter()
-                .copied()
-                .filter(|a| !current.drained.contains(&(c.name.clone(), *a)))
-                .collect();
+            for (i, a) in c.endpoints.iter().enumerate() {
+                c.drained[i] = current.drained.contains(&(c.name.clone(), *a));
+            }
+            c.update_rotation();
         }
         let in_rotation = snapshot
             .clusters
@@ -500,6 +539,82 @@ impl Gateway {
             "state": if drained { "drained" } else { "active" },
             "in_rotation": in_rotation,
         }))
+    }
+
+    /// Publishes an active health-check verdict: a copy of the current
+    /// snapshot with the endpoint's health (and so the rotation) changed.
+    /// Ignored when the endpoint is no longer checked.
+    pub fn set_endpoint_health(&self, cluster: &str, addr: SocketAddr, healthy: bool, why: &str) {
+        let mut current = self.lock();
+        let checked = current
+            .config
+            .clusters
+            .iter()
+            .any(|c| c.name == cluster && c.health.is_some() && c.endpoints.contains(&addr));
+        if !checked {
+            return;
+        }
+        let key = (cluster.to_owned(), addr);
+        let changed = if healthy {
+            current.unhealthy.remove(&key)
+        } else {
+            current.unhealthy.insert(key)
+        };
+        if !changed {
+            return;
+        }
+        let generation = current.generation + 1;
+        let mut snapshot = (*self.snapshots.load_full()).clone();
+        snapshot.generation = generation;
+        for c in snapshot.clusters.iter_mut().filter(|c| c.name == cluster) {
+            if let Some(i) = c.endpoints.iter().position(|a| *a == addr) {
+                c.healthy[i] = healthy;
+                c.update_rotation();
+            }
+        }
+        self.snapshots.store(Arc::new(snapshot));
+        current.generation = generation;
+        if healthy {
+            log::info!(
+                "health: endpoint {addr} of cluster {cluster:?} is healthy again ({why}); generation {generation}"
+            );
+        } else {
+            log::warn!(
+                "health: endpoint {addr} of cluster {cluster:?} is unhealthy ({why}); generation {generation}"
+            );
+        }
+    }
+
+    /// Every endpoint with active health checks, with its settings and
+    /// whether it is currently marked unhealthy.
+    pub fn health_targets(&self) -> Vec<HealthTarget> {
+        let current = self.lock();
+        current
+            .config
+            .clusters
+            .iter()
+            .filter_map(|c| Some((c, c.health.as_ref()?)))
+            .flat_map(|(c, h)| {
+                let current = &current;
+                c.endpoints.iter().map(move |addr| HealthTarget {
+                    cluster: c.name.clone(),
+                    addr: *addr,
+                    settings: h.clone(),
+                    unhealthy: current.unhealthy.contains(&(c.name.clone(), *addr)),
+                })
+            })
+            .collect()
+    }
+
+    /// Names of the clusters with active health checks.
+    fn health_checked(&self) -> BTreeSet<String> {
+        self.lock()
+            .config
+            .clusters
+            .iter()
+            .filter(|c| c.health.is_some())
+            .map(|c| c.name.clone())
+            .collect()
     }
 
     /// Re-reads the configuration file (and so every certificate, key and
@@ -606,8 +721,10 @@ impl Gateway {
                             Some(dataplane::route::PathMatch::Exact(p)) => p.clone(),
                         },
                         "methods": if r.matcher.methods.is_empty() { "*".to_owned() } else { r.matcher.methods.join(",") },
-                        "cluster": s.cluster(r.cluster).name,
+                        "cluster": target_text(s, &r.target),
                         "timeout_ms": r.timeout.as_millis() as u64,
+                        "retry": r.retry.map(|p| format!("{}×{}", p.attempts, p.on.names().collect::<Vec<_>>().join("|"))),
+                        "rate_limit_rps": r.rate_limit.map(|l| l.rps),
                     })
                 })
             })
@@ -615,19 +732,62 @@ impl Gateway {
         Value::Array(rows)
     }
 
-    /// `clusters`: one row per endpoint.
+    /// `clusters`: one row per endpoint, with what the shards last
+    /// published about it (in flight, tries, failures, ejections).
     pub fn clusters_json(&self) -> Value {
         let s = self.snapshots.load();
+        let now = Instant::now();
+        let checked = self.health_checked();
+        let reports: Vec<_> = self
+            .shard_stats
+            .iter()
+            .filter_map(|st| st.endpoints.get())
+            .collect();
         let rows: Vec<Value> = s
             .clusters
             .iter()
             .flat_map(|c| {
-                c.endpoints.iter().map(move |e| {
+                let reports = &reports;
+                let checked = &checked;
+                c.endpoints.iter().enumerate().map(move |(i, e)| {
+                    let mine = reports
+                        .iter()
+                        .flat_map(|r| r.iter())
+                        .filter(|r| r.cluster == c.name && r.endpoint == *e);
+                    let (mut in_flight, mut requests, mut failures) = (0u64, 0u64, 0u64);
+                    let (mut ejected_on, mut ejected_ms, mut ejections) = (0u64, 0u64, 0u64);
+                    for r in mine {
+                        in_flight += u64::from(r.in_flight);
+                        requests += r.requests;
+                        failures += r.failures;
+                        ejections += u64::from(r.times_ejected);
+                        if let Some(until) = r.ejected_until.filter(|u| *u > now) {
+                            ejected_on += 1;
+                            ejected_ms = ejected_ms.max(until.duration_since(now).as_millis() as u64);
+                        }
+                    }
+                    let state = if c.drained[i] {
+                        "drained"
+                    } else if !c.healthy[i] {
+                        if c.in_rotation(i) { "unhealthy (panic: in use)" } else { "unhealthy" }
+                    } else if ejected_on > 0 {
+                        "ejected"
+                    } else {
+                        "active"
+                    };
                     json!({
                         "cluster": c.name,
                         "endpoint": e.to_string(),
-                        "lb": "round_robin",
-                        "state": if c.rotation.contains(e) { "active" } else { "drained" },
+                        "lb": c.lb.name(),
+                        "weight": c.weights.get(i).copied().unwrap_or(1),
+                        "state": state,
+                        "health": if !checked.contains(&c.name) { "unchecked" } else if c.healthy[i] { "healthy" } else { "unhealthy" },
+                        "ejected_shards": ejected_on,
+                        "ejected_for_ms": ejected_ms,
+                        "times_ejected": ejections,
+                        "in_flight": in_flight,
+                        "requests": requests,
+                        "failures": failures,
                         "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
                     })
                 })
@@ -739,6 +899,21 @@ fn listener_changes(
     (bind, unlisten)
 }
 
+/// Where a route sends requests, for tables: `backend`,
+/// `stable:95,canary:5` or `redirect 301`.
+fn target_text(s: &Snapshot, t: &dataplane::route::RouteTarget) -> String {
+    use dataplane::route::RouteTarget;
+    match t {
+        RouteTarget::Cluster(c) => s.cluster(*c).name.clone(),
+        RouteTarget::Split(split) => split
+            .iter()
+            .map(|e| format!("{}:{}", s.cluster(e.cluster).name, e.weight))
+            .collect::<Vec<_>>()
+            .join(","),
+        RouteTarget::Redirect(r) => format!("redirect {}", r.status),
+    }
+}
+
 /// Every route by name, with what it does (to tell changed from unchanged).
 fn route_keys(s: &Snapshot) -> Vec<(&str, String)> {
     s.listeners
@@ -748,10 +923,16 @@ fn route_keys(s: &Snapshot) -> Vec<(&str, String)> {
             (
                 r.name.as_str(),
                 format!(
-                    "{:?}|{}|{:?}",
+                    "{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
                     r.matcher,
-                    s.cluster(r.cluster).name,
-                    r.timeout
+                    target_text(s, &r.target),
+                    r.timeout,
+                    r.retry,
+                    r.rate_limit,
+                    r.request_headers,
+                    r.response_headers,
+                    r.prefix_rewrite,
+                    r.fault,
                 ),
             )
         })

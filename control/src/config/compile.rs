@@ -5,15 +5,21 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use dataplane::route::{
-    Cluster, ClusterId, HostMatch, HttpLimits, LbPolicy, Listener, PathMatch, PoolSettings,
-    Protocol, Route, RouteMatch, Snapshot,
+    Cluster, ClusterId, ClusterLimits, Fault, HashOn, HeaderEdits, HostMatch, HttpLimits, LbPolicy,
+    Listener, PathMatch, PoolSettings, Protocol, RateLimit, Redirect, RetryPolicy, Route,
+    RouteMatch, RouteTarget, Snapshot, SplitTarget,
 };
 use dataplane::tls::{ClientAuth, ServerTls, ServerTlsSettings, TlsVersion};
+use dataplane::upstream::hash::{Maglev, RingHash};
+use dataplane::upstream::outlier::OutlierSettings;
+use dataplane::upstream::retry::{RetryBudget, RetryOn};
 
 use super::schema::{
-    ClientAuthConfig, Config, LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig,
-    MinVersion, TlsConfig,
+    AllUnhealthyConfig, ClientAuthConfig, ClusterConfig, Config, HeaderEditsConfig, LbPolicyConfig,
+    ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, RouteConfig, TlsConfig,
 };
 use super::tls_build;
 use super::validate::Problem;
@@ -21,24 +27,7 @@ use super::validate::Problem;
 /// Builds the snapshot; the config must have passed `validate::check`.
 /// Collects every TLS failure rather than stopping at the first.
 pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<Problem>> {
-    let clusters: Vec<Cluster> = config
-        .clusters
-        .iter()
-        .map(|c| Cluster {
-            name: c.name.clone(),
-            endpoints: c.endpoints.clone(),
-            rotation: c.endpoints.clone(),
-            lb: match c.lb {
-                LbPolicyConfig::RoundRobin => LbPolicy::RoundRobin,
-                LbPolicyConfig::LeastRequest => LbPolicy::LeastRequest,
-            },
-            connect_timeout: Duration::from_millis(c.connect_timeout_ms),
-            pool: PoolSettings {
-                max_idle_per_endpoint: c.pool.max_idle_per_endpoint,
-                idle_timeout: Duration::from_millis(c.pool.idle_timeout_ms),
-            },
-        })
-        .collect();
+    let clusters: Vec<Cluster> = config.clusters.iter().map(cluster).collect();
     let ids: HashMap<&str, ClusterId> = config
         .clusters
         .iter()
@@ -65,21 +54,7 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
             .enumerate()
             .filter(|(_, r)| r.listener == l.name)
             .enumerate()
-            .map(|(n, (r_idx, r))| {
-                let cluster = ids
-                    .get(r.cluster.as_str())
-                    .copied()
-                    .ok_or_else(|| Problem {
-                        path: format!("routes[{r_idx}].cluster"),
-                        message: format!("unknown cluster \"{}\"", r.cluster),
-                    })?;
-                Ok(Route {
-                    name: r.name.clone().unwrap_or_else(|| format!("{}#{n}", l.name)),
-                    matcher: route_match(&r.matcher),
-                    cluster,
-                    timeout: Duration::from_millis(r.timeout_ms),
-                })
-            })
+            .map(|(n, (r_idx, r))| route(r, r_idx, n, &l.name, &ids))
             .collect::<Result<Vec<_>, Problem>>();
         let routes = routes.unwrap_or_else(|p| {
             problems.push(p);
@@ -110,6 +85,166 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
         listeners,
         clusters,
     })
+}
+
+/// A cluster as the data plane runs it.
+fn cluster(c: &ClusterConfig) -> Cluster {
+    let mut cluster = Cluster::new(&c.name, c.endpoints.clone());
+    if !c.weights.is_empty() {
+        cluster.weights = c.weights.clone();
+    }
+    let hash_on = hash_on(&c.hash_on);
+    cluster.lb = match c.lb {
+        LbPolicyConfig::RoundRobin => LbPolicy::RoundRobin,
+        LbPolicyConfig::WeightedRoundRobin => LbPolicy::WeightedRoundRobin,
+        LbPolicyConfig::LeastRequest => LbPolicy::LeastRequest,
+        LbPolicyConfig::RingHash => LbPolicy::RingHash {
+            on: hash_on,
+            ring: Arc::new(RingHash::build(
+                &c.endpoints,
+                &cluster.weights,
+                RingHash::DEFAULT_MIN_RING_SIZE,
+            )),
+        },
+        LbPolicyConfig::Maglev => LbPolicy::Maglev {
+            on: hash_on,
+            table: Arc::new(Maglev::build(
+                &c.endpoints,
+                &cluster.weights,
+                Maglev::DEFAULT_TABLE_SIZE,
+            )),
+        },
+    };
+    cluster.panic_when_all_unhealthy = c.all_unhealthy == AllUnhealthyConfig::Panic;
+    cluster.connect_timeout = Duration::from_millis(c.connect_timeout_ms);
+    cluster.pool = PoolSettings {
+        max_idle_per_endpoint: c.pool.max_idle_per_endpoint,
+        idle_timeout: Duration::from_millis(c.pool.idle_timeout_ms),
+    };
+    cluster.outlier = c.outlier.as_ref().map(|o| OutlierSettings {
+        consecutive_failures: o.consecutive_failures,
+        base_ejection: Duration::from_millis(o.base_ejection_ms),
+        max_ejection: Duration::from_millis(o.max_ejection_ms),
+        max_ejection_percent: o.max_ejection_percent.min(100) as u8,
+    });
+    cluster.limits = ClusterLimits {
+        max_connections: c.limits.max_connections,
+        max_pending: c.limits.max_pending,
+        max_requests: c.limits.max_requests,
+        max_retries: c.limits.max_retries,
+        retry_budget: RetryBudget {
+            percent: c.retry_budget.percent,
+            min_concurrent: c.retry_budget.min_concurrent,
+        },
+    };
+    cluster.update_rotation();
+    cluster
+}
+
+/// `clusters.hash_on` (validated).
+pub(super) fn hash_on(s: &str) -> HashOn {
+    if let Some(name) = s.strip_prefix("header:") {
+        HashOn::Header(name.to_ascii_lowercase())
+    } else if let Some(name) = s.strip_prefix("cookie:") {
+        HashOn::Cookie(name.to_owned())
+    } else {
+        HashOn::ClientIp
+    }
+}
+
+/// A route as the data plane runs it; `n` counts the listener's routes.
+fn route(
+    r: &RouteConfig,
+    r_idx: usize,
+    n: usize,
+    listener: &str,
+    ids: &HashMap<&str, ClusterId>,
+) -> Result<Route, Problem> {
+    let id = |name: &str, field: String| {
+        ids.get(name).copied().ok_or_else(|| Problem {
+            path: field,
+            message: format!("unknown cluster \"{name}\""),
+        })
+    };
+    let target = match (&r.cluster, &r.split, &r.redirect) {
+        (Some(c), _, _) => RouteTarget::Cluster(id(c, format!("routes[{r_idx}].cluster"))?),
+        (None, Some(split), _) => RouteTarget::Split(
+            split
+                .iter()
+                .enumerate()
+                .map(|(k, s)| {
+                    Ok(SplitTarget {
+                        cluster: id(&s.cluster, format!("routes[{r_idx}].split[{k}].cluster"))?,
+                        weight: s.weight,
+                    })
+                })
+                .collect::<Result<_, Problem>>()?,
+        ),
+        (None, None, Some(rd)) => RouteTarget::Redirect(Redirect {
+            status: rd.status,
+            scheme: rd.scheme.clone(),
+            host: rd.host.clone(),
+            path: rd.path.clone(),
+        }),
+        (None, None, None) => {
+            return Err(Problem {
+                path: format!("routes[{r_idx}]"),
+                message: "needs one of cluster, split or redirect".into(),
+            });
+        }
+    };
+    let name = r.name.clone().unwrap_or_else(|| format!("{listener}#{n}"));
+    let mut route = Route::to_cluster(&name, route_match(&r.matcher), ClusterId(0));
+    route.target = target;
+    route.timeout = Duration::from_millis(r.timeout_ms);
+    route.retry = r.retry.as_ref().map(|rt| RetryPolicy {
+        attempts: rt.attempts,
+        on: rt
+            .on
+            .iter()
+            .filter_map(|s| RetryOn::parse(s))
+            .fold(RetryOn::NONE, RetryOn::union),
+        per_try_timeout: rt.per_try_timeout_ms.map(Duration::from_millis),
+        backoff_base: Duration::from_millis(rt.backoff_base_ms),
+        backoff_max: Duration::from_millis(rt.backoff_max_ms),
+        buffer_bytes: rt.buffer_bytes,
+    });
+    route.rate_limit = r.rate_limit.as_ref().map(|l| RateLimit {
+        rps: f64::from(l.rps),
+        burst: f64::from(l.burst.unwrap_or(l.rps)),
+    });
+    route.request_headers = header_edits(&r.request_headers);
+    if let Some(host) = &r.host_rewrite {
+        route
+            .request_headers
+            .set
+            .push(("host".into(), host.clone()));
+    }
+    route.response_headers = header_edits(&r.response_headers);
+    route.prefix_rewrite = match (&r.prefix_rewrite, &r.matcher.path_prefix) {
+        (Some(with), Some(prefix)) => Some((prefix.clone(), with.clone())),
+        _ => None,
+    };
+    route.fault = r.fault.as_ref().map(|f| Fault {
+        abort_percent: f.abort_percent,
+        abort_status: f.abort_status,
+        delay_percent: f.delay_percent,
+        delay: Duration::from_millis(f.delay_ms),
+    });
+    Ok(route)
+}
+
+fn header_edits(e: &HeaderEditsConfig) -> HeaderEdits {
+    let lower = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect()
+    };
+    HeaderEdits {
+        add: lower(&e.add),
+        set: lower(&e.set),
+        remove: e.remove.iter().map(|n| n.to_ascii_lowercase()).collect(),
+    }
 }
 
 fn cluster_id(index: usize) -> ClusterId {

@@ -34,9 +34,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use schema::{
-    ClientAuthConfig, ClusterConfig, Config, ControlConfig, DEFAULT_GROUPS, DataplaneConfig,
-    LbPolicyConfig, ListenerConfig, ListenerProtocol, MAX_SHARDS, MatchConfig, MinVersion,
-    PoolConfig, RouteConfig, Shards, Stack, TlsConfig,
+    AllUnhealthyConfig, ClientAuthConfig, ClusterConfig, ClusterLimitsConfig, Config,
+    ControlConfig, DEFAULT_GROUPS, DataplaneConfig, FaultConfig, HeaderEditsConfig, HealthConfig,
+    HealthProtocol, LbPolicyConfig, ListenerConfig, ListenerProtocol, MAX_SHARDS, MatchConfig,
+    MinVersion, OutlierConfig, PoolConfig, RateLimitConfig, RedirectConfig, RetryBudgetConfig,
+    RetryConfig, RouteConfig, Shards, SplitConfig, Stack, TlsConfig,
 };
 pub use span::Location;
 pub use validate::{HEADER_BYTES_RANGE, MAX_NAME_LEN, MAX_TIMEOUT_MS};

@@ -277,14 +277,141 @@ pub struct RouteConfig {
     pub name: Option<String>,
     /// Name of an existing listener.
     pub listener: String,
-    /// Name of an existing cluster.
-    pub cluster: String,
-    /// Total time for the upstream response head; default 15 000.
+    /// Name of an existing cluster; exactly one of `cluster`, `split` and
+    /// `redirect` is required.
+    pub cluster: Option<String>,
+    /// Weighted split across clusters, e.g.
+    /// `[{ cluster = "stable", weight = 95 }, { cluster = "canary", weight = 5 }]`.
+    pub split: Option<Vec<SplitConfig>>,
+    /// Answer with a redirect instead of proxying.
+    pub redirect: Option<RedirectConfig>,
+    /// Total time for the upstream response head, retries included; default
+    /// 15 000.
     #[serde(default = "default_route_timeout_ms")]
     pub timeout_ms: u64,
     /// `[routes.match]`; absent: matches every request.
     #[serde(rename = "match", default)]
     pub matcher: MatchConfig,
+    /// `[routes.retry]`; absent: no retries (beyond the one resend of an
+    /// idempotent bodiless request on a dead pooled connection).
+    pub retry: Option<RetryConfig>,
+    /// `[routes.rate_limit]`; absent: unlimited.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// `[routes.request_headers]`: edits of the request sent upstream.
+    #[serde(default)]
+    pub request_headers: HeaderEditsConfig,
+    /// `[routes.response_headers]`: edits of the response sent downstream.
+    #[serde(default)]
+    pub response_headers: HeaderEditsConfig,
+    /// Replaces the matched `path_prefix` with this before forwarding (needs
+    /// `match.path_prefix`).
+    pub prefix_rewrite: Option<String>,
+    /// Replaces the `Host` header sent upstream.
+    pub host_rewrite: Option<String>,
+    /// `[routes.fault]`: injected aborts and delays for chaos testing.
+    pub fault: Option<FaultConfig>,
+}
+
+/// One element of `routes.split`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitConfig {
+    pub cluster: String,
+    /// Relative weight `0..=10000`; the weights of a split must not all be 0.
+    pub weight: u32,
+}
+
+/// `[routes.redirect]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectConfig {
+    /// 301, 302, 303, 307 or 308; default 301.
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+    /// `"https"` or `"http"`; default: the request's.
+    pub scheme: Option<String>,
+    /// Default: the request's host.
+    pub host: Option<String>,
+    /// Replaces the whole path (the query is kept); default: the request's.
+    pub path: Option<String>,
+}
+
+/// `[routes.retry]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries after the first try (so at most `attempts + 1` tries),
+    /// `0..=10`; default 2.
+    #[serde(default = "default_retry_attempts")]
+    pub attempts: u32,
+    /// Which failures are retried: `connect-failure`, `reset`, `timeout`,
+    /// `5xx`, `gateway-error`, `503`, `retriable-4xx`. Default
+    /// `["connect-failure", "reset"]`.
+    #[serde(default = "default_retry_on")]
+    pub on: Vec<String>,
+    /// Time allowed for one try's response head; absent: only the route's
+    /// total `timeout_ms` applies.
+    pub per_try_timeout_ms: Option<u64>,
+    /// Backoff before a retry: uniform in `[0, min(max, base × 2^n)]`.
+    /// Default 25.
+    #[serde(default = "default_backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    /// Default 250.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// A request body up to this size is buffered so it can be resent;
+    /// larger bodies are not retried. `0..=16 MiB`, default 64 KiB.
+    #[serde(default = "default_retry_buffer_bytes")]
+    pub buffer_bytes: usize,
+}
+
+/// `[routes.rate_limit]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second admitted for the whole gateway (split evenly
+    /// across shards), `1..=10_000_000`.
+    pub rps: u32,
+    /// Extra requests admitted at once after a quiet period; default = rps.
+    pub burst: Option<u32>,
+}
+
+/// `[routes.request_headers]` / `[routes.response_headers]`
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderEditsConfig {
+    /// Appended (an existing field of the same name is kept).
+    #[serde(default)]
+    pub add: std::collections::BTreeMap<String, String>,
+    /// Replace every field of that name.
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, String>,
+    /// Field names removed.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+impl HeaderEditsConfig {
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// `[routes.fault]`
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultConfig {
+    /// Share of requests answered locally with `abort_status`, `0..=100`.
+    #[serde(default)]
+    pub abort_percent: u32,
+    /// Default 503.
+    #[serde(default = "default_fault_status")]
+    pub abort_status: u16,
+    /// Share of requests delayed by `delay_ms` before proxying, `0..=100`.
+    #[serde(default)]
+    pub delay_percent: u32,
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 /// `[routes.match]`
@@ -314,11 +441,35 @@ pub struct ClusterConfig {
     /// Default 1000.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// Per-endpoint weights in `endpoints` order, `0..=1000` (0: no
+    /// traffic); default all 1. Used by `weighted_round_robin`, `ring_hash`
+    /// and `maglev`.
+    #[serde(default)]
+    pub weights: Vec<u32>,
     /// Load balancing policy; default `least_request`.
     #[serde(default)]
     pub lb: LbPolicyConfig,
+    /// What `ring_hash` and `maglev` hash: `"client_ip"` (default),
+    /// `"header:NAME"` or `"cookie:NAME"`.
+    #[serde(default = "default_hash_on")]
+    pub hash_on: String,
+    /// When no endpoint is healthy: `"panic"` (default; send to all
+    /// endpoints anyway, like Envoy's panic threshold) or `"fail"` (503).
+    #[serde(default)]
+    pub all_unhealthy: AllUnhealthyConfig,
     #[serde(default)]
     pub pool: PoolConfig,
+    /// `[clusters.health]`: active health checks; absent: none.
+    pub health: Option<HealthConfig>,
+    /// `[clusters.outlier]`: passive outlier ejection; absent: none.
+    pub outlier: Option<OutlierConfig>,
+    /// `[clusters.limits]`: circuit breakers.
+    #[serde(default)]
+    pub limits: ClusterLimitsConfig,
+    /// `[clusters.retry_budget]`: retries in flight ≤ max(min_concurrent,
+    /// percent % of requests in flight).
+    #[serde(default)]
+    pub retry_budget: RetryBudgetConfig,
 }
 
 /// `clusters.lb`
@@ -326,8 +477,132 @@ pub struct ClusterConfig {
 #[serde(rename_all = "snake_case")]
 pub enum LbPolicyConfig {
     RoundRobin,
+    WeightedRoundRobin,
     #[default]
     LeastRequest,
+    RingHash,
+    Maglev,
+}
+
+/// `clusters.all_unhealthy`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllUnhealthyConfig {
+    #[default]
+    Panic,
+    Fail,
+}
+
+/// `[clusters.health]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// `"http"` (default) or `"tcp"` (connect only).
+    #[serde(default)]
+    pub protocol: HealthProtocol,
+    /// HTTP only; default `/healthz`.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    /// HTTP only: passing statuses, inclusive; default `[200, 399]`.
+    #[serde(default = "default_health_statuses")]
+    pub statuses: [u16; 2],
+    /// Default 5000.
+    #[serde(default = "default_health_interval_ms")]
+    pub interval_ms: u64,
+    /// Random extra delay up to this share of the interval, `0..=100`;
+    /// default 10.
+    #[serde(default = "default_health_jitter")]
+    pub jitter_percent: u32,
+    /// Default 1000; must be below `interval_ms`.
+    #[serde(default = "default_health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive passes to come back; default 1.
+    #[serde(default = "default_one")]
+    pub healthy: u32,
+    /// Consecutive failures to go out; default 2.
+    #[serde(default = "default_two")]
+    pub unhealthy: u32,
+}
+
+/// `clusters.health.protocol`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthProtocol {
+    #[default]
+    Http,
+    Tcp,
+}
+
+/// `[clusters.outlier]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierConfig {
+    /// Consecutive 5xx responses, gateway errors or connect failures that
+    /// eject an endpoint (on the shard that saw them); default 5.
+    #[serde(default = "default_outlier_failures")]
+    pub consecutive_failures: u32,
+    /// The n-th ejection lasts n × this (capped by `max_ejection_ms`);
+    /// default 30 000.
+    #[serde(default = "default_base_ejection_ms")]
+    pub base_ejection_ms: u64,
+    /// Default 300 000.
+    #[serde(default = "default_max_ejection_ms")]
+    pub max_ejection_ms: u64,
+    /// At most this share of the cluster's endpoints ejected at once,
+    /// `0..=100`; default 50.
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: u32,
+}
+
+/// `[clusters.limits]` — circuit breakers, for the whole gateway (each shard
+/// enforces its even share, rounded up).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterLimitsConfig {
+    /// Open upstream connections (idle pooled ones included); default 1024.
+    #[serde(default = "default_cb_1024")]
+    pub max_connections: u32,
+    /// Requests waiting for a connection; default 1024.
+    #[serde(default = "default_cb_1024")]
+    pub max_pending: u32,
+    /// Requests in flight; default 1024.
+    #[serde(default = "default_cb_1024")]
+    pub max_requests: u32,
+    /// Retries in flight; default 3.
+    #[serde(default = "default_cb_retries")]
+    pub max_retries: u32,
+}
+
+impl Default for ClusterLimitsConfig {
+    fn default() -> Self {
+        ClusterLimitsConfig {
+            max_connections: 1024,
+            max_pending: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+        }
+    }
+}
+
+/// `[clusters.retry_budget]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetConfig {
+    /// `0..=100`; default 20.
+    #[serde(default = "default_budget_percent")]
+    pub percent: u32,
+    /// Default 3.
+    #[serde(default = "default_cb_retries")]
+    pub min_concurrent: u32,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        RetryBudgetConfig {
+            percent: 20,
+            min_concurrent: 3,
+        }
+    }
 }
 
 /// `[clusters.pool]`
@@ -374,6 +649,72 @@ fn default_route_timeout_ms() -> u64 {
 }
 fn default_connect_timeout_ms() -> u64 {
     1_000
+}
+fn default_redirect_status() -> u16 {
+    301
+}
+fn default_retry_attempts() -> u32 {
+    2
+}
+fn default_retry_on() -> Vec<String> {
+    vec!["connect-failure".to_owned(), "reset".to_owned()]
+}
+fn default_backoff_base_ms() -> u64 {
+    25
+}
+fn default_backoff_max_ms() -> u64 {
+    250
+}
+fn default_retry_buffer_bytes() -> usize {
+    64 * 1024
+}
+fn default_fault_status() -> u16 {
+    503
+}
+fn default_hash_on() -> String {
+    "client_ip".to_owned()
+}
+fn default_health_path() -> String {
+    "/healthz".to_owned()
+}
+fn default_health_statuses() -> [u16; 2] {
+    [200, 399]
+}
+fn default_health_interval_ms() -> u64 {
+    5_000
+}
+fn default_health_jitter() -> u32 {
+    10
+}
+fn default_health_timeout_ms() -> u64 {
+    1_000
+}
+fn default_one() -> u32 {
+    1
+}
+fn default_two() -> u32 {
+    2
+}
+fn default_outlier_failures() -> u32 {
+    5
+}
+fn default_base_ejection_ms() -> u64 {
+    30_000
+}
+fn default_max_ejection_ms() -> u64 {
+    300_000
+}
+fn default_max_ejection_percent() -> u32 {
+    50
+}
+fn default_cb_1024() -> u32 {
+    1024
+}
+fn default_cb_retries() -> u32 {
+    3
+}
+fn default_budget_percent() -> u32 {
+    20
 }
 fn default_max_idle_per_endpoint() -> usize {
     64

@@ -10,7 +10,11 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
-use super::schema::{ClientAuthConfig, Config, ListenerProtocol, MatchConfig, Stack};
+use dataplane::upstream::retry::RetryOn;
+
+use super::schema::{
+    ClientAuthConfig, ClusterConfig, Config, ListenerProtocol, MatchConfig, RouteConfig, Stack,
+};
 use super::tls_build;
 
 /// A problem before it is given a file position.
@@ -270,6 +274,7 @@ fn check_clusters(config: &Config, p: &mut Problems) {
         }
         check_timeout(p, &at("connect_timeout_ms"), c.connect_timeout_ms);
         check_timeout(p, &at("pool.idle_timeout_ms"), c.pool.idle_timeout_ms);
+        check_cluster_policies(p, i, c);
     }
     check_unique(
         p,
@@ -312,21 +317,10 @@ fn check_routes(config: &Config, p: &mut Problems) {
                 ),
             );
         }
-        if !config.clusters.iter().any(|c| c.name == r.cluster) {
-            p.push(
-                at("cluster"),
-                format!(
-                    "unknown cluster \"{}\" ({})",
-                    r.cluster,
-                    known_list(
-                        config.clusters.iter().map(|c| c.name.as_str()),
-                        "no clusters are defined"
-                    )
-                ),
-            );
-        }
+        check_route_target(config, p, i, r);
         check_timeout(p, &at("timeout_ms"), r.timeout_ms);
         check_match(p, i, &r.matcher);
+        check_route_policies(p, i, r);
         if listener.is_some_and(|l| l.protocol == ListenerProtocol::Tcp)
             && r.matcher != MatchConfig::default()
         {
@@ -349,6 +343,396 @@ fn check_routes(config: &Config, p: &mut Problems) {
             .filter_map(|(i, r)| Some((format!("routes[{i}].name"), r.name.as_deref()?))),
     );
 }
+
+/// Exactly one of `cluster`, `split`, `redirect`, naming known clusters.
+fn check_route_target(config: &Config, p: &mut Problems, i: usize, r: &RouteConfig) {
+    let at = |field: &str| format!("routes[{i}].{field}");
+    let given = [r.cluster.is_some(), r.split.is_some(), r.redirect.is_some()];
+    match given.iter().filter(|g| **g).count() {
+        0 => p.push(
+            at("cluster"),
+            "a route needs one of cluster, split or redirect",
+        ),
+        1 => {}
+        _ => p.push(
+            at("cluster"),
+            "cluster, split and redirect are exclusive; use one",
+        ),
+    }
+    let known = |p: &mut Problems, path: String, name: &str| {
+        if !config.clusters.iter().any(|c| c.name == name) {
+            p.push(
+                path,
+                format!(
+                    "unknown cluster \"{name}\" ({})",
+                    known_list(
+                        config.clusters.iter().map(|c| c.name.as_str()),
+                        "no clusters are defined"
+                    )
+                ),
+            );
+        }
+    };
+    if let Some(c) = &r.cluster {
+        known(p, at("cluster"), c);
+    }
+    if let Some(split) = &r.split {
+        if split.is_empty() {
+            p.push(at("split"), "a split needs at least one cluster");
+        }
+        for (k, s) in split.iter().enumerate() {
+            known(p, at(&format!("split[{k}].cluster")), &s.cluster);
+            if s.weight > 10_000 {
+                p.push(
+                    at(&format!("split[{k}].weight")),
+                    format!("{} is out of range: expected 0..=10000", s.weight),
+                );
+            }
+        }
+        if !split.is_empty() && split.iter().all(|s| s.weight == 0) {
+            p.push(at("split"), "the weights of a split must not all be 0");
+        }
+    }
+    if let Some(rd) = &r.redirect {
+        if ![301, 302, 303, 307, 308].contains(&rd.status) {
+            p.push(
+                at("redirect.status"),
+                format!(
+                    "{} is not a redirect status: expected 301, 302, 303, 307 or 308",
+                    rd.status
+                ),
+            );
+        }
+        if let Some(scheme) = &rd.scheme
+            && scheme != "http"
+            && scheme != "https"
+        {
+            p.push(
+                at("redirect.scheme"),
+                format!("unknown scheme \"{scheme}\": expected \"http\" or \"https\""),
+            );
+        }
+        if let Some(host) = &rd.host
+            && (host.is_empty()
+                || host.contains(['/', ' ', '?', '#'])
+                || host.chars().any(char::is_control))
+        {
+            p.push(at("redirect.host"), format!("invalid host \"{host}\""));
+        }
+        if let Some(path) = &rd.path
+            && (!path.starts_with('/')
+                || path.contains([' ', '?', '#'])
+                || path.chars().any(char::is_control))
+        {
+            p.push(
+                at("redirect.path"),
+                format!("path \"{path}\" must start with \"/\" and have no query, fragment, space or control character"),
+            );
+        }
+    }
+}
+
+/// Retry, rate limit, header edits, rewrites and faults of route `i`.
+fn check_route_policies(p: &mut Problems, i: usize, r: &RouteConfig) {
+    let at = |field: &str| format!("routes[{i}].{field}");
+    if let Some(retry) = &r.retry {
+        if retry.attempts > 10 {
+            p.push(
+                at("retry.attempts"),
+                format!("{} is out of range: expected 0..=10", retry.attempts),
+            );
+        }
+        for (k, on) in retry.on.iter().enumerate() {
+            if RetryOn::parse(on).is_none() {
+                p.push(
+                    at(&format!("retry.on[{k}]")),
+                    format!(
+                        "unknown retry condition \"{on}\" (known: {})",
+                        RetryOn::NAMES.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(ms) = retry.per_try_timeout_ms {
+            check_timeout(p, &at("retry.per_try_timeout_ms"), ms);
+        }
+        check_timeout(p, &at("retry.backoff_base_ms"), retry.backoff_base_ms);
+        check_timeout(p, &at("retry.backoff_max_ms"), retry.backoff_max_ms);
+        if retry.backoff_max_ms < retry.backoff_base_ms {
+            p.push(
+                at("retry.backoff_max_ms"),
+                format!(
+                    "{} is below backoff_base_ms ({})",
+                    retry.backoff_max_ms, retry.backoff_base_ms
+                ),
+            );
+        }
+        if retry.buffer_bytes > MAX_RETRY_BUFFER {
+            p.push(
+                at("retry.buffer_bytes"),
+                format!(
+                    "{} is out of range: expected 0..={MAX_RETRY_BUFFER}",
+                    retry.buffer_bytes
+                ),
+            );
+        }
+    }
+    if let Some(limit) = &r.rate_limit {
+        if !(1..=10_000_000).contains(&limit.rps) {
+            p.push(
+                at("rate_limit.rps"),
+                format!("{} is out of range: expected 1..=10000000", limit.rps),
+            );
+        }
+        if limit.burst == Some(0) {
+            p.push(at("rate_limit.burst"), "must be at least 1");
+        }
+    }
+    for (table, edits) in [
+        ("request_headers", &r.request_headers),
+        ("response_headers", &r.response_headers),
+    ] {
+        let names = edits
+            .add
+            .iter()
+            .map(|(k, v)| ("add", k, Some(v)))
+            .chain(edits.set.iter().map(|(k, v)| ("set", k, Some(v))))
+            .chain(edits.remove.iter().map(|k| ("remove", k, None)));
+        for (op, name, value) in names {
+            let path = at(&format!("{table}.{op}"));
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                p.push(path, format!("invalid header name \"{name}\""));
+            } else if PROTECTED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                p.push(
+                    path,
+                    format!("header \"{name}\" is managed by the gateway (framing, hop-by-hop or forwarding) and cannot be edited"),
+                );
+            } else if let Some(v) = value
+                && v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+            {
+                p.push(
+                    path,
+                    format!("the value of \"{name}\" contains a control character"),
+                );
+            }
+        }
+    }
+    if let Some(with) = &r.prefix_rewrite {
+        if r.matcher.path_prefix.is_none() {
+            p.push(
+                at("prefix_rewrite"),
+                "needs match.path_prefix (the prefix it replaces)",
+            );
+        }
+        if !with.starts_with('/')
+            || with.contains([' ', '?', '#'])
+            || with.chars().any(char::is_control)
+        {
+            p.push(
+                at("prefix_rewrite"),
+                format!("\"{with}\" must start with \"/\" and have no query, fragment, space or control character"),
+            );
+        }
+    }
+    if let Some(host) = &r.host_rewrite
+        && let Err(why) = check_host(&host.to_ascii_lowercase()).or_else(|e| {
+            // A port is fine in a Host header.
+            match host.rsplit_once(':') {
+                Some((h, port)) if port.parse::<u16>().is_ok() => {
+                    check_host(&h.to_ascii_lowercase())
+                }
+                _ => Err(e),
+            }
+        })
+    {
+        p.push(
+            at("host_rewrite"),
+            format!("invalid host \"{host}\": {why}"),
+        );
+    }
+    if let Some(f) = &r.fault {
+        for (field, v) in [
+            ("abort_percent", f.abort_percent),
+            ("delay_percent", f.delay_percent),
+        ] {
+            if v > 100 {
+                p.push(
+                    at(&format!("fault.{field}")),
+                    format!("{v} is out of range: expected 0..=100"),
+                );
+            }
+        }
+        if !(200..=599).contains(&f.abort_status) {
+            p.push(
+                at("fault.abort_status"),
+                format!("{} is out of range: expected 200..=599", f.abort_status),
+            );
+        }
+        if f.delay_ms > MAX_TIMEOUT_MS {
+            p.push(
+                at("fault.delay_ms"),
+                format!(
+                    "{} is out of range: expected 0..={MAX_TIMEOUT_MS}",
+                    f.delay_ms
+                ),
+            );
+        }
+    }
+}
+
+/// Weights, hashing, health, outlier and breaker settings of cluster `i`.
+fn check_cluster_policies(p: &mut Problems, i: usize, c: &ClusterConfig) {
+    let at = |field: &str| format!("clusters[{i}].{field}");
+    if !c.weights.is_empty() && c.weights.len() != c.endpoints.len() {
+        p.push(
+            at("weights"),
+            format!(
+                "{} weights for {} endpoints: give one per endpoint, in order",
+                c.weights.len(),
+                c.endpoints.len()
+            ),
+        );
+    }
+    for (k, w) in c.weights.iter().enumerate() {
+        if *w > 1000 {
+            p.push(
+                at(&format!("weights[{k}]")),
+                format!("{w} is out of range: expected 0..=1000"),
+            );
+        }
+    }
+    if !c.weights.is_empty() && c.weights.iter().all(|w| *w == 0) {
+        p.push(at("weights"), "the weights must not all be 0");
+    }
+    let hash_ok = match c.hash_on.split_once(':') {
+        None => c.hash_on == "client_ip",
+        Some(("header", name)) => !name.is_empty() && name.bytes().all(is_tchar),
+        Some(("cookie", name)) => !name.is_empty() && name.bytes().all(is_tchar),
+        Some(_) => false,
+    };
+    if !hash_ok {
+        p.push(
+            at("hash_on"),
+            format!("invalid hash key \"{}\": expected \"client_ip\", \"header:NAME\" or \"cookie:NAME\"", c.hash_on),
+        );
+    }
+    if let Some(h) = &c.health {
+        check_timeout(p, &at("health.interval_ms"), h.interval_ms);
+        check_timeout(p, &at("health.timeout_ms"), h.timeout_ms);
+        if h.timeout_ms >= h.interval_ms {
+            p.push(
+                at("health.timeout_ms"),
+                format!(
+                    "{} must be below interval_ms ({})",
+                    h.timeout_ms, h.interval_ms
+                ),
+            );
+        }
+        if h.jitter_percent > 100 {
+            p.push(
+                at("health.jitter_percent"),
+                format!("{} is out of range: expected 0..=100", h.jitter_percent),
+            );
+        }
+        for (field, v) in [("healthy", h.healthy), ("unhealthy", h.unhealthy)] {
+            if !(1..=100).contains(&v) {
+                p.push(
+                    at(&format!("health.{field}")),
+                    format!("{v} is out of range: expected 1..=100"),
+                );
+            }
+        }
+        if !h.path.starts_with('/')
+            || h.path.contains([' ', '#'])
+            || h.path.chars().any(char::is_control)
+        {
+            p.push(at("health.path"), format!("path \"{}\" must start with \"/\" and have no space, fragment or control character", h.path));
+        }
+        let [lo, hi] = h.statuses;
+        if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+            p.push(
+                at("health.statuses"),
+                format!(
+                    "[{lo}, {hi}] is not a status range: expected [low, high] within 100..=599"
+                ),
+            );
+        }
+    }
+    if let Some(o) = &c.outlier {
+        if !(1..=1000).contains(&o.consecutive_failures) {
+            p.push(
+                at("outlier.consecutive_failures"),
+                format!(
+                    "{} is out of range: expected 1..=1000",
+                    o.consecutive_failures
+                ),
+            );
+        }
+        check_timeout(p, &at("outlier.base_ejection_ms"), o.base_ejection_ms);
+        check_timeout(p, &at("outlier.max_ejection_ms"), o.max_ejection_ms);
+        if o.max_ejection_ms < o.base_ejection_ms {
+            p.push(
+                at("outlier.max_ejection_ms"),
+                format!(
+                    "{} is below base_ejection_ms ({})",
+                    o.max_ejection_ms, o.base_ejection_ms
+                ),
+            );
+        }
+        if o.max_ejection_percent > 100 {
+            p.push(
+                at("outlier.max_ejection_percent"),
+                format!(
+                    "{} is out of range: expected 0..=100",
+                    o.max_ejection_percent
+                ),
+            );
+        }
+    }
+    let l = &c.limits;
+    for (field, v) in [
+        ("max_connections", l.max_connections),
+        ("max_pending", l.max_pending),
+        ("max_requests", l.max_requests),
+        ("max_retries", l.max_retries),
+    ] {
+        if !(1..=10_000_000).contains(&v) {
+            p.push(
+                at(&format!("limits.{field}")),
+                format!("{v} is out of range: expected 1..=10000000"),
+            );
+        }
+    }
+    if c.retry_budget.percent > 100 {
+        p.push(
+            at("retry_budget.percent"),
+            format!(
+                "{} is out of range: expected 0..=100",
+                c.retry_budget.percent
+            ),
+        );
+    }
+}
+
+/// Largest `routes.retry.buffer_bytes`: 16 MiB.
+pub const MAX_RETRY_BUFFER: usize = 16 * 1024 * 1024;
+
+/// Header names the gateway writes itself or treats as hop-by-hop.
+const PROTECTED_HEADERS: [&str; 13] = [
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-client-cert",
+    "x-request-id",
+];
 
 fn check_match(p: &mut Problems, i: usize, m: &MatchConfig) {
     let at = |field: &str| format!("routes[{i}].match.{field}");

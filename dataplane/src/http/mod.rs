@@ -22,6 +22,7 @@
 //! §7.1 chunked, §9.3 persistence).
 
 pub mod body;
+mod edits;
 mod error;
 mod fields;
 mod head;
@@ -36,13 +37,15 @@ mod tests;
 mod write_tests;
 
 pub use body::{BodyDecoder, MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
+pub use edits::HeaderEdits;
 pub use error::HttpError;
 pub use fields::MAX_CONNECTION_OPTIONS;
 pub use head::{RequestHead, ResponseHead, parse_request, parse_response};
 pub use scan::HeadScanner;
 pub use write::{
-    CONTINUE_RESPONSE, ForwardInfo, reason_phrase, write_downstream_response,
-    write_downstream_response_for, write_local_response, write_upstream_request,
+    CONTINUE_RESPONSE, ForwardInfo, RequestEdits, reason_phrase, write_downstream_response,
+    write_downstream_response_edited, write_downstream_response_for, write_local_response,
+    write_upstream_request, write_upstream_request_edited,
 };
 
 /// Most header field lines accepted in one head; more is

@@ -10,6 +10,7 @@
 
 use std::io::Write as _;
 
+use super::edits::HeaderEdits;
 use super::fields::ConnectionOptions;
 use super::head::Fields;
 use super::{BodyKind, RequestHead, ResponseHead};
@@ -133,11 +134,40 @@ fn push_framing(out: &mut Vec<u8>, body: BodyKind, fields: &Fields<'_>, keep_len
 /// folded into one, then `, client_ip`) or created; x-forwarded-proto set;
 /// x-request-id kept or added; x-forwarded-client-cert replaced or removed.
 pub fn write_upstream_request(head: &RequestHead<'_>, fwd: &ForwardInfo<'_>, out: &mut Vec<u8>) {
+    write_upstream_request_edited(head, fwd, &RequestEdits::default(), out);
+}
+
+/// Route-level changes to a forwarded request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestEdits<'a> {
+    /// Header edits (a `set` of `host` rewrites the host).
+    pub headers: Option<&'a HeaderEdits>,
+    /// `(prefix, replacement)`: a target starting with `prefix` has it
+    /// replaced.
+    pub prefix_rewrite: Option<(&'a str, &'a str)>,
+}
+
+/// [`write_upstream_request`] with route edits applied: fields the edits
+/// drop are left out (framing and forwarding fields cannot be edited: they
+/// are regenerated after), edited fields are appended, and the target's
+/// prefix is rewritten.
+pub fn write_upstream_request_edited(
+    head: &RequestHead<'_>,
+    fwd: &ForwardInfo<'_>,
+    edits: &RequestEdits<'_>,
+    out: &mut Vec<u8>,
+) {
     let fields = &head.fields;
     let conn = &fields.connection;
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(head.target.as_bytes());
+    match edits.prefix_rewrite {
+        Some((prefix, with)) if head.target.starts_with(prefix) => {
+            out.extend_from_slice(with.as_bytes());
+            out.extend_from_slice(&head.target.as_bytes()[prefix.len()..]);
+        }
+        _ => out.extend_from_slice(head.target.as_bytes()),
+    }
     // An HTTP/1.0 request goes upstream as HTTP/1.0, so the upstream never
     // answers with chunked framing the client cannot read (RFC 9112 §6.1);
     // `connection: keep-alive` keeps the upstream connection poolable.
@@ -149,11 +179,21 @@ pub fn write_upstream_request(head: &RequestHead<'_>, fwd: &ForwardInfo<'_>, out
 
     let mut has_request_id = false;
     let mut has_host = false;
+    let dropped = |name: &str| edits.headers.is_some_and(|e| e.drops(name));
     for h in fields.lines() {
-        if request_disposition(h.name, conn) == Disposition::Keep {
+        if request_disposition(h.name, conn) == Disposition::Keep && !dropped(h.name) {
             has_request_id |= h.name.eq_ignore_ascii_case("x-request-id");
             has_host |= h.name.eq_ignore_ascii_case("host");
             push_field(out, h.name.as_bytes(), h.value);
+        }
+    }
+    if let Some(e) = edits.headers {
+        for (name, value) in e.appended() {
+            if request_disposition(name, conn) == Disposition::Keep {
+                has_request_id |= name.eq_ignore_ascii_case("x-request-id");
+                has_host |= name.eq_ignore_ascii_case("host");
+                push_field(out, name.as_bytes(), value.as_bytes());
+            }
         }
     }
     // An HTTP/1.0 request may come without Host, but what we forward is
@@ -212,6 +252,18 @@ pub fn write_downstream_response_for(
     announce_keep_alive: bool,
     out: &mut Vec<u8>,
 ) {
+    write_downstream_response_edited(head, keep_alive, announce_keep_alive, None, out);
+}
+
+/// [`write_downstream_response_for`] with the route's response header edits
+/// (framing and connection fields cannot be edited).
+pub fn write_downstream_response_edited(
+    head: &ResponseHead<'_>,
+    keep_alive: bool,
+    announce_keep_alive: bool,
+    edits: Option<&HeaderEdits>,
+    out: &mut Vec<u8>,
+) {
     let fields = &head.fields;
     let reason = if head.reason.is_empty() {
         reason_phrase(head.status)
@@ -219,9 +271,17 @@ pub fn write_downstream_response_for(
         head.reason
     };
     push_status_line(out, head.status, reason);
+    let dropped = |name: &str| edits.is_some_and(|e| e.drops(name));
     for h in fields.lines() {
-        if !hop_by_hop(h.name, &fields.connection) {
+        if !hop_by_hop(h.name, &fields.connection) && !dropped(h.name) {
             push_field(out, h.name.as_bytes(), h.value);
+        }
+    }
+    if let Some(e) = edits {
+        for (name, value) in e.appended() {
+            if !hop_by_hop(name, &fields.connection) {
+                push_field(out, name.as_bytes(), value.as_bytes());
+            }
         }
     }
     // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in

@@ -48,6 +48,20 @@ pub enum ProxyError {
     DownstreamClosed,
     #[error("downstream timed out mid-request")]
     DownstreamTimeout,
+    #[error("cluster {cluster:?} overloaded: {limit} reached")]
+    Overloaded {
+        cluster: String,
+        /// The circuit breaker that tripped (`max_requests`, ...).
+        limit: &'static str,
+    },
+    #[error("rate limit of route {route:?} exceeded")]
+    RateLimited {
+        route: String,
+        /// Whole seconds until a request would be admitted (≥ 1).
+        retry_after_s: u64,
+    },
+    #[error("fault injected by route {route:?}: {status}")]
+    FaultAbort { route: String, status: u16 },
 }
 
 impl ProxyError {
@@ -59,7 +73,11 @@ impl ProxyError {
             | ProxyError::DownstreamIo(_)
             | ProxyError::DownstreamClosed
             | ProxyError::DownstreamTimeout => Side::Downstream,
-            ProxyError::NoRoute | ProxyError::NoEndpoint(_) => Side::Internal,
+            ProxyError::NoRoute
+            | ProxyError::NoEndpoint(_)
+            | ProxyError::Overloaded { .. }
+            | ProxyError::FaultAbort { .. } => Side::Internal,
+            ProxyError::RateLimited { .. } => Side::Downstream,
             ProxyError::UnsupportedMethod(_) => Side::Downstream,
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout(_)
@@ -82,6 +100,9 @@ impl ProxyError {
             | ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout(_) => Some(503),
             ProxyError::UpstreamTimeout => Some(504),
+            ProxyError::Overloaded { .. } => Some(503),
+            ProxyError::RateLimited { .. } => Some(429),
+            ProxyError::FaultAbort { status, .. } => Some(*status),
             ProxyError::BadResponse(_) | ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => {
                 Some(502)
             }
@@ -117,6 +138,9 @@ impl ProxyError {
             ProxyError::DownstreamIo(_) => "downstream_io",
             ProxyError::DownstreamClosed => "downstream_closed",
             ProxyError::DownstreamTimeout => "downstream_timeout",
+            ProxyError::Overloaded { .. } => "overloaded",
+            ProxyError::RateLimited { .. } => "rate_limited",
+            ProxyError::FaultAbort { .. } => "fault_injected",
         }
     }
 
@@ -126,15 +150,30 @@ impl ProxyError {
         let status = self.status()?;
         let mut body = [0u8; 128];
         let text = response_text(self, &mut body);
-        http::write_local_response(
-            status,
-            &[("x-meshgate-error", self.label())],
-            text,
-            keep_alive,
-            out,
-        );
+        let mut seconds = [0u8; 20];
+        let extra: &[(&str, &str)] = match self {
+            ProxyError::Overloaded { .. } => &[
+                ("x-meshgate-error", self.label()),
+                ("x-meshgate-overloaded", "true"),
+            ],
+            ProxyError::RateLimited { retry_after_s, .. } => &[
+                ("x-meshgate-error", self.label()),
+                ("retry-after", format_u64(*retry_after_s, &mut seconds)),
+            ],
+            _ => &[("x-meshgate-error", self.label())],
+        };
+        http::write_local_response(status, extra, text, keep_alive, out);
         Some(status)
     }
+}
+
+/// `n` in decimal, in `buf`.
+fn format_u64(n: u64, buf: &mut [u8; 20]) -> &str {
+    use std::io::Write;
+    let mut cursor = io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{n}");
+    let len = cursor.position() as usize;
+    std::str::from_utf8(&buf[..len]).unwrap_or("1")
 }
 
 /// A one-line body: reason phrase and label, e.g. `Service Unavailable (connect_failed)`.

@@ -20,10 +20,17 @@ use std::time::{Duration, Instant};
 
 use super::error::ProxyError;
 use super::shard::ShardContext;
-use crate::http::{self, BodyDecoder, BodyKind, ForwardInfo, HttpError, Limits, Parse};
+use super::traffic::{GaugeGuard, PickInput};
+use crate::http::{
+    self, BodyDecoder, BodyKind, ForwardInfo, HeaderEdits, HttpError, Limits, Parse, RequestEdits,
+};
 use crate::net::{ByteStream, Plain};
-use crate::route::{ClusterId, HttpLimits, Snapshot};
+use crate::route::{
+    Cluster, ClusterId, HashOn, HttpLimits, LbPolicy, RetryPolicy, RouteTarget, Snapshot,
+};
 use crate::runtime::{self, BufPool, TcpStream, timeout, timeout_at};
+use crate::upstream::hash::hash_key;
+use crate::upstream::retry::{Failure, backoff};
 
 /// What the request loop knows about its connection.
 #[derive(Debug)]
@@ -102,18 +109,34 @@ struct Plan {
     is_head: bool,
     /// RFC 9110 §9.2.2: safe to send twice.
     idempotent: bool,
-    /// The matched route (index in its listener) and its cluster.
+    /// The matched route (index in its listener) and the cluster chosen.
     route: Option<(usize, ClusterId)>,
-    target: Result<Target, ProxyError>,
+    action: Result<Action, ProxyError>,
 }
 
-/// Where the request goes.
+/// What the gateway does with a routed request.
+enum Action {
+    Proxy(Target),
+    Redirect { status: u16, location: String },
+}
+
+/// Where the request goes and the rules for getting it there.
 struct Target {
-    endpoint: SocketAddr,
+    listener: usize,
+    route: usize,
+    cluster: ClusterId,
+    /// Ring hash / maglev key.
+    hash: u64,
+    /// Total time for the response head, retries included.
     timeout: Duration,
+    retry: Option<RetryPolicy>,
+    /// Fault injection: wait this long first.
+    delay: Option<Duration>,
     connect_timeout: Duration,
     pool_idle: Duration,
     pool_max_idle: usize,
+    /// Counted in the cluster's `active_requests` until the request ends.
+    _admitted: GaugeGuard,
 }
 
 /// What the connection does after a request.
@@ -138,6 +161,202 @@ impl Next {
     }
 }
 
+/// How one try to an endpoint ended without a usable response.
+struct TryFailed {
+    error: ProxyError,
+    /// The retry class, `None` for failures that are never retried.
+    failure: Option<Failure>,
+    /// The endpoint is to blame (outlier detection).
+    endpoint_fault: bool,
+    /// The try used a pooled connection and got no response byte on it.
+    silent_reused: bool,
+}
+
+impl TryFailed {
+    fn new(error: ProxyError, silent_reused: bool) -> TryFailed {
+        let (failure, endpoint_fault) = match &error {
+            ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout(_) => {
+                (Some(Failure::ConnectFailure), true)
+            }
+            ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => (Some(Failure::Reset), true),
+            ProxyError::UpstreamTimeout => (Some(Failure::Timeout), true),
+            ProxyError::BadResponse(_) => (None, true),
+            _ => (None, false),
+        };
+        TryFailed {
+            error,
+            failure,
+            endpoint_fault,
+            silent_reused,
+        }
+    }
+}
+
+/// A try that got a response head.
+struct TryOk {
+    up: Plain<TcpStream>,
+    guard: GaugeGuard,
+    upbuf: Vec<u8>,
+    response: Response,
+    addr: SocketAddr,
+}
+
+/// What one try needs from the request.
+struct TrySend<'a, S> {
+    down: &'a mut S,
+    inbuf: &'a mut Vec<u8>,
+    plan: &'a Plan,
+    limits: &'a HttpLimits,
+    /// The upstream request head (and the buffered body); handed back
+    /// after the send so a retry can send it again.
+    out: &'a mut Vec<u8>,
+    continue_sent: &'a mut bool,
+    /// The body streams from the client after `out`.
+    body_follows: bool,
+    try_deadline: Instant,
+    response_edits: Option<&'a HeaderEdits>,
+}
+
+/// One try: a connection to `addr`, the request, the response head.
+async fn try_once<S: ByteStream>(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    target: &Target,
+    addr: SocketAddr,
+    fresh: bool,
+    t: TrySend<'_, S>,
+) -> Result<TryOk, TryFailed> {
+    let (conn, guard, reused) = upstream(ctx, snapshot, target, addr, fresh)
+        .await
+        .map_err(|e| TryFailed::new(e, false))?;
+    let mut up = Plain(conn);
+    let fail = |e: ProxyError, upbuf: &[u8]| TryFailed::new(e, reused && upbuf.is_empty());
+    // `100 Continue` once the upstream is there (a client waiting for it
+    // must not be kept waiting on a body we cannot deliver).
+    if t.body_follows && t.plan.expect_continue && !*t.continue_sent && t.inbuf.is_empty() {
+        send_continue(t.down, t.limits)
+            .await
+            .map_err(|e| TryFailed::new(e, false))?;
+        *t.continue_sent = true;
+    }
+    let buf = std::mem::take(t.out);
+    if !t.body_follows {
+        match timeout_at(t.try_deadline, up.write_owned(buf)).await {
+            Ok((r, back)) => {
+                *t.out = back;
+                r.map_err(|e| fail(ProxyError::UpstreamIo(e), &[]))?;
+            }
+            // The buffer went with the cancelled write: no resend.
+            Err(_) => return Err(TryFailed::new(ProxyError::UpstreamTimeout, false)),
+        }
+    } else {
+        let mut decoder = BodyDecoder::new(t.plan.body);
+        let (r, back, _) = forward(
+            t.down,
+            t.inbuf,
+            &mut decoder,
+            &mut up,
+            buf,
+            t.limits.idle_timeout,
+            target.timeout,
+        )
+        .await;
+        *t.out = back;
+        // The body went (partly) upstream: never sent twice.
+        t.out.clear();
+        let error = match r {
+            Ok(()) => None,
+            Err(Forward::Invalid(e)) => Some(ProxyError::BadRequest(e)),
+            Err(Forward::ReadIo(e)) => Some(ProxyError::DownstreamIo(e)),
+            Err(Forward::ReadEof) => Some(ProxyError::DownstreamClosed),
+            Err(Forward::ReadTimeout) => Some(ProxyError::DownstreamTimeout),
+            Err(Forward::WriteIo(e)) => Some(ProxyError::UpstreamIo(e)),
+            Err(Forward::WriteTimeout) => Some(ProxyError::UpstreamTimeout),
+        };
+        if let Some(e) = error {
+            return Err(TryFailed::new(e, false));
+        }
+    }
+    let mut upbuf = BufPool::take();
+    let mut head = BufPool::take();
+    match read_response_head(
+        ctx,
+        &mut up,
+        &mut upbuf,
+        (t.plan.is_head, t.plan.keep_alive, t.plan.http10),
+        t.try_deadline,
+        t.response_edits,
+        &mut head,
+    )
+    .await
+    {
+        Ok(mut response) => {
+            response.head = head;
+            Ok(TryOk {
+                up,
+                guard,
+                upbuf,
+                response,
+                addr,
+            })
+        }
+        Err(e) => {
+            let failed = fail(e, &upbuf);
+            BufPool::give(upbuf);
+            BufPool::give(head);
+            Err(failed)
+        }
+    }
+}
+
+/// Sends `100 Continue`.
+async fn send_continue<S: ByteStream>(down: &mut S, limits: &HttpLimits) -> Result<(), ProxyError> {
+    let (r, back) = timeout(limits.idle_timeout, down.write_owned(continue_response()))
+        .await
+        .map_err(|_| ProxyError::DownstreamTimeout)?;
+    BufPool::give(back);
+    r.map_err(ProxyError::DownstreamIo)
+}
+
+/// Reads until `inbuf` holds `n` bytes (a whole `Content-Length` body).
+async fn read_body<S: ByteStream>(
+    down: &mut S,
+    inbuf: &mut Vec<u8>,
+    n: usize,
+    idle: Duration,
+) -> Result<(), ProxyError> {
+    while inbuf.len() < n {
+        match timeout(idle, down.read_into(inbuf)).await {
+            Ok(Ok(0)) => return Err(ProxyError::DownstreamClosed),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ProxyError::DownstreamIo(e)),
+            Err(_) => return Err(ProxyError::DownstreamTimeout),
+        }
+    }
+    Ok(())
+}
+
+/// Answers with a redirect.
+async fn redirect<S: ByteStream>(
+    ctx: &ShardContext,
+    down: &mut S,
+    status: u16,
+    location: &str,
+    keep_alive: bool,
+    limits: &HttpLimits,
+    at: Counted<'_>,
+) -> Result<Next, ProxyError> {
+    let mut out = BufPool::take();
+    http::write_local_response(status, &[("location", location)], b"", keep_alive, &mut out);
+    at.count(ctx, Some(status), out.len() as u64);
+    let (r, back) = timeout(limits.idle_timeout, down.write_owned(out))
+        .await
+        .map_err(|_| ProxyError::DownstreamTimeout)?;
+    BufPool::give(back);
+    r.map_err(ProxyError::DownstreamIo)?;
+    Ok(Next::keep_if(keep_alive))
+}
+
 /// Handles one request; `Err` means "answer with this error, then close".
 async fn request<S: ByteStream>(
     ctx: &ShardContext,
@@ -149,7 +368,7 @@ async fn request<S: ByteStream>(
     first: bool,
 ) -> Result<Next, ProxyError> {
     let mut upstream_head = BufPool::take();
-    let plan = match read_head(
+    let mut plan = match read_head(
         ctx,
         snapshot,
         down,
@@ -166,129 +385,219 @@ async fn request<S: ByteStream>(
     };
     let started = runtime::precise_now();
     inbuf.drain(..plan.head_len);
+    let snapshot: &Snapshot = snapshot;
     let at = Counted {
         snapshot,
         listener: &info.listener,
         route: plan.route,
     };
-    // Counted for least-request balancing until this request ends.
-    let _in_flight = plan.target.as_ref().ok().map(|t| ctx.track(t.endpoint));
     ctx.stats.requests.incr();
-    let target = match plan.target {
-        Ok(t) => t,
+    // Answer locally; keep the connection only if no body follows.
+    let local_keep = plan.keep_alive && !plan.http10 && plan.body == BodyKind::None;
+    let action = std::mem::replace(&mut plan.action, Err(ProxyError::NoRoute));
+    let target = match action {
+        Ok(Action::Proxy(t)) => t,
+        Ok(Action::Redirect { status, location }) => {
+            BufPool::give(upstream_head);
+            return redirect(ctx, down, status, &location, local_keep, limits, at).await;
+        }
         Err(e) => {
-            // Answer locally; keep the connection only if no body follows.
-            let keep = plan.keep_alive && !plan.http10 && plan.body == BodyKind::None;
-            return local_response(ctx, down, &e, keep, limits, at).await;
+            BufPool::give(upstream_head);
+            return local_response(ctx, down, &e, local_keep, limits, at).await;
         }
     };
-    let mut out = std::mem::take(&mut upstream_head);
-
-    // Attempt 0 may use a pooled connection; attempt 1 (only for requests
-    // without a body, when the pooled connection turned out dead) a new one.
-    let mut attempt = 0;
-    let (mut up, mut upbuf, response) = loop {
-        let (conn, reused) = match upstream(ctx, &target, attempt > 0).await {
-            Ok(c) => c,
-            Err(e) => {
-                let keep = plan.keep_alive && !plan.http10 && plan.body == BodyKind::None;
-                return local_response(ctx, down, &e, keep, limits, at).await;
+    if let Some(delay) = target.delay {
+        runtime::sleep(delay).await;
+    }
+    let mut out = upstream_head;
+    let mut continue_sent = false;
+    // A small body is read whole (after `100 Continue`, if asked for) and
+    // sent with the head, so a retry can send it again.
+    let buffered = match (target.retry, plan.body) {
+        (Some(r), BodyKind::Length(n)) if r.attempts > 0 && n <= r.buffer_bytes as u64 => {
+            if plan.expect_continue && inbuf.len() < n as usize {
+                send_continue(down, limits).await?;
+                continue_sent = true;
             }
-        };
-        let mut up = Plain(conn);
-        // Only a request that cannot have done anything twice: no body, an
-        // idempotent method (RFC 9110 §9.2.2), first try on a reused conn.
-        let retryable = reused && plan.body == BodyKind::None && plan.idempotent && attempt == 0;
-        if plan.expect_continue && plan.body != BodyKind::None && inbuf.is_empty() {
-            let (r, back) = timeout(limits.idle_timeout, down.write_owned(continue_response()))
-                .await
-                .map_err(|_| ProxyError::DownstreamTimeout)?;
-            BufPool::give(back);
-            r.map_err(ProxyError::DownstreamIo)?;
+            read_body(down, inbuf, n as usize, limits.idle_timeout).await?;
+            out.extend_from_slice(&inbuf[..n as usize]);
+            inbuf.drain(..n as usize);
+            true
         }
-        // Send the head and the request body.
-        if plan.body == BodyKind::None {
-            let (r, back) = match timeout(target.timeout, up.write_owned(out)).await {
-                Ok(r) => r,
-                Err(_) => return Err(ProxyError::UpstreamTimeout),
-            };
-            out = back;
-            if let Err(e) = r {
-                if retryable {
-                    attempt += 1;
+        _ => false,
+    };
+    let replayable = plan.body == BodyKind::None || buffered;
+    let body_follows = plan.body != BodyKind::None && !buffered;
+    let error_keep = plan.keep_alive && !plan.http10 && !body_follows;
+    let deadline = runtime::now() + target.timeout;
+    let cluster_index = target.cluster.0 as usize;
+    let response_edits = snapshot
+        .listeners
+        .get(target.listener)
+        .and_then(|l| l.routes.get(target.route))
+        .map(|r| &r.response_headers)
+        .filter(|e| !e.is_empty());
+
+    let mut retries = 0u32;
+    let mut avoid = None;
+    let mut fresh = false;
+    let mut resent_dead = false;
+    let mut retrying: Option<GaugeGuard> = None;
+    let ok = loop {
+        let now = runtime::now();
+        let picked = ctx.traffic.borrow_mut().pick(
+            snapshot,
+            target.cluster,
+            PickInput {
+                hash: target.hash,
+                avoid,
+            },
+            now,
+        );
+        let Some(endpoint) = picked else {
+            BufPool::give(out);
+            let e = ProxyError::NoEndpoint(snapshot.cluster(target.cluster).name.clone());
+            return local_response(ctx, down, &e, error_keep, limits, at).await;
+        };
+        let addr = snapshot.cluster(target.cluster).endpoints[endpoint];
+        let _try = ctx.traffic.borrow().clusters[cluster_index].endpoint[endpoint]
+            .in_flight
+            .enter();
+        let try_deadline = match target.retry.and_then(|r| r.per_try_timeout) {
+            Some(per_try) => deadline.min(now + per_try),
+            None => deadline,
+        };
+        let send = TrySend {
+            down: &mut *down,
+            inbuf: &mut *inbuf,
+            plan: &plan,
+            limits,
+            out: &mut out,
+            continue_sent: &mut continue_sent,
+            body_follows,
+            try_deadline,
+            response_edits,
+        };
+        let outcome = try_once(ctx, snapshot, &target, addr, fresh, send).await;
+        fresh = false;
+        // What went wrong, as the retry policy sees it.
+        let failure = match &outcome {
+            Ok(ok) => {
+                let status = ok.response.status;
+                ctx.traffic.borrow_mut().record(
+                    snapshot,
+                    target.cluster,
+                    endpoint,
+                    status >= 500,
+                    runtime::now(),
+                );
+                Some(Failure::Status(status))
+            }
+            Err(TryFailed {
+                error,
+                failure,
+                endpoint_fault,
+                silent_reused,
+            }) => {
+                // A pooled connection the upstream had just closed: resend
+                // once on a new one (not a retry; the endpoint is fine).
+                if *silent_reused
+                    && !resent_dead
+                    && plan.body == BodyKind::None
+                    && plan.idempotent
+                    && *failure == Some(Failure::Reset)
+                {
+                    resent_dead = true;
+                    fresh = true;
                     continue;
                 }
-                return Err(ProxyError::UpstreamIo(e));
+                match error {
+                    ProxyError::UpstreamTimeout if try_deadline < deadline => {
+                        ctx.stats.per_try_timeouts.incr()
+                    }
+                    ProxyError::UpstreamTimeout => ctx.stats.request_timeouts.incr(),
+                    ProxyError::ConnectTimeout(_) => ctx.stats.connect_timeouts.incr(),
+                    _ => {}
+                }
+                if *endpoint_fault {
+                    ctx.traffic.borrow_mut().record(
+                        snapshot,
+                        target.cluster,
+                        endpoint,
+                        true,
+                        runtime::now(),
+                    );
+                }
+                *failure
             }
-        } else {
-            let mut decoder = BodyDecoder::new(plan.body);
-            let (r, back, _) = forward(
-                down,
-                inbuf,
-                &mut decoder,
-                &mut up,
-                out,
-                limits.idle_timeout,
-                target.timeout,
-            )
-            .await;
-            out = back;
-            match r {
-                Ok(()) => {}
-                Err(Forward::Invalid(e)) => return Err(ProxyError::BadRequest(e)),
-                Err(Forward::ReadIo(e)) => return Err(ProxyError::DownstreamIo(e)),
-                Err(Forward::ReadEof) => return Err(ProxyError::DownstreamClosed),
-                Err(Forward::ReadTimeout) => return Err(ProxyError::DownstreamTimeout),
-                Err(Forward::WriteIo(e)) => return Err(ProxyError::UpstreamIo(e)),
-                Err(Forward::WriteTimeout) => return Err(ProxyError::UpstreamTimeout),
+        };
+        // Retry when the route asks for it, the request can be sent again,
+        // tries and time remain, and the cluster's retry budget allows.
+        let policy = target.retry.filter(|p| {
+            failure.is_some_and(|f| p.on.retries(f))
+                && replayable
+                && !out.is_empty()
+                && retries < p.attempts
+                && runtime::now() < deadline
+        });
+        let admitted = policy.is_some()
+            && (retrying.is_some() || {
+                let traffic = ctx.traffic.borrow();
+                let state = &traffic.clusters[cluster_index];
+                let cluster_limits = snapshot.cluster(target.cluster).limits;
+                let active = state.active_requests.get();
+                let in_retry = state.active_retries.get();
+                let allowed = in_retry < traffic.share(cluster_limits.max_retries)
+                    && cluster_limits.retry_budget.allows(active, in_retry);
+                if allowed {
+                    retrying = Some(state.active_retries.enter());
+                } else {
+                    ctx.stats.retry_overflows.incr();
+                }
+                allowed
+            });
+        let (Some(policy), true) = (policy, admitted) else {
+            match outcome {
+                Ok(ok) => break ok,
+                Err(failed) => {
+                    BufPool::give(out);
+                    return local_response(ctx, down, &failed.error, error_keep, limits, at).await;
+                }
             }
-        }
-        // The response head; `out` still holds the request head for a retry.
-        let deadline = runtime::now() + target.timeout;
-        let mut upbuf = BufPool::take();
-        let mut response_head = BufPool::take();
-        match read_response_head(
-            ctx,
-            &mut up,
-            &mut upbuf,
-            plan.is_head,
-            (plan.keep_alive, plan.http10),
-            deadline,
-            &mut response_head,
-        )
-        .await
-        {
-            Ok(resp) => {
-                BufPool::give(std::mem::replace(&mut out, response_head));
-                break (up, upbuf, resp);
-            }
-            Err(ProxyError::UpstreamClosed) | Err(ProxyError::UpstreamIo(_))
-                if retryable && upbuf.is_empty() =>
-            {
-                attempt += 1;
-                continue;
-            }
-            Err(e) => {
-                let keep = plan.keep_alive && !plan.http10;
-                return local_response(ctx, down, &e, keep, limits, at).await;
-            }
-        }
+        };
+        // The failed try's connection (and any response) is dropped here.
+        drop(outcome);
+        let random = ctx.traffic.borrow_mut().random();
+        let wait = backoff(retries, policy.backoff_base, policy.backoff_max, random);
+        runtime::sleep_until((runtime::now() + wait).min(deadline)).await;
+        retries += 1;
+        ctx.stats.retries.incr();
+        avoid = Some(endpoint);
     };
-    // `out` now holds the downstream response head; it goes out with the
-    // first body bytes.
+    let TryOk {
+        mut up,
+        guard: conn_guard,
+        mut upbuf,
+        response,
+        addr,
+    } = ok;
+    BufPool::give(out);
+    drop(retrying);
+    // `response.head` holds the downstream response head; it goes out with
+    // the first body bytes.
     let down_keep_alive = response.downstream_keep_alive;
     let mut decoder = BodyDecoder::new(response.body);
-    let (r, out, written) = forward(
+    let (r, head_buf, written) = forward(
         &mut up,
         &mut upbuf,
         &mut decoder,
         down,
-        out,
+        response.head,
         target.timeout,
         limits.idle_timeout,
     )
     .await;
-    BufPool::give(out);
+    BufPool::give(head_buf);
     match r {
         Ok(()) => {
             at.count(ctx, Some(response.status), written);
@@ -298,7 +607,7 @@ async fn request<S: ByteStream>(
                 let now = runtime::now();
                 ctx.upstreams
                     .borrow_mut()
-                    .put(target.endpoint, up.0, now, target.pool_max_idle);
+                    .put(addr, (up.0, conn_guard), now, target.pool_max_idle);
             }
             BufPool::give(upbuf);
             Ok(Next::keep_if(down_keep_alive))
@@ -318,16 +627,11 @@ async fn request<S: ByteStream>(
             if written > 0 {
                 at.count(ctx, Some(response.status), written);
             }
-            log::debug!(
-                "shard {}: response body from {} aborted: {e:?}",
-                ctx.id,
-                target.endpoint
-            );
+            log::debug!("shard {}: response body from {addr} aborted: {e:?}", ctx.id,);
             Ok(Next::Abort)
         }
     }
 }
-
 /// Writes a local response for `e`; returns whether to keep the connection.
 async fn local_response<S: ByteStream>(
     ctx: &ShardContext,
@@ -450,7 +754,9 @@ async fn read_head<S: ByteStream>(
     }
 }
 
-/// Routes a parsed head and writes its upstream form.
+/// Routes a parsed head and writes its upstream form: the route's
+/// redirect, rate limit, fault injection, split and the cluster's
+/// `max_requests` breaker are decided here, before anything is sent.
 fn plan(
     ctx: &ShardContext,
     snapshot: &Snapshot,
@@ -471,31 +777,80 @@ fn plan(
             head.method,
             "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
         ),
-        target: Err(ProxyError::NoRoute),
+        action: Err(ProxyError::NoRoute),
     };
     // CONNECT tunnels are not an HTTP/1 proxy feature of this gateway (TCP
     // listeners are the way to carry raw streams).
     if head.method == "CONNECT" {
-        plan.target = Err(ProxyError::UnsupportedMethod("CONNECT"));
+        plan.action = Err(ProxyError::UnsupportedMethod("CONNECT"));
         return plan;
     }
-    let Some(listener) = snapshot.listener(&info.listener) else {
+    let Some(listener_index) = snapshot.listener_index(&info.listener) else {
         return plan;
     };
+    let listener = &snapshot.listeners[listener_index];
     let Some(route) = listener.find_route(head.host, head.path, head.method) else {
         return plan;
     };
-    plan.route = listener
+    let route_index = listener
         .routes
         .iter()
         .position(|r| std::ptr::eq(r, route))
-        .map(|i| (i, route.cluster));
-    let cluster = snapshot.cluster(route.cluster);
-    let Some(endpoint) = ctx.pick_endpoint(snapshot, route.cluster) else {
-        // Every endpoint drained by the operator.
-        plan.target = Err(ProxyError::NoEndpoint(cluster.name.clone()));
+        .unwrap_or(0);
+    let now = runtime::now();
+    let mut traffic = ctx.traffic.borrow_mut();
+    traffic.sync(snapshot, now);
+    if let RouteTarget::Redirect(r) = &route.target {
+        plan.action = Ok(Action::Redirect {
+            status: r.status,
+            location: r.location(info.proto, head.host, head.target),
+        });
+        return plan;
+    }
+    let random = traffic.random();
+    let Some(cluster_id) = route.target.pick(random) else {
         return plan;
     };
+    plan.route = Some((route_index, cluster_id));
+    if let Err(wait) = traffic.admit(listener_index, route_index, now) {
+        ctx.stats.rate_limited.incr();
+        plan.action = Err(ProxyError::RateLimited {
+            route: route.name.clone(),
+            retry_after_s: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        });
+        return plan;
+    }
+    let mut delay = None;
+    if let Some(f) = &route.fault {
+        let roll = |r: u64| (r % 10_000) < u64::from(f.abort_percent) * 100;
+        if f.abort_percent > 0 && roll(traffic.random()) {
+            ctx.stats.faults_injected.incr();
+            plan.action = Err(ProxyError::FaultAbort {
+                route: route.name.clone(),
+                status: f.abort_status,
+            });
+            return plan;
+        }
+        let r = traffic.random();
+        if f.delay_percent > 0 && (r % 10_000) < u64::from(f.delay_percent) * 100 {
+            ctx.stats.faults_injected.incr();
+            delay = Some(f.delay);
+        }
+    }
+    let cluster = snapshot.cluster(cluster_id);
+    let Some(state) = traffic.clusters.get(cluster_id.0 as usize) else {
+        return plan;
+    };
+    if state.active_requests.get() >= traffic.share(cluster.limits.max_requests) {
+        ctx.stats.overloaded.incr();
+        plan.action = Err(ProxyError::Overloaded {
+            cluster: cluster.name.clone(),
+            limit: "max_requests",
+        });
+        return plan;
+    }
+    let admitted = state.active_requests.enter();
+    drop(traffic);
     let request_id = ctx.request_ids.next();
     let fwd = ForwardInfo {
         client_ip: info.peer.ip(),
@@ -503,54 +858,119 @@ fn plan(
         new_request_id: request_id.as_str(),
         xfcc: info.xfcc.as_deref(),
     };
-    http::write_upstream_request(head, &fwd, upstream_head);
-    plan.target = Ok(Target {
-        endpoint,
+    let edits = RequestEdits {
+        headers: Some(&route.request_headers).filter(|e| !e.is_empty()),
+        prefix_rewrite: route
+            .prefix_rewrite
+            .as_ref()
+            .map(|(p, with)| (p.as_str(), with.as_str())),
+    };
+    http::write_upstream_request_edited(head, &fwd, &edits, upstream_head);
+    plan.action = Ok(Action::Proxy(Target {
+        listener: listener_index,
+        route: route_index,
+        cluster: cluster_id,
+        hash: request_hash(cluster, head, info),
         timeout: route.timeout,
+        retry: route.retry,
+        delay,
         connect_timeout: cluster.connect_timeout,
         pool_idle: cluster.pool.idle_timeout,
         pool_max_idle: cluster.pool.max_idle_per_endpoint,
-    });
+        _admitted: admitted,
+    }));
     plan
 }
 
-/// A pooled connection to the target (unless `fresh`), or a new one.
+/// The consistent-hashing key of a request (0 for other policies).
+fn request_hash(cluster: &Cluster, head: &http::RequestHead<'_>, info: &ConnInfo) -> u64 {
+    let on = match &cluster.lb {
+        LbPolicy::RingHash { on, .. } | LbPolicy::Maglev { on, .. } => on,
+        _ => return 0,
+    };
+    let value = match on {
+        HashOn::ClientIp => None,
+        HashOn::Header(name) => head.header(name),
+        HashOn::Cookie(name) => head.header("cookie").and_then(|c| cookie_value(c, name)),
+    };
+    match value {
+        Some(v) => hash_key(v),
+        None => match info.peer.ip() {
+            std::net::IpAddr::V4(ip) => hash_key(&ip.octets()),
+            std::net::IpAddr::V6(ip) => hash_key(&ip.octets()),
+        },
+    }
+}
+
+/// The value of cookie `name` in a `Cookie` header (RFC 6265 §4.2.1:
+/// `name=value` pairs separated by `; `).
+fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
+    })
+}
+
+/// A pooled connection to `addr` (unless `fresh`), or a new one within the
+/// cluster's `max_connections` and `max_pending` breakers.
 async fn upstream(
     ctx: &ShardContext,
+    snapshot: &Snapshot,
     target: &Target,
+    addr: SocketAddr,
     fresh: bool,
-) -> Result<(TcpStream, bool), ProxyError> {
+) -> Result<(TcpStream, GaugeGuard, bool), ProxyError> {
     if !fresh {
-        let pooled = ctx.upstreams.borrow_mut().take(
-            target.endpoint,
-            runtime::now(),
-            target.pool_idle,
-            |c| !c.has_unread_input(),
-        );
-        if let Some(conn) = pooled {
+        let pooled = ctx
+            .upstreams
+            .borrow_mut()
+            .take(addr, runtime::now(), target.pool_idle, |c| {
+                !c.0.has_unread_input()
+            });
+        if let Some((conn, guard)) = pooled {
             ctx.stats.upstream_reused.incr();
-            return Ok((conn, true));
+            return Ok((conn, guard, true));
         }
     }
+    let cluster = snapshot.cluster(target.cluster);
+    let (connections, pending) = {
+        let traffic = ctx.traffic.borrow();
+        let state = &traffic.clusters[target.cluster.0 as usize];
+        let overloaded = |limit: &'static str| {
+            ctx.stats.overloaded.incr();
+            Err(ProxyError::Overloaded {
+                cluster: cluster.name.clone(),
+                limit,
+            })
+        };
+        if state.connections.get() >= traffic.share(cluster.limits.max_connections) {
+            return overloaded("max_connections");
+        }
+        if state.pending.get() >= traffic.share(cluster.limits.max_pending) {
+            return overloaded("max_pending");
+        }
+        (state.connections.clone(), state.pending.clone())
+    };
+    let _pending = pending.enter();
     ctx.stats.upstream_connects.incr();
-    match timeout(target.connect_timeout, TcpStream::connect(target.endpoint)).await {
-        Ok(Ok(conn)) => Ok((conn, false)),
+    match timeout(target.connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(conn)) => Ok((conn, connections.enter(), false)),
         Ok(Err(source)) => {
             ctx.stats.upstream_connect_failures.incr();
-            Err(ProxyError::ConnectFailed {
-                addr: target.endpoint,
-                source,
-            })
+            Err(ProxyError::ConnectFailed { addr, source })
         }
         Err(_) => {
             ctx.stats.upstream_connect_failures.incr();
-            Err(ProxyError::ConnectTimeout(target.endpoint))
+            Err(ProxyError::ConnectTimeout(addr))
         }
     }
 }
 
 /// The parts of the response head the loop needs after it is written.
 struct Response {
+    /// The downstream response head, written.
+    head: Vec<u8>,
     status: u16,
     body: BodyKind,
     upstream_keep_alive: bool,
@@ -564,9 +984,9 @@ async fn read_response_head(
     ctx: &ShardContext,
     up: &mut Plain<TcpStream>,
     upbuf: &mut Vec<u8>,
-    is_head: bool,
-    (client_keep_alive, http10): (bool, bool),
+    (is_head, client_keep_alive, http10): (bool, bool, bool),
     deadline: Instant,
+    edits: Option<&HeaderEdits>,
     out: &mut Vec<u8>,
 ) -> Result<Response, ProxyError> {
     let limits = Limits::default();
@@ -594,8 +1014,9 @@ async fn read_response_head(
                         && !ctx.is_draining()
                         && head.body != BodyKind::CloseDelimited
                         && !(http10 && head.body == BodyKind::Chunked);
-                    http::write_downstream_response_for(&head, keep, http10, out);
+                    http::write_downstream_response_edited(&head, keep, http10, edits, out);
                     let response = Response {
+                        head: Vec::new(),
                         status: head.status,
                         body: head.body,
                         upstream_keep_alive: head.keep_alive,

@@ -5,6 +5,8 @@
 //! - [`listener`]: the accept loop; the TLS handshake and identity.
 //! - [`http1`]: the HTTP/1.1 request loop: route, pick, forward, stream
 //!   bodies both ways, keep-alive on both sides.
+//! - [`traffic`]: per-shard traffic state: balancer cursors, outlier
+//!   ejection, circuit-breaker gauges, rate-limit buckets.
 //! - [`error`]: every way a request can fail, its side, and the response
 //!   it becomes.
 //!
@@ -16,6 +18,7 @@ pub mod http1;
 pub mod listener;
 pub mod request_id;
 pub mod shard;
+pub mod traffic;
 
 pub use error::ProxyError;
 pub use shard::{ShardCommand, ShardContext, ShardInit, run_shard};

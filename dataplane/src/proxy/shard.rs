@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,10 +16,15 @@ use arc_swap::{ArcSwap, ArcSwapOption, Cache};
 
 use super::listener;
 use super::request_id::RequestIds;
-use crate::route::{ClusterId, LbPolicy, Snapshot};
+use super::traffic::{GaugeGuard, Traffic};
+use crate::route::Snapshot;
 use crate::runtime::{self, BoundSocket, JoinHandle, RuntimeConfig, TcpListener, TcpStream};
 use crate::telemetry::ShardStats;
-use crate::upstream::{RoundRobin, UpstreamPool, XorShift, least_request};
+use crate::upstream::UpstreamPool;
+
+/// An idle upstream connection and its place in its cluster's
+/// `connections` gauge.
+pub type PooledConn = (TcpStream, GaugeGuard);
 
 /// A shard's cached view of its canary slot.
 type CanaryCache = Cache<Arc<ArcSwapOption<Snapshot>>, Option<Arc<Snapshot>>>;
@@ -29,6 +33,9 @@ type CanaryCache = Cache<Arc<ArcSwapOption<Snapshot>>, Option<Arc<Snapshot>>>;
 #[derive(Debug)]
 pub struct ShardInit {
     pub id: usize,
+    /// How many shards the gateway runs (each enforces its share of
+    /// gateway-wide limits).
+    pub shard_count: usize,
     /// The published snapshot; the shard reads it through a cache.
     pub snapshots: Arc<ArcSwap<Snapshot>>,
     /// This shard's canary slot (see [`ShardContext::snapshot`]).
@@ -47,30 +54,6 @@ pub struct ShardInit {
     pub runtime: RuntimeConfig,
 }
 
-struct Balancer {
-    generation: u64,
-    round_robin: RoundRobin,
-    rng: XorShift,
-}
-
-/// A request in flight to an endpoint (for least-request balancing).
-pub struct InFlight<'a> {
-    ctx: &'a ShardContext,
-    endpoint: SocketAddr,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let mut map = self.ctx.in_flight.borrow_mut();
-        if let Some(n) = map.get_mut(&self.endpoint) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.endpoint);
-            }
-        }
-    }
-}
-
 /// A shard's shared-nothing state, shared by its tasks (single thread).
 pub struct ShardContext {
     pub id: usize,
@@ -78,10 +61,9 @@ pub struct ShardContext {
     /// A snapshot published to this shard only (canary apply); wins over
     /// `snapshots` while set.
     canary: RefCell<CanaryCache>,
-    pub upstreams: RefCell<UpstreamPool<TcpStream>>,
-    balancer: RefCell<Balancer>,
-    /// Requests in flight per endpoint on this shard.
-    in_flight: RefCell<HashMap<SocketAddr, u32>>,
+    pub upstreams: RefCell<UpstreamPool<PooledConn>>,
+    /// Balancers, outlier ejection, circuit breakers, rate limits.
+    pub traffic: RefCell<Traffic>,
     pub stats: Arc<ShardStats>,
     pub request_ids: RequestIds,
     /// Request latencies recorded by this shard (published by the loop).
@@ -107,6 +89,7 @@ impl ShardContext {
     /// A context reading `snapshots`.
     pub fn new(
         id: usize,
+        shard_count: usize,
         snapshots: Arc<ArcSwap<Snapshot>>,
         canary: Arc<ArcSwapOption<Snapshot>>,
         stats: Arc<ShardStats>,
@@ -121,14 +104,9 @@ impl ShardContext {
             snapshots: RefCell::new(Cache::new(snapshots)),
             canary: RefCell::new(Cache::new(canary)),
             upstreams: RefCell::new(UpstreamPool::default()),
-            balancer: RefCell::new(Balancer {
-                generation: u64::MAX,
-                round_robin: RoundRobin::default(),
-                rng: XorShift::new(seed ^ 0x5DEE_CE66_D1CE_4E5B),
-            }),
+            traffic: RefCell::new(Traffic::new(shard_count, seed ^ 0x5DEE_CE66_D1CE_4E5B)),
             stats,
             request_ids: RequestIds::new(seed),
-            in_flight: RefCell::new(HashMap::new()),
             latency: RefCell::new(crate::telemetry::new_latency_histogram()),
             named: RefCell::new(crate::telemetry::NamedCounts::default()),
             draining: Cell::new(false),
@@ -198,37 +176,28 @@ impl ShardContext {
         })
     }
 
-    /// Picks the next endpoint of `cluster` (round robin per shard).
-    pub fn pick_endpoint(&self, snapshot: &Snapshot, cluster: ClusterId) -> Option<SocketAddr> {
-        let mut b = self.balancer.borrow_mut();
-        if b.generation != snapshot.generation {
-            b.round_robin.reset(snapshot.clusters.len());
-            b.generation = snapshot.generation;
-        }
-        let c = snapshot.cluster(cluster);
-        let endpoints = &c.rotation;
-        let index = match c.lb {
-            LbPolicy::RoundRobin => {
-                b.round_robin
-                    .pick(cluster.0 as usize, endpoints.len(), self.id)
+    /// Publishes per-endpoint state and the outlier counters.
+    fn publish_endpoints(&self, snapshot: &Snapshot) {
+        let traffic = self.traffic.borrow();
+        self.stats.outlier_ejections.set(traffic.ejections);
+        self.stats.outlier_returns.set(traffic.returns);
+        let mut reports = Vec::new();
+        for (state, c) in traffic.clusters.iter().zip(&snapshot.clusters) {
+            for (i, addr) in c.endpoints.iter().enumerate() {
+                let e = state.endpoint.get(i);
+                let o = state.outlier.state(i);
+                reports.push(crate::telemetry::EndpointReport {
+                    cluster: c.name.clone(),
+                    endpoint: *addr,
+                    in_flight: e.map_or(0, |e| e.in_flight.get()),
+                    requests: e.map_or(0, |e| e.requests),
+                    failures: e.map_or(0, |e| e.failures),
+                    ejected_until: o.ejected_until,
+                    times_ejected: o.times_ejected,
+                });
             }
-            LbPolicy::LeastRequest => {
-                let in_flight = self.in_flight.borrow();
-                least_request(endpoints.len(), &mut b.rng, |i| {
-                    in_flight.get(&endpoints[i]).copied().unwrap_or(0)
-                })
-            }
-        };
-        index.map(|i| endpoints[i])
-    }
-
-    /// Counts a request in flight to `endpoint` until the guard drops.
-    pub fn track(&self, endpoint: SocketAddr) -> InFlight<'_> {
-        *self.in_flight.borrow_mut().entry(endpoint).or_insert(0) += 1;
-        InFlight {
-            ctx: self,
-            endpoint,
         }
+        self.stats.endpoints.publish(reports);
     }
 
     /// Drops idle upstream connections past their cluster's idle timeout.
@@ -325,6 +294,7 @@ pub enum ShardCommand {
 pub fn run_shard(init: ShardInit) -> io::Result<()> {
     let ShardInit {
         id,
+        shard_count,
         snapshots,
         canary,
         listeners,
@@ -346,7 +316,7 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
                 "shard {id}: kernel lacks provided buffer rings; using single-shot recv into pooled buffers"
             );
         }
-        let ctx = Rc::new(ShardContext::new(id, snapshots, canary, stats));
+        let ctx = Rc::new(ShardContext::new(id, shard_count, snapshots, canary, stats));
         let mut accepting: HashMap<String, JoinHandle<()>> = HashMap::new();
         for (name, socket) in listeners {
             listen(&ctx, &mut accepting, name, socket);
@@ -392,9 +362,15 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
             // Notice new snapshots even when idle (`status` shows each
             // shard's generation).
             ctx.refresh(&mut snapshot);
+            {
+                let mut traffic = ctx.traffic.borrow_mut();
+                traffic.sync(&snapshot, runtime::now());
+                traffic.tick(&snapshot, runtime::now());
+            }
             if runtime::now().duration_since(last_prune) >= Duration::from_secs(1) {
                 ctx.stats.latency.publish(&ctx.latency.borrow());
                 ctx.stats.named.publish(&ctx.named.borrow());
+                ctx.publish_endpoints(&snapshot);
                 ctx.prune_idle(&snapshot);
                 last_prune = runtime::now();
             }

@@ -30,12 +30,22 @@
 //! Nothing here panics on any input.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::tls::ServerTls;
+use crate::upstream::hash::{Maglev, RingHash};
+use crate::upstream::outlier::OutlierSettings;
 
+pub mod policy;
+pub mod rate_limit;
 #[cfg(test)]
 mod tests;
+
+pub use policy::{
+    ClusterLimits, Fault, HashOn, HeaderEdits, RateLimit, Redirect, RetryPolicy, RouteTarget,
+    SplitTarget,
+};
 
 /// Everything a shard needs to serve traffic, compiled by the control thread
 /// and shared read-only by all shards.
@@ -65,6 +75,11 @@ impl Snapshot {
     /// The listener with this name, if any.
     pub fn listener(&self, name: &str) -> Option<&Listener> {
         self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// The index of the listener with this name, if any.
+    pub fn listener_index(&self, name: &str) -> Option<usize> {
+        self.listeners.iter().position(|l| l.name == name)
     }
 }
 
@@ -146,12 +161,41 @@ pub struct Route {
     /// Unique in the snapshot; used in logs and metrics.
     pub name: String,
     pub matcher: RouteMatch,
-    pub cluster: ClusterId,
-    /// Time allowed for the upstream's response head once the request was
-    /// sent (also bounds each upstream write and each read of the response
-    /// body); expiry gets `504`. Connecting is bounded separately by the
-    /// cluster's `connect_timeout`. Default 15 s.
+    pub target: RouteTarget,
+    /// Total time allowed for the upstream's response head once the request
+    /// was sent, retries and backoff included (also bounds each upstream
+    /// write and each read of the response body); expiry gets `504`.
+    /// Connecting is bounded separately by the cluster's `connect_timeout`.
+    /// Default 15 s.
     pub timeout: Duration,
+    pub retry: Option<RetryPolicy>,
+    pub rate_limit: Option<RateLimit>,
+    /// Edits of the request head sent upstream (host rewrite included).
+    pub request_headers: HeaderEdits,
+    /// Edits of the response head sent downstream.
+    pub response_headers: HeaderEdits,
+    /// `(matched prefix, replacement)`: the target's leading prefix is
+    /// replaced before forwarding.
+    pub prefix_rewrite: Option<(String, String)>,
+    pub fault: Option<Fault>,
+}
+
+impl Route {
+    /// A route to one cluster with every policy at its default.
+    pub fn to_cluster(name: &str, matcher: RouteMatch, cluster: ClusterId) -> Route {
+        Route {
+            name: name.to_owned(),
+            matcher,
+            target: RouteTarget::Cluster(cluster),
+            timeout: Duration::from_secs(15),
+            retry: None,
+            rate_limit: None,
+            request_headers: HeaderEdits::default(),
+            response_headers: HeaderEdits::default(),
+            prefix_rewrite: None,
+            fault: None,
+        }
+    }
 }
 
 /// Conditions a request must all meet; an absent condition accepts anything.
@@ -241,27 +285,120 @@ pub struct ClusterId(pub u32);
 pub struct Cluster {
     /// Unique in the snapshot.
     pub name: String,
-    /// At least one, no duplicates.
+    /// At least one, no duplicates. Per-shard state (outlier ejection,
+    /// balancer cursors) is indexed like this list.
     pub endpoints: Vec<SocketAddr>,
-    /// The endpoints in rotation: `endpoints` minus those an operator
-    /// drained (`meshctl endpoint drain`). Load balancing picks from these.
-    pub rotation: Vec<SocketAddr>,
+    /// Per endpoint, same order; 0 takes no traffic from weighted policies.
+    pub weights: Vec<u32>,
+    /// Per endpoint: taken out of rotation by an operator
+    /// (`meshctl endpoint drain`).
+    pub drained: Vec<bool>,
+    /// Per endpoint: the control thread's active health checks pass (always
+    /// true without checks).
+    pub healthy: Vec<bool>,
+    /// When no endpoint is healthy: use them all (`true`, Envoy's panic
+    /// mode) or answer 503.
+    pub panic_when_all_unhealthy: bool,
+    /// Indexes into `endpoints` the balancer picks from: not drained and
+    /// healthy (or, in panic mode with none healthy, every one not drained).
+    /// Kept in step by [`Cluster::update_rotation`].
+    pub rotation: Vec<usize>,
     /// Time allowed for one TCP connect to an endpoint. Default 1 s.
     pub connect_timeout: Duration,
     /// How a shard picks among `rotation`.
     pub lb: LbPolicy,
     pub pool: PoolSettings,
+    /// Passive outlier ejection; `None`: off.
+    pub outlier: Option<OutlierSettings>,
+    /// Circuit breakers and the retry budget.
+    pub limits: ClusterLimits,
+}
+
+impl Cluster {
+    /// A cluster of equally weighted, healthy endpoints with default
+    /// settings.
+    pub fn new(name: &str, endpoints: Vec<SocketAddr>) -> Cluster {
+        let n = endpoints.len();
+        let mut c = Cluster {
+            name: name.to_owned(),
+            endpoints,
+            weights: vec![1; n],
+            drained: vec![false; n],
+            healthy: vec![true; n],
+            panic_when_all_unhealthy: true,
+            rotation: Vec::new(),
+            connect_timeout: Duration::from_secs(1),
+            lb: LbPolicy::default(),
+            pool: PoolSettings::default(),
+            outlier: None,
+            limits: ClusterLimits::default(),
+        };
+        c.update_rotation();
+        c
+    }
+
+    /// Recomputes `rotation` from `drained` and `healthy`.
+    pub fn update_rotation(&mut self) {
+        let in_service = |i: &usize| !self.drained.get(*i).copied().unwrap_or(false);
+        let healthy = |i: &usize| self.healthy.get(*i).copied().unwrap_or(true);
+        let mut rotation: Vec<usize> = (0..self.endpoints.len())
+            .filter(in_service)
+            .filter(healthy)
+            .collect();
+        if rotation.is_empty() && self.panic_when_all_unhealthy {
+            rotation = (0..self.endpoints.len()).filter(in_service).collect();
+        }
+        self.rotation = rotation;
+    }
+
+    /// Whether endpoint `i` is in rotation.
+    pub fn in_rotation(&self, i: usize) -> bool {
+        self.rotation.contains(&i)
+    }
 }
 
 /// Load-balancing policy of a cluster (state is per shard).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub enum LbPolicy {
     /// Each endpoint in turn.
     RoundRobin,
+    /// Smooth weighted round robin over `Cluster::weights`.
+    WeightedRoundRobin,
     /// Power of two choices: two random endpoints, the one with fewer
     /// requests in flight on this shard.
     #[default]
     LeastRequest,
+    /// Consistent hashing on a ring (bounded remapping when endpoints come
+    /// and go).
+    RingHash { on: HashOn, ring: Arc<RingHash> },
+    /// Maglev lookup table.
+    Maglev { on: HashOn, table: Arc<Maglev> },
+}
+
+/// The policy and its hash key, not the (large) lookup tables.
+impl std::fmt::Debug for LbPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LbPolicy::RingHash { on, ring } => {
+                write!(f, "RingHash({on:?}, {} points)", ring.len())
+            }
+            LbPolicy::Maglev { on, .. } => write!(f, "Maglev({on:?})"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+impl LbPolicy {
+    /// The config spelling.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LbPolicy::RoundRobin => "round_robin",
+            LbPolicy::WeightedRoundRobin => "weighted_round_robin",
+            LbPolicy::LeastRequest => "least_request",
+            LbPolicy::RingHash { .. } => "ring_hash",
+            LbPolicy::Maglev { .. } => "maglev",
+        }
+    }
 }
 
 /// Per-shard upstream connection pool settings of a cluster.

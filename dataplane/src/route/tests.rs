@@ -1,12 +1,7 @@
 use super::*;
 
 fn route(name: &str, matcher: RouteMatch, cluster: u32) -> Route {
-    Route {
-        name: name.to_owned(),
-        matcher,
-        cluster: ClusterId(cluster),
-        timeout: Duration::from_secs(15),
-    }
+    Route::to_cluster(name, matcher, ClusterId(cluster))
 }
 
 fn listener(routes: Vec<Route>) -> Listener {
@@ -174,10 +169,8 @@ fn first_match_wins() {
     assert_eq!(name(None, "/ab"), Some("prefix"));
     assert_eq!(name(Some("x.example"), "/b"), Some("host"));
     assert_eq!(name(None, "/b"), Some("catch-all"));
-    assert_eq!(
-        l.find_route(None, "/b", "GET").unwrap().cluster,
-        ClusterId(3)
-    );
+    let target = &l.find_route(None, "/b", "GET").unwrap().target;
+    assert_eq!(target.clusters().collect::<Vec<_>>(), [ClusterId(3)]);
 }
 
 #[test]
@@ -208,16 +201,13 @@ fn snapshot_lookups() {
     let snap = Snapshot {
         generation: 7,
         listeners: vec![listener(vec![])],
-        clusters: vec![Cluster {
-            name: "backend".to_owned(),
-            endpoints: vec!["127.0.0.1:9000".parse().unwrap()],
-            rotation: vec!["127.0.0.1:9000".parse().unwrap()],
-            lb: LbPolicy::default(),
-            connect_timeout: Duration::from_secs(1),
-            pool: PoolSettings::default(),
-        }],
+        clusters: vec![Cluster::new(
+            "backend",
+            vec!["127.0.0.1:9000".parse().unwrap()],
+        )],
     };
     assert_eq!(snap.cluster(ClusterId(0)).name, "backend");
+    assert_eq!(snap.cluster(ClusterId(0)).rotation, [0]);
     assert_eq!(snap.listener("public").unwrap().name, "public");
     assert!(snap.listener("nope").is_none());
     // Every type prints.
@@ -234,4 +224,25 @@ proptest::proptest! {
         ]);
         let _ = l.find_route(h.as_deref(), &p, &m);
     }
+}
+
+#[test]
+fn rotation_skips_drained_and_unhealthy_and_panics_when_none_is_healthy() {
+    let addrs: Vec<SocketAddr> = (1..=3)
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], 9000 + p)))
+        .collect();
+    let mut c = Cluster::new("c", addrs);
+    assert_eq!(c.rotation, [0, 1, 2]);
+    c.drained[1] = true;
+    c.healthy[2] = false;
+    c.update_rotation();
+    assert_eq!(c.rotation, [0]);
+    // None healthy: panic mode uses every endpoint not drained.
+    c.healthy[0] = false;
+    c.update_rotation();
+    assert_eq!(c.rotation, [0, 2]);
+    // Fail mode: nothing.
+    c.panic_when_all_unhealthy = false;
+    c.update_rotation();
+    assert!(c.rotation.is_empty());
 }

@@ -184,6 +184,38 @@ impl PublishedCounts {
     }
 }
 
+/// One endpoint as one shard sees it (for `meshctl clusters`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointReport {
+    pub cluster: String,
+    pub endpoint: std::net::SocketAddr,
+    /// Tries in flight now.
+    pub in_flight: u32,
+    /// Tries sent / failed (5xx, gateway error, connect failure, reset,
+    /// timeout) since start.
+    pub requests: u64,
+    pub failures: u64,
+    /// Ejected by this shard's outlier detection until then.
+    pub ejected_until: Option<std::time::Instant>,
+    pub times_ejected: u32,
+}
+
+/// A shard's endpoint reports as last published (about once a second).
+#[derive(Debug, Default)]
+pub struct PublishedEndpoints(ArcSwapOption<Vec<EndpointReport>>);
+
+impl PublishedEndpoints {
+    /// Publishes `r` (shard side).
+    pub fn publish(&self, r: Vec<EndpointReport>) {
+        self.0.store(Some(Arc::new(r)));
+    }
+
+    /// The last published reports (any thread).
+    pub fn get(&self) -> Option<Arc<Vec<EndpointReport>>> {
+        self.0.load_full()
+    }
+}
+
 /// Counters of one shard.
 #[derive(Debug, Default)]
 pub struct ShardStats {
@@ -199,12 +231,34 @@ pub struct ShardStats {
     pub upstream_connects: Counter,
     pub upstream_connect_failures: Counter,
     pub upstream_reused: Counter,
+    /// Tries after the first (route retry policies).
+    pub retries: Counter,
+    /// Retries refused by the retry budget or the `max_retries` breaker.
+    pub retry_overflows: Counter,
+    /// Requests refused by a cluster circuit breaker (503).
+    pub overloaded: Counter,
+    /// Requests refused by a route rate limit (429).
+    pub rate_limited: Counter,
+    /// Local answers and delays from route fault injection.
+    pub faults_injected: Counter,
+    /// Timeouts by kind.
+    pub connect_timeouts: Counter,
+    pub per_try_timeouts: Counter,
+    /// The route's total timeout expired (504).
+    pub request_timeouts: Counter,
+    /// A request head not received in time (408).
+    pub header_timeouts: Counter,
+    /// Passive outlier detection.
+    pub outlier_ejections: Counter,
+    pub outlier_returns: Counter,
     /// Generation of the snapshot this shard last loaded.
     pub generation: Counter,
     /// Request latency (head received → response written), µs.
     pub latency: PublishedLatency,
     /// Per listener / route / cluster counters and TLS failure reasons.
     pub named: PublishedCounts,
+    /// Per endpoint state for `meshctl clusters`.
+    pub endpoints: PublishedEndpoints,
 }
 
 impl ShardStats {
@@ -236,6 +290,17 @@ impl ShardStats {
                 self.upstream_connect_failures.get(),
             ),
             ("upstream_reused", self.upstream_reused.get()),
+            ("retries", self.retries.get()),
+            ("retry_overflows", self.retry_overflows.get()),
+            ("overloaded", self.overloaded.get()),
+            ("rate_limited", self.rate_limited.get()),
+            ("faults_injected", self.faults_injected.get()),
+            ("connect_timeouts", self.connect_timeouts.get()),
+            ("per_try_timeouts", self.per_try_timeouts.get()),
+            ("request_timeouts", self.request_timeouts.get()),
+            ("header_timeouts", self.header_timeouts.get()),
+            ("outlier_ejections", self.outlier_ejections.get()),
+            ("outlier_returns", self.outlier_returns.get()),
         ]
     }
 }

@@ -75,7 +75,7 @@ endpoints = ["127.0.0.1:9002"]
     assert_eq!(a.limits.max_connections, 100);
     let names: Vec<&str> = a.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["a#0", "fallback", "a#2"]);
-    let ids: Vec<ClusterId> = a.routes.iter().map(|r| r.cluster).collect();
+    let ids: Vec<ClusterId> = a.routes.iter().flat_map(|r| r.target.clusters()).collect();
     assert_eq!(ids, [ClusterId(1), ClusterId(0), ClusterId(1)]);
     assert_eq!(
         a.routes[0].matcher.host,
@@ -88,7 +88,11 @@ endpoints = ["127.0.0.1:9002"]
         Some(PathMatch::Exact("/x".to_owned()))
     );
     assert_eq!(a.routes[1].timeout, Duration::from_secs(2));
-    assert_eq!(snap.cluster(a.routes[1].cluster).name, "stable");
+    assert_eq!(
+        snap.cluster(a.routes[1].target.clusters().next().unwrap())
+            .name,
+        "stable"
+    );
 
     // The compiled matchers behave as configured.
     assert_eq!(
@@ -110,7 +114,7 @@ endpoints = ["127.0.0.1:9002"]
     assert_eq!(b.address, "[::1]:8081".parse().unwrap());
     assert_eq!(b.routes.len(), 1);
     assert_eq!(b.routes[0].name, "b#0");
-    assert_eq!(b.routes[0].cluster, ClusterId(0));
+    assert_eq!(b.routes[0].target.clusters().next(), Some(ClusterId(0)));
 }
 
 #[test]
@@ -128,7 +132,7 @@ fn compile_host_trailing_dot_and_exact() {
 #[test]
 fn compile_revalidates_configs_built_in_code() {
     let mut c = load(MINIMAL).unwrap();
-    c.routes[0].cluster = "gone".to_owned();
+    c.routes[0].cluster = Some("gone".to_owned());
     let e = c.compile(1).unwrap_err().to_string();
     assert_eq!(
         e,
