@@ -9,6 +9,7 @@
 //! | [`scripted`] | [`Scripted`]: an origin that answers with canned (often broken) bytes |
 //! | [`gateway`] | [`Gateway`]: the daemon as a child process, and its config text ([`GatewayConfig`]) |
 //! | [`client`] | clients: [`curl`], [`raw_plain`] / [`RawConn`], [`tls_client`], response parsing |
+//! | [`bench`] | [`BenchUpstream`] (`meshbench upstream`) and [`meshbench`] load runs |
 //! | [`nginx`] | [`Nginx`]: nginx as a static-file origin |
 //! | [`setup`] | [`Setup`]: folder + certificates + origin + gateway in one call |
 //!
@@ -26,6 +27,7 @@
 //! set `MESHGATE_E2E_KEEP=1` to keep temporary folders (certificates,
 //! configs, the gateway's stderr) for inspection.
 
+pub mod bench;
 pub mod client;
 pub mod gateway;
 pub mod nginx;
