@@ -484,12 +484,14 @@ async fn request<S: ByteStream>(
         let failure = match &outcome {
             Ok(ok) => {
                 let status = ok.response.status;
+                let end = runtime::now();
                 ctx.traffic.borrow_mut().record(
                     snapshot,
                     target.cluster,
                     endpoint,
                     status >= 500,
-                    runtime::now(),
+                    end.saturating_duration_since(now),
+                    end,
                 );
                 Some(Failure::Status(status))
             }
@@ -520,12 +522,14 @@ async fn request<S: ByteStream>(
                     _ => {}
                 }
                 if *endpoint_fault {
+                    let end = runtime::now();
                     ctx.traffic.borrow_mut().record(
                         snapshot,
                         target.cluster,
                         endpoint,
                         true,
-                        runtime::now(),
+                        end.saturating_duration_since(now),
+                        end,
                     );
                 }
                 *failure

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::route::rate_limit::TokenBucket;
 use crate::route::{Cluster, ClusterId, ClusterLimits, LbPolicy, RateLimit, Snapshot};
+use crate::upstream::balancer::PeakEwma;
 use crate::upstream::outlier::{Event, Outcome, OutlierDetector};
 use crate::upstream::weighted::SmoothWeighted;
 use crate::upstream::{XorShift, least_request};
@@ -54,6 +55,8 @@ pub struct EndpointState {
     /// Tries that failed (5xx, gateway error, connect failure, reset,
     /// timeout).
     pub failures: u64,
+    /// Time to the response head (or the failure), for least request.
+    pub latency: PeakEwma,
 }
 
 /// One cluster's state on one shard.
@@ -121,6 +124,9 @@ impl ClusterState {
         new
     }
 }
+
+/// The latency a failed try counts as for least-request balancing.
+pub const FAILURE_LATENCY: Duration = Duration::from_secs(1);
 
 /// What a balancer pick needs from the request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -290,7 +296,10 @@ impl Traffic {
             }
             LbPolicy::WeightedRoundRobin => state.wrr.pick(&c.weights, usable),
             LbPolicy::LeastRequest => {
-                let load = |i: usize| state.endpoint[i].in_flight.get();
+                let load = |i: usize| {
+                    let e = &state.endpoint[i];
+                    e.latency.cost(e.in_flight.get(), now)
+                };
                 // Power of two choices over the rotation; a draw that lands
                 // on an unusable endpoint is redrawn a few times, then the
                 // least loaded usable endpoint is taken.
@@ -304,21 +313,23 @@ impl Traffic {
                     .iter()
                     .copied()
                     .filter(|&i| usable(i))
-                    .min_by_key(|&i| load(i))
+                    .min_by(|&a, &b| load(a).total_cmp(&load(b)))
             }
             LbPolicy::RingHash { ring, .. } => ring.pick(input.hash, usable),
             LbPolicy::Maglev { table, .. } => table.pick(input.hash, usable),
         }
     }
 
-    /// Records how a try to endpoint `i` of cluster `id` went (outlier
-    /// detection and per-endpoint counters).
+    /// Records how a try to endpoint `i` of cluster `id` went, and how
+    /// long it took (outlier detection, latency-aware balancing and
+    /// per-endpoint counters).
     pub fn record(
         &mut self,
         snapshot: &Snapshot,
         id: ClusterId,
         i: usize,
         failed: bool,
+        took: Duration,
         now: Instant,
     ) {
         let c = snapshot.cluster(id);
@@ -328,6 +339,10 @@ impl Traffic {
         if let Some(e) = state.endpoint.get_mut(i) {
             e.requests += 1;
             e.failures += u64::from(failed);
+            // A failure counts as slow, so fast failures do not attract
+            // traffic.
+            let sample = if failed { took.max(FAILURE_LATENCY) } else { took };
+            e.latency.observe(sample, now);
         }
         let Some(settings) = &c.outlier else { return };
         let outcome = if failed {
@@ -394,8 +409,8 @@ mod tests {
         let snap = snapshot(1, LbPolicy::RoundRobin, 4);
         let mut t = Traffic::new(1, 1);
         t.sync(&snap, t0);
-        t.record(&snap, ClusterId(0), 1, true, t0);
-        t.record(&snap, ClusterId(0), 1, true, t0);
+        t.record(&snap, ClusterId(0), 1, true, Duration::ZERO, t0);
+        t.record(&snap, ClusterId(0), 1, true, Duration::ZERO, t0);
         assert_eq!(t.ejections, 1);
         let picks: Vec<_> = (0..8)
             .map(|_| {
@@ -446,8 +461,8 @@ mod tests {
         let mut t = Traffic::new(2, 1);
         t.sync(&snap, t0);
         let guard = t.clusters[0].active_requests.enter();
-        t.record(&snap, ClusterId(0), 2, true, t0);
-        t.record(&snap, ClusterId(0), 2, true, t0);
+        t.record(&snap, ClusterId(0), 2, true, Duration::ZERO, t0);
+        t.record(&snap, ClusterId(0), 2, true, Duration::ZERO, t0);
         let snap2 = snapshot(2, LbPolicy::RoundRobin, 4);
         t.sync(&snap2, t0);
         assert_eq!(t.clusters[0].active_requests.get(), 1);

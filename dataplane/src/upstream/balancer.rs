@@ -1,7 +1,11 @@
 //! Load balancing (sans-IO): which endpoint of a cluster gets the next
-//! request. Round robin and least request (power of two choices over the
-//! requests in flight on this shard); randomness comes from a seeded
-//! [`XorShift`], so every policy is deterministic under test.
+//! request. Round robin and least request (power of two choices over a
+//! per-endpoint cost: requests in flight on this shard, weighted by a
+//! peak-sensitive latency average, [`PeakEwma`]); randomness comes from a
+//! seeded [`XorShift`] and time from the caller, so every policy is
+//! deterministic under test.
+
+use std::time::{Duration, Instant};
 
 /// Per-shard round-robin cursors, one per cluster of the current snapshot.
 #[derive(Debug, Default)]
@@ -64,12 +68,12 @@ impl XorShift {
 }
 
 /// Power of two choices: two distinct random endpoints of `n`, the one with
-/// fewer requests in flight (`in_flight(i)`) wins; ties go to the first
-/// draw. `None` when `n == 0`.
-pub fn least_request(
+/// the lower cost (`cost(i)`: requests in flight, or [`PeakEwma::cost`])
+/// wins; ties go to the first draw. `None` when `n == 0`.
+pub fn least_request<T: PartialOrd>(
     n: usize,
     rng: &mut XorShift,
-    in_flight: impl Fn(usize) -> u32,
+    in_flight: impl Fn(usize) -> T,
 ) -> Option<usize> {
     match n {
         0 => None,
@@ -82,9 +86,143 @@ pub fn least_request(
     }
 }
 
+/// A peak-sensitive, exponentially weighted moving average of an
+/// endpoint's latency (the PeakEWMA of Finagle and linkerd): a sample above
+/// the average replaces it at once (a slow endpoint is noticed after one
+/// slow response), a lower one moves it by `1 - e^(-Δt/τ)`, and the
+/// average decays toward zero while no sample arrives, so an endpoint
+/// avoided for being slow is tried again after a while (500 ms decays to
+/// under 1 ms in about 6 τ).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeakEwma {
+    micros: f64,
+    at: Option<Instant>,
+}
+
+impl PeakEwma {
+    /// The time constant τ.
+    pub const DECAY: Duration = Duration::from_secs(2);
+
+    /// Records one latency sample taken at `now`.
+    pub fn observe(&mut self, sample: Duration, now: Instant) {
+        let sample = sample.as_secs_f64() * 1e6;
+        let current = self.estimate(now);
+        self.micros = if sample > current {
+            sample
+        } else {
+            let w = self.weight(now);
+            current * w + sample * (1.0 - w)
+        };
+        self.at = Some(now);
+    }
+
+    /// The average at `now`, µs (0 before the first sample).
+    pub fn estimate(&self, now: Instant) -> f64 {
+        self.micros * self.weight(now)
+    }
+
+    /// `e^(-Δt/τ)` since the last sample.
+    fn weight(&self, now: Instant) -> f64 {
+        match self.at {
+            Some(at) => {
+                let dt = now.saturating_duration_since(at).as_secs_f64();
+                (-dt / Self::DECAY.as_secs_f64()).exp()
+            }
+            None => 0.0,
+        }
+    }
+
+    /// The balancing cost with `in_flight` requests outstanding: the
+    /// expected wait behind them. At least 1 µs per request so that, with
+    /// no latency known yet, fewer in flight still wins.
+    pub fn cost(&self, in_flight: u32, now: Instant) -> f64 {
+        (f64::from(in_flight) + 1.0) * self.estimate(now).max(1.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peak_ewma_jumps_up_decays_down_and_forgets() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut e = PeakEwma::default();
+        assert_eq!(e.estimate(t0), 0.0);
+        e.observe(ms(1), t0);
+        assert!((e.estimate(t0) - 1000.0).abs() < 1e-6);
+        // A peak replaces the average at once.
+        e.observe(ms(500), t0 + ms(10));
+        assert!(e.estimate(t0 + ms(10)) >= 499_000.0);
+        // Fast samples pull it down gradually.
+        let mut t = t0 + ms(10);
+        for _ in 0..100 {
+            t += ms(20);
+            e.observe(ms(1), t);
+        }
+        let after = e.estimate(t);
+        assert!(after < 100_000.0 && after > 1000.0, "{after}");
+        // Left alone, it decays toward zero (≈ e^-6 after 6 τ).
+        let mut slow = PeakEwma::default();
+        slow.observe(ms(500), t0);
+        let later = slow.estimate(t0 + PeakEwma::DECAY * 6);
+        assert!(later < 500_000.0 * 0.003, "{later}");
+        // Cost: latency times (in flight + 1), never 0.
+        assert_eq!(PeakEwma::default().cost(0, t0), 1.0);
+        assert_eq!(PeakEwma::default().cost(2, t0), 3.0);
+    }
+
+    /// One endpoint answers in 500 ms, three in 1 ms; ten requests at a
+    /// time. Cost-based P2C sends the slow one a small share, in-flight
+    /// P2C alone does not (ties at 0 or 1 in flight go to either).
+    #[test]
+    fn latency_aware_least_request_starves_a_slow_endpoint() {
+        let t0 = Instant::now();
+        let service = [500u64, 1, 1, 1];
+        let run = |use_latency: bool| {
+            let mut rng = XorShift::new(3);
+            let mut ewma = [PeakEwma::default(); 4];
+            let mut in_flight = [0u32; 4];
+            // (finish time ms, endpoint, start ms)
+            let mut outstanding: Vec<(u64, usize, u64)> = Vec::new();
+            let mut served = [0usize; 4];
+            for now_ms in 0..20_000u64 {
+                let now = t0 + Duration::from_millis(now_ms);
+                outstanding.retain(|&(end, i, start)| {
+                    if end <= now_ms {
+                        in_flight[i] -= 1;
+                        ewma[i].observe(Duration::from_millis(end - start), now);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                while outstanding.len() < 10 {
+                    let i = if use_latency {
+                        least_request(4, &mut rng, |i| ewma[i].cost(in_flight[i], now))
+                    } else {
+                        least_request(4, &mut rng, |i| in_flight[i])
+                    }
+                    .unwrap();
+                    in_flight[i] += 1;
+                    served[i] += 1;
+                    outstanding.push((now_ms + service[i], i, now_ms));
+                }
+            }
+            served
+        };
+        let with = run(true);
+        let without = run(false);
+        let share = |s: [usize; 4]| s[0] as f64 / s.iter().sum::<usize>() as f64;
+        assert!(share(with) < 0.001, "latency-aware: {with:?}");
+        assert!(
+            share(with) * 10.0 < share(without),
+            "{with:?} vs {without:?}"
+        );
+        // ...but the slow endpoint is still probed now and then.
+        assert!(with[0] >= 2, "{with:?}");
+    }
 
     #[test]
     fn least_request_avoids_the_busy_endpoint_and_covers_all() {
