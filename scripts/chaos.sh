@@ -16,12 +16,14 @@ Scenarios (all through a 2-shard meshgate, plain HTTP, 8 connections):
            to get traffic again (health interval 500 ms, base ejection 1 s).
   slow     3 upstreams, one answering after 500 ms; least_request alone vs.
            least_request + per-try timeout 100 ms + 2 retries: p50/p99.
-  flaky    3 upstreams, one failing 50% with 503; outlier ejection (and
-           retry on 503): client-visible 5xx and the flaky one's share.
+  flaky    3 upstreams, one failing 50% with 503; round robin (least_request
+           would steer around it by itself), outlier ejection and retry on
+           503: client-visible 5xx and the flaky one's share of tries.
   burst    rate limit 1000 rps; offered 5000 rps: admitted rate vs. limit.
   breaker  upstream answering after 200 ms; max_requests 16; 64 connections
-           in a closed loop: 503 overloaded share, latency of the refused
-           requests, gateway RSS before and after.
+           in a closed loop, twice: 503 overloaded share, latency, gateway
+           RSS at start and after each run (the receive-buffer rings, 16 MiB
+           per shard, are touched as traffic arrives; growth must stop there).
 
 Options:
   --duration SECS  length of each measured run (default 9)
@@ -141,7 +143,7 @@ timeout_ms = 200
 [clusters.outlier]
 consecutive_failures = 3
 base_ejection_ms = 1000"
-  "$MB" -q -c 8 -d "${DURATION}s" "$GW_URL" --json "$OUT/kill.json" &
+  "$MB" -q -c 8 -d "${DURATION}s" "$GW_URL" --json "$OUT/kill.json" >"$OUT/kill.txt" &
   BENCH=$!; PIDS+=("$BENCH")
   sleep "$(echo "$DURATION / 3" | bc -l)"
   kill -9 "$UP_k1_PID"; wait "$UP_k1_PID" 2>/dev/null || true
@@ -185,7 +187,7 @@ $extra
 name = \"backend\"
 endpoints = [\"$UP_s0_ADDR\", \"$UP_s1_ADDR\", \"$UP_s2_ADDR\"]
 lb = \"least_request\""
-    "$MB" -q -c 8 --rate 400 -d "${DURATION}s" "$GW_URL" --json "$OUT/slow-$mode.json" || true
+    "$MB" -q -c 8 --rate 400 -d "${DURATION}s" "$GW_URL" --json "$OUT/slow-$mode.json" >"$OUT/slow-$mode.txt" || true
     p50=$(field "$OUT/slow-$mode.json" 'r["latency_ms"]["p50"]')
     p99=$(field "$OUT/slow-$mode.json" 'r["latency_ms"]["p99"]')
     bad=$(field "$OUT/slow-$mode.json" 'r["errors"]+r["status"]["5xx"]')
@@ -210,10 +212,11 @@ on = [\"503\"]
 [[clusters]]
 name = \"backend\"
 endpoints = [\"$UP_f0_ADDR\", \"$UP_f1_ADDR\", \"$UP_f2_ADDR\"]
+lb = \"round_robin\"
 [clusters.outlier]
 consecutive_failures = 3
 base_ejection_ms = 30000"
-  "$MB" -q -c 8 -d "${DURATION}s" "$GW_URL" --json "$OUT/flaky.json" || true
+  "$MB" -q -c 8 -d "${DURATION}s" "$GW_URL" --json "$OUT/flaky.json" >"$OUT/flaky.txt" || true
   sleep 0.3
   total=$(field "$OUT/flaky.json" 'r["requests"]+r["errors"]')
   bad=$(field "$OUT/flaky.json" 'r["errors"]+r["status"]["5xx"]')
@@ -238,7 +241,7 @@ burst = 100
 [[clusters]]
 name = \"backend\"
 endpoints = [\"$UP_b0_ADDR\"]"
-  "$MB" -q -c 32 --rate 5000 -d "${DURATION}s" "$GW_URL" --json "$OUT/burst.json" || true
+  "$MB" -q -c 32 --rate 5000 -d "${DURATION}s" "$GW_URL" --json "$OUT/burst.json" >"$OUT/burst.txt" || true
   ok=$(field "$OUT/burst.json" 'r["status"]["2xx"]')
   limited=$(field "$OUT/burst.json" 'r["status"]["4xx"]')
   dur=$(field "$OUT/burst.json" 'r["duration_s"]')
@@ -260,12 +263,15 @@ endpoints = [\"$UP_c0_ADDR\"]
 [clusters.limits]
 max_requests = 16"
   rss0=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
-  "$MB" -q -c 64 -d "${DURATION}s" "$GW_URL" --json "$OUT/breaker.json" || true
+  "$MB" -q -c 64 -d "${DURATION}s" "$GW_URL" --json "$OUT/breaker0.json" >"$OUT/breaker0.txt" || true
   rss1=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
+  # A second run: memory must not keep growing with the shed requests.
+  "$MB" -q -c 64 -d "${DURATION}s" "$GW_URL" --json "$OUT/breaker.json" >"$OUT/breaker.txt" || true
+  rss2=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
   ok=$(field "$OUT/breaker.json" 'r["status"]["2xx"]')
   shed=$(field "$OUT/breaker.json" 'r["status"]["5xx"]')
   p50=$(field "$OUT/breaker.json" 'r["latency_ms"]["p50"]')
-  row "circuit breaker max_requests=16, 64 conns vs 200 ms upstream" "$ok served (≈16 in flight × 5/s), $shed shed with 503 overloaded; p50 ${p50} ms" "RSS ${rss0} → ${rss1} KiB"
+  row "circuit breaker max_requests=16, 64 conns vs 200 ms upstream" "$ok served (≈16 in flight × 5/s), $shed shed with 503 overloaded; p50 ${p50} ms" "RSS ${rss0} → ${rss1} → ${rss2} KiB (start, after run 1, after run 2)"
   stop_pid "$GW_PID"; stop_pid "$UP_c0_PID"
 fi
 
