@@ -599,3 +599,46 @@ endpoints = ["{}"]
     assert_eq!(get(&gw.url("/bytes/3"), &[]).0, 200);
     assert!(stat(dir.path(), "faults_injected") >= 2);
 }
+
+#[test]
+fn each_timeout_gives_its_status_and_counter() {
+    let dir = TempDir::new();
+    let up = Upstream::start("slow");
+    let rest = format!(
+        r#"
+header_timeout_ms = 300
+
+[[routes]]
+listener = "{LISTENER}"
+cluster = "backend"
+timeout_ms = 200
+
+[[clusters]]
+name = "backend"
+endpoints = ["{}"]
+"#,
+        up.addr()
+    );
+    let gw = Gateway::start(&config(dir.path(), 1, &rest), dir.path());
+    // The whole request timeout: 504.
+    assert_eq!(get(&gw.url("/sleep/2000"), &[]).0, 504);
+    assert_eq!(stat(dir.path(), "request_timeouts"), 1);
+    // A head that never ends: 408.
+    let mut c = RawConn::connect(gw.addr(LISTENER));
+    c.send(b"GET / HTTP/1.1\r\nHost: e2e\r\n").unwrap();
+    assert_eq!(c.read_response().unwrap().status, 408);
+    assert_eq!(stat(dir.path(), "header_timeouts"), 1);
+    // A connect that fails: 503 and a connect failure, no timeout counted.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let text = std::fs::read_to_string(gw.config_path())
+        .unwrap()
+        .replace(&up.addr().to_string(), &dead_addr.to_string());
+    let path = dir.path().join("dead.toml");
+    std::fs::write(&path, text).unwrap();
+    meshctl(dir.path(), &["config", "apply", path.to_str().unwrap()]);
+    assert_eq!(get(&gw.url("/"), &[]).0, 503);
+    assert_eq!(stat(dir.path(), "upstream_connect_failures"), 1);
+    assert_eq!(stat(dir.path(), "connect_timeouts"), 0);
+}

@@ -733,7 +733,10 @@ async fn read_head<S: ByteStream>(
         let read = match head_deadline {
             Some(deadline) => match timeout_at(deadline, down.read_into(inbuf)).await {
                 Ok(r) => r,
-                Err(_) => return Err(ProxyError::HeaderTimeout),
+                Err(_) => {
+                    ctx.stats.header_timeouts.incr();
+                    return Err(ProxyError::HeaderTimeout);
+                }
             },
             // Idle between requests: close quietly on the idle timeout, or
             // at once when the shard starts draining.

@@ -341,7 +341,11 @@ impl Traffic {
             e.failures += u64::from(failed);
             // A failure counts as slow, so fast failures do not attract
             // traffic.
-            let sample = if failed { took.max(FAILURE_LATENCY) } else { took };
+            let sample = if failed {
+                took.max(FAILURE_LATENCY)
+            } else {
+                took
+            };
             e.latency.observe(sample, now);
         }
         let Some(settings) = &c.outlier else { return };

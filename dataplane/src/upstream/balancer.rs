@@ -132,11 +132,16 @@ impl PeakEwma {
         }
     }
 
+    /// Latencies below this count as this much: among endpoints that are
+    /// all fast, requests in flight alone decide (plain least request), and
+    /// a connect or a cold cache cannot starve an endpoint at low load.
+    pub const FLOOR: Duration = Duration::from_millis(5);
+
     /// The balancing cost with `in_flight` requests outstanding: the
-    /// expected wait behind them. At least 1 µs per request so that, with
-    /// no latency known yet, fewer in flight still wins.
+    /// expected wait behind them, (in flight + 1) × max(estimate, FLOOR).
     pub fn cost(&self, in_flight: u32, now: Instant) -> f64 {
-        (f64::from(in_flight) + 1.0) * self.estimate(now).max(1.0)
+        let floor = Self::FLOOR.as_secs_f64() * 1e6;
+        (f64::from(in_flight) + 1.0) * self.estimate(now).max(floor)
     }
 }
 
@@ -168,9 +173,10 @@ mod tests {
         slow.observe(ms(500), t0);
         let later = slow.estimate(t0 + PeakEwma::DECAY * 6);
         assert!(later < 500_000.0 * 0.003, "{later}");
-        // Cost: latency times (in flight + 1), never 0.
-        assert_eq!(PeakEwma::default().cost(0, t0), 1.0);
-        assert_eq!(PeakEwma::default().cost(2, t0), 3.0);
+        // Cost: latency (at least the floor) times (in flight + 1).
+        assert_eq!(PeakEwma::default().cost(0, t0), 5000.0);
+        assert_eq!(PeakEwma::default().cost(2, t0), 15000.0);
+        assert_eq!(e.cost(0, t), after.max(5000.0));
     }
 
     /// One endpoint answers in 500 ms, three in 1 ms; ten requests at a
