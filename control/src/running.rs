@@ -756,7 +756,9 @@ impl Gateway {
                         .filter(|r| r.cluster == c.name && r.endpoint == *e);
                     let (mut in_flight, mut requests, mut failures) = (0u64, 0u64, 0u64);
                     let (mut ejected_on, mut ejected_ms, mut ejections) = (0u64, 0u64, 0u64);
+                    let mut latency = dataplane::telemetry::new_endpoint_histogram();
                     for r in mine {
+                        let _ = latency.add(&r.latency);
                         in_flight += u64::from(r.in_flight);
                         requests += r.requests;
                         failures += r.failures;
@@ -788,7 +790,7 @@ impl Gateway {
                         "in_flight": in_flight,
                         "requests": requests,
                         "failures": failures,
-                        "connect_timeout_ms": c.connect_timeout.as_millis() as u64,
+                        "p99_ms": if latency.is_empty() { Value::Null } else { json!(latency.value_at_quantile(0.99) as f64 / 1000.0) },
                     })
                 })
             })

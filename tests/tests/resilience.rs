@@ -216,6 +216,12 @@ percent = 100
     assert!(ejected, "{}", meshctl(dir.path(), &["clusters"]));
     let row = endpoint_row(dir.path(), bad.addr());
     assert_eq!(row["state"], "ejected", "{row}");
+    let good_row = endpoint_row(dir.path(), good[0].addr());
+    assert!(
+        good_row["p99_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{good_row}"
+    );
+    assert!(n(&good_row["requests"]) > 500, "{good_row}");
     assert!(stat(dir.path(), "outlier_ejections") >= 1);
     assert!(stat(dir.path(), "retries") >= 1);
     // Ejected on both shards: it got a small share of the 3000.

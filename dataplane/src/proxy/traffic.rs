@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::route::rate_limit::TokenBucket;
 use crate::route::{Cluster, ClusterId, ClusterLimits, LbPolicy, RateLimit, Snapshot};
+use crate::telemetry::{Histogram, new_endpoint_histogram};
 use crate::upstream::balancer::PeakEwma;
 use crate::upstream::outlier::{Event, Outcome, OutlierDetector};
 use crate::upstream::weighted::SmoothWeighted;
@@ -46,7 +47,7 @@ impl Drop for GaugeGuard {
 }
 
 /// Per-endpoint state of one cluster on one shard.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EndpointState {
     /// Tries in flight (least-request balancing).
     pub in_flight: Gauge,
@@ -57,6 +58,20 @@ pub struct EndpointState {
     pub failures: u64,
     /// Time to the response head (or the failure), for least request.
     pub latency: PeakEwma,
+    /// Time to the response head of tries that did not fail, µs.
+    pub histogram: Histogram<u64>,
+}
+
+impl Default for EndpointState {
+    fn default() -> Self {
+        EndpointState {
+            in_flight: Gauge::default(),
+            requests: 0,
+            failures: 0,
+            latency: PeakEwma::default(),
+            histogram: new_endpoint_histogram(),
+        }
+    }
 }
 
 /// One cluster's state on one shard.

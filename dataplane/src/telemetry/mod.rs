@@ -184,8 +184,14 @@ impl PublishedCounts {
     }
 }
 
+/// Per-endpoint latency histograms: 1 µs to 60 s, 2 significant figures
+/// (about 20 KiB each, one per endpoint per shard).
+pub fn new_endpoint_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid histogram bounds")
+}
+
 /// One endpoint as one shard sees it (for `meshctl clusters`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EndpointReport {
     pub cluster: String,
     pub endpoint: std::net::SocketAddr,
@@ -198,6 +204,8 @@ pub struct EndpointReport {
     /// Ejected by this shard's outlier detection until then.
     pub ejected_until: Option<std::time::Instant>,
     pub times_ejected: u32,
+    /// Time to the response head of successful tries, µs.
+    pub latency: Histogram<u64>,
 }
 
 /// A shard's endpoint reports as last published (about once a second).
