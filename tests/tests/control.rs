@@ -616,12 +616,33 @@ fn config_apply_adds_moves_and_removes_listeners_live() {
             "",
             1,
         );
+    // A keep-alive connection idle on the listener about to go, and one on
+    // the listener that stays.
+    let mut idle_main = RawConn::connect(main_addr);
+    idle_main
+        .send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+        .unwrap();
+    assert_eq!(idle_main.read_response().unwrap().status, 200);
+    let mut idle_second = RawConn::connect(second);
+    idle_second
+        .send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+        .unwrap();
+    assert_eq!(idle_second.read_response().unwrap().status, 200);
     std::fs::write(&file, &only_second).unwrap();
     let out = meshctl(
         &socket,
         &["--json", "config", "apply", file.to_str().unwrap()],
     );
     assert!(out.status.success(), "{out:?}\n{only_second}");
+    // The idle connection on the removed listener is closed without waiting
+    // for its idle timeout (60 s) or a next request.
+    let closed = idle_main.read_to_close(Duration::from_secs(5));
+    assert!(closed.closed && closed.bytes.is_empty(), "{closed:?}");
+    // The other listener's idle connection is untouched.
+    idle_second
+        .send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+        .unwrap();
+    assert_eq!(idle_second.read_response().unwrap().status, 200);
     let deadline = Instant::now() + Duration::from_secs(3);
     while std::net::TcpStream::connect(main_addr).is_ok() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

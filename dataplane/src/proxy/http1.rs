@@ -739,10 +739,11 @@ async fn read_head<S: ByteStream>(
                 }
             },
             // Idle between requests: close quietly on the idle timeout, or
-            // at once when the shard starts draining.
+            // at once when the shard starts draining or the listener is
+            // removed.
             None => {
                 let idle = timeout(limits.idle_timeout, down.read_into(inbuf));
-                match first_of(idle, ctx.drain_started()).await {
+                match first_of(idle, ctx.idle_wakeup(info.listener.clone())).await {
                     Either::First(Ok(r)) => r,
                     Either::First(Err(_)) | Either::Second(()) => return Ok(None),
                 }

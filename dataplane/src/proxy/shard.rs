@@ -71,9 +71,10 @@ pub struct ShardContext {
     /// Counters by name (published by the loop).
     pub named: RefCell<crate::telemetry::NamedCounts>,
     draining: Cell<bool>,
-    /// Connections idle between requests, woken when draining starts. A
-    /// slot per waiting connection, freed when it stops waiting.
-    drain_waiters: RefCell<Vec<Option<Waker>>>,
+    /// Connections idle between requests, woken when draining starts or a
+    /// listener is removed. A slot per waiting connection, freed when it
+    /// stops waiting.
+    drain_waiters: RefCell<Vec<Option<(Rc<str>, Waker)>>>,
     free_waiters: RefCell<Vec<usize>>,
 }
 
@@ -139,21 +140,34 @@ impl ShardContext {
     /// Starts draining and wakes every connection waiting idle.
     fn start_drain(&self) {
         self.draining.set(true);
+        self.wake_idle(None);
+    }
+
+    /// Wakes the connections waiting idle between requests on `listener`
+    /// (all of them for `None`) so they look at the shard again.
+    fn wake_idle(&self, listener: Option<&str>) {
         let wakers: Vec<Waker> = self
             .drain_waiters
             .borrow_mut()
             .iter_mut()
-            .filter_map(Option::take)
+            .filter(|w| match (listener, w) {
+                (None, _) => true,
+                (Some(name), Some((l, _))) => &**l == name,
+                (Some(_), None) => false,
+            })
+            .filter_map(|w| w.take().map(|(_, waker)| waker))
             .collect();
         for w in wakers {
             w.wake();
         }
     }
 
-    /// Resolves once the shard starts draining.
-    pub fn drain_started(&self) -> DrainStarted<'_> {
-        DrainStarted {
+    /// Resolves once the shard starts draining or `listener` is no longer
+    /// in the current snapshot: an idle connection on it should close.
+    pub fn idle_wakeup(&self, listener: Rc<str>) -> IdleWakeup<'_> {
+        IdleWakeup {
             ctx: self,
+            listener,
             slot: None,
         }
     }
@@ -216,29 +230,36 @@ impl ShardContext {
     }
 }
 
-/// Waits for the shard to start draining; its waker slot is freed on drop.
-pub struct DrainStarted<'a> {
+/// Waits for a drain or the removal of a listener; its waker slot is freed
+/// on drop.
+pub struct IdleWakeup<'a> {
     ctx: &'a ShardContext,
+    listener: Rc<str>,
     slot: Option<usize>,
 }
 
-impl Future for DrainStarted<'_> {
+impl Future for IdleWakeup<'_> {
     type Output = ();
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        if self.ctx.draining.get() {
+        let removed = || {
+            self.ctx
+                .with_snapshot(|s| s.listener(&self.listener).is_none())
+        };
+        if self.ctx.draining.get() || removed() {
             return Poll::Ready(());
         }
+        let entry = Some((self.listener.clone(), cx.waker().clone()));
         let mut waiters = self.ctx.drain_waiters.borrow_mut();
         match self.slot {
-            Some(i) => waiters[i] = Some(cx.waker().clone()),
+            Some(i) => waiters[i] = entry,
             None => {
                 let i = match self.ctx.free_waiters.borrow_mut().pop() {
                     Some(i) => {
-                        waiters[i] = Some(cx.waker().clone());
+                        waiters[i] = entry;
                         i
                     }
                     None => {
-                        waiters.push(Some(cx.waker().clone()));
+                        waiters.push(entry);
                         waiters.len() - 1
                     }
                 };
@@ -250,7 +271,7 @@ impl Future for DrainStarted<'_> {
     }
 }
 
-impl Drop for DrainStarted<'_> {
+impl Drop for IdleWakeup<'_> {
     fn drop(&mut self) {
         if let Some(i) = self.slot.take() {
             self.ctx.drain_waiters.borrow_mut()[i] = None;
@@ -355,8 +376,10 @@ pub fn run_shard(init: ShardInit) -> io::Result<()> {
                         if let Some(task) = accepting.remove(&name) {
                             // Closes this shard's socket; open connections
                             // finish their request (the snapshot no longer
-                            // has the listener) and close.
+                            // has the listener) and close; idle ones close
+                            // now.
                             task.abort();
+                            ctx.wake_idle(Some(&name));
                             log::info!("shard {id}: listener {name:?} stopped accepting");
                         }
                     }
