@@ -26,6 +26,9 @@ use crate::upstream::UpstreamPool;
 /// `connections` gauge.
 pub type PooledConn = (TcpStream, GaugeGuard);
 
+/// A connection waiting idle on a listener.
+type IdleWaiter = (Rc<str>, Waker);
+
 /// A shard's cached view of its canary slot.
 type CanaryCache = Cache<Arc<ArcSwapOption<Snapshot>>, Option<Arc<Snapshot>>>;
 
@@ -74,7 +77,7 @@ pub struct ShardContext {
     /// Connections idle between requests, woken when draining starts or a
     /// listener is removed. A slot per waiting connection, freed when it
     /// stops waiting.
-    drain_waiters: RefCell<Vec<Option<(Rc<str>, Waker)>>>,
+    drain_waiters: RefCell<Vec<Option<IdleWaiter>>>,
     free_waiters: RefCell<Vec<usize>>,
 }
 
