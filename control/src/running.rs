@@ -724,7 +724,7 @@ impl Gateway {
                         "cluster": target_text(s, &r.target),
                         "timeout_ms": r.timeout.as_millis() as u64,
                         "retry": r.retry.map(|p| format!("{}×{}", p.attempts, p.on.names().collect::<Vec<_>>().join("|"))),
-                        "rate_limit_rps": r.rate_limit.map(|l| l.rps),
+                        "rate_limit_rps": r.rate_limit.as_ref().map(|l| l.rps),
                     })
                 })
             })

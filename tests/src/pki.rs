@@ -6,6 +6,7 @@
 //! | `ca.pem` | the CA the gateway trusts for clients, and clients trust for the gateway |
 //! | `server.pem`, `server.key` | the gateway: SAN `localhost` and `127.0.0.1` |
 //! | `client.pem`, `client.key` | a workload: only the URI SAN [`SPIFFE_ID`] (no CN, no DNS) |
+//! | `second-client.pem`, `second-client.key` | another workload: URI SAN [`SECOND_SPIFFE_ID`] |
 //! | `other-ca.pem`, `other-client.pem`, `other-client.key` | same identity, signed by a CA the gateway does not trust |
 //! | `expired-client.pem`, `expired-client.key` | signed by `ca.pem`, but `not_after` is in 2001 |
 //!
@@ -21,6 +22,9 @@ use rcgen::{
 /// The SPIFFE ID in the client certificates.
 pub const SPIFFE_ID: &str = "spiffe://meshgate.local/ns/default/sa/demo";
 
+/// The SPIFFE ID of the second workload.
+pub const SECOND_SPIFFE_ID: &str = "spiffe://meshgate.local/ns/default/sa/other";
+
 /// Paths of the generated files, and facts tests compare against.
 #[derive(Debug, Clone)]
 pub struct Pki {
@@ -30,6 +34,8 @@ pub struct Pki {
     pub server_key: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    pub second_client_cert: PathBuf,
+    pub second_client_key: PathBuf,
     pub other_ca: PathBuf,
     pub other_client_cert: PathBuf,
     pub other_client_key: PathBuf,
@@ -91,6 +97,13 @@ impl Pki {
         let client_cert = write(dir, "client.pem", &cert.pem());
         let client_key = write(dir, "client.key", &key.serialize_pem());
 
+        let key = KeyPair::generate().expect("key");
+        let mut second = client_params();
+        second.subject_alt_names = vec![SanType::URI(SECOND_SPIFFE_ID.try_into().expect("uri"))];
+        let cert = second.signed_by(&key, &ca).expect("second client cert");
+        let second_client_cert = write(dir, "second-client.pem", &cert.pem());
+        let second_client_key = write(dir, "second-client.key", &key.serialize_pem());
+
         let other = new_ca("meshgate e2e untrusted CA");
         let other_ca = write(dir, "other-ca.pem", &other.pem());
         let key = KeyPair::generate().expect("key");
@@ -115,6 +128,8 @@ impl Pki {
             server_key,
             client_cert,
             client_key,
+            second_client_cert,
+            second_client_key,
             other_ca,
             other_client_cert,
             other_client_key,

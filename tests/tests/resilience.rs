@@ -648,3 +648,73 @@ endpoints = ["{}"]
     assert_eq!(stat(dir.path(), "upstream_connect_failures"), 1);
     assert_eq!(stat(dir.path(), "connect_timeouts"), 0);
 }
+
+#[test]
+fn keyed_rate_limits_give_each_caller_its_own_budget() {
+    let dir = TempDir::new();
+    let pki = harness::Pki::new(dir.path());
+    let up = Upstream::start("origin");
+    let path = |p: &Path| toml_str(&p.display().to_string());
+    let rest = format!(
+        r#"
+[listeners.tls]
+cert = {cert}
+key = {key}
+client_ca = {ca}
+
+[[routes]]
+listener = "{LISTENER}"
+cluster = "backend"
+[routes.match]
+path_prefix = "/bytes/2"
+[routes.rate_limit]
+rps = 1
+burst = 1
+key = "header:x-tenant"
+
+[[routes]]
+listener = "{LISTENER}"
+cluster = "backend"
+[routes.rate_limit]
+rps = 1
+burst = 1
+key = "spiffe_id"
+
+[[clusters]]
+name = "backend"
+endpoints = ["{up}"]
+"#,
+        cert = path(&pki.server_cert),
+        key = path(&pki.server_key),
+        ca = path(&pki.ca),
+        up = up.addr(),
+    );
+    let gw = Gateway::start(&config(dir.path(), 1, &rest), dir.path());
+    let url = |p: &str| format!("https://localhost:{}{p}", gw.addr(LISTENER).port());
+    let resolve = format!("localhost:{}:127.0.0.1", gw.addr(LISTENER).port());
+    let status = |cert: &Path, key: &Path, p: &str, extra: &[&str]| {
+        let mut args: Vec<String> = pki.curl_args_with(cert, key);
+        args.extend([
+            "--resolve".into(),
+            resolve.clone(),
+            "-o".into(),
+            "/dev/null".into(),
+        ]);
+        args.extend(["-w".into(), "%{http_code}".into(), url(p)]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = curl(&args);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let (c1, k1) = (&pki.client_cert, &pki.client_key);
+    let (c2, k2) = (&pki.second_client_cert, &pki.second_client_key);
+    // Per SPIFFE ID: the first workload spends its budget, the second
+    // still has its own.
+    assert_eq!(status(c1, k1, "/bytes/1", &[]), "200");
+    assert_eq!(status(c1, k1, "/bytes/1", &[]), "429");
+    assert_eq!(status(c2, k2, "/bytes/1", &[]), "200");
+    assert_eq!(status(c2, k2, "/bytes/1", &[]), "429");
+    // Per header value, whoever sends it.
+    assert_eq!(status(c1, k1, "/bytes/2", &["-H", "x-tenant: a"]), "200");
+    assert_eq!(status(c2, k2, "/bytes/2", &["-H", "x-tenant: a"]), "429");
+    assert_eq!(status(c1, k1, "/bytes/2", &["-H", "x-tenant: b"]), "200");
+}

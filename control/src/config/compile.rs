@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use dataplane::route::{
     Cluster, ClusterId, ClusterLimits, Fault, HashOn, HeaderEdits, HostMatch, HttpLimits, LbPolicy,
-    Listener, PathMatch, PoolSettings, Protocol, RateLimit, Redirect, RetryPolicy, Route,
+    Listener, PathMatch, PoolSettings, Protocol, RateKey, RateLimit, Redirect, RetryPolicy, Route,
     RouteMatch, RouteTarget, Snapshot, SplitTarget,
 };
 use dataplane::tls::{ClientAuth, ServerTls, ServerTlsSettings, TlsVersion};
@@ -212,6 +212,11 @@ fn route(
     route.rate_limit = r.rate_limit.as_ref().map(|l| RateLimit {
         rps: f64::from(l.rps),
         burst: f64::from(l.burst.unwrap_or(l.rps)),
+        key: match l.key.split_once(':') {
+            Some(("header", name)) => RateKey::Header(name.to_ascii_lowercase()),
+            _ if l.key == "spiffe_id" => RateKey::SpiffeId,
+            _ => RateKey::Route,
+        },
     });
     route.request_headers = header_edits(&r.request_headers);
     if let Some(host) = &r.host_rewrite {

@@ -374,6 +374,14 @@ pub struct RateLimitConfig {
     pub rps: u32,
     /// Extra requests admitted at once after a quiet period; default = rps.
     pub burst: Option<u32>,
+    /// What gets its own budget: `"route"` (default: one for the route),
+    /// `"spiffe_id"` (per client identity) or `"header:NAME"`.
+    #[serde(default = "default_rate_key")]
+    pub key: String,
+}
+
+fn default_rate_key() -> String {
+    "route".to_owned()
 }
 
 /// `[routes.request_headers]` / `[routes.response_headers]`

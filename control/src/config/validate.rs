@@ -487,6 +487,20 @@ fn check_route_policies(p: &mut Problems, i: usize, r: &RouteConfig) {
         if limit.burst == Some(0) {
             p.push(at("rate_limit.burst"), "must be at least 1");
         }
+        let key_ok = match limit.key.split_once(':') {
+            None => limit.key == "route" || limit.key == "spiffe_id",
+            Some(("header", name)) => !name.is_empty() && name.bytes().all(is_tchar),
+            Some(_) => false,
+        };
+        if !key_ok {
+            p.push(
+                at("rate_limit.key"),
+                format!(
+                    "invalid key \"{}\": expected \"route\", \"spiffe_id\" or \"header:NAME\"",
+                    limit.key
+                ),
+            );
+        }
     }
     for (table, edits) in [
         ("request_headers", &r.request_headers),

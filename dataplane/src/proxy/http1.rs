@@ -26,7 +26,7 @@ use crate::http::{
 };
 use crate::net::{ByteStream, Plain};
 use crate::route::{
-    Cluster, ClusterId, HashOn, HttpLimits, LbPolicy, RetryPolicy, RouteTarget, Snapshot,
+    Cluster, ClusterId, HashOn, HttpLimits, LbPolicy, RateKey, RetryPolicy, RouteTarget, Snapshot,
 };
 use crate::runtime::{self, BufPool, TcpStream, timeout, timeout_at};
 use crate::upstream::hash::hash_key;
@@ -40,6 +40,8 @@ pub struct ConnInfo {
     pub proto: &'static str,
     /// The caller's `x-forwarded-client-cert` element (mTLS only).
     pub xfcc: Option<String>,
+    /// The caller's SPIFFE ID (mTLS only), for keyed rate limits.
+    pub spiffe_id: Option<String>,
     pub listener: Rc<str>,
 }
 
@@ -820,7 +822,12 @@ fn plan(
         return plan;
     };
     plan.route = Some((route_index, cluster_id));
-    if let Err(wait) = traffic.admit(listener_index, route_index, now) {
+    let key: &[u8] = match traffic.rate_key(listener_index, route_index) {
+        Some(RateKey::SpiffeId) => info.spiffe_id.as_deref().unwrap_or("").as_bytes(),
+        Some(RateKey::Header(name)) => head.header(name).unwrap_or(b""),
+        _ => b"",
+    };
+    if let Err(wait) = traffic.admit(listener_index, route_index, key, now) {
         ctx.stats.rate_limited.incr();
         plan.action = Err(ProxyError::RateLimited {
             route: route.name.clone(),

@@ -75,10 +75,12 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream)
                     ctx.stats.tls_handshakes.incr();
                     stream.release_buffers();
                     let xfcc = stream.peer_identity().map(|id| id.xfcc());
+                    let spiffe_id = stream.peer_identity().and_then(|id| id.spiffe_id.clone());
                     let info = ConnInfo {
                         peer,
                         proto: "https",
                         xfcc,
+                        spiffe_id,
                         listener: name,
                     };
                     http1::serve(ctx, snapshot, stream, info).await;
@@ -98,6 +100,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream)
                 peer,
                 proto: "http",
                 xfcc: None,
+                spiffe_id: None,
                 listener: name,
             };
             http1::serve(ctx, snapshot, Plain(tcp), info).await;

@@ -8,12 +8,13 @@
 //! Time and randomness come in as arguments; nothing here does I/O.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::route::rate_limit::TokenBucket;
-use crate::route::{Cluster, ClusterId, ClusterLimits, LbPolicy, RateLimit, Snapshot};
+use crate::route::{Cluster, ClusterId, ClusterLimits, LbPolicy, RateKey, RateLimit, Snapshot};
 use crate::telemetry::{Histogram, new_endpoint_histogram};
 use crate::upstream::balancer::PeakEwma;
 use crate::upstream::outlier::{Event, Outcome, OutlierDetector};
@@ -140,6 +141,54 @@ impl ClusterState {
     }
 }
 
+/// Most keys a keyed rate limit tracks per route per shard; beyond it,
+/// keys idle long enough to have refilled are forgotten, and new keys share
+/// one overflow bucket until room frees up.
+pub const MAX_RATE_KEYS: usize = 10_000;
+
+/// The token buckets of one rate-limited route on one shard.
+#[derive(Debug, Clone)]
+struct Buckets {
+    rate: f64,
+    burst: f64,
+    /// The route-wide bucket (or the overflow bucket of a keyed limit).
+    shared: TokenBucket,
+    /// Per key: its bucket and when it was last used.
+    keyed: HashMap<Box<[u8]>, (TokenBucket, Instant)>,
+}
+
+impl Buckets {
+    fn new(rate: f64, burst: f64, now: Instant) -> Buckets {
+        Buckets {
+            rate,
+            burst,
+            shared: TokenBucket::new(rate, burst, now),
+            keyed: HashMap::new(),
+        }
+    }
+
+    fn take(&mut self, key: &[u8], now: Instant) -> Result<(), Duration> {
+        if let Some((bucket, used)) = self.keyed.get_mut(key) {
+            *used = now;
+            return bucket.try_take(now);
+        }
+        if self.keyed.len() >= MAX_RATE_KEYS {
+            // A bucket unused for burst / rate seconds is full again:
+            // forgetting it changes nothing.
+            let refill = Duration::from_secs_f64((self.burst / self.rate).min(86_400.0));
+            self.keyed
+                .retain(|_, (_, used)| now.saturating_duration_since(*used) < refill);
+            if self.keyed.len() >= MAX_RATE_KEYS {
+                return self.shared.try_take(now);
+            }
+        }
+        let mut bucket = TokenBucket::new(self.rate, self.burst, now);
+        let taken = bucket.try_take(now);
+        self.keyed.insert(key.into(), (bucket, now));
+        taken
+    }
+}
+
 /// The latency a failed try counts as for least-request balancing.
 pub const FAILURE_LATENCY: Duration = Duration::from_secs(1);
 
@@ -162,7 +211,7 @@ pub struct Traffic {
     pub clusters: Vec<ClusterState>,
     /// Per listener, per route (snapshot order): the rate-limit bucket and
     /// the limit it was built for.
-    buckets: Vec<Vec<Option<(RateLimit, TokenBucket)>>>,
+    buckets: Vec<Vec<Option<(RateLimit, Buckets)>>>,
     rng: XorShift,
     /// Ejections and returns since start (published as counters).
     pub ejections: u64,
@@ -204,7 +253,7 @@ impl Traffic {
                 None => ClusterState::new(c),
             })
             .collect();
-        let old_buckets = std::mem::take(&mut self.buckets);
+        let mut old_buckets = std::mem::take(&mut self.buckets);
         let shards = self.shards as f64;
         self.buckets = snapshot
             .listeners
@@ -215,20 +264,19 @@ impl Traffic {
                     .iter()
                     .enumerate()
                     .map(|(ri, r)| {
-                        let limit = r.rate_limit?;
-                        // Keep a bucket whose limit did not change.
-                        if let Some(Some((was, bucket))) =
-                            old_buckets.get(li).and_then(|v| v.get(ri))
-                            && *was == limit
+                        let limit = r.rate_limit.clone()?;
+                        // Keep buckets whose limit did not change.
+                        if let Some(Some((was, buckets))) = old_buckets
+                            .get_mut(li)
+                            .and_then(|v| v.get_mut(ri))
+                            .map(Option::take)
+                            && was == limit
                         {
-                            return Some((limit, bucket.clone()));
+                            return Some((limit, buckets));
                         }
-                        let bucket = TokenBucket::new(
-                            limit.rps / shards,
-                            (limit.burst / shards).max(1.0),
-                            now,
-                        );
-                        Some((limit, bucket))
+                        let buckets =
+                            Buckets::new(limit.rps / shards, (limit.burst / shards).max(1.0), now);
+                        Some((limit, buckets))
                     })
                     .collect()
             })
@@ -237,14 +285,31 @@ impl Traffic {
 
     /// Takes a token of route `route` of listener `listener`; `Err` carries
     /// the wait until one is available. Routes without a limit always pass.
-    pub fn admit(&mut self, listener: usize, route: usize, now: Instant) -> Result<(), Duration> {
+    pub fn admit(
+        &mut self,
+        listener: usize,
+        route: usize,
+        key: &[u8],
+        now: Instant,
+    ) -> Result<(), Duration> {
         match self
             .buckets
             .get_mut(listener)
             .and_then(|l| l.get_mut(route))
         {
-            Some(Some((_, bucket))) => bucket.try_take(now),
+            Some(Some((limit, buckets))) => match limit.key {
+                RateKey::Route => buckets.shared.try_take(now),
+                _ => buckets.take(key, now),
+            },
             _ => Ok(()),
+        }
+    }
+
+    /// The rate limit of a route, if any (what its key is).
+    pub fn rate_key(&self, listener: usize, route: usize) -> Option<&RateKey> {
+        match self.buckets.get(listener)?.get(route)? {
+            Some((limit, _)) => Some(&limit.key),
+            None => None,
         }
     }
 
@@ -407,6 +472,7 @@ mod tests {
         route.rate_limit = Some(RateLimit {
             rps: 10.0,
             burst: 2.0,
+            key: RateKey::Route,
         });
         Snapshot {
             generation,
@@ -498,12 +564,43 @@ mod tests {
         // One shard: burst 2, 10/s.
         let mut t = Traffic::new(1, 1);
         t.sync(&snap, t0);
-        assert!(t.admit(0, 0, t0).is_ok());
-        assert!(t.admit(0, 0, t0).is_ok());
-        let wait = t.admit(0, 0, t0).unwrap_err();
+        assert!(t.admit(0, 0, b"a", t0).is_ok());
+        assert!(t.admit(0, 0, b"b", t0).is_ok());
+        let wait = t.admit(0, 0, b"c", t0).unwrap_err();
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
-        assert!(t.admit(0, 0, t0 + Duration::from_millis(100)).is_ok());
+        assert!(t.admit(0, 0, b"a", t0 + Duration::from_millis(100)).is_ok());
         // A route without a limit (or an unknown index) always passes.
-        assert!(t.admit(5, 5, t0).is_ok());
+        assert!(t.admit(5, 5, b"", t0).is_ok());
+    }
+
+    #[test]
+    fn keyed_rate_limit_gives_each_key_its_own_budget_and_stays_bounded() {
+        let t0 = Instant::now();
+        let mut snap = snapshot(1, LbPolicy::RoundRobin, 1);
+        snap.listeners[0].routes[0].rate_limit = Some(RateLimit {
+            rps: 10.0,
+            burst: 2.0,
+            key: RateKey::SpiffeId,
+        });
+        let mut t = Traffic::new(1, 1);
+        t.sync(&snap, t0);
+        for key in [&b"spiffe://a"[..], b"spiffe://b"] {
+            assert!(t.admit(0, 0, key, t0).is_ok());
+            assert!(t.admit(0, 0, key, t0).is_ok());
+            assert!(t.admit(0, 0, key, t0).is_err(), "{key:?}");
+        }
+        // Many keys: the table stops growing; idle full buckets are
+        // forgotten; while all are busy new keys share the overflow bucket.
+        for i in 0..MAX_RATE_KEYS + 10 {
+            let _ = t.admit(0, 0, format!("k{i}").as_bytes(), t0);
+        }
+        let keys = |t: &Traffic| match &t.buckets[0][0] {
+            Some((_, b)) => b.keyed.len(),
+            None => 0,
+        };
+        assert_eq!(keys(&t), MAX_RATE_KEYS);
+        let later = t0 + Duration::from_secs(1);
+        assert!(t.admit(0, 0, b"fresh", later).is_ok());
+        assert_eq!(keys(&t), 1, "idle buckets forgotten once full again");
     }
 }

@@ -43,8 +43,8 @@ pub mod rate_limit;
 mod tests;
 
 pub use policy::{
-    ClusterLimits, Fault, HashOn, HeaderEdits, RateLimit, Redirect, RetryPolicy, RouteTarget,
-    SplitTarget,
+    ClusterLimits, Fault, HashOn, HeaderEdits, RateKey, RateLimit, Redirect, RetryPolicy,
+    RouteTarget, SplitTarget,
 };
 
 /// Everything a shard needs to serve traffic, compiled by the control thread

@@ -105,11 +105,26 @@ pub struct RetryPolicy {
 }
 
 /// A route's local rate limit for the whole gateway; each shard admits
-/// `rps / shards` per second with a burst of `burst / shards` (at least 1).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// `rps / shards` per second with a burst of `burst / shards` (at least 1),
+/// per key.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimit {
     pub rps: f64,
     pub burst: f64,
+    pub key: RateKey,
+}
+
+/// What a rate limit counts separately.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RateKey {
+    /// One budget for the whole route.
+    #[default]
+    Route,
+    /// One budget per client SPIFFE ID (clients without one share one).
+    SpiffeId,
+    /// One budget per value of this request header (lowercase name;
+    /// requests without it share one).
+    Header(String),
 }
 
 /// Injected faults (chaos testing): percentages of requests.

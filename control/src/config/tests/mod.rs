@@ -898,7 +898,7 @@ fn traffic_management_example_compiles() {
         retry.per_try_timeout,
         Some(std::time::Duration::from_millis(500))
     );
-    assert_eq!(route.rate_limit.unwrap().rps, 1000.0);
+    assert_eq!(route.rate_limit.as_ref().unwrap().rps, 1000.0);
     let c = &snap.clusters[0];
     assert_eq!(c.outlier.unwrap().consecutive_failures, 3);
     assert_eq!(c.limits.max_pending, 256);
