@@ -32,9 +32,9 @@ Options:
   --body-size N      small response body size (default 16)
   --out DIR          keep configs, logs, per-run JSON and HDR files in DIR
   --no-build         use the existing target/release binaries
-  --plot FILE        NOT IMPLEMENTED YET: `meshbench plot` does not exist;
-                     the option only says so. Use --out DIR and plot the
-                     *.hdr files (HdrHistogram text format) meanwhile.
+  --plot FILE        write the latency percentile curves (SVG, `meshbench
+                     plot`) of the fixed-rate scenario: the last round of
+                     each proxy and of "direct"
   -h, --help         this text
 
 Needs: Debian/Ubuntu (apt-get), 2+ CPUs, cargo. Installs nginx-light,
@@ -78,7 +78,6 @@ secs_of() { # 500ms | 10s | 2m | 10 -> whole seconds, rounded up
 DUR_S=$(secs_of "$DURATION"); [[ "$DUR_S" =~ ^[0-9]+$ ]] || die "bad --duration $DURATION"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "bad --rounds $ROUNDS"
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (proxy on CPU 0, client+upstream on CPU 1)"
-[ -n "$PLOT" ] && log "note: --plot is not implemented yet (meshbench has no plot subcommand); continuing without it"
 
 # --- packages ------------------------------------------------------------------
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -469,5 +468,18 @@ END {
   printf "requests per proxy-CPU-s: all requests / that sum; RSS: largest VmRSS at the end of a run (nginx: master + worker); failed: transport errors + 4xx/5xx.\n"
   printf "The load client and the upstreams share CPU 1; each proxy runs alone on CPU 0.\n"
 }' "$RESULTS"
+if [ -n "$PLOT" ]; then
+  curves=()
+  for p in "${proxy_list[@]}" direct; do
+    f="$W/run-lat-$p-$ROUNDS.json"
+    [ -f "$f" ] && curves+=("$p=$f")
+  done
+  if [ ${#curves[@]} -gt 0 ]; then
+    "$MESHBENCH" plot "${curves[@]}" --title "Latency at $RATE req/s (round $ROUNDS)" -o "$PLOT" \
+      && log "latency plot written to $PLOT"
+  else
+    log "--plot: no fixed-rate (lat) runs to plot"
+  fi
+fi
 [ -n "$OUT" ] && log "configs, logs and per-run JSON/HDR files kept in $W"
 exit 0

@@ -18,6 +18,26 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Serve as the demo upstream.
     Upstream(UpstreamArgs),
+    /// Draw the percentile curves of `--json` reports.
+    Plot(PlotArgs),
+}
+
+/// `meshbench plot A.json B.json ... -o latency.svg`: the latency
+/// percentile curves of several runs in one SVG (log-scaled tail axis, as
+/// HdrHistogram plots are read).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "meshbench plot", version)]
+pub struct PlotArgs {
+    /// `--json` reports of `meshbench` runs; a curve each. `LABEL=FILE`
+    /// names a curve (default: the file name without `.json`).
+    #[arg(required = true)]
+    pub reports: Vec<String>,
+    /// The SVG file to write.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// Title above the plot.
+    #[arg(long, default_value = "Latency by percentile")]
+    pub title: String,
 }
 
 /// Splits off the subcommand: `upstream`, `run`, or a bare URL (= `run`).
@@ -33,6 +53,11 @@ where
             args.remove(1);
             args[0] = "meshbench upstream".into();
             UpstreamArgs::try_parse_from(args).map(Command::Upstream)
+        }
+        Some("plot") => {
+            args.remove(1);
+            args[0] = "meshbench plot".into();
+            PlotArgs::try_parse_from(args).map(Command::Plot)
         }
         Some("run") => {
             args.remove(1);
@@ -318,8 +343,22 @@ mod tests {
     fn run(args: &[&str]) -> RunArgs {
         match parse_command(args.iter().copied()).expect("parses") {
             Command::Run(r) => *r,
-            Command::Upstream(_) => panic!("expected run"),
+            _ => panic!("expected run"),
         }
+    }
+
+    #[test]
+    fn plot_takes_reports_and_an_output() {
+        let c = parse_command(["meshbench", "plot", "a.json", "nginx=b.json", "-o", "x.svg"]);
+        match c.expect("parses") {
+            Command::Plot(p) => {
+                assert_eq!(p.reports, ["a.json", "nginx=b.json"]);
+                assert_eq!(p.output, PathBuf::from("x.svg"));
+            }
+            other => panic!("expected plot, got {other:?}"),
+        }
+        assert!(parse_command(["meshbench", "plot", "-o", "x.svg"]).is_err());
+        assert!(parse_command(["meshbench", "plot", "a.json"]).is_err());
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub struct Report {
     pub status: StatusClasses,
     /// Errors by kind name.
     pub error_kinds: Vec<(String, u64)>,
+    /// The latency distribution: `[percentile 0..=100, ms]` pairs (HDR
+    /// quantile iteration, 5 steps per halving), what `meshbench plot`
+    /// draws.
+    pub percentiles: Vec<(f64, f64)>,
 }
 
 /// Latency summary, milliseconds.
@@ -143,6 +147,10 @@ impl Report {
                 s5xx: stats.status[4],
             },
             error_kinds: stats.errors.iter().map(|(k, n)| (k.name(), *n)).collect(),
+            percentiles: h
+                .iter_quantiles(5)
+                .map(|v| (v.quantile_iterated_to() * 100.0, ms(v.value_iterated_to())))
+                .collect(),
         }
     }
 

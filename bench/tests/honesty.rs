@@ -249,3 +249,61 @@ fn upstream_echoes_tags_and_keeps_alive() {
     assert!(second.contains("connection: close\r\n"));
     assert_eq!(up.stop().served, 2);
 }
+
+#[test]
+fn plot_draws_the_percentile_curves_of_reports() {
+    let up = Upstream::start(&["--delay-ms", "5"]);
+    let url = up.url("/");
+    let mut files = Vec::new();
+    for (name, rate) in [("slow-rate", "100"), ("fast-rate", "200")] {
+        let json = tmp(&format!("{name}.json"));
+        let out = Command::new(BIN)
+            .args([&url, "-q", "-c", "4", "--rate", rate, "-n", "200", "--json"])
+            .arg(&json)
+            .output()
+            .expect("run meshbench");
+        assert!(out.status.success(), "{out:?}");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        // The distribution ends at the 100th percentile, at the max.
+        let last = report["percentiles"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(last[0].as_f64(), Some(100.0), "{last}");
+        assert!(
+            last[1].as_f64().unwrap() >= 5.0,
+            "delay is a lower bound: {last}"
+        );
+        files.push(json);
+    }
+    let svg = tmp("plot.svg");
+    let labelled = format!("200/s & more={}", files[1].display());
+    let out = Command::new(BIN)
+        .args(["plot", files[0].to_str().unwrap(), &labelled, "-o"])
+        .arg(&svg)
+        .output()
+        .expect("run meshbench plot");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    assert_eq!(text.matches("<polyline").count(), 2, "{text}");
+    assert!(text.contains("200/s &amp; more"), "label escaped");
+    assert!(text.contains(&format!("meshbench-test-{}-slow-rate", std::process::id())));
+    // A file that is not a report is refused by name.
+    let bad = tmp("not-a-report.json");
+    std::fs::write(&bad, "{}").unwrap();
+    let out = Command::new(BIN)
+        .args(["plot", bad.to_str().unwrap(), "-o"])
+        .arg(&svg)
+        .output()
+        .expect("run meshbench plot");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-a-report.json"));
+    for f in files.iter().chain([&svg, &bad]) {
+        let _ = std::fs::remove_file(f);
+    }
+    drop(up);
+}
