@@ -30,6 +30,8 @@ Options:
   --only LIST      comma-separated subset (default kill,slow,flaky,burst,breaker)
   --out DIR        keep configs, logs and JSON reports in DIR
   --no-build       use the existing target/release binaries
+
+Needs Debian/Ubuntu (installs bc and python3 when missing) and cargo.
 EOF
 }
 
@@ -46,6 +48,16 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+# bc and python3 read the numbers; installed from the distribution when missing.
+need=()
+command -v bc >/dev/null || need+=(bc)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "chaos: installing ${need[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >&2
+fi
 if [ -z "$OUT" ]; then OUT=$(mktemp -d); fi
 mkdir -p "$OUT"
 if [ "$BUILD" = 1 ]; then

@@ -31,7 +31,18 @@ impl Commands {
         &self,
         path: Option<PathBuf>,
         toml: Option<String>,
+        config: Option<serde_json::Value>,
     ) -> Result<(String, PathBuf), ErrorBody> {
+        let toml = match (toml, config) {
+            (Some(_), Some(_)) => {
+                return Err(ErrorBody::new(
+                    ErrorKind::InvalidRequest,
+                    "give `toml` or `config`, not both",
+                ));
+            }
+            (None, Some(config)) => Some(json_config_to_toml(&config)?),
+            (toml, None) => toml,
+        };
         match (toml, path) {
             (Some(text), path) => Ok((
                 text,
@@ -46,10 +57,27 @@ impl Commands {
             },
             (None, None) => Err(ErrorBody::new(
                 ErrorKind::InvalidRequest,
-                "give `path`, `toml` or both",
+                "give `path`, `toml` or `config`",
             )),
         }
     }
+}
+
+/// An inline JSON configuration as TOML text (then validated like a file:
+/// errors name the field; positions refer to this generated text).
+fn json_config_to_toml(config: &serde_json::Value) -> Result<String, ErrorBody> {
+    if !config.is_object() {
+        return Err(ErrorBody::new(
+            ErrorKind::InvalidRequest,
+            "`config` must be a JSON object",
+        ));
+    }
+    toml::to_string(config).map_err(|e| {
+        ErrorBody::new(
+            ErrorKind::Invalid,
+            format!("config: no TOML form ({e}); JSON null is not allowed"),
+        )
+    })
 }
 
 fn failed(e: DaemonError) -> ErrorBody {
@@ -68,8 +96,8 @@ impl Handler for Commands {
         let g = &self.gateway;
         match command {
             Command::Status => Ok(g.status_json()),
-            Command::ConfigCheck { path, toml } => {
-                let (text, path) = self.source(path, toml)?;
+            Command::ConfigCheck { path, toml, config } => {
+                let (text, path) = self.source(path, toml, config)?;
                 let snapshot = g.check(&text, &path).map_err(failed)?;
                 let routes: usize = snapshot.listeners.iter().map(|l| l.routes.len()).sum();
                 Ok(json!({
@@ -83,20 +111,22 @@ impl Handler for Commands {
             Command::ConfigApply {
                 path,
                 toml,
+                config,
                 canary: Some(shard),
                 watch_s,
             } => {
-                let (text, path) = self.source(path, toml)?;
+                let (text, path) = self.source(path, toml, config)?;
                 let watch = Duration::from_secs(watch_s.unwrap_or(30));
                 g.apply_canary(&text, &path, shard, watch).map_err(failed)
             }
             Command::ConfigApply {
                 path,
                 toml,
+                config,
                 canary: None,
                 watch_s: _,
             } => {
-                let (text, path) = self.source(path, toml)?;
+                let (text, path) = self.source(path, toml, config)?;
                 let applied = g.apply(&text, &path).map_err(failed)?;
                 log::info!(
                     "config apply from {}: generation {}",

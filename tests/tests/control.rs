@@ -711,3 +711,52 @@ endpoints = ["{a}"]
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn config_can_be_given_inline_as_json() {
+    let dir = TempDir::new();
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let gw = Gateway::start(&config(dir.path(), "a", a.addr(), b.addr()), dir.path());
+    let mut control = Control::connect(&socket_of(&dir));
+    // The running config, routed to b instead, as a JSON object.
+    let config = serde_json::json!({
+        "control": { "socket": socket_of(&dir).display().to_string() },
+        "listeners": [{ "name": LISTENER, "address": gw.addr(LISTENER).to_string() }],
+        "routes": [{ "name": "all", "listener": LISTENER, "cluster": "b" }],
+        "clusters": [
+            { "name": "a", "endpoints": [a.addr().to_string()] },
+            { "name": "b", "endpoints": [b.addr().to_string()] }
+        ]
+    });
+    let reply = control.call(&serde_json::json!({
+        "id": 1, "command": "config_apply", "args": { "config": config }
+    }));
+    assert_eq!(reply["ok"], true, "{reply}");
+    let mut c = RawConn::connect(gw.addr(LISTENER));
+    c.send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+        .unwrap();
+    assert_eq!(c.read_response().unwrap().header("x-upstream"), Some("b"));
+    // Validation names the field, as for a file.
+    let mut bad = config.clone();
+    bad["clusters"][1]["endpoints"] = serde_json::json!([]);
+    let reply = control.call(&serde_json::json!({
+        "id": 2, "command": "config_check", "args": { "config": bad }
+    }));
+    assert_eq!(reply["ok"], false, "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("clusters[1].endpoints: at least one endpoint is required"),
+        "{reply}"
+    );
+    // JSON null has no TOML form; text and object together are ambiguous.
+    let mut with_null = config.clone();
+    with_null["routes"][0]["cluster"] = serde_json::Value::Null;
+    let reply = control.call(&serde_json::json!({
+        "id": 3, "command": "config_check", "args": { "config": with_null }
+    }));
+    assert_eq!(reply["error"]["kind"], "invalid", "{reply}");
+    let reply = control.call(&serde_json::json!({
+        "id": 4, "command": "config_check", "args": { "config": config, "toml": "" }
+    }));
+    assert_eq!(reply["error"]["kind"], "invalid_request", "{reply}");
+}

@@ -192,6 +192,7 @@ fn to_command(cmd: &Cmd) -> Result<Command, Failure> {
             Command::ConfigCheck {
                 path: Some(path),
                 toml: Some(toml),
+                config: None,
             }
         }
         Cmd::Config(ConfigCmd::Apply {
@@ -203,6 +204,7 @@ fn to_command(cmd: &Cmd) -> Result<Command, Failure> {
             Command::ConfigApply {
                 path: Some(path),
                 toml: Some(toml),
+                config: None,
                 canary: *canary,
                 watch_s: *watch,
             }
@@ -403,6 +405,7 @@ mod tests {
             Command::ConfigApply {
                 path: Some(std::fs::canonicalize(&file).unwrap()),
                 toml: Some("[control]\n".into()),
+                config: None,
                 canary: None,
                 watch_s: None,
             }

@@ -34,8 +34,8 @@
 //! | command | args |
 //! |---|---|
 //! | `status`, `config_show`, `routes`, `clusters`, `certs_reload`, `stats` | none |
-//! | `config_check` | `path`: string?, `toml`: string? |
-//! | `config_apply` | `path`: string?, `toml`: string?, `canary`: integer? (shard), `watch_s`: integer? |
+//! | `config_check` | `path`: string?, `toml`: string?, `config`: object? |
+//! | `config_apply` | `path`: string?, `toml`: string?, `config`: object?, `canary`: integer? (shard), `watch_s`: integer? |
 //! | `endpoint_drain`, `endpoint_enable` | `cluster`: string, `address`: string |
 //! | `drain` | `timeout_s`: integer? |
 //! | `log_level` | `level`: string |
@@ -43,7 +43,11 @@
 //! For `config_check` / `config_apply`, `toml` is the configuration text and
 //! `path` the file it came from (absolute): the daemon resolves relative
 //! paths inside the text against `path`'s folder and names `path` in its
-//! errors. With `path` alone the daemon reads the file itself.
+//! errors. With `path` alone the daemon reads the file itself. `config`
+//! gives the configuration inline as a JSON object with the TOML schema's
+//! shape (`{"listeners":[{"name":"public","address":"127.0.0.1:8080"}],...}`;
+//! JSON `null` has no TOML form and is refused); `toml` and `config` are
+//! exclusive.
 //!
 //! Responses:
 //!
@@ -135,12 +139,18 @@ pub enum Command {
         path: Option<PathBuf>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         toml: Option<String>,
+        /// The configuration as a JSON object (the TOML schema's shape).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<serde_json::Value>,
     },
     ConfigApply {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         path: Option<PathBuf>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         toml: Option<String>,
+        /// The configuration as a JSON object (the TOML schema's shape).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<serde_json::Value>,
         /// Publish to this shard only, watch, then promote or roll back.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         canary: Option<usize>,
@@ -619,7 +629,8 @@ mod tests {
             r.command,
             Command::ConfigCheck {
                 path: None,
-                toml: None
+                toml: None,
+                config: None,
             }
         );
     }
@@ -646,10 +657,12 @@ mod tests {
             Command::ConfigCheck {
                 path: Some("/a/b.toml".into()),
                 toml: Some("x = 1\n".into()),
+                config: None,
             },
             Command::ConfigApply {
                 path: None,
                 toml: Some("y".into()),
+                config: None,
                 canary: Some(1),
                 watch_s: Some(30),
             },

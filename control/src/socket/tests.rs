@@ -40,6 +40,7 @@ fn socket_v1_request_shapes_are_pinned() {
             Command::ConfigApply {
                 path: Some("/etc/meshgate/meshgate.toml".into()),
                 toml: Some("[control]\n".into()),
+                config: None,
                 canary: None,
                 watch_s: None,
             },
@@ -49,6 +50,15 @@ fn socket_v1_request_shapes_are_pinned() {
             Command::ConfigCheck {
                 path: None,
                 toml: Some("x".into()),
+                config: None,
+            },
+        ),
+        (
+            r#"{"id":5,"version":1,"command":"config_check","args":{"config":{"listeners":[]}}}"#,
+            Command::ConfigCheck {
+                path: None,
+                toml: None,
+                config: Some(serde_json::json!({"listeners": []})),
             },
         ),
         (

@@ -350,6 +350,19 @@ async fn redirect<S: ByteStream>(
 ) -> Result<Next, ProxyError> {
     let mut out = BufPool::take();
     http::write_local_response(status, &[("location", location)], b"", keep_alive, &mut out);
+    send_local(ctx, down, out, status, keep_alive, limits, at).await
+}
+
+/// Counts and sends a response the gateway wrote itself.
+async fn send_local<S: ByteStream>(
+    ctx: &ShardContext,
+    down: &mut S,
+    out: Vec<u8>,
+    status: u16,
+    keep_alive: bool,
+    limits: &HttpLimits,
+    at: Counted<'_>,
+) -> Result<Next, ProxyError> {
     at.count(ctx, Some(status), out.len() as u64);
     let (r, back) = timeout(limits.idle_timeout, down.write_owned(out))
         .await
@@ -657,14 +670,7 @@ async fn local_response<S: ByteStream>(
         }
         return Ok(Next::Close);
     };
-    let bytes = out.len() as u64;
-    at.count(ctx, Some(status), bytes);
-    let (r, back) = timeout(limits.idle_timeout, down.write_owned(out))
-        .await
-        .map_err(|_| ProxyError::DownstreamTimeout)?;
-    BufPool::give(back);
-    r.map_err(ProxyError::DownstreamIo)?;
-    Ok(Next::keep_if(keep_alive))
+    send_local(ctx, down, out, status, keep_alive, limits, at).await
 }
 
 /// Where a finished request is counted: its listener, and its route and

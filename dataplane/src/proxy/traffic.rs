@@ -427,6 +427,10 @@ impl Traffic {
                 took
             };
             e.latency.observe(sample, now);
+            if !failed {
+                let micros = took.as_micros().clamp(1, 60_000_000) as u64;
+                let _ = e.histogram.record(micros);
+            }
         }
         let Some(settings) = &c.outlier else { return };
         let outcome = if failed {
@@ -548,6 +552,17 @@ mod tests {
         let guard = t.clusters[0].active_requests.enter();
         t.record(&snap, ClusterId(0), 2, true, Duration::ZERO, t0);
         t.record(&snap, ClusterId(0), 2, true, Duration::ZERO, t0);
+        t.record(&snap, ClusterId(0), 3, false, Duration::from_millis(3), t0);
+        assert_eq!(
+            t.clusters[0].endpoint[3].histogram.len(),
+            1,
+            "successes are timed"
+        );
+        assert_eq!(
+            t.clusters[0].endpoint[2].histogram.len(),
+            0,
+            "failures are not"
+        );
         let snap2 = snapshot(2, LbPolicy::RoundRobin, 4);
         t.sync(&snap2, t0);
         assert_eq!(t.clusters[0].active_requests.get(), 1);
