@@ -107,6 +107,13 @@ pub struct RunArgs {
     /// Request body of this many bytes (sent with Content-Length).
     #[arg(long, default_value_t = 0)]
     pub body_size: usize,
+    /// Request body read from this file (sent with Content-Length).
+    #[arg(long, conflicts_with = "body_size")]
+    pub body_file: Option<PathBuf>,
+    /// Request path instead of the URL's (repeatable: each connection goes
+    /// through the paths in turn, starting at a different one).
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
     /// A new TCP (and TLS) connection for every request.
     #[arg(long)]
     pub new_conn: bool,
@@ -182,6 +189,15 @@ impl RunArgs {
         }
         if !(0.0..=1.0).contains(&self.max_error_rate) {
             return Err("--max-error-rate is a fraction between 0 and 1".into());
+        }
+        if let Some(p) = self
+            .paths
+            .iter()
+            .find(|p| !p.starts_with('/') || p.bytes().any(|b| b <= b' ' || b == 0x7f))
+        {
+            return Err(format!(
+                "--path {p:?}: a path starts with / and has no spaces or control characters"
+            ));
         }
         Ok(())
     }

@@ -28,27 +28,47 @@ pub struct Endpoint {
     pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
-/// The bytes of the request every connection repeats.
-pub fn build_request(args: &RunArgs) -> Vec<u8> {
-    build_request_for(
-        &args.method,
-        &args.url,
-        &args.headers,
-        args.body_size,
-        args.new_conn,
-    )
+/// The requests the connections repeat: one per `--path` (or the URL's
+/// path), each with the body of `--body-size` or `--body-file`.
+pub fn build_requests(args: &RunArgs) -> Result<Vec<Vec<u8>>, String> {
+    let body = match &args.body_file {
+        Some(file) => {
+            std::fs::read(file).map_err(|e| format!("--body-file {}: {e}", file.display()))?
+        }
+        None => vec![b'x'; args.body_size],
+    };
+    let paths: Vec<&str> = if args.paths.is_empty() {
+        vec![args.url.path.as_str()]
+    } else {
+        args.paths.iter().map(String::as_str).collect()
+    };
+    Ok(paths
+        .into_iter()
+        .map(|path| {
+            build_request_with(
+                &args.method,
+                &args.url,
+                path,
+                &args.headers,
+                &body,
+                args.new_conn,
+            )
+        })
+        .collect())
 }
 
-/// [`build_request`] from its parts.
-pub fn build_request_for(
+/// One request from its parts.
+pub fn build_request_with(
     method: &str,
     target: &Target,
+    path: &str,
     headers: &[(String, String)],
-    body_size: usize,
+    body: &[u8],
     close: bool,
 ) -> Vec<u8> {
+    let body_size = body.len();
     let mut req = Vec::with_capacity(128 + body_size);
-    req.extend_from_slice(format!("{method} {} HTTP/1.1\r\n", target.path).as_bytes());
+    req.extend_from_slice(format!("{method} {path} HTTP/1.1\r\n").as_bytes());
     let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     if !has("host") {
         req.extend_from_slice(format!("Host: {}\r\n", target.authority).as_bytes());
@@ -63,7 +83,7 @@ pub fn build_request_for(
         req.extend_from_slice(b"Connection: close\r\n");
     }
     req.extend_from_slice(b"\r\n");
-    req.resize(req.len() + body_size, b'x');
+    req.extend_from_slice(body);
     req
 }
 
@@ -202,15 +222,29 @@ mod tests {
     #[test]
     fn request_bytes() {
         let t = parse_target("http://127.0.0.1:9000/echo?x=1").unwrap();
-        let req = build_request_for("POST", &t, &[("x-k".into(), "v".into())], 3, false);
+        let req = build_request_with(
+            "POST",
+            &t,
+            &t.path,
+            &[("x-k".into(), "v".into())],
+            b"xxx",
+            false,
+        );
         assert_eq!(
             req,
             b"POST /echo?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nx-k: v\r\nContent-Length: 3\r\n\r\nxxx"
         );
-        let req = build_request_for("GET", &t, &[("host".into(), "orders".into())], 0, true);
+        let req = build_request_with(
+            "GET",
+            &t,
+            "/other?q",
+            &[("host".into(), "orders".into())],
+            b"",
+            true,
+        );
         assert_eq!(
             req,
-            b"GET /echo?x=1 HTTP/1.1\r\nhost: orders\r\nConnection: close\r\n\r\n"
+            b"GET /other?q HTTP/1.1\r\nhost: orders\r\nConnection: close\r\n\r\n"
         );
         // The data plane's parser accepts what we send.
         let limits = dataplane::http::Limits::default();

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use dataplane::runtime::{self, RuntimeConfig, shard::spawn_shards};
 
 use crate::args::{Limit, RunArgs};
-use crate::conn::{Conn, Endpoint, Exchange, build_request};
+use crate::conn::{Conn, Endpoint, Exchange, build_requests};
 use crate::report::{self, Report, RunInfo};
 use crate::schedule::{Schedule, share};
 use crate::stats::{ErrorKind, Stats};
@@ -42,7 +42,8 @@ enum Msg {
 /// What every connection of a run shares.
 struct Plan {
     endpoint: Endpoint,
-    request: Vec<u8>,
+    /// The requests a connection goes through in turn.
+    requests: Vec<Vec<u8>>,
     method: String,
     start: Instant,
     /// No request starts at or after this (duration runs).
@@ -76,6 +77,7 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
     } else {
         None
     };
+    let requests = build_requests(args)?;
     let threads = args.threads.min(args.connections);
     let start = Instant::now()
         + STARTUP
@@ -99,7 +101,7 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
                 addr,
                 tls: tls.clone(),
             },
-            request: build_request(args),
+            requests: requests.clone(),
             method: args.method.clone(),
             start,
             end,
@@ -236,7 +238,11 @@ async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index: usize) {
     let schedule = plan
         .rate
         .map(|r| Schedule::new(r, plan.total_connections, index));
-    let mut exchange = Exchange::new(plan.request.clone(), &plan.method);
+    let mut exchanges: Vec<Exchange> = plan
+        .requests
+        .iter()
+        .map(|r| Exchange::new(r.clone(), &plan.method))
+        .collect();
     let mut conn: Option<Conn> = None;
     let mut k = 0u64;
     if !plan.new_conn {
@@ -286,6 +292,10 @@ async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index: usize) {
                 }
             }
             let c = conn.as_mut().expect("opened above");
+            // Connection `index` starts at path `index`, then takes each
+            // in turn.
+            let n = exchanges.len();
+            let exchange = &mut exchanges[(index + k as usize - 1) % n];
             exchange.run(c, &mut bytes).await
         })
         .await;

@@ -307,3 +307,84 @@ fn plot_draws_the_percentile_curves_of_reports() {
     }
     drop(up);
 }
+
+#[test]
+fn paths_rotate_and_a_body_file_is_sent() {
+    let up = Upstream::start(&[]);
+    let body = tmp("body.bin");
+    std::fs::write(&body, b"0123456789abcdef").unwrap();
+    // /echo returns the body: 16 bytes per response on each of 100 requests.
+    let (code, r) = bench(
+        "body-file",
+        &[
+            &up.url("/echo"),
+            "-c",
+            "2",
+            "-n",
+            "100",
+            "--method",
+            "POST",
+            "--body-file",
+            body.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(u(&r["status"]["2xx"]), 100);
+    // Two paths in turn: /echo (16 bytes back) and / (empty body).
+    let (code, r2) = bench(
+        "paths",
+        &[
+            &up.url("/"),
+            "-c",
+            "2",
+            "-n",
+            "100",
+            "--method",
+            "POST",
+            "--body-file",
+            body.to_str().unwrap(),
+            "--path",
+            "/echo",
+            "--path",
+            "/",
+        ],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(u(&r2["status"]["2xx"]), 100);
+    let per_response = |r: &serde_json::Value| {
+        r["throughput_mib_s"].as_f64().unwrap() * r["duration_s"].as_f64().unwrap() * 1048576.0
+            / 100.0
+    };
+    let (code, r3) = bench(
+        "path-root",
+        &[
+            &up.url("/echo"),
+            "-c",
+            "2",
+            "-n",
+            "100",
+            "--method",
+            "POST",
+            "--body-file",
+            body.to_str().unwrap(),
+            "--path",
+            "/",
+        ],
+    );
+    assert_eq!(code, 0);
+    // Alternating paths: the average response lies halfway between all
+    // /echo (16 bytes back) and all / (empty).
+    let (all_echo, mixed, none) = (per_response(&r), per_response(&r2), per_response(&r3));
+    assert!(all_echo > none + 15.0, "{all_echo} vs {none}");
+    assert!(
+        (mixed - (all_echo + none) / 2.0).abs() < 0.5,
+        "{all_echo} {mixed} {none}"
+    );
+    let out = Command::new(BIN)
+        .args([&up.url("/"), "-q", "-n", "1", "--path", "no-slash"])
+        .output()
+        .expect("run meshbench");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--path"));
+    let _ = std::fs::remove_file(&body);
+}
