@@ -54,14 +54,6 @@ fn socket_v1_request_shapes_are_pinned() {
             },
         ),
         (
-            r#"{"id":5,"version":1,"command":"config_check","args":{"config":{"listeners":[]}}}"#,
-            Command::ConfigCheck {
-                path: None,
-                toml: None,
-                config: Some(serde_json::json!({"listeners": []})),
-            },
-        ),
-        (
             r#"{"id":4,"version":1,"command":"endpoint_drain","args":{"cluster":"api","address":"10.0.0.7:8080"}}"#,
             Command::EndpointDrain {
                 cluster: "api".into(),
@@ -108,6 +100,14 @@ fn socket_v1_request_shapes_are_pinned() {
             Command::CertsReload,
         ),
         (r#"{"id":13,"version":1,"command":"stats"}"#, Command::Stats),
+        (
+            r#"{"id":14,"version":1,"command":"config_check","args":{"config":{"listeners":[]}}}"#,
+            Command::ConfigCheck {
+                path: None,
+                toml: None,
+                config: Some(serde_json::json!({"listeners": []})),
+            },
+        ),
     ];
     for (i, (wire, command)) in pins.into_iter().enumerate() {
         let id = Value::from(i + 1);

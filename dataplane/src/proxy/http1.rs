@@ -444,6 +444,112 @@ async fn request<S: ByteStream>(
     let replayable = plan.body == BodyKind::None || buffered;
     let body_follows = plan.body != BodyKind::None && !buffered;
     let error_keep = plan.keep_alive && !plan.http10 && !body_follows;
+    let tries = Tries {
+        target: &target,
+        plan: &plan,
+        limits,
+        replayable,
+        body_follows,
+    };
+    let ok =
+        match send_with_retries(ctx, snapshot, tries, down, inbuf, &mut out, continue_sent).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                BufPool::give(out);
+                return local_response(ctx, down, &e, error_keep, limits, at).await;
+            }
+        };
+    let TryOk {
+        mut up,
+        guard: conn_guard,
+        mut upbuf,
+        response,
+        addr,
+    } = ok;
+    BufPool::give(out);
+    // `response.head` holds the downstream response head; it goes out with
+    // the first body bytes.
+    let down_keep_alive = response.downstream_keep_alive;
+    let mut decoder = BodyDecoder::new(response.body);
+    let (r, head_buf, written) = forward(
+        &mut up,
+        &mut upbuf,
+        &mut decoder,
+        down,
+        response.head,
+        target.timeout,
+        limits.idle_timeout,
+    )
+    .await;
+    BufPool::give(head_buf);
+    match r {
+        Ok(()) => {
+            at.count(ctx, Some(response.status), written);
+            let micros = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+            let _ = ctx.latency.borrow_mut().record(micros.max(1));
+            if response.upstream_keep_alive && upbuf.is_empty() {
+                let now = runtime::now();
+                ctx.upstreams
+                    .borrow_mut()
+                    .put(addr, (up.0, conn_guard), now, target.pool_max_idle);
+            }
+            BufPool::give(upbuf);
+            Ok(Next::keep_if(down_keep_alive))
+        }
+        // Broken upstream framing seen before anything went downstream:
+        // still a clean 502.
+        Err(Forward::Invalid(e)) if written == 0 => {
+            let e = ProxyError::BadResponse(e);
+            local_response(ctx, down, &e, false, limits, at)
+                .await
+                .map(|_| Next::Close)
+        }
+        // The upstream died mid-body or sent broken framing after bytes went
+        // downstream: close the downstream connection so the client sees a
+        // truncated message, never a complete-looking one.
+        Err(e) => {
+            if written > 0 {
+                at.count(ctx, Some(response.status), written);
+            }
+            log::debug!("shard {}: response body from {addr} aborted: {e:?}", ctx.id,);
+            Ok(Next::Abort)
+        }
+    }
+}
+/// What the tries of one request share.
+struct Tries<'a> {
+    target: &'a Target,
+    plan: &'a Plan,
+    limits: &'a HttpLimits,
+    /// The request can be sent again (no body, or a buffered one in `out`).
+    replayable: bool,
+    /// The body streams from the client after `out`.
+    body_follows: bool,
+}
+
+/// Sends the request to endpoints of its cluster until one answers or the
+/// route's retry policy gives up: picks an endpoint (avoiding the one that
+/// just failed), tries it, records the outcome (outlier detection, latency),
+/// and retries what the policy, the time left and the cluster's retry
+/// budget allow, after a backoff. `Ok`: a response head to forward (which
+/// may be a retriable status whose retries ran out); `Err`: the last try's
+/// error, to answer locally.
+async fn send_with_retries<S: ByteStream>(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    tries: Tries<'_>,
+    down: &mut S,
+    inbuf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+    mut continue_sent: bool,
+) -> Result<TryOk, ProxyError> {
+    let Tries {
+        target,
+        plan,
+        limits,
+        replayable,
+        body_follows,
+    } = tries;
     let deadline = runtime::now() + target.timeout;
     let cluster_index = target.cluster.0 as usize;
     let response_edits = snapshot
@@ -458,7 +564,7 @@ async fn request<S: ByteStream>(
     let mut fresh = false;
     let mut resent_dead = false;
     let mut retrying: Option<GaugeGuard> = None;
-    let ok = loop {
+    loop {
         let now = runtime::now();
         let picked = ctx.traffic.borrow_mut().pick(
             snapshot,
@@ -470,9 +576,8 @@ async fn request<S: ByteStream>(
             now,
         );
         let Some(endpoint) = picked else {
-            BufPool::give(out);
             let e = ProxyError::NoEndpoint(snapshot.cluster(target.cluster).name.clone());
-            return local_response(ctx, down, &e, error_keep, limits, at).await;
+            return Err(e);
         };
         let addr = snapshot.cluster(target.cluster).endpoints[endpoint];
         let _try = ctx.traffic.borrow().clusters[cluster_index].endpoint[endpoint]
@@ -485,15 +590,15 @@ async fn request<S: ByteStream>(
         let send = TrySend {
             down: &mut *down,
             inbuf: &mut *inbuf,
-            plan: &plan,
+            plan,
             limits,
-            out: &mut out,
+            out: &mut *out,
             continue_sent: &mut continue_sent,
             body_follows,
             try_deadline,
             response_edits,
         };
-        let outcome = try_once(ctx, snapshot, &target, addr, fresh, send).await;
+        let outcome = try_once(ctx, snapshot, target, addr, fresh, send).await;
         fresh = false;
         // What went wrong, as the retry policy sees it.
         let failure = match &outcome {
@@ -576,13 +681,9 @@ async fn request<S: ByteStream>(
                 allowed
             });
         let (Some(policy), true) = (policy, admitted) else {
-            match outcome {
-                Ok(ok) => break ok,
-                Err(failed) => {
-                    BufPool::give(out);
-                    return local_response(ctx, down, &failed.error, error_keep, limits, at).await;
-                }
-            }
+            // The last answer stands: a response (even a retriable status)
+            // or the error of the last try.
+            return outcome.map_err(|failed| failed.error);
         };
         // The failed try's connection (and any response) is dropped here.
         drop(outcome);
@@ -592,65 +693,9 @@ async fn request<S: ByteStream>(
         retries += 1;
         ctx.stats.retries.incr();
         avoid = Some(endpoint);
-    };
-    let TryOk {
-        mut up,
-        guard: conn_guard,
-        mut upbuf,
-        response,
-        addr,
-    } = ok;
-    BufPool::give(out);
-    drop(retrying);
-    // `response.head` holds the downstream response head; it goes out with
-    // the first body bytes.
-    let down_keep_alive = response.downstream_keep_alive;
-    let mut decoder = BodyDecoder::new(response.body);
-    let (r, head_buf, written) = forward(
-        &mut up,
-        &mut upbuf,
-        &mut decoder,
-        down,
-        response.head,
-        target.timeout,
-        limits.idle_timeout,
-    )
-    .await;
-    BufPool::give(head_buf);
-    match r {
-        Ok(()) => {
-            at.count(ctx, Some(response.status), written);
-            let micros = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
-            let _ = ctx.latency.borrow_mut().record(micros.max(1));
-            if response.upstream_keep_alive && upbuf.is_empty() {
-                let now = runtime::now();
-                ctx.upstreams
-                    .borrow_mut()
-                    .put(addr, (up.0, conn_guard), now, target.pool_max_idle);
-            }
-            BufPool::give(upbuf);
-            Ok(Next::keep_if(down_keep_alive))
-        }
-        // Broken upstream framing seen before anything went downstream:
-        // still a clean 502.
-        Err(Forward::Invalid(e)) if written == 0 => {
-            let e = ProxyError::BadResponse(e);
-            local_response(ctx, down, &e, false, limits, at)
-                .await
-                .map(|_| Next::Close)
-        }
-        // The upstream died mid-body or sent broken framing after bytes went
-        // downstream: close the downstream connection so the client sees a
-        // truncated message, never a complete-looking one.
-        Err(e) => {
-            if written > 0 {
-                at.count(ctx, Some(response.status), written);
-            }
-            log::debug!("shard {}: response body from {addr} aborted: {e:?}", ctx.id,);
-            Ok(Next::Abort)
-        }
     }
 }
+
 /// Writes a local response for `e`; returns whether to keep the connection.
 async fn local_response<S: ByteStream>(
     ctx: &ShardContext,
