@@ -201,6 +201,8 @@ base_ejection_ms = 30000
 max_ejection_percent = 50
 [clusters.retry_budget]
 percent = 100
+[clusters.limits]
+max_retries = 100
 "#,
         good[0].addr(),
         good[1].addr(),
@@ -224,6 +226,7 @@ percent = 100
     assert!(n(&good_row["requests"]) > 500, "{good_row}");
     assert!(stat(dir.path(), "outlier_ejections") >= 1);
     assert!(stat(dir.path(), "retries") >= 1);
+    assert_eq!(stat(dir.path(), "retry_overflows"), 0);
     // Ejected on both shards: it got a small share of the 3000.
     let bad_served = bad.stop();
     assert!(
@@ -428,6 +431,18 @@ lb = "round_robin"
 
 #[test]
 fn health_checks_take_a_dead_endpoint_out_and_bring_it_back() {
+    health_round_trip("http");
+}
+
+#[test]
+fn tcp_health_checks_take_a_dead_endpoint_out_and_bring_it_back() {
+    health_round_trip("tcp");
+}
+
+/// Kills one of two upstreams, sees it marked unhealthy and skipped, kills
+/// the other (fail mode: 503, nothing to send to), restarts the first and
+/// sees it healthy and used again.
+fn health_round_trip(protocol: &str) {
     let dir = TempDir::new();
     let mut a = BenchUpstream::start(&["--tag", "a"]);
     let b = BenchUpstream::start(&["--tag", "b"]);
@@ -443,7 +458,7 @@ endpoints = ["{}", "{}"]
 lb = "round_robin"
 all_unhealthy = "fail"
 [clusters.health]
-protocol = "http"
+protocol = "{protocol}"
 path = "/healthz"
 interval_ms = 200
 timeout_ms = 100
@@ -464,6 +479,15 @@ healthy = 1
     for _ in 0..10 {
         assert_eq!(get(&gw.url("/"), &[]), (200, "b".into()));
     }
+    // Nobody healthy, `all_unhealthy = "fail"`: 503 at once.
+    let mut b = b;
+    b.kill();
+    let none = eventually(Duration::from_secs(10), || {
+        endpoint_row(dir.path(), b.addr())["health"] == "unhealthy"
+    });
+    assert!(none, "{}", gw.stderr());
+    assert_eq!(get(&gw.url("/"), &[]).0, 503);
+    b.restart();
     a.restart();
     let back = eventually(Duration::from_secs(10), || {
         endpoint_row(dir.path(), a.addr())["health"] == "healthy"
@@ -613,6 +637,7 @@ fn each_timeout_gives_its_status_and_counter() {
     let rest = format!(
         r#"
 header_timeout_ms = 300
+idle_timeout_ms = 500
 
 [[routes]]
 listener = "{LISTENER}"
@@ -634,6 +659,14 @@ endpoints = ["{}"]
     c.send(b"GET / HTTP/1.1\r\nHost: e2e\r\n").unwrap();
     assert_eq!(c.read_response().unwrap().status, 408);
     assert_eq!(stat(dir.path(), "header_timeouts"), 1);
+    // A keep-alive connection left idle: closed quietly, counted.
+    let mut idle = RawConn::connect(gw.addr(LISTENER));
+    idle.send(b"GET /bytes/1 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+        .unwrap();
+    assert_eq!(idle.read_response().unwrap().status, 200);
+    let closed = idle.read_to_close(Duration::from_secs(10));
+    assert!(closed.closed && closed.bytes.is_empty(), "{closed:?}");
+    assert_eq!(stat(dir.path(), "idle_timeouts"), 1);
     // A connect that fails: 503 and a connect failure, no timeout counted.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_addr = dead.local_addr().unwrap();

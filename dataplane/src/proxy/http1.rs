@@ -798,7 +798,11 @@ async fn read_head<S: ByteStream>(
                 let idle = timeout(limits.idle_timeout, down.read_into(inbuf));
                 match first_of(idle, ctx.idle_wakeup(info.listener.clone())).await {
                     Either::First(Ok(r)) => r,
-                    Either::First(Err(_)) | Either::Second(()) => return Ok(None),
+                    Either::First(Err(_)) => {
+                        ctx.stats.idle_timeouts.incr();
+                        return Ok(None);
+                    }
+                    Either::Second(()) => return Ok(None),
                 }
             }
         };

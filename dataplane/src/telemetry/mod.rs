@@ -256,6 +256,8 @@ pub struct ShardStats {
     pub request_timeouts: Counter,
     /// A request head not received in time (408).
     pub header_timeouts: Counter,
+    /// Keep-alive connections closed for idling past `idle_timeout_ms`.
+    pub idle_timeouts: Counter,
     /// Passive outlier detection.
     pub outlier_ejections: Counter,
     pub outlier_returns: Counter,
@@ -307,6 +309,7 @@ impl ShardStats {
             ("per_try_timeouts", self.per_try_timeouts.get()),
             ("request_timeouts", self.request_timeouts.get()),
             ("header_timeouts", self.header_timeouts.get()),
+            ("idle_timeouts", self.idle_timeouts.get()),
             ("outlier_ejections", self.outlier_ejections.get()),
             ("outlier_returns", self.outlier_returns.get()),
         ]
