@@ -235,8 +235,9 @@ base_ejection_ms = 30000"
   s0=$(served "$OUT/f0.served"); s1=$(served "$OUT/f1.served"); s2=$(served "$OUT/f2.served")
   f2fail=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed_503"])' "$OUT/f2.served")
   share=$(echo "scale=3; 100 * ($s2 + $f2fail) / ($s0 + $s1 + $s2 + $f2fail)" | bc -l)
+  counters=$("$CTL" --socket "$GW_SOCK" --json stats | python3 -c 'import json,sys; t=json.load(sys.stdin)["total"]; print("ejections %d, retries %d, retry overflows %d" % (t["outlier_ejections"], t["retries"], t["retry_overflows"]))')
   row "one upstream 50% 503 (outlier + retry on 503)" "$bad client-visible failures of $total" \
-      "flaky upstream got ${share}% of tries (ejections: $("$CTL" --socket "$GW_SOCK" --json stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"]["outlier_ejections"])'))"
+      "flaky upstream got ${share}% of tries ($counters)"
   stop_pid "$GW_PID"; stop_pid "$UP_f0_PID"; stop_pid "$UP_f1_PID"; stop_pid "$UP_f2_PID"
 fi
 
