@@ -401,6 +401,16 @@ cluster = "flaky"
 [routes.match]
 path_prefix = "/no-retry"
 
+[[routes]]
+listener = "{LISTENER}"
+cluster = "flaky"
+prefix_rewrite = "/echo"
+[routes.match]
+path_prefix = "/post"
+[routes.retry]
+attempts = 1
+on = ["503"]
+
 [[clusters]]
 name = "flaky"
 endpoints = ["{failing}", "{fine}"]
@@ -424,6 +434,27 @@ lb = "round_robin"
     }
     assert!(stat(dir.path(), "per_try_timeouts") >= 1);
     assert!(stat(dir.path(), "retries") >= 7);
+    let retries_before_post = stat(dir.path(), "retries");
+    // A body is buffered and sent again: the echo comes from `fine`, whole,
+    // also when the client waits for `100 Continue` first.
+    for expect in [&[][..], &["-H", "Expect: 100-continue"][..]] {
+        for i in 0..4 {
+            let body = format!("payload {i} {}", "x".repeat(1000 * i));
+            let mut args = vec!["-s", "-D", "-", "--data-binary", body.as_str()];
+            args.extend_from_slice(expect);
+            let url = gw.url("/post");
+            args.push(&url);
+            let out = curl(&args);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let (head, echoed) = text.rsplit_once("\r\n\r\n").unwrap_or_default();
+            assert!(
+                head.contains(" 200 ") && head.to_ascii_lowercase().contains("x-upstream: fine"),
+                "{text}"
+            );
+            assert_eq!(echoed, body);
+        }
+    }
+    assert!(stat(dir.path(), "retries") > retries_before_post);
     // Without a retry policy the 503 goes to the client.
     let statuses: Vec<u16> = (0..4).map(|_| get(&gw.url("/no-retry"), &[]).0).collect();
     assert!(statuses.contains(&503), "{statuses:?}");
