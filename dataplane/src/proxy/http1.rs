@@ -1,16 +1,26 @@
 //! The HTTP/1.1 request loop of one downstream connection.
 //!
 //! Per request: read the head (header timeout; idle timeout between
-//! requests) → parse → route → pick an endpoint → take a pooled upstream
-//! connection or connect → send the rewritten head and stream the body →
-//! read the response head (route timeout) → stream the response body back →
-//! return the upstream connection to the pool when both messages ended
-//! cleanly. Bodies are never buffered whole: bytes flow through the two
-//! connection buffers chunk by chunk, verbatim (chunked framing included).
+//! requests) → parse → `plan`: route, redirect, rate limit, fault
+//! injection, split, the cluster's `max_requests` breaker → (a small body
+//! read whole when the route retries) → `send_with_retries`: pick an
+//! endpoint, take a pooled upstream connection or connect (within the
+//! connection breakers), send the rewritten head and the body, read the
+//! response head (per-try and total timeouts), and retry what the route's
+//! policy and the cluster's budget allow on another endpoint → stream the
+//! response body back → return the upstream connection to the pool when
+//! both messages ended cleanly.
+//!
+//! Bodies are never buffered whole except a `Content-Length` request body
+//! up to the route's `retry.buffer_bytes`, kept to be sent again: otherwise
+//! bytes flow through the two connection buffers chunk by chunk, verbatim
+//! (chunked framing included), and nothing is retried once body bytes went
+//! upstream or response bytes went downstream.
 //!
 //! A pooled connection may have been closed by the upstream just as it was
-//! reused; when that shows before any response byte and the request had no
-//! body, the request is sent once more on a fresh connection.
+//! reused; when that shows before any response byte and the request is
+//! idempotent without a body, it is sent once more on a fresh connection
+//! (not counted as a retry, not held against the endpoint).
 
 use std::io;
 use std::net::SocketAddr;
