@@ -9,7 +9,8 @@
 //! - [`executor`]: tasks, wakers, `block_on` and the shard loop: run ready
 //!   tasks (bounded per turn), submit, sleep in `submit_and_wait` until the
 //!   next completion or timer deadline, dispatch completions, fire timers.
-//! - [`timer`]: per-shard deadlines (`sleep`, `timeout`).
+//! - [`timer`]: per-shard deadlines (`sleep`, `timeout`) over [`wheel`], a
+//!   hierarchical timing wheel.
 //! - [`buf_ring`]: the provided-buffer ring used by multishot receive, so an
 //!   idle connection owns no receive buffer; [`pool`]: reusable byte vectors.
 //! - [`tcp`]: kernel TCP listeners (multishot accept, `SO_REUSEPORT`) and
@@ -31,6 +32,7 @@ pub mod signals;
 pub mod tcp;
 pub mod timer;
 pub mod unixcred;
+pub mod wheel;
 
 #[cfg(test)]
 mod tests;

@@ -1,28 +1,28 @@
 //! Per-shard timers: [`sleep`], [`timeout`] and the loop's cached clock.
 //!
-//! Deadlines live in an ordered map keyed by `(deadline, sequence)`: O(log n)
-//! insert and cancel, and the loop asks for the earliest deadline to bound its
-//! wait in the kernel. The clock is read once per loop turn ([`now`]), so the
-//! many deadlines computed per request cost no syscall each.
+//! Deadlines live in a hierarchical timing wheel ([`super::wheel`]): O(1)
+//! insert and cancel (most timers — request timeouts — are cancelled, not
+//! fired), 1 ms resolution (a timer fires up to 1 ms late, never early), and
+//! the loop asks for the next due slot to bound its wait in the kernel. The
+//! clock is read once per loop turn ([`now`]), so the many deadlines
+//! computed per request cost no syscall each.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-type Key = (Instant, u64);
+use super::wheel::{TimerKey, Wheel};
 
 struct Timers {
-    pending: RefCell<BTreeMap<Key, Waker>>,
-    next_seq: Cell<u64>,
+    wheel: RefCell<Wheel>,
     now: Cell<Option<Instant>>,
 }
 
 thread_local! {
     static TIMERS: Timers = const {
-        Timers { pending: RefCell::new(BTreeMap::new()), next_seq: Cell::new(0), now: Cell::new(None) }
+        Timers { wheel: RefCell::new(Wheel::new()), now: Cell::new(None) }
     };
 }
 
@@ -44,47 +44,40 @@ pub(crate) fn reset_clock() {
 
 /// Reads the clock and wakes every timer that is due.
 pub(crate) fn advance() {
+    let mut due: Vec<Waker> = Vec::new();
     TIMERS.with(|t| {
         let now = Instant::now();
         t.now.set(Some(now));
-        loop {
-            let due = {
-                let mut pending = t.pending.borrow_mut();
-                match pending.first_key_value() {
-                    Some((&(deadline, _), _)) if deadline <= now => pending.pop_first(),
-                    _ => None,
-                }
-            };
-            match due {
-                Some((_, waker)) => waker.wake(),
-                None => break,
-            }
-        }
+        t.wheel.borrow_mut().advance(now, |w| due.push(w));
     });
+    // Woken outside the borrow: a waker may touch the timers.
+    for w in due {
+        w.wake();
+    }
 }
 
-/// The earliest pending deadline.
+/// When the loop should look at the timers again.
 pub(crate) fn next_deadline() -> Option<Instant> {
-    TIMERS.with(|t| t.pending.borrow().first_key_value().map(|(k, _)| k.0))
+    TIMERS.with(|t| t.wheel.borrow().next_deadline())
 }
 
 pub(crate) fn clear() {
-    let pending = TIMERS.with(|t| {
+    let wheel = TIMERS.with(|t| {
         t.now.set(None);
-        std::mem::take(&mut *t.pending.borrow_mut())
+        std::mem::take(&mut *t.wheel.borrow_mut())
     });
-    drop(pending);
+    drop(wheel);
 }
 
 /// Number of armed timers (for tests and stats).
 pub fn armed() -> usize {
-    TIMERS.with(|t| t.pending.borrow().len())
+    TIMERS.with(|t| t.wheel.borrow().len())
 }
 
 /// Completes at `deadline`.
 pub struct Sleep {
     deadline: Instant,
-    key: Option<Key>,
+    key: Option<TimerKey>,
 }
 
 impl Sleep {
@@ -112,32 +105,19 @@ impl Future for Sleep {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if now() >= self.deadline {
             if let Some(key) = self.key.take() {
-                TIMERS.with(|t| t.pending.borrow_mut().remove(&key));
+                TIMERS.with(|t| t.wheel.borrow_mut().remove(key));
             }
             return Poll::Ready(());
         }
         let deadline = self.deadline;
         let key = TIMERS.with(|t| {
-            let mut pending = t.pending.borrow_mut();
+            let mut wheel = t.wheel.borrow_mut();
             match self.key {
-                Some(key) => {
-                    match pending.get_mut(&key) {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        Some(w) => *w = cx.waker().clone(),
-                        // Already fired but the clock says not due: re-arm.
-                        None => {
-                            pending.insert(key, cx.waker().clone());
-                        }
-                    }
-                    key
-                }
-                None => {
-                    let seq = t.next_seq.get();
-                    t.next_seq.set(seq + 1);
-                    let key = (deadline, seq);
-                    pending.insert(key, cx.waker().clone());
-                    key
-                }
+                // Still armed: keep it, with this waker.
+                Some(key) if wheel.set_waker(key, cx.waker()) => key,
+                // Not armed yet, or fired while the clock says not due
+                // (1 ms rounding): arm.
+                _ => wheel.insert(now(), deadline, cx.waker().clone()),
             }
         });
         self.key = Some(key);
@@ -149,8 +129,8 @@ impl Drop for Sleep {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             let _ = TIMERS.try_with(|t| {
-                if let Ok(mut p) = t.pending.try_borrow_mut() {
-                    p.remove(&key);
+                if let Ok(mut w) = t.wheel.try_borrow_mut() {
+                    w.remove(key);
                 }
             });
         }
