@@ -19,7 +19,7 @@ Scenarios (all through a 2-shard meshgate, plain HTTP, 8 connections):
   flaky    3 upstreams, one failing 50% with 503; round robin (least_request
            would steer around it by itself), outlier ejection and retry on
            503: client-visible 5xx and the flaky one's share of tries.
-  burst    rate limit 1000 rps; offered 5000 rps: admitted rate vs. limit.
+  burst    rate limit 1000 rps; offered 3000 and 5000 rps: admitted rate vs. limit.
   breaker  upstream answering after 200 ms; max_requests 16; 64 connections
            in a closed loop, twice: 503 overloaded share, latency, gateway
            RSS at start and after each run (the receive-buffer rings, 16 MiB
@@ -254,12 +254,16 @@ burst = 100
 [[clusters]]
 name = \"backend\"
 endpoints = [\"$UP_b0_ADDR\"]"
-  "$MB" -q -c 32 --rate 5000 -d "${DURATION}s" "$GW_URL" --json "$OUT/burst.json" >"$OUT/burst.txt" || true
-  ok=$(field "$OUT/burst.json" 'r["status"]["2xx"]')
-  limited=$(field "$OUT/burst.json" 'r["status"]["4xx"]')
-  dur=$(field "$OUT/burst.json" 'r["duration_s"]')
-  rate=$(echo "scale=1; ($ok - 100) / $dur" | bc -l)
-  row "burst 5x over rate_limit rps=1000 burst=100" "admitted ${rate}/s after the burst (${ok} in ${dur} s)" "$limited answered 429"
+  for offered in 3000 5000; do
+    # Let the bucket refill between the runs.
+    sleep 1
+    "$MB" -q -c 32 --rate "$offered" -d "${DURATION}s" "$GW_URL" --json "$OUT/burst-$offered.json" >"$OUT/burst-$offered.txt" || true
+    ok=$(field "$OUT/burst-$offered.json" 'r["status"]["2xx"]')
+    limited=$(field "$OUT/burst-$offered.json" 'r["status"]["4xx"]')
+    dur=$(field "$OUT/burst-$offered.json" 'r["duration_s"]')
+    rate=$(echo "scale=1; ($ok - 100) / $dur" | bc -l)
+    row "$((offered / 1000))x over rate_limit rps=1000 burst=100 ($offered req/s offered)" "admitted ${rate}/s after the burst (${ok} in ${dur} s)" "$limited answered 429"
+  done
   stop_pid "$GW_PID"; stop_pid "$UP_b0_PID"
 fi
 
