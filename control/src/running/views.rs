@@ -1,0 +1,235 @@
+//! What `meshctl status`, `routes`, `clusters` and `stats` show: JSON
+//! views of the running gateway, built on the control thread from the
+//! published snapshot and what the shards last published.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use dataplane::route::Snapshot;
+use serde_json::{Value, json};
+
+use super::Gateway;
+
+impl Gateway {
+    /// `status`.
+    pub fn status_json(&self) -> Value {
+        let generation = self.snapshots.load().generation;
+        let shards: Vec<Value> = self
+            .shard_stats
+            .iter()
+            .enumerate()
+            .map(|(id, s)| {
+                json!({
+                    "shard": id,
+                    "generation": s.generation.get(),
+                    "active_connections": s.connections_active.get(),
+                    "requests": s.requests.get(),
+                })
+            })
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "config": self.config_path.display().to_string(),
+            "generation": generation,
+            "shard_count": self.shard_stats.len(),
+            "listeners": self.listeners().iter().map(|l| json!({
+                "name": l.name, "address": l.address.to_string(), "tls": l.tls,
+            })).collect::<Vec<_>>(),
+            "shards": shards,
+            "draining": self.drain.load(Ordering::Relaxed),
+        })
+    }
+
+    /// `routes`: one row per route, in match order per listener.
+    pub fn routes_json(&self) -> Value {
+        let s = self.snapshots.load();
+        let rows: Vec<Value> = s
+            .listeners
+            .iter()
+            .flat_map(|l| {
+                let s = &s;
+                l.routes.iter().map(move |r| {
+                    json!({
+                        "listener": l.name,
+                        "route": r.name,
+                        "host": match &r.matcher.host {
+                            None => "*".to_owned(),
+                            Some(dataplane::route::HostMatch::Exact(h)) => h.clone(),
+                            Some(dataplane::route::HostMatch::Suffix(h)) => format!("*{h}"),
+                        },
+                        "path": match &r.matcher.path {
+                            None => "/*".to_owned(),
+                            Some(dataplane::route::PathMatch::Prefix(p)) => format!("{p}*"),
+                            Some(dataplane::route::PathMatch::Exact(p)) => p.clone(),
+                        },
+                        "methods": if r.matcher.methods.is_empty() { "*".to_owned() } else { r.matcher.methods.join(",") },
+                        "cluster": target_text(s, &r.target),
+                        "timeout_ms": r.timeout.as_millis() as u64,
+                        "retry": r.retry.map(|p| format!("{}×{}", p.attempts, p.on.names().collect::<Vec<_>>().join("|"))),
+                        "rate_limit_rps": r.rate_limit.as_ref().map(|l| l.rps),
+                    })
+                })
+            })
+            .collect();
+        Value::Array(rows)
+    }
+
+    /// `clusters`: one row per endpoint, with what the shards last
+    /// published about it (in flight, tries, failures, ejections).
+    pub fn clusters_json(&self) -> Value {
+        let s = self.snapshots.load();
+        let now = Instant::now();
+        let checked = self.health_checked();
+        let reports: Vec<_> = self
+            .shard_stats
+            .iter()
+            .filter_map(|st| st.endpoints.get())
+            .collect();
+        let rows: Vec<Value> = s
+            .clusters
+            .iter()
+            .flat_map(|c| {
+                let reports = &reports;
+                let checked = &checked;
+                c.endpoints.iter().enumerate().map(move |(i, e)| {
+                    let mine = reports
+                        .iter()
+                        .flat_map(|r| r.iter())
+                        .filter(|r| r.cluster == c.name && r.endpoint == *e);
+                    let (mut in_flight, mut requests, mut failures) = (0u64, 0u64, 0u64);
+                    let (mut ejected_on, mut ejected_ms, mut ejections) = (0u64, 0u64, 0u64);
+                    let mut latency = dataplane::telemetry::new_endpoint_histogram();
+                    for r in mine {
+                        let _ = latency.add(&r.latency);
+                        in_flight += u64::from(r.in_flight);
+                        requests += r.requests;
+                        failures += r.failures;
+                        ejections += u64::from(r.times_ejected);
+                        if let Some(until) = r.ejected_until.filter(|u| *u > now) {
+                            ejected_on += 1;
+                            ejected_ms = ejected_ms.max(until.duration_since(now).as_millis() as u64);
+                        }
+                    }
+                    let state = if c.drained[i] {
+                        "drained"
+                    } else if !c.healthy[i] {
+                        if c.in_rotation(i) { "unhealthy (panic: in use)" } else { "unhealthy" }
+                    } else if ejected_on > 0 {
+                        "ejected"
+                    } else {
+                        "active"
+                    };
+                    json!({
+                        "cluster": c.name,
+                        "endpoint": e.to_string(),
+                        "lb": c.lb.name(),
+                        "weight": c.weights.get(i).copied().unwrap_or(1),
+                        "state": state,
+                        "health": if !checked.contains(&c.name) { "unchecked" } else if c.healthy[i] { "healthy" } else { "unhealthy" },
+                        "ejected_shards": ejected_on,
+                        "ejected_for_ms": ejected_ms,
+                        "times_ejected": ejections,
+                        "in_flight": in_flight,
+                        "requests": requests,
+                        "failures": failures,
+                        "p99_ms": if latency.is_empty() { Value::Null } else { json!(latency.value_at_quantile(0.99) as f64 / 1000.0) },
+                    })
+                })
+            })
+            .collect();
+        Value::Array(rows)
+    }
+
+    /// `stats`: counters summed over shards, and per shard.
+    pub fn stats_json(&self) -> Value {
+        let mut total: Vec<(&'static str, u64)> = Vec::new();
+        let mut per_shard = Vec::new();
+        for (id, s) in self.shard_stats.iter().enumerate() {
+            let values = s.values();
+            for (i, (name, v)) in values.iter().enumerate() {
+                match total.get_mut(i) {
+                    Some(t) => t.1 += v,
+                    None => total.push((name, *v)),
+                }
+            }
+            let mut m = serde_json::Map::new();
+            m.insert("shard".into(), json!(id));
+            for (name, v) in values {
+                m.insert(name.into(), json!(v));
+            }
+            per_shard.push(Value::Object(m));
+        }
+        let mut totals = serde_json::Map::new();
+        for (name, v) in total {
+            totals.insert(name.into(), json!(v));
+        }
+        // Latency percentiles merged across shards from the histograms each
+        // shard publishes about once a second.
+        let mut merged = dataplane::telemetry::new_latency_histogram();
+        for s in &self.shard_stats {
+            if let Some(h) = s.latency.get() {
+                let _ = merged.add(&*h);
+            }
+        }
+        let latency = if merged.is_empty() {
+            json!({ "count": 0 })
+        } else {
+            json!({
+                "count": merged.len(),
+                "p50_us": merged.value_at_quantile(0.50),
+                "p90_us": merged.value_at_quantile(0.90),
+                "p99_us": merged.value_at_quantile(0.99),
+                "p99_9_us": merged.value_at_quantile(0.999),
+                "max_us": merged.max(),
+            })
+        };
+        // Per listener / route / cluster, merged from what shards publish.
+        let mut named = dataplane::telemetry::NamedCounts::default();
+        for s in &self.shard_stats {
+            if let Some(n) = s.named.get() {
+                named.add(&n);
+            }
+        }
+        let rows = |map: &std::collections::BTreeMap<String, dataplane::telemetry::Counts>,
+                    key: &str| {
+            map.iter()
+                .map(|(name, c)| {
+                    json!({
+                        key: name,
+                        "requests": c.requests,
+                        "2xx": c.responses[2],
+                        "3xx": c.responses[3],
+                        "4xx": c.responses[4],
+                        "5xx": c.responses[5],
+                        "bytes_out": c.bytes_out,
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        json!({
+            "total": totals,
+            "latency_us": latency,
+            "listeners": rows(&named.listeners, "listener"),
+            "routes": rows(&named.routes, "route"),
+            "clusters": rows(&named.clusters, "cluster"),
+            "tls_failures": named.tls_failures,
+            "shards": per_shard,
+        })
+    }
+}
+
+/// Where a route sends requests, for tables: `backend`,
+/// `stable:95,canary:5` or `redirect 301`.
+pub(super) fn target_text(s: &Snapshot, t: &dataplane::route::RouteTarget) -> String {
+    use dataplane::route::RouteTarget;
+    match t {
+        RouteTarget::Cluster(c) => s.cluster(*c).name.clone(),
+        RouteTarget::Split(split) => split
+            .iter()
+            .map(|e| format!("{}:{}", s.cluster(e.cluster).name, e.weight))
+            .collect::<Vec<_>>()
+            .join(","),
+        RouteTarget::Redirect(r) => format!("redirect {}", r.status),
+    }
+}
