@@ -140,6 +140,25 @@ fn check_timeout(p: &mut Problems, path: &str, ms: u64) {
     }
 }
 
+/// Reports `value` outside `range` as "V is out of range: expected LO..=HI".
+fn check_range<T: PartialOrd + std::fmt::Display>(
+    p: &mut Problems,
+    path: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) {
+    if !range.contains(&value) {
+        p.push(
+            path,
+            format!(
+                "{value} is out of range: expected {}..={}",
+                range.start(),
+                range.end()
+            ),
+        );
+    }
+}
+
 fn check_listeners(config: &Config, p: &mut Problems) {
     if config.listeners.is_empty() {
         p.push("listeners", "at least one [[listeners]] entry is required");
@@ -382,12 +401,7 @@ fn check_route_target(config: &Config, p: &mut Problems, i: usize, r: &RouteConf
         }
         for (k, s) in split.iter().enumerate() {
             known(p, at(&format!("split[{k}].cluster")), &s.cluster);
-            if s.weight > 10_000 {
-                p.push(
-                    at(&format!("split[{k}].weight")),
-                    format!("{} is out of range: expected 0..=10000", s.weight),
-                );
-            }
+            check_range(p, &at(&format!("split[{k}].weight")), s.weight, 0..=10000);
         }
         if !split.is_empty() && split.iter().all(|s| s.weight == 0) {
             p.push(at("split"), "the weights of a split must not all be 0");
@@ -436,12 +450,7 @@ fn check_route_target(config: &Config, p: &mut Problems, i: usize, r: &RouteConf
 fn check_route_policies(p: &mut Problems, i: usize, r: &RouteConfig) {
     let at = |field: &str| format!("routes[{i}].{field}");
     if let Some(retry) = &r.retry {
-        if retry.attempts > 10 {
-            p.push(
-                at("retry.attempts"),
-                format!("{} is out of range: expected 0..=10", retry.attempts),
-            );
-        }
+        check_range(p, &at("retry.attempts"), retry.attempts, 0..=10);
         for (k, on) in retry.on.iter().enumerate() {
             if RetryOn::parse(on).is_none() {
                 p.push(
@@ -467,23 +476,15 @@ fn check_route_policies(p: &mut Problems, i: usize, r: &RouteConfig) {
                 ),
             );
         }
-        if retry.buffer_bytes > MAX_RETRY_BUFFER {
-            p.push(
-                at("retry.buffer_bytes"),
-                format!(
-                    "{} is out of range: expected 0..={MAX_RETRY_BUFFER}",
-                    retry.buffer_bytes
-                ),
-            );
-        }
+        check_range(
+            p,
+            &at("retry.buffer_bytes"),
+            retry.buffer_bytes,
+            0..=MAX_RETRY_BUFFER,
+        );
     }
     if let Some(limit) = &r.rate_limit {
-        if !(1..=10_000_000).contains(&limit.rps) {
-            p.push(
-                at("rate_limit.rps"),
-                format!("{} is out of range: expected 1..=10000000", limit.rps),
-            );
-        }
+        check_range(p, &at("rate_limit.rps"), limit.rps, 1..=10_000_000);
         if limit.burst == Some(0) {
             p.push(at("rate_limit.burst"), "must be at least 1");
         }
@@ -569,28 +570,10 @@ fn check_route_policies(p: &mut Problems, i: usize, r: &RouteConfig) {
             ("abort_percent", f.abort_percent),
             ("delay_percent", f.delay_percent),
         ] {
-            if v > 100 {
-                p.push(
-                    at(&format!("fault.{field}")),
-                    format!("{v} is out of range: expected 0..=100"),
-                );
-            }
+            check_range(p, &at(&format!("fault.{field}")), v, 0..=100);
         }
-        if !(200..=599).contains(&f.abort_status) {
-            p.push(
-                at("fault.abort_status"),
-                format!("{} is out of range: expected 200..=599", f.abort_status),
-            );
-        }
-        if f.delay_ms > MAX_TIMEOUT_MS {
-            p.push(
-                at("fault.delay_ms"),
-                format!(
-                    "{} is out of range: expected 0..={MAX_TIMEOUT_MS}",
-                    f.delay_ms
-                ),
-            );
-        }
+        check_range(p, &at("fault.abort_status"), f.abort_status, 200..=599);
+        check_range(p, &at("fault.delay_ms"), f.delay_ms, 0..=MAX_TIMEOUT_MS);
     }
 }
 
@@ -608,12 +591,7 @@ fn check_cluster_policies(p: &mut Problems, i: usize, c: &ClusterConfig) {
         );
     }
     for (k, w) in c.weights.iter().enumerate() {
-        if *w > 1000 {
-            p.push(
-                at(&format!("weights[{k}]")),
-                format!("{w} is out of range: expected 0..=1000"),
-            );
-        }
+        check_range(p, &at(&format!("weights[{k}]")), *w, 0..=1000);
     }
     if !c.weights.is_empty() && c.weights.iter().all(|w| *w == 0) {
         p.push(at("weights"), "the weights must not all be 0");
@@ -642,19 +620,9 @@ fn check_cluster_policies(p: &mut Problems, i: usize, c: &ClusterConfig) {
                 ),
             );
         }
-        if h.jitter_percent > 100 {
-            p.push(
-                at("health.jitter_percent"),
-                format!("{} is out of range: expected 0..=100", h.jitter_percent),
-            );
-        }
+        check_range(p, &at("health.jitter_percent"), h.jitter_percent, 0..=100);
         for (field, v) in [("healthy", h.healthy), ("unhealthy", h.unhealthy)] {
-            if !(1..=100).contains(&v) {
-                p.push(
-                    at(&format!("health.{field}")),
-                    format!("{v} is out of range: expected 1..=100"),
-                );
-            }
+            check_range(p, &at(&format!("health.{field}")), v, 1..=100);
         }
         if !h.path.starts_with('/')
             || h.path.contains([' ', '#'])
@@ -673,15 +641,12 @@ fn check_cluster_policies(p: &mut Problems, i: usize, c: &ClusterConfig) {
         }
     }
     if let Some(o) = &c.outlier {
-        if !(1..=1000).contains(&o.consecutive_failures) {
-            p.push(
-                at("outlier.consecutive_failures"),
-                format!(
-                    "{} is out of range: expected 1..=1000",
-                    o.consecutive_failures
-                ),
-            );
-        }
+        check_range(
+            p,
+            &at("outlier.consecutive_failures"),
+            o.consecutive_failures,
+            1..=1000,
+        );
         check_timeout(p, &at("outlier.base_ejection_ms"), o.base_ejection_ms);
         check_timeout(p, &at("outlier.max_ejection_ms"), o.max_ejection_ms);
         if o.max_ejection_ms < o.base_ejection_ms {
@@ -693,15 +658,12 @@ fn check_cluster_policies(p: &mut Problems, i: usize, c: &ClusterConfig) {
                 ),
             );
         }
-        if o.max_ejection_percent > 100 {
-            p.push(
-                at("outlier.max_ejection_percent"),
-                format!(
-                    "{} is out of range: expected 0..=100",
-                    o.max_ejection_percent
-                ),
-            );
-        }
+        check_range(
+            p,
+            &at("outlier.max_ejection_percent"),
+            o.max_ejection_percent,
+            0..=100,
+        );
     }
     let l = &c.limits;
     for (field, v) in [
@@ -710,22 +672,14 @@ fn check_cluster_policies(p: &mut Problems, i: usize, c: &ClusterConfig) {
         ("max_requests", l.max_requests),
         ("max_retries", l.max_retries),
     ] {
-        if !(1..=10_000_000).contains(&v) {
-            p.push(
-                at(&format!("limits.{field}")),
-                format!("{v} is out of range: expected 1..=10000000"),
-            );
-        }
+        check_range(p, &at(&format!("limits.{field}")), v, 1..=10_000_000);
     }
-    if c.retry_budget.percent > 100 {
-        p.push(
-            at("retry_budget.percent"),
-            format!(
-                "{} is out of range: expected 0..=100",
-                c.retry_budget.percent
-            ),
-        );
-    }
+    check_range(
+        p,
+        &at("retry_budget.percent"),
+        c.retry_budget.percent,
+        0..=100,
+    );
 }
 
 /// Largest `routes.retry.buffer_bytes`: 16 MiB.
