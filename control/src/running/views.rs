@@ -101,7 +101,9 @@ impl Gateway {
                     let (mut ejected_on, mut ejected_ms, mut ejections) = (0u64, 0u64, 0u64);
                     let mut latency = dataplane::telemetry::new_endpoint_histogram();
                     for r in mine {
-                        let _ = latency.add(&r.latency);
+                        if let Some(h) = &r.latency {
+                            let _ = latency.add(h);
+                        }
                         in_flight += u64::from(r.in_flight);
                         requests += r.requests;
                         failures += r.failures;

@@ -211,9 +211,9 @@ impl ShardContext {
                     failures: e.map_or(0, |e| e.failures),
                     ejected_until: o.ejected_until,
                     times_ejected: o.times_ejected,
-                    latency: e.map_or_else(crate::telemetry::new_endpoint_histogram, |e| {
-                        e.histogram.clone()
-                    }),
+                    latency: e
+                        .filter(|e| !e.histogram.is_empty())
+                        .map(|e| e.histogram.clone()),
                 });
             }
         }

@@ -204,8 +204,9 @@ pub struct EndpointReport {
     /// Ejected by this shard's outlier detection until then.
     pub ejected_until: Option<std::time::Instant>,
     pub times_ejected: u32,
-    /// Time to the response head of successful tries, µs.
-    pub latency: Histogram<u64>,
+    /// Time to the response head of successful tries, µs (`None` before
+    /// the first: an empty histogram is not worth its 20 KiB copy).
+    pub latency: Option<Histogram<u64>>,
 }
 
 /// A shard's endpoint reports as last published (about once a second).
