@@ -224,6 +224,10 @@ impl ServerTls {
             .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified_key)));
 
         config.alpn_protocols = alpn;
+        // After the handshake, records are protected by `record.rs` with the
+        // traffic keys rustls hands over (`TlsSession`); rustls keeps the key
+        // schedule for key updates.
+        config.enable_secret_extraction = true;
         if s.session_tickets {
             config.ticketer =
                 aws_lc_rs::Ticketer::new().map_err(|e| TlsConfigError::Incompatible {

@@ -9,40 +9,35 @@
 //! |---|---|
 //! | `config.rs` | [`ServerTls::from_settings`]: files → rustls `ServerConfig` (control thread) |
 //! | `session.rs` | [`TlsSession`]: one connection, sans-IO, bytes in / bytes out (shards) |
+//! | `record.rs` | record protection after the handshake: seal into our send buffer, open in place |
 //! | `stream.rs` | [`TlsStream`]: a session driven over a [`crate::net::Transport`], a [`crate::net::ByteStream`] for the proxy |
 //! | `identity.rs` | [`PeerIdentity`]: SPIFFE ID, SANs, subject, XFCC from the verified leaf |
 //!
-//! ## Copies on the data path
+//! ## Who does what, and the copies on the data path
 //!
-//! [`TlsSession`] wraps rustls' *buffered* API (`ServerConnection`). Per
-//! direction that costs:
+//! rustls (unbuffered API) runs the handshake: certificates, the client
+//! verifier, tickets, ALPN. When it completes, rustls hands the traffic keys
+//! over (`dangerous_into_kernel_connection`, the entry point kTLS users take)
+//! and keeps only the key schedule, which TLS 1.3 key updates go through.
+//! Application records are then protected by `record.rs` with aws-lc-rs'
+//! AEADs (the same primitives rustls would call). Per direction:
 //!
-//! * inbound: [`TlsSession::feed`] copies ciphertext once from the caller's
-//!   receive buffer into rustls' deframer buffer; records are decrypted in
-//!   place there; rustls then copies each record's plaintext into its
-//!   received-plaintext queue (`Payload::into_vec`), and
-//!   [`TlsSession::read_plaintext`] copies it out once more into the
-//!   caller's buffer;
-//! * outbound: [`TlsSession::write_plaintext`] copies plaintext into a
-//!   record buffer and seals it in place (the copy is part of encryption);
-//!   [`TlsSession::take_ciphertext`] copies the records out into the
-//!   caller's send buffer.
+//! * inbound: [`TlsSession::feed`] copies ciphertext once from the
+//!   transport's ring buffer into the session's receive buffer, where
+//!   records are decrypted in place; the plaintext is moved to the caller
+//!   (copied only when the caller's buffer already holds bytes);
+//! * outbound: [`TlsSession::write_plaintext`] copies plaintext once into the
+//!   send buffer behind the record header and seals it in place there;
+//!   [`TlsSession::take_ciphertext`] hands that buffer to the transport.
 //!
-//! Why not the unbuffered API (`UnbufferedServerConnection`) that the
-//! architecture's "decrypt in place" points at: in rustls 0.23 it does
-//! decrypt in the caller's buffer, but `ReadTraffic::next_record` still hands
-//! out plaintext popped from rustls' own `received_plaintext` queue (a copy;
-//! upstream marks in-place delivery as a TODO), so it would save the deframer
-//! copy and one plaintext copy at the price of driving its state machine
-//! (`EncodeTlsData`, `TransmitTlsData`, `BlockedHandshake`, discard
-//! bookkeeping) by hand; and 0.24 reworks that API again. The buffered API is
-//! simpler, well trodden, and keeps the sans-IO contract. Moving to the
-//! unbuffered API is future work behind this same [`TlsSession`] interface,
-//! once rustls delivers plaintext in place and measurements show the copies
-//! matter next to the AEAD itself.
+//! With rustls' buffered API the outbound path had two copies and an
+//! allocation per 16 KiB record, and the first copy ran into a slow
+//! `rep movsb` case on this CPU (`record.rs`, `bench/RESULTS.md`); inbound
+//! had three copies.
 
 mod config;
 mod identity;
+mod record;
 mod session;
 mod stream;
 

@@ -5,32 +5,91 @@
 //! [`TlsSession::take_ciphertext`]. No file descriptors, no clock reads of
 //! our own (certificate validity uses rustls' time provider).
 //!
-//! Failure contract: when `feed` returns an error, rustls has queued a fatal
-//! alert; the caller should `take_ciphertext` once, send it, and close. Every
-//! later `feed` returns an error of the same kind.
+//! Two phases. During the handshake rustls' unbuffered API drives the
+//! protocol. Once it completes, rustls hands over the traffic keys
+//! (`dangerous_into_kernel_connection`, the kTLS entry point) and keeps
+//! only the key schedule; application records are then sealed straight
+//! into our send buffer and opened in place in our receive buffer by
+//! `record.rs`. Post-handshake messages are ours to handle: TLS 1.3
+//! KeyUpdate (answered, keys rotated through rustls), alerts, and a TLS 1.2
+//! renegotiation attempt (refused with a `no_renegotiation` warning). We
+//! rotate our own sending key before the suite's confidentiality limit.
+//!
+//! Failure contract: when `feed` returns an error, a fatal alert is queued
+//! (when the protocol calls for one); the caller should `take_ciphertext`
+//! once, send it, and close. Every later `feed` returns an error of the same
+//! kind.
 
-use std::io::{self, BufRead, Write};
+use rustls::kernel::KernelConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData};
+use rustls::{
+    AlertDescription, CertificateError, ConnectionTrafficSecrets, PeerIncompatible,
+    ProtocolVersion, SupportedCipherSuite,
+};
 
-use rustls::{CertificateError, PeerIncompatible, ProtocolVersion, ServerConnection};
-
+use super::record::{
+    ALERT, APPLICATION_DATA, Format, HANDSHAKE, MAX_PLAINTEXT, Opener, RecordError, Sealer,
+};
 use super::{PeerIdentity, ServerTls};
+
+/// TLS 1.3 handshake message type of KeyUpdate (RFC 8446 §4.6.3).
+const KEY_UPDATE: u8 = 24;
+/// Rotate our sending key this many records before the suite's limit.
+const REKEY_MARGIN: u64 = 1 << 16;
 
 /// A server-side TLS session over byte buffers.
 pub struct TlsSession {
-    conn: ServerConnection,
+    phase: Phase,
+    /// Received ciphertext not processed yet (a partial record).
+    incoming: Vec<u8>,
+    /// Decrypted application data not read yet.
+    plaintext: Vec<u8>,
+    /// Ciphertext ready to send.
+    outgoing: Vec<u8>,
+    /// Application data written before the handshake completed.
+    early_writes: Vec<u8>,
     /// close_notify received (nothing after it is processed).
     peer_closed: bool,
+    /// The transport reached EOF.
+    eof: bool,
     /// close_notify queued by us; no more application data may be written.
     close_sent: bool,
-    /// The peer identity, read once when the handshake completes.
+    /// The error every later `feed` returns.
+    failed: Option<TlsError>,
+    /// What the handshake settled, read once it completes.
+    facts: Facts,
+}
+
+enum Phase {
+    Handshake(Box<UnbufferedServerConnection>),
+    Established(Box<Established>),
+    /// Between the two, or after a failure to hand the keys over.
+    Gone,
+}
+
+/// Record protection and the key schedule after the handshake.
+struct Established {
+    keys: KernelConnection<ServerConnectionData>,
+    format: Format,
+    sealer: Sealer,
+    opener: Opener,
+    /// Our sequence number at which the sending key is rotated.
+    rekey_at: u64,
+}
+
+#[derive(Default)]
+struct Facts {
     identity: Option<PeerIdentity>,
-    identity_read: bool,
+    alpn: Option<Vec<u8>>,
+    version: Option<ProtocolVersion>,
+    group: Option<&'static str>,
 }
 
 impl std::fmt::Debug for TlsSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsSession")
-            .field("handshaking", &self.conn.is_handshaking())
+            .field("handshaking", &self.is_handshaking())
             .field("peer_closed", &self.peer_closed)
             .field("close_sent", &self.close_sent)
             .finish_non_exhaustive()
@@ -40,105 +99,76 @@ impl std::fmt::Debug for TlsSession {
 impl TlsSession {
     /// A new session awaiting the client's ClientHello.
     pub fn new(tls: &ServerTls) -> Result<TlsSession, TlsError> {
-        let mut conn =
-            ServerConnection::new(tls.config.clone()).map_err(|e| TlsError::Internal(Cause(e)))?;
-        // Backpressure is the caller's: it drains `take_ciphertext` and stops
-        // writing while `wants_write`. A rustls-side limit would make
-        // `write_plaintext` accept only part of its input.
-        conn.set_buffer_limit(None);
+        let conn = UnbufferedServerConnection::new(tls.config.clone())
+            .map_err(|e| TlsError::Internal(Cause(e)))?;
         Ok(TlsSession {
-            conn,
+            phase: Phase::Handshake(Box::new(conn)),
+            incoming: Vec::new(),
+            plaintext: Vec::new(),
+            outgoing: Vec::new(),
+            early_writes: Vec::new(),
             peer_closed: false,
+            eof: false,
             close_sent: false,
-            identity: None,
-            identity_read: false,
+            failed: None,
+            facts: Facts::default(),
         })
     }
 
     /// Feeds ciphertext received from the peer and processes every complete
-    /// record in it. Returns the bytes consumed: fewer than `ciphertext.len()`
-    /// when rustls' received-plaintext buffer (16 KiB) is full — drain it with
-    /// [`read_plaintext`](Self::read_plaintext) and feed the rest again.
-    /// Bytes after the peer's close_notify are discarded (and counted as
-    /// consumed).
+    /// record in it; a partial record is kept for the next call. Returns the
+    /// bytes consumed: always all of them (bytes after the peer's
+    /// close_notify are discarded). Decrypted data waits for
+    /// [`read_plaintext`](Self::read_plaintext).
     pub fn feed(&mut self, ciphertext: &[u8]) -> Result<usize, TlsError> {
-        let mut rest = ciphertext;
-        // Never hand rustls an empty reader: it takes a 0-byte read as EOF.
-        while !rest.is_empty() {
-            if self.peer_closed {
-                rest = &[];
-                break;
-            }
-            let handshaking = self.conn.is_handshaking();
-            match self.conn.read_tls(&mut rest) {
-                Ok(0) => break,
-                Ok(_) => {}
-                // rustls' backpressure ("received plaintext buffer full"):
-                // the caller drains plaintext and feeds the rest again.
-                Err(e) if e.kind() == io::ErrorKind::Other => break,
-                // The peer's records do not fit the deframer (an oversized
-                // handshake message): its fault, not ours.
-                Err(e) => {
-                    let cause = Cause(rustls::Error::General(format!("record buffer: {e}")));
-                    return Err(if handshaking {
-                        TlsError::Handshake(cause)
-                    } else {
-                        TlsError::Protocol(cause)
-                    });
-                }
-            }
-            let state = self
-                .conn
-                .process_new_packets()
-                .map_err(|e| TlsError::from_rustls(e, handshaking))?;
-            if state.peer_has_closed() {
-                self.peer_closed = true;
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.peer_closed {
+            return Ok(ciphertext.len());
+        }
+        self.incoming.extend_from_slice(ciphertext);
+        let result = match self.phase {
+            Phase::Handshake(_) => self.drive_handshake(),
+            Phase::Established(_) => self.open_records(),
+            Phase::Gone => Err(TlsError::Closed),
+        };
+        match result {
+            Ok(()) => Ok(ciphertext.len()),
+            Err(e) => {
+                self.failed = Some(e.clone());
+                Err(e)
             }
         }
-        self.read_identity_once();
-        Ok(ciphertext.len() - rest.len())
     }
 
     /// Tells the session the transport reached EOF. If close_notify was not
     /// received, the next [`read_plaintext`](Self::read_plaintext) without
     /// pending data returns [`TlsError::UncleanEof`] (a truncation signal).
     pub fn feed_eof(&mut self) {
-        // A 0-byte read is how rustls learns of EOF.
-        let _ = self.conn.read_tls(&mut io::empty());
+        self.eof = true;
     }
 
     /// Moves all decrypted application data out, appending to `dst`. Returns
     /// the bytes moved; 0 when nothing is pending (or after a clean close —
     /// see [`peer_closed`](Self::peer_closed)).
     pub fn read_plaintext(&mut self, dst: &mut Vec<u8>) -> Result<usize, TlsError> {
-        let mut moved = 0;
-        let mut reader = self.conn.reader();
-        loop {
-            let n = match reader.fill_buf() {
-                Ok(chunk) => {
-                    dst.extend_from_slice(chunk);
-                    chunk.len()
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return if moved > 0 {
-                        Ok(moved)
-                    } else {
-                        Err(TlsError::UncleanEof)
-                    };
-                }
-                Err(e) => {
-                    return Err(TlsError::Internal(Cause(rustls::Error::General(
-                        e.to_string(),
-                    ))));
-                }
+        let n = self.plaintext.len();
+        if n == 0 {
+            return if self.eof && !self.peer_closed {
+                Err(TlsError::UncleanEof)
+            } else {
+                Ok(0)
             };
-            if n == 0 {
-                return Ok(moved);
-            }
-            reader.consume(n);
-            moved += n;
         }
+        if dst.is_empty() {
+            // Hand the buffer over instead of copying it.
+            std::mem::swap(dst, &mut self.plaintext);
+        } else {
+            dst.extend_from_slice(&self.plaintext);
+            self.plaintext.clear();
+        }
+        Ok(n)
     }
 
     /// Encrypts application data; the records are queued for
@@ -148,32 +178,36 @@ impl TlsSession {
         if self.close_sent {
             return Err(TlsError::Closed);
         }
-        self.conn
-            .writer()
-            .write_all(src)
-            .map_err(|e| TlsError::Internal(Cause(rustls::Error::General(e.to_string()))))
+        match &mut self.phase {
+            Phase::Handshake(_) => {
+                self.early_writes.extend_from_slice(src);
+                Ok(())
+            }
+            Phase::Established(est) => est.seal_app_data(src, &mut self.outgoing),
+            Phase::Gone => Err(TlsError::Closed),
+        }
     }
 
     /// Moves queued ciphertext (handshake messages, records, alerts) out,
     /// appending to `dst`. Returns the bytes moved.
     pub fn take_ciphertext(&mut self, dst: &mut Vec<u8>) -> usize {
-        let before = dst.len();
-        while self.conn.wants_write() {
-            match self.conn.write_tls(dst) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
+        let n = self.outgoing.len();
+        if dst.is_empty() {
+            std::mem::swap(dst, &mut self.outgoing);
+        } else {
+            dst.extend_from_slice(&self.outgoing);
+            self.outgoing.clear();
         }
-        dst.len() - before
+        n
     }
 
     /// Ciphertext is queued for [`take_ciphertext`](Self::take_ciphertext).
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        !self.outgoing.is_empty()
     }
 
     pub fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        matches!(self.phase, Phase::Handshake(_))
     }
 
     /// The peer sent close_notify: it will send no more application data.
@@ -182,22 +216,36 @@ impl TlsSession {
     }
 
     /// Queues a close_notify alert; later writes fail with
-    /// [`TlsError::Closed`].
+    /// [`TlsError::Closed`]. Before the handshake completes there is no
+    /// session to close: nothing is queued and the transport's close says it.
     pub fn send_close_notify(&mut self) {
-        if !self.close_sent {
-            self.conn.send_close_notify();
-            self.close_sent = true;
+        if self.close_sent {
+            return;
+        }
+        self.close_sent = true;
+        if let Phase::Established(est) = &mut self.phase {
+            est.sealer.seal(ALERT, &[1, 0], &mut self.outgoing);
+        }
+    }
+
+    /// Frees the capacity of empty buffers (an idle keep-alive connection
+    /// holds no buffer memory).
+    pub fn release_buffers(&mut self) {
+        for buf in [&mut self.incoming, &mut self.plaintext, &mut self.outgoing] {
+            if buf.is_empty() {
+                *buf = Vec::new();
+            }
         }
     }
 
     /// The negotiated ALPN protocol.
     pub fn alpn(&self) -> Option<&[u8]> {
-        self.conn.alpn_protocol()
+        self.facts.alpn.as_deref()
     }
 
     /// `"TLSv1.3"` or `"TLSv1.2"` once negotiated.
     pub fn protocol_version(&self) -> Option<&'static str> {
-        match self.conn.protocol_version()? {
+        match self.facts.version? {
             ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
             ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
             _ => None,
@@ -207,7 +255,7 @@ impl TlsSession {
     /// The negotiated key-exchange group by its config name (see
     /// [`known_group_names`](super::known_group_names)).
     pub fn key_exchange_group(&self) -> Option<&'static str> {
-        super::config::group_config_name(self.conn.negotiated_key_exchange_group()?.name())
+        self.facts.group
     }
 
     /// The identity in the verified client certificate, once the handshake
@@ -215,27 +263,316 @@ impl TlsSession {
     /// whose names cannot be read is logged and also yields `None`, i.e. the
     /// caller is treated as anonymous.)
     pub fn peer_identity(&self) -> Option<PeerIdentity> {
-        self.identity.clone()
+        self.facts.identity.clone()
     }
 
-    fn read_identity_once(&mut self) {
-        if self.identity_read || self.conn.is_handshaking() {
-            return;
+    /// Runs rustls over `incoming` until it needs more bytes or the
+    /// handshake is done; then hands over to the record layer.
+    fn drive_handshake(&mut self) -> Result<(), TlsError> {
+        enum Next {
+            Again,
+            NeedInput,
+            Writable,
+            Failed(rustls::Error),
         }
-        self.identity_read = true;
-        let Some(leaf) = self.conn.peer_certificates().and_then(|c| c.first()) else {
-            return;
+        loop {
+            let Phase::Handshake(conn) = &mut self.phase else {
+                return Ok(());
+            };
+            let status = conn.process_tls_records(&mut self.incoming);
+            let discard = status.discard;
+            let next = match status.state {
+                Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                    encode(&mut data, &mut self.outgoing);
+                    Next::Again
+                }
+                // The encoded bytes wait in `outgoing` for the caller.
+                Ok(ConnectionState::TransmitTlsData(data)) => {
+                    data.done();
+                    Next::Again
+                }
+                Ok(ConnectionState::ReadTraffic(mut data)) => {
+                    let mut next = Next::Again;
+                    while let Some(record) = data.next_record() {
+                        match record {
+                            Ok(record) => self.plaintext.extend_from_slice(record.payload),
+                            Err(e) => {
+                                next = Next::Failed(e);
+                                break;
+                            }
+                        }
+                    }
+                    next
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.peer_closed = true;
+                    Next::Again
+                }
+                Ok(ConnectionState::BlockedHandshake | ConnectionState::Closed) => {
+                    Next::NeedInput
+                }
+                Ok(ConnectionState::WriteTraffic(_)) => Next::Writable,
+                Ok(_) => Next::Failed(rustls::Error::General(
+                    "early data received but not enabled".into(),
+                )),
+                Err(e) => Next::Failed(e),
+            };
+            self.incoming.drain(..discard);
+            match next {
+                Next::Again => {}
+                Next::NeedInput => return Ok(()),
+                // TLS 1.3 lets the server write before the client's Finished.
+                Next::Writable if conn.is_handshaking() => return Ok(()),
+                Next::Writable => return self.establish(),
+                Next::Failed(e) => {
+                    let handshaking = conn.is_handshaking();
+                    queue_alerts(conn, &mut self.incoming, &mut self.outgoing);
+                    return Err(TlsError::from_rustls(e, handshaking));
+                }
+            }
+        }
+    }
+
+    /// The handshake is complete: read what it settled, take the keys from
+    /// rustls and process whatever records already arrived.
+    fn establish(&mut self) -> Result<(), TlsError> {
+        let Phase::Handshake(conn) = std::mem::replace(&mut self.phase, Phase::Gone) else {
+            return Ok(());
         };
-        match PeerIdentity::from_der(leaf.as_ref()) {
-            Ok(id) => self.identity = Some(id),
-            Err(e) => log::warn!("verified client certificate has unreadable names: {e}"),
+        self.facts = Facts {
+            identity: read_identity(conn.peer_certificates()),
+            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+            version: conn.protocol_version(),
+            group: conn
+                .negotiated_key_exchange_group()
+                .and_then(|g| super::config::group_config_name(g.name())),
+        };
+        let (secrets, keys) = conn
+            .dangerous_into_kernel_connection()
+            .map_err(|e| TlsError::Internal(Cause(e)))?;
+        let format = match (keys.protocol_version(), &secrets.tx.1) {
+            (ProtocolVersion::TLSv1_3, _) => Format::Tls13,
+            (_, ConnectionTrafficSecrets::Chacha20Poly1305 { .. }) => Format::Tls12Chacha,
+            _ => Format::Tls12Gcm,
+        };
+        let limit = match keys.negotiated_cipher_suite() {
+            SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
+            SupportedCipherSuite::Tls12(s) => s.common.confidentiality_limit,
+        };
+        let (tx_seq, tx) = secrets.tx;
+        let (rx_seq, rx) = secrets.rx;
+        let unsupported = |e: super::record::UnsupportedAead| {
+            TlsError::Internal(Cause(rustls::Error::General(e.to_string())))
+        };
+        let mut est = Established {
+            keys,
+            format,
+            sealer: Sealer::new(format, tx, tx_seq).map_err(unsupported)?,
+            opener: Opener::new(format, rx, rx_seq).map_err(unsupported)?,
+            rekey_at: limit.saturating_sub(REKEY_MARGIN),
+        };
+        let early = std::mem::take(&mut self.early_writes);
+        let sealed = est.seal_app_data(&early, &mut self.outgoing);
+        self.phase = Phase::Established(Box::new(est));
+        sealed?;
+        self.open_records()
+    }
+
+    /// Opens every complete record in `incoming`.
+    fn open_records(&mut self) -> Result<(), TlsError> {
+        let Phase::Established(est) = &mut self.phase else {
+            return Ok(());
+        };
+        let mut at = 0;
+        let result = loop {
+            if self.peer_closed {
+                at = self.incoming.len();
+                break Ok(());
+            }
+            let rest = &mut self.incoming[at..];
+            let len = match est.opener.complete_record(rest) {
+                Ok(Some(len)) => len,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            let record = &mut rest[..len];
+            at += len;
+            let (typ, range) = match est.opener.open(record) {
+                Ok(opened) => opened,
+                Err(e) => break Err(e),
+            };
+            let payload = &record[range];
+            let handled = match typ {
+                APPLICATION_DATA => {
+                    self.plaintext.extend_from_slice(payload);
+                    Ok(())
+                }
+                ALERT => match payload {
+                    [_, 0] => {
+                        self.peer_closed = true;
+                        Ok(())
+                    }
+                    // user_canceled (TLS 1.3) and TLS 1.2 warnings are notes.
+                    [_, 90] => Ok(()),
+                    [1, _] if est.format != Format::Tls13 => Ok(()),
+                    [_, desc] => {
+                        let e = rustls::Error::AlertReceived(AlertDescription::from(*desc));
+                        self.incoming.clear();
+                        return Err(TlsError::PeerAlert(Cause(e)));
+                    }
+                    _ => Err(RecordError::Decode),
+                },
+                HANDSHAKE => est.handshake_messages(payload, self.close_sent, &mut self.outgoing),
+                _ => Err(RecordError::Unexpected),
+            };
+            if let Err(e) = handled {
+                break Err(e);
+            }
+        };
+        self.incoming.drain(..at);
+        result.map_err(|e| {
+            est.sealer.seal(ALERT, &[2, e.alert()], &mut self.outgoing);
+            match e {
+                RecordError::BadRecordMac => TlsError::Decrypt,
+                e => TlsError::Protocol(Cause(rustls::Error::General(e.to_string()))),
+            }
+        })
+    }
+}
+
+impl Established {
+    /// Seals `src` as application-data records into `out`, rotating our key
+    /// first when it nears its confidentiality limit.
+    fn seal_app_data(&mut self, src: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        let records = src.len().div_ceil(MAX_PLAINTEXT);
+        out.reserve(src.len() + records * self.format.overhead());
+        for chunk in src.chunks(MAX_PLAINTEXT) {
+            if self.sealer.seq() >= self.rekey_at {
+                self.rotate_sending_key(out)?;
+            }
+            self.sealer.seal(APPLICATION_DATA, chunk, out);
+        }
+        Ok(())
+    }
+
+    /// Sends KeyUpdate(update_not_requested) under the current key and
+    /// switches to the next one. TLS 1.2 has no key update: the session is
+    /// closed instead (as rustls does).
+    fn rotate_sending_key(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
+        if self.format != Format::Tls13 {
+            self.sealer.seal(ALERT, &[1, 0], out);
+            return Err(TlsError::Internal(Cause(rustls::Error::General(
+                "TLS 1.2 session reached its cipher's confidentiality limit".into(),
+            ))));
+        }
+        self.sealer.seal(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out);
+        let (seq, secrets) = self
+            .keys
+            .update_tx_secret()
+            .map_err(|e| TlsError::Internal(Cause(e)))?;
+        self.sealer = Sealer::new(self.format, secrets, seq)
+            .map_err(|e| TlsError::Internal(Cause(rustls::Error::General(e.to_string()))))?;
+        Ok(())
+    }
+
+    /// Handles the handshake messages of one post-handshake record.
+    fn handshake_messages(
+        &mut self,
+        mut msgs: &[u8],
+        close_sent: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RecordError> {
+        if self.format != Format::Tls13 {
+            // A TLS 1.2 renegotiation attempt: refuse it, keep the session.
+            self.sealer.seal(ALERT, &[1, 100], out);
+            return Ok(());
+        }
+        while !msgs.is_empty() {
+            // A message split over records is legal but no peer does it for
+            // KeyUpdate; it is refused as malformed.
+            let &[typ, a, b, c, ref rest @ ..] = msgs else {
+                return Err(RecordError::Decode);
+            };
+            let len = u32::from_be_bytes([0, a, b, c]) as usize;
+            if rest.len() < len {
+                return Err(RecordError::Decode);
+            }
+            let (body, tail) = rest.split_at(len);
+            msgs = tail;
+            let request_update = match (typ, body) {
+                (KEY_UPDATE, [0]) => false,
+                (KEY_UPDATE, [1]) => true,
+                (KEY_UPDATE, _) => return Err(RecordError::Decode),
+                _ => return Err(RecordError::Unexpected),
+            };
+            let (seq, secrets) = self
+                .keys
+                .update_rx_secret()
+                .map_err(|_| RecordError::Unexpected)?;
+            self.opener =
+                Opener::new(self.format, secrets, seq).map_err(|_| RecordError::Unexpected)?;
+            if request_update && !close_sent {
+                self.sealer.seal(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out);
+                let (seq, secrets) = self
+                    .keys
+                    .update_tx_secret()
+                    .map_err(|_| RecordError::Unexpected)?;
+                self.sealer = Sealer::new(self.format, secrets, seq)
+                    .map_err(|_| RecordError::Unexpected)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encodes one handshake flight chunk at the end of `out`.
+fn encode(data: &mut EncodeTlsData<'_, ServerConnectionData>, out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut room = 4096;
+    loop {
+        out.resize(start + room, 0);
+        match data.encode(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return;
+            }
+            Err(EncodeError::InsufficientSize(e)) => room = e.required_size,
+            // Already encoded: nothing more to add.
+            Err(_) => {
+                out.truncate(start);
+                return;
+            }
+        }
+    }
+}
+
+/// After a handshake failure: moves the alert rustls queued into `out`.
+/// (rustls wants the same incoming buffer back, discards applied.)
+fn queue_alerts(conn: &mut UnbufferedServerConnection, incoming: &mut [u8], out: &mut Vec<u8>) {
+    // While rustls has records queued, `process_tls_records` returns them
+    // without deframing again (which would re-process the bad input).
+    while conn.wants_write() {
+        match conn.process_tls_records(incoming).state {
+            Ok(ConnectionState::EncodeTlsData(mut data)) => encode(&mut data, out),
+            _ => return,
+        }
+    }
+}
+
+fn read_identity(certs: Option<&[rustls_pki_types::CertificateDer<'static>]>) -> Option<PeerIdentity> {
+    let leaf = certs?.first()?;
+    match PeerIdentity::from_der(leaf.as_ref()) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            log::warn!("verified client certificate has unreadable names: {e}");
+            None
         }
     }
 }
 
 /// The rustls error behind a [`TlsError`], opaque so rustls types stay
 /// inside this module; shown in `Display`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Cause(rustls::Error);
 
 impl std::fmt::Display for Cause {
@@ -248,7 +585,7 @@ impl std::error::Error for Cause {}
 
 /// Why a TLS session failed. [`TlsError::reason`] is a short, stable label
 /// for metrics (`tls_handshake_errors_total{reason=...}`).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TlsError {
     #[error("client presented no certificate")]
     NoClientCert,

@@ -2,9 +2,10 @@
 //! [`Transport`], and is itself a [`ByteStream`] for the proxy.
 //!
 //! Received ciphertext is fed to the session straight from the transport's
-//! chunk (a provided ring buffer: no copy before rustls); plaintext is
-//! appended to the caller's buffer; ciphertext for the peer is collected in
-//! one reusable vector whose ownership passes to the transport per send.
+//! chunk (a provided ring buffer); the session decrypts it in its own buffer
+//! and hands the plaintext over (moved when the caller's buffer is empty,
+//! appended otherwise); ciphertext for the peer is collected in one reusable
+//! vector whose ownership passes to the transport per send.
 
 use std::io;
 use std::time::Duration;
@@ -95,16 +96,7 @@ impl<T: Transport> TlsStream<T> {
             if chunk.is_empty() {
                 return Err(HandshakeError::Eof);
             }
-            let mut fed = 0;
-            while fed < chunk.len() {
-                let n = self.session.feed(&chunk[fed..])?;
-                if n == 0 {
-                    return Err(HandshakeError::Io(io::Error::other(
-                        "TLS input not consumed during handshake",
-                    )));
-                }
-                fed += n;
-            }
+            self.session.feed(&chunk)?;
         }
     }
 
@@ -140,6 +132,7 @@ impl<T: Transport> TlsStream<T> {
     /// Gives the idle send buffer back to the shard pool.
     pub fn release_buffers(&mut self) {
         BufPool::release_if_empty(&mut self.out);
+        self.session.release_buffers();
     }
 }
 
@@ -167,22 +160,8 @@ impl<T: Transport> ByteStream for TlsStream<T> {
                 self.session.feed_eof();
                 return Ok(0);
             }
-            BufPool::ensure(dst);
-            let mut fed = 0;
-            while fed < chunk.len() {
-                let n = self.session.feed(&chunk[fed..]).map_err(tls_io_error)?;
-                if n == 0 {
-                    // rustls holds too much plaintext: move it out, go on.
-                    let moved = self.session.read_plaintext(dst).map_err(tls_io_error)?;
-                    if moved == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "TLS input not consumed",
-                        ));
-                    }
-                }
-                fed += n;
-            }
+            // The session takes the whole chunk (a partial record stays in it).
+            self.session.feed(&chunk).map_err(tls_io_error)?;
         }
     }
 

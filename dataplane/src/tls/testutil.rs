@@ -165,6 +165,8 @@ pub struct ClientSpec<'a> {
     pub versions: &'a [&'static rustls::SupportedProtocolVersion],
     pub groups: Option<Vec<&'static dyn rustls::crypto::SupportedKxGroup>>,
     pub alpn: Vec<Vec<u8>>,
+    /// Offer only these cipher suites (default: the provider's).
+    pub suites: Option<Vec<rustls::SupportedCipherSuite>>,
 }
 
 impl<'a> ClientSpec<'a> {
@@ -175,6 +177,7 @@ impl<'a> ClientSpec<'a> {
             versions: rustls::ALL_VERSIONS,
             groups: None,
             alpn: vec![b"http/1.1".to_vec()],
+            suites: None,
         }
     }
 
@@ -182,6 +185,9 @@ impl<'a> ClientSpec<'a> {
         let mut provider = rustls::crypto::aws_lc_rs::default_provider();
         if let Some(groups) = &self.groups {
             provider.kx_groups = groups.clone();
+        }
+        if let Some(suites) = &self.suites {
+            provider.cipher_suites = suites.clone();
         }
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.trust.der()).expect("trust CA");

@@ -7,6 +7,7 @@ use rustls::crypto::aws_lc_rs::kx_group;
 use rustls::{HandshakeKind, NamedGroup};
 
 use super::*;
+use crate::tls::record::MAX_PLAINTEXT;
 use crate::tls::testutil::{
     ClientSpec, Fixture, PumpError, SPIFFE_ID, client_for, handshake, pump,
 };
@@ -275,37 +276,142 @@ fn one_mebibyte_round_trips_both_ways() {
     assert!(client_rx == down, "server → client data differs");
 }
 
+/// The client's pending records as wire bytes.
+fn client_wire(client: &mut rustls::ClientConnection) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut wire).unwrap();
+    }
+    wire
+}
+
 #[test]
-fn feed_applies_backpressure_until_plaintext_is_drained() {
+fn feed_takes_any_split_of_the_wire_and_keeps_partial_records() {
     let f = Fixture::new();
     let tls = ServerTls::from_settings(&f.settings).unwrap();
     let leaf = f.ca.spiffe_client();
     let (mut client, mut server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
     client.set_buffer_limit(None);
-    let up = pattern(256 * 1024, 3);
+    let up = pattern(100 * 1024 + 17, 3);
     client.writer().write_all(&up).unwrap();
-    let mut wire = Vec::new();
-    while client.wants_write() {
-        client.write_tls(&mut wire).unwrap();
-    }
+    let wire = client_wire(&mut client);
 
-    let mut rest = &wire[..];
     let mut got = Vec::new();
-    let first = server.feed(rest).unwrap();
-    assert!(
-        first > 0 && first < wire.len(),
-        "consumed {first} of {}",
-        wire.len()
-    );
-    // Without draining, nothing more goes in.
-    rest = &rest[first..];
-    assert_eq!(server.feed(rest).unwrap(), 0);
-    while !rest.is_empty() {
-        let n = server.feed(rest).unwrap();
-        rest = &rest[n..];
+    let mut rest = &wire[..];
+    for size in [1, 4, 5, 6, 700, 16 * 1024 + 21, 3].into_iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let piece = &rest[..size.min(rest.len())];
+        assert_eq!(server.feed(piece).unwrap(), piece.len());
         server.read_plaintext(&mut got).unwrap();
+        rest = &rest[piece.len()..];
     }
     assert!(got == up);
+}
+
+/// The server's sending sequence number (records under the current key).
+fn server_tx_seq(server: &TlsSession) -> u64 {
+    match &server.phase {
+        Phase::Established(est) => est.sealer.seq(),
+        _ => panic!("not established"),
+    }
+}
+
+#[test]
+fn every_enabled_cipher_suite_carries_data_both_ways() {
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+    let f = Fixture::new();
+    let tls = ServerTls::from_settings(&f.settings).unwrap();
+    let leaf = f.ca.spiffe_client();
+    for suite in [
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ] {
+        let mut spec = ClientSpec::new(&f.ca, Some(&leaf));
+        spec.suites = Some(vec![suite]);
+        let (mut client, mut server) = handshake(&tls, &spec).unwrap();
+        assert_eq!(client.negotiated_cipher_suite(), Some(suite));
+        client.set_buffer_limit(None);
+        let up = pattern(40_000, 1);
+        let down = pattern(70_000, 2);
+        client.writer().write_all(&up).unwrap();
+        server.write_plaintext(&down).unwrap();
+        let (mut client_rx, mut server_rx) = (Vec::new(), Vec::new());
+        pump(&mut client, &mut server, &mut client_rx, &mut server_rx).unwrap();
+        assert!(server_rx == up, "{suite:?}: client → server differs");
+        assert!(client_rx == down, "{suite:?}: server → client differs");
+    }
+}
+
+#[test]
+fn client_key_update_is_answered_and_traffic_continues() {
+    let f = Fixture::new();
+    let tls = ServerTls::from_settings(&f.settings).unwrap();
+    let leaf = f.ca.spiffe_client();
+    let (mut client, mut server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
+    server.write_plaintext(b"before").unwrap();
+    let mut client_rx = Vec::new();
+    pump(&mut client, &mut server, &mut client_rx, &mut Vec::new()).unwrap();
+    assert!(server_tx_seq(&server) > 0);
+
+    // KeyUpdate(update_requested) from the client, then data under its new key.
+    client.refresh_traffic_keys().unwrap();
+    client.writer().write_all(b"after").unwrap();
+    let mut server_rx = Vec::new();
+    pump(&mut client, &mut server, &mut client_rx, &mut server_rx).unwrap();
+    assert_eq!(server_rx, b"after");
+    // We answered with our own KeyUpdate and switched keys: the counter restarted.
+    assert_eq!(server_tx_seq(&server), 0);
+    server.write_plaintext(b" and more").unwrap();
+    pump(&mut client, &mut server, &mut client_rx, &mut server_rx).unwrap();
+    assert_eq!(client_rx, b"before and more");
+}
+
+#[test]
+fn sending_key_rotates_before_the_confidentiality_limit() {
+    let f = Fixture::new();
+    let tls = ServerTls::from_settings(&f.settings).unwrap();
+    let leaf = f.ca.spiffe_client();
+    let (mut client, mut server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
+    let Phase::Established(est) = &mut server.phase else {
+        panic!("not established")
+    };
+    est.rekey_at = est.sealer.seq() + 2;
+    let down = pattern(5 * MAX_PLAINTEXT, 9);
+    server.write_plaintext(&down).unwrap();
+    // Two records under the old key, KeyUpdate, then three under the new one.
+    assert_eq!(server_tx_seq(&server), 3);
+    let mut client_rx = Vec::new();
+    pump(&mut client, &mut server, &mut client_rx, &mut Vec::new()).unwrap();
+    assert!(client_rx == down);
+}
+
+#[test]
+fn tls12_renegotiation_is_refused_and_the_session_goes_on() {
+    let f = Fixture::new();
+    let tls = ServerTls::from_settings(&f.settings).unwrap();
+    let leaf = f.ca.spiffe_client();
+    let mut spec = ClientSpec::new(&f.ca, Some(&leaf));
+    spec.versions = TLS12_ONLY;
+    let (mut client, mut server) = handshake(&tls, &spec).unwrap();
+    // rustls clients never renegotiate; hand the post-handshake handler a
+    // ClientHello-typed message as if it had arrived in a record.
+    let Phase::Established(est) = &mut server.phase else {
+        panic!("not established")
+    };
+    let mut out = Vec::new();
+    est.handshake_messages(&[1, 0, 0, 0], false, &mut out).unwrap();
+    assert_eq!(out[..3], [21, 3, 3], "a warning alert went out");
+    server.outgoing.extend_from_slice(&out);
+    server.write_plaintext(b"still here").unwrap();
+    let mut client_rx = Vec::new();
+    pump(&mut client, &mut server, &mut client_rx, &mut Vec::new()).unwrap();
+    assert_eq!(client_rx, b"still here");
 }
 
 #[test]
@@ -396,4 +502,35 @@ fn debug_does_not_leak_secrets() {
     let tls = ServerTls::from_settings(&f.settings).unwrap();
     let s = format!("{:?} {:?}", TlsSession::new(&tls).unwrap(), tls);
     assert!(s.contains("TlsSession") && s.contains("handshaking: true"));
+}
+
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Untrusted bytes after the handshake: the session fails (with an
+        /// alert queued) or waits for more, never panics, never yields data.
+        #[test]
+        fn garbage_after_the_handshake_never_panics(
+            chunks in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), 0..400), 1..4),
+        ) {
+            let f = Fixture::new();
+            let tls = ServerTls::from_settings(&f.settings).unwrap();
+            let leaf = f.ca.spiffe_client();
+            let (_, mut server) =
+                handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
+            let mut got = Vec::new();
+            for chunk in &chunks {
+                if server.feed(chunk).is_err() {
+                    prop_assert!(server.wants_write() || server.feed(b"x").is_err());
+                    break;
+                }
+                server.read_plaintext(&mut got).unwrap();
+            }
+            prop_assert!(got.is_empty());
+        }
+    }
 }
