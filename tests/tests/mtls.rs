@@ -309,3 +309,72 @@ fn stalled_tls_handshake_is_closed() {
     );
     assert!(got.bytes.is_empty(), "{}", got.text());
 }
+
+/// A TLS 1.3 client asks for a key update mid-connection (`openssl
+/// s_client`'s `K` command: KeyUpdate with update_requested): the gateway
+/// answers with its own and the connection goes on serving under the new
+/// keys.
+#[test]
+fn key_update_mid_connection_keeps_serving() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let w = world(|c| c);
+    let mut child = Command::new("openssl")
+        .arg("s_client")
+        .arg("-connect")
+        .arg(w.gw.addr(LISTENER).to_string())
+        .args([
+            "-servername",
+            "localhost",
+            "-verify_return_error",
+            "-tls1_3",
+        ])
+        .args(["-crlf", "-CAfile"])
+        .arg(&w.pki.ca)
+        .arg("-cert")
+        .arg(&w.pki.client_cert)
+        .arg("-key")
+        .arg(&w.pki.client_key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl s_client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    // s_client takes `K` only as a line of its own, read on its own.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stdin.write_all(b"K\n").unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stdin
+        .write_all(b"GET /status/200 HTTP/1.1\nHost: localhost\nConnection: close\n\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    // The gateway closes after the response (`Connection: close`).
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .unwrap();
+    drop(stdin);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let _ = child.wait();
+    assert!(
+        stdout.contains("KEYUPDATE") || stderr.contains("KEYUPDATE"),
+        "s_client did not send the key update:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("HTTP/1.1 200"),
+        "no response after the key update:\n{stdout}\n{stderr}\n--- gateway stderr:\n{}",
+        w.gw.stderr()
+    );
+    assert_eq!(w.up.served(), 1);
+}

@@ -308,9 +308,7 @@ impl TlsSession {
                     self.peer_closed = true;
                     Next::Again
                 }
-                Ok(ConnectionState::BlockedHandshake | ConnectionState::Closed) => {
-                    Next::NeedInput
-                }
+                Ok(ConnectionState::BlockedHandshake | ConnectionState::Closed) => Next::NeedInput,
                 Ok(ConnectionState::WriteTraffic(_)) => Next::Writable,
                 Ok(_) => Next::Failed(rustls::Error::General(
                     "early data received but not enabled".into(),
@@ -517,8 +515,8 @@ impl Established {
                     .keys
                     .update_tx_secret()
                     .map_err(|_| RecordError::Unexpected)?;
-                self.sealer = Sealer::new(self.format, secrets, seq)
-                    .map_err(|_| RecordError::Unexpected)?;
+                self.sealer =
+                    Sealer::new(self.format, secrets, seq).map_err(|_| RecordError::Unexpected)?;
             }
         }
         Ok(())
@@ -559,7 +557,9 @@ fn queue_alerts(conn: &mut UnbufferedServerConnection, incoming: &mut [u8], out:
     }
 }
 
-fn read_identity(certs: Option<&[rustls_pki_types::CertificateDer<'static>]>) -> Option<PeerIdentity> {
+fn read_identity(
+    certs: Option<&[rustls_pki_types::CertificateDer<'static>]>,
+) -> Option<PeerIdentity> {
     let leaf = certs?.first()?;
     match PeerIdentity::from_der(leaf.as_ref()) {
         Ok(id) => Some(id),

@@ -405,7 +405,8 @@ fn tls12_renegotiation_is_refused_and_the_session_goes_on() {
         panic!("not established")
     };
     let mut out = Vec::new();
-    est.handshake_messages(&[1, 0, 0, 0], false, &mut out).unwrap();
+    est.handshake_messages(&[1, 0, 0, 0], false, &mut out)
+        .unwrap();
     assert_eq!(out[..3], [21, 3, 3], "a warning alert went out");
     server.outgoing.extend_from_slice(&out);
     server.write_plaintext(b"still here").unwrap();
