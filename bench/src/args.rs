@@ -68,15 +68,18 @@ where
     }
 }
 
-/// `meshbench [run] URL`: HTTP/1.1 load generator (see also `meshbench upstream --help`).
+/// `meshbench [run] URL`: HTTP/1.1 and raw TCP load generator (see also `meshbench upstream --help`).
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "meshbench",
     version,
-    about = "HTTP/1.1 load generator (http, https, mTLS); see `meshbench upstream --help` for the demo origin"
+    about = "HTTP/1.1 and raw TCP load generator (http, https, mTLS; tcp, tls); see `meshbench upstream --help` for the demo origin"
 )]
 pub struct RunArgs {
-    /// Target, `http://host:port/path` or `https://...`.
+    /// Target: `http://host:port/path`, `https://...`; or `tcp://host:port`,
+    /// `tls://host:port` for raw streams: each exchange writes one block of
+    /// `--body-size` bytes (default 16 KiB) and reads it back from an echo
+    /// server (`meshbench upstream --tcp-echo`), checking every byte.
     #[arg(value_parser = parse_target)]
     pub url: Target,
     /// Connections, in total over all threads.
@@ -98,16 +101,18 @@ pub struct RunArgs {
     /// connections; latency counts from the intended send time.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Request method.
-    #[arg(long, default_value = "GET")]
-    pub method: String,
+    /// Request method (default GET; http and https only).
+    #[arg(long)]
+    pub method: Option<String>,
     /// Extra request header `Name: value` (repeatable).
     #[arg(short = 'H', long = "header", value_parser = parse_header)]
     pub headers: Vec<(String, String)>,
-    /// Request body of this many bytes (sent with Content-Length).
+    /// Request body of this many bytes (sent with Content-Length); tcp:
+    /// the block size (0: 16 KiB).
     #[arg(long, default_value_t = 0)]
     pub body_size: usize,
-    /// Request body read from this file (sent with Content-Length).
+    /// Request body read from this file (sent with Content-Length); tcp:
+    /// the block.
     #[arg(long, conflicts_with = "body_size")]
     pub body_file: Option<PathBuf>,
     /// Request path instead of the URL's (repeatable: each connection goes
@@ -162,6 +167,13 @@ pub struct RunArgs {
 impl RunArgs {
     /// How long to send requests when neither -d nor -n is given.
     pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+    /// The block of a tcp exchange when `--body-size` is 0.
+    pub const DEFAULT_TCP_BLOCK: usize = 16 * 1024;
+
+    /// The request method (GET unless `--method`).
+    pub fn method(&self) -> &str {
+        self.method.as_deref().unwrap_or("GET")
+    }
 
     /// The stop condition.
     pub fn limit(&self) -> Limit {
@@ -185,7 +197,19 @@ impl RunArgs {
         if !self.url.tls
             && (self.cacert.is_some() || self.cert.is_some() || self.insecure || self.sni.is_some())
         {
-            return Err("TLS options need an https:// URL".into());
+            return Err("TLS options need an https:// or tls:// URL".into());
+        }
+        if self.url.proto == Proto::Tcp {
+            let http_only = [
+                ("--method", self.method.is_some()),
+                ("-H/--header", !self.headers.is_empty()),
+                ("--path", !self.paths.is_empty()),
+            ];
+            if let Some((name, _)) = http_only.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "{name} is for http:// and https:// targets; a tcp:// or tls:// target sends raw blocks"
+                ));
+            }
         }
         if !(0.0..=1.0).contains(&self.max_error_rate) {
             return Err("--max-error-rate is a fraction between 0 and 1".into());
@@ -250,13 +274,27 @@ pub struct UpstreamArgs {
     /// Rewrite this file every 100 ms with the served counts.
     #[arg(long)]
     pub report_file: Option<PathBuf>,
+    /// Raw TCP echo instead of HTTP: every byte received is sent back
+    /// (counted as `echoed_bytes`); the HTTP and fault options do not apply.
+    #[arg(long, conflicts_with_all = ["body_size", "delay_ms", "fail_rate", "reset_rate"])]
+    pub tcp_echo: bool,
+}
+
+/// What a target speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 requests (`http://`, `https://`).
+    Http,
+    /// Raw byte blocks echoed back (`tcp://`, `tls://`).
+    Tcp,
 }
 
 /// A parsed target URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `https`.
+    /// `https` or `tls`.
     pub tls: bool,
+    pub proto: Proto,
     /// Host name or IP literal (without brackets).
     pub host: String,
     /// Port (default 80 / 443).
@@ -267,17 +305,36 @@ pub struct Target {
     pub path: String,
 }
 
-/// Parses `http[s]://host[:port][/path]`.
+/// Parses `http[s]://host[:port][/path]` and `tcp://host:port`,
+/// `tls://host:port`.
 pub fn parse_target(s: &str) -> Result<Target, String> {
-    let (tls, rest) = if let Some(r) = s.strip_prefix("http://") {
-        (false, r)
-    } else if let Some(r) = s.strip_prefix("https://") {
-        (true, r)
-    } else {
+    let schemes = [
+        ("http://", false, Proto::Http),
+        ("https://", true, Proto::Http),
+        ("tcp://", false, Proto::Tcp),
+        ("tls://", true, Proto::Tcp),
+    ];
+    let Some((tls, proto, rest)) = schemes
+        .iter()
+        .find_map(|&(scheme, tls, proto)| s.strip_prefix(scheme).map(|r| (tls, proto, r)))
+    else {
         return Err(format!(
-            "{s:?}: the URL must start with http:// or https://"
+            "{s:?}: the URL must start with http://, https://, tcp:// or tls://"
         ));
     };
+    if proto == Proto::Tcp {
+        let bare = rest.strip_suffix('/').unwrap_or(rest);
+        if bare.contains(['/', '?']) {
+            return Err(format!("{s:?}: a tcp:// or tls:// target has no path"));
+        }
+        let has_port = match bare.strip_prefix('[') {
+            Some(v6) => v6.contains("]:"),
+            None => bare.contains(':'),
+        };
+        if !has_port {
+            return Err(format!("{s:?}: a tcp:// or tls:// target needs a port"));
+        }
+    }
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -305,6 +362,7 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
     }
     Ok(Target {
         tls,
+        proto,
         host: host.to_string(),
         port,
         authority: authority.to_string(),
@@ -432,6 +490,31 @@ mod tests {
         assert!(parse_command(["meshbench", "https://h/", "--tls12", "--tls13"]).is_err());
         let plain = run(&["meshbench", "http://h/", "--insecure"]);
         assert!(plain.validate().is_err());
+    }
+
+    #[test]
+    fn tcp_and_tls_targets() {
+        let t = parse_target("tcp://127.0.0.1:9000").unwrap();
+        assert_eq!((t.proto, t.tls, t.port), (Proto::Tcp, false, 9000));
+        let t = parse_target("tls://[::1]:443/").unwrap();
+        assert_eq!((t.proto, t.tls, t.host.as_str()), (Proto::Tcp, true, "::1"));
+        for bad in [
+            "tcp://h",
+            "tls://[::1]",
+            "tcp://h:1/p",
+            "tcp://h:1?q",
+            "udp://h:1",
+        ] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
+        let a = run(&["meshbench", "tls://h:1", "--insecure", "--body-size", "100"]);
+        a.validate().unwrap();
+        assert_eq!(a.method(), "GET");
+        assert!(
+            run(&["meshbench", "tcp://h:1", "--method", "GET"])
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! One load-generating connection: opening it (TCP, then TLS when the URL
-//! is https), the request bytes it repeats, and one request/response
-//! exchange, with every failure mapped to an [`ErrorKind`].
+//! is https or tls), the request bytes it repeats, and one exchange, with
+//! every failure mapped to an [`ErrorKind`]. An HTTP exchange is a request
+//! and its response; a raw TCP exchange is one block written and the same
+//! block read back from an echo server, byte for byte.
 //!
-//! The request is built once per run ([`build_request`]). Over plain TCP
+//! The request is built once per run ([`build_requests`]). Over plain TCP
 //! the same vector is lent to the kernel for every send (no copy), and
-//! response bytes are counted straight from the runtime's receive buffers
-//! by the sans-IO [`ResponseReader`].
+//! response bytes are checked straight from the runtime's receive buffers
+//! (by the sans-IO [`ResponseReader`], or against the block sent).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use dataplane::runtime::TcpStream;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
-use crate::args::{RunArgs, Target};
+use crate::args::{Proto, RunArgs, Target};
 use crate::response::{Done, Feed, ResponseReader};
 use crate::stats::{ErrorKind, classify_io};
 use crate::tls::TlsConn;
@@ -30,13 +32,28 @@ pub struct Endpoint {
 
 /// The requests the connections repeat: one per `--path` (or the URL's
 /// path), each with the body of `--body-size` or `--body-file`.
+/// A tcp target gets one block: the file, or `--body-size` bytes of a
+/// pattern (so a corrupted echo shows).
 pub fn build_requests(args: &RunArgs) -> Result<Vec<Vec<u8>>, String> {
     let body = match &args.body_file {
         Some(file) => {
             std::fs::read(file).map_err(|e| format!("--body-file {}: {e}", file.display()))?
         }
+        None if args.url.proto == Proto::Tcp => {
+            let size = match args.body_size {
+                0 => RunArgs::DEFAULT_TCP_BLOCK,
+                n => n,
+            };
+            (0..size).map(|i| (i % 251) as u8).collect()
+        }
         None => vec![b'x'; args.body_size],
     };
+    if args.url.proto == Proto::Tcp {
+        if body.is_empty() {
+            return Err("a tcp:// or tls:// block cannot be empty (--body-file is)".into());
+        }
+        return Ok(vec![body]);
+    }
     let paths: Vec<&str> = if args.paths.is_empty() {
         vec![args.url.path.as_str()]
     } else {
@@ -46,7 +63,7 @@ pub fn build_requests(args: &RunArgs) -> Result<Vec<Vec<u8>>, String> {
         .into_iter()
         .map(|path| {
             build_request_with(
-                &args.method,
+                args.method(),
                 &args.url,
                 path,
                 &args.headers,
@@ -119,12 +136,21 @@ impl Conn {
 
 /// Per-connection buffers reused across exchanges.
 pub struct Exchange {
-    /// The request; lent to the kernel and back on every plain send.
+    /// The request (tcp: the block); lent to the kernel and back on every
+    /// plain send.
     pub request: Vec<u8>,
-    /// Response reader.
-    pub reader: ResponseReader,
+    /// How the answer is read.
+    answer: Answer,
     /// Decrypted bytes (TLS only).
     plain: Vec<u8>,
+}
+
+/// What an exchange waits for after sending.
+enum Answer {
+    /// An HTTP/1.1 response.
+    Http(ResponseReader),
+    /// The request echoed back; `echoed` bytes of it so far.
+    Echo { echoed: usize },
 }
 
 /// A complete response and what it means for the connection.
@@ -136,11 +162,15 @@ pub struct Outcome {
 }
 
 impl Exchange {
-    /// Buffers for `request`, answered to `method`.
-    pub fn new(request: Vec<u8>, method: &str) -> Exchange {
+    /// Buffers for `request`, answered to `method` (tcp: echoed).
+    pub fn new(request: Vec<u8>, method: &str, proto: Proto) -> Exchange {
+        let answer = match proto {
+            Proto::Http => Answer::Http(ResponseReader::new(method)),
+            Proto::Tcp => Answer::Echo { echoed: 0 },
+        };
         Exchange {
             request,
-            reader: ResponseReader::new(method),
+            answer,
             plain: Vec::new(),
         }
     }
@@ -148,7 +178,10 @@ impl Exchange {
     /// Sends the request and reads the whole response; response bytes are
     /// added to `bytes`.
     pub async fn run(&mut self, conn: &mut Conn, bytes: &mut u64) -> Result<Outcome, ErrorKind> {
-        self.reader.reset();
+        match &mut self.answer {
+            Answer::Http(reader) => reader.reset(),
+            Answer::Echo { echoed } => *echoed = 0,
+        }
         match conn {
             Conn::Plain(tcp) => {
                 let (res, back) = tcp.send_owned(std::mem::take(&mut self.request)).await;
@@ -186,15 +219,33 @@ impl Exchange {
     }
 
     fn feed(&mut self, input: &[u8]) -> Result<Option<Done>, ErrorKind> {
-        match self.reader.feed(input) {
-            Ok(Feed::NeedMore) => Ok(None),
-            Ok(Feed::Complete(done)) => Ok(Some(done)),
-            Err(_) => Err(ErrorKind::BadResponse),
+        match &mut self.answer {
+            Answer::Http(reader) => match reader.feed(input) {
+                Ok(Feed::NeedMore) => Ok(None),
+                Ok(Feed::Complete(done)) => Ok(Some(done)),
+                Err(_) => Err(ErrorKind::BadResponse),
+            },
+            Answer::Echo { echoed } => {
+                let want = &self.request[*echoed..];
+                // More than was sent, or other bytes: not an echo.
+                if input.len() > want.len() || want[..input.len()] != *input {
+                    return Err(ErrorKind::BadResponse);
+                }
+                *echoed += input.len();
+                Ok((*echoed == self.request.len()).then_some(Done {
+                    status: 200,
+                    keep_alive: true,
+                    consumed: input.len(),
+                }))
+            }
         }
     }
 
     fn eof(&mut self) -> Result<Outcome, ErrorKind> {
-        match self.reader.feed_eof() {
+        let Answer::Http(reader) = &mut self.answer else {
+            return Err(ErrorKind::Closed);
+        };
+        match reader.feed_eof() {
             Ok(done) => Ok(Outcome {
                 status: done.status,
                 reusable: false,

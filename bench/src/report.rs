@@ -25,6 +25,9 @@ pub struct Report {
     pub rate: Option<f64>,
     /// `keep-alive` or `new-conn`.
     pub mode: &'static str,
+    /// `http/1.1`, or `tcp` (echoed blocks: `requests` counts exchanges,
+    /// all in the 2xx class).
+    pub protocol: &'static str,
     /// Wall time from the first request to the last response, seconds.
     pub duration_s: f64,
     /// Responses of any status.
@@ -35,6 +38,8 @@ pub struct Report {
     pub error_rate: f64,
     /// Responses per second.
     pub rps: f64,
+    /// Response bytes received (tcp: echoed bytes).
+    pub bytes: u64,
     /// Response bytes per second, MiB.
     pub throughput_mib_s: f64,
     /// TCP connections opened.
@@ -85,6 +90,8 @@ pub struct RunInfo {
     pub threads: usize,
     pub rate: Option<f64>,
     pub new_conn: bool,
+    /// Raw TCP echo exchanges instead of HTTP requests.
+    pub tcp: bool,
 }
 
 fn ms(us: u64) -> f64 {
@@ -119,6 +126,7 @@ impl Report {
             } else {
                 "keep-alive"
             },
+            protocol: if info.tcp { "tcp" } else { "http/1.1" },
             duration_s: elapsed.as_secs_f64(),
             requests: stats.responses(),
             errors: stats.error_count(),
@@ -128,6 +136,7 @@ impl Report {
                 stats.failed() as f64 / attempts as f64
             },
             rps: stats.responses() as f64 / secs,
+            bytes: stats.bytes,
             throughput_mib_s: stats.bytes as f64 / secs / (1024.0 * 1024.0),
             connections_opened: stats.connections,
             latency_ms: Latency {
@@ -171,13 +180,17 @@ impl Report {
             "meshbench {}: {} connections, {} threads, {rate}, {}",
             self.url, self.connections, self.threads, self.mode
         );
+        let tcp = self.protocol == "tcp";
         let _ = writeln!(
             s,
-            "  requests    {} in {:.2}s, {:.1} req/s, {:.2} MiB/s, {} connections opened",
+            "  {}   {} in {:.2}s, {:.1} {}/s, {:.2} MiB/s{}, {} connections opened",
+            if tcp { "exchanges" } else { "requests " },
             self.requests,
             self.duration_s,
             self.rps,
+            if tcp { "exch" } else { "req" },
             self.throughput_mib_s,
+            if tcp { " echoed" } else { "" },
             self.connections_opened
         );
         let l = &self.latency_ms;
@@ -187,11 +200,13 @@ impl Report {
             l.p50, l.p90, l.p99, l.p99_9, l.p99_99, l.max, l.mean
         );
         let st = &self.status;
-        let _ = writeln!(
-            s,
-            "  status      2xx {}  3xx {}  4xx {}  5xx {}",
-            st.s2xx, st.s3xx, st.s4xx, st.s5xx
-        );
+        if !tcp {
+            let _ = writeln!(
+                s,
+                "  status      2xx {}  3xx {}  4xx {}  5xx {}",
+                st.s2xx, st.s3xx, st.s4xx, st.s5xx
+            );
+        }
         let kinds: Vec<String> = self
             .error_kinds
             .iter()
@@ -199,14 +214,15 @@ impl Report {
             .collect();
         let _ = writeln!(
             s,
-            "  errors      {}{}  (error rate {:.4}, counting 4xx/5xx)",
+            "  errors      {}{}  (error rate {:.4}{})",
             self.errors,
             if kinds.is_empty() {
                 String::new()
             } else {
                 format!(": {}", kinds.join(", "))
             },
-            self.error_rate
+            self.error_rate,
+            if tcp { "" } else { ", counting 4xx/5xx" }
         );
         s
     }
@@ -305,6 +321,7 @@ mod tests {
             threads: 2,
             rate: None,
             new_conn: false,
+            tcp: false,
         };
         (info, s)
     }
@@ -360,6 +377,7 @@ mod tests {
             threads: 1,
             rate: Some(10.0),
             new_conn: true,
+            tcp: false,
         };
         let r = Report::new(&info, &Stats::new(), Duration::ZERO);
         assert_eq!(r.requests, 0);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::runtime::{self, RuntimeConfig, shard::spawn_shards};
 
-use crate::args::{Limit, RunArgs};
+use crate::args::{Limit, Proto, RunArgs};
 use crate::conn::{Conn, Endpoint, Exchange, build_requests};
 use crate::report::{self, Report, RunInfo};
 use crate::schedule::{Schedule, share};
@@ -45,6 +45,7 @@ struct Plan {
     /// The requests a connection goes through in turn.
     requests: Vec<Vec<u8>>,
     method: String,
+    proto: Proto,
     start: Instant,
     /// No request starts at or after this (duration runs).
     end: Option<Instant>,
@@ -102,7 +103,8 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
                 tls: tls.clone(),
             },
             requests: requests.clone(),
-            method: args.method.clone(),
+            method: args.method().to_owned(),
+            proto: args.url.proto,
             start,
             end,
             rate: args.rate,
@@ -165,16 +167,26 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
     }
 
     let info = RunInfo {
-        url: format!(
-            "{}://{}{}",
-            if args.url.tls { "https" } else { "http" },
-            args.url.authority,
-            args.url.path
-        ),
+        url: match (args.url.proto, args.url.tls) {
+            (Proto::Http, tls) => format!(
+                "{}://{}{}",
+                if tls { "https" } else { "http" },
+                args.url.authority,
+                args.url.path
+            ),
+            (Proto::Tcp, tls) => {
+                format!(
+                    "{}://{}",
+                    if tls { "tls" } else { "tcp" },
+                    args.url.authority
+                )
+            }
+        },
         connections: args.connections,
         threads,
         rate: args.rate,
         new_conn: args.new_conn,
+        tcp: args.url.proto == Proto::Tcp,
     };
     let report = Report::new(&info, &total, elapsed);
     print!("{}", report.text());
@@ -241,7 +253,7 @@ async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index: usize) {
     let mut exchanges: Vec<Exchange> = plan
         .requests
         .iter()
-        .map(|r| Exchange::new(r.clone(), &plan.method))
+        .map(|r| Exchange::new(r.clone(), &plan.method, plan.proto))
         .collect();
     let mut conn: Option<Conn> = None;
     let mut k = 0u64;

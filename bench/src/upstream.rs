@@ -10,9 +10,13 @@
 //! reproducible: `--fail-rate` answers 503, `--reset-rate` resets the
 //! connection instead of answering, `--delay-ms` waits before either.
 //!
+//! With `--tcp-echo` it is a raw TCP echo server instead (for `meshbench
+//! tcp://` runs, through a gateway's TCP listener or straight): every byte
+//! received is sent back.
+//!
 //! Honesty: each thread counts the responses it wrote (incremented before
-//! the send, so a client that saw a response is always counted) and the
-//! resets it made. The main thread prints the totals on SIGINT/SIGTERM and
+//! the send, so a client that saw a response is always counted), the
+//! resets it made and the bytes it echoed. The main thread prints the totals on SIGINT/SIGTERM and
 //! rewrites `--report-file` every 100 ms.
 
 use std::cell::Cell;
@@ -35,6 +39,8 @@ pub struct Counters {
     pub failed: AtomicU64,
     /// Connections reset by `--reset-rate` instead of answering.
     pub resets: AtomicU64,
+    /// Bytes sent back by `--tcp-echo` (counted before the send).
+    pub echoed: AtomicU64,
 }
 
 /// A small, seeded xorshift64* generator: reproducible fault sequences.
@@ -117,15 +123,21 @@ pub fn serve(args: &UpstreamArgs) -> Result<u8, String> {
                 .map(|c| f(c).load(Ordering::Relaxed))
                 .sum::<u64>()
         };
-        (sum(|c| &c.served), sum(|c| &c.failed), sum(|c| &c.resets))
+        (
+            sum(|c| &c.served),
+            sum(|c| &c.failed),
+            sum(|c| &c.resets),
+            sum(|c| &c.echoed),
+        )
     };
     loop {
         let signal = signals::wait(Duration::from_millis(100));
-        let (served, failed, resets) = totals();
+        let (served, failed, resets, echoed) = totals();
         if let Some(path) = &args.report_file {
             let tmp = path.with_extension("tmp");
-            let body =
-                format!("{{\"served\":{served},\"failed_503\":{failed},\"resets\":{resets}}}\n");
+            let body = format!(
+                "{{\"served\":{served},\"failed_503\":{failed},\"resets\":{resets},\"echoed_bytes\":{echoed}}}\n"
+            );
             if std::fs::write(&tmp, body)
                 .and_then(|_| std::fs::rename(&tmp, path))
                 .is_err()
@@ -137,7 +149,7 @@ pub fn serve(args: &UpstreamArgs) -> Result<u8, String> {
             signal,
             Some(signals::Signal::Interrupt | signals::Signal::Terminate)
         ) {
-            println!("served {served} failed_503 {failed} resets {resets}");
+            println!("served {served} failed_503 {failed} resets {resets} echoed_bytes {echoed}");
             let _ = std::io::stdout().flush();
             return Ok(0);
         }
@@ -178,6 +190,7 @@ async fn accept_loop(id: usize, socket: BoundSocket, counters: Arc<Counters>, ar
     let mut listener = TcpListener::from_bound(socket);
     loop {
         match listener.accept().await {
+            Ok(stream) if ctx.args.tcp_echo => drop(runtime::spawn(echo_conn(stream, ctx.clone()))),
             Ok(stream) => drop(runtime::spawn(serve_conn(stream, ctx.clone()))),
             Err(e) => {
                 eprintln!("meshbench upstream: accept: {e}");
@@ -195,6 +208,27 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
             true
         }
         _ => false,
+    }
+}
+
+/// Sends back every byte received until the peer closes (then closes too).
+async fn echo_conn(mut stream: TcpStream, ctx: Rc<Ctx>) {
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        let chunk = match stream.recv().await {
+            Ok(chunk) if !chunk.is_empty() => chunk,
+            _ => return,
+        };
+        out.clear();
+        out.extend_from_slice(&chunk);
+        drop(chunk);
+        let c = &ctx.counters;
+        c.echoed.fetch_add(out.len() as u64, Ordering::Relaxed);
+        let (res, back) = stream.send_owned(std::mem::take(&mut out)).await;
+        out = back;
+        if res.is_err() {
+            return;
+        }
     }
 }
 

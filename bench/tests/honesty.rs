@@ -26,6 +26,7 @@ struct Served {
     served: u64,
     failed_503: u64,
     resets: u64,
+    echoed_bytes: u64,
 }
 
 impl Upstream {
@@ -68,11 +69,12 @@ impl Upstream {
         let _ = self.child.wait();
         let last = rest.lines().last().unwrap_or_default().to_string();
         let f: Vec<&str> = last.split_whitespace().collect();
-        assert_eq!(f.len(), 6, "unexpected last line {last:?}");
+        assert_eq!(f.len(), 8, "unexpected last line {last:?}");
         Served {
             served: f[1].parse().unwrap(),
             failed_503: f[3].parse().unwrap(),
             resets: f[5].parse().unwrap(),
+            echoed_bytes: f[7].parse().unwrap(),
         }
     }
 }
@@ -387,4 +389,74 @@ fn paths_rotate_and_a_body_file_is_sent() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--path"));
     let _ = std::fs::remove_file(&body);
+}
+
+#[test]
+fn tcp_exchanges_are_echoed_blocks_and_every_byte_is_counted() {
+    let up = Upstream::start(&["--tcp-echo", "--threads", "2"]);
+    let url = format!("tcp://127.0.0.1:{}", up.port);
+    let (code, r) = bench(
+        "tcp-n",
+        &[
+            &url,
+            "-c",
+            "8",
+            "--threads",
+            "2",
+            "-n",
+            "500",
+            "--body-size",
+            "10000",
+        ],
+    );
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["protocol"], "tcp");
+    assert_eq!(u(&r["requests"]), 500);
+    assert_eq!(u(&r["errors"]), 0);
+    assert_eq!(u(&r["bytes"]), 500 * 10_000);
+    // Default block (16 KiB), open loop.
+    let (code, timed) = bench(
+        "tcp-rate",
+        &[&url, "-c", "4", "--rate", "200", "-d", "500ms"],
+    );
+    assert_eq!(code, 0, "{timed}");
+    let served = up.stop();
+    assert_eq!(
+        served.echoed_bytes,
+        500 * 10_000 + u(&timed["requests"]) * 16 * 1024,
+        "{served:?}"
+    );
+    assert_eq!(served.served, 0);
+}
+
+#[test]
+fn tcp_mode_against_something_that_does_not_echo_counts_errors() {
+    // An HTTP server answers a raw block with a 400, not the block.
+    let up = Upstream::start(&[]);
+    let url = format!("tcp://127.0.0.1:{}", up.port);
+    let (code, r) = bench(
+        "tcp-bad",
+        &[&url, "-c", "2", "-n", "20", "--max-error-rate", "0"],
+    );
+    assert_eq!(code, 1, "{r}");
+    assert_eq!(u(&r["requests"]), 0);
+    assert_eq!(u(&r["errors"]), 20);
+    assert_eq!(error_count(&r, "bad_response"), 20, "{r}");
+}
+
+#[test]
+fn tcp_targets_refuse_http_options() {
+    for (args, want) in [
+        (vec!["tcp://127.0.0.1:1", "--method", "POST"], "--method"),
+        (vec!["tcp://127.0.0.1:1", "-H", "a: b"], "-H/--header"),
+        (vec!["tcp://127.0.0.1:1", "--path", "/x"], "--path"),
+        (vec!["tcp://127.0.0.1"], "needs a port"),
+        (vec!["tls://127.0.0.1:1/x"], "has no path"),
+        (vec!["tcp://127.0.0.1:1", "--cacert", "ca.pem"], "tls://"),
+    ] {
+        let out = Command::new(BIN).args(&args).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
 }

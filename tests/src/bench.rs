@@ -143,7 +143,7 @@ impl BenchUpstream {
         let _ = child.wait();
         let last = rest.lines().last().unwrap_or_default().to_string();
         let f: Vec<&str> = last.split_whitespace().collect();
-        assert_eq!(f.len(), 6, "unexpected last line {last:?}");
+        assert_eq!(f.len(), 8, "unexpected last line {last:?}");
         Served {
             served: f[1].parse().unwrap(),
             failed_503: f[3].parse().unwrap(),
