@@ -6,8 +6,11 @@
 //! Insert and cancel are O(1) (an entry is a node of a doubly linked list
 //! per slot, kept in a slab); a 64-bit occupancy mask per level finds the
 //! next due slot without scanning. Entries of a higher level are moved down
-//! ("cascaded") when their slot comes up. Deadlines are rounded up to the
-//! next tick, so a timer fires up to 1 ms late, never early.
+//! ("cascaded") when their slot comes up. Entries keep their exact
+//! deadline: slots sort them by the millisecond, and within the due
+//! millisecond a timer fires only once its deadline has passed, so timers
+//! are exact to the clock (never early, and not rounded up to the tick:
+//! `meshbench`'s open-loop schedule needs sub-millisecond wake-ups).
 //!
 //! The layout follows the classic design (Varghese & Lauck; the same
 //! arithmetic as tokio's wheel): an entry's level is given by the highest
@@ -23,7 +26,7 @@ const SLOTS: usize = 1 << SLOT_BITS;
 /// Largest representable tick offset.
 const MAX_TICK: u64 = (1 << (SLOT_BITS as u64 * LEVELS as u64)) - 1;
 const NIL: u32 = u32::MAX;
-const TICK: Duration = Duration::from_millis(1);
+const TICK_NS: u64 = 1_000_000;
 
 /// Identifies an inserted timer (stale once it fired or was removed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +37,10 @@ pub struct TimerKey {
 
 #[derive(Debug)]
 struct Entry {
-    /// Due tick.
+    /// Due tick (the millisecond `at` falls in, clamped to the wheel's range).
     tick: u64,
+    /// Exact deadline, nanoseconds after the wheel's start.
+    at: u64,
     waker: Option<Waker>,
     prev: u32,
     next: u32,
@@ -104,26 +109,24 @@ impl Wheel {
         *self.start.get_or_insert(now)
     }
 
-    /// The tick at or after `at` (rounded up); `now` starts the wheel's
-    /// clock if nothing did yet.
-    fn tick_of(&mut self, at: Instant, now: Instant) -> u64 {
+    /// Nanoseconds from the wheel's start to `at`; `now` starts the
+    /// wheel's clock if nothing did yet.
+    fn offset_of(&mut self, at: Instant, now: Instant) -> u64 {
         let start = self.start(now);
-        let d = at.saturating_duration_since(start);
-        let ticks = d.as_nanos().div_ceil(TICK.as_nanos());
-        u64::try_from(ticks).unwrap_or(u64::MAX)
+        u64::try_from(at.saturating_duration_since(start).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Arms a timer due at `deadline` that wakes `waker` (`now` is the
     /// caller's clock).
     pub fn insert(&mut self, now: Instant, deadline: Instant, waker: Waker) -> TimerKey {
-        let tick = self
-            .tick_of(deadline, now)
-            .clamp(self.elapsed, self.elapsed.saturating_add(MAX_TICK));
+        let at = self.offset_of(deadline, now);
+        let tick = (at / TICK_NS).clamp(self.elapsed, self.elapsed.saturating_add(MAX_TICK));
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
                 self.slab.push(Entry {
                     tick: 0,
+                    at: 0,
                     waker: None,
                     prev: NIL,
                     next: NIL,
@@ -137,6 +140,7 @@ impl Wheel {
         };
         let e = &mut self.slab[index as usize];
         e.tick = tick;
+        e.at = at;
         e.waker = Some(waker);
         e.generation = e.generation.wrapping_add(1);
         e.live = true;
@@ -256,21 +260,32 @@ impl Wheel {
         None
     }
 
-    /// When the loop should look at the wheel again (the start of the next
-    /// occupied slot: exact for level 0, earlier for higher levels, which
-    /// then cascade).
+    /// When the loop should look at the wheel again: the earliest exact
+    /// deadline in the next occupied slot of level 0, or the start of a
+    /// higher level's slot (whose entries then cascade).
     pub fn next_deadline(&self) -> Option<Instant> {
         let start = self.start?;
-        let (_, _, tick) = self.next_expiration()?;
-        Some(start + Duration::from_millis(tick))
+        let (level, slot, tick) = self.next_expiration()?;
+        if level > 0 {
+            return Some(start + Duration::from_millis(tick));
+        }
+        let mut earliest = u64::MAX;
+        let mut index = self.levels[0].heads[slot];
+        while index != NIL {
+            let e = &self.slab[index as usize];
+            earliest = earliest.min(e.at);
+            index = e.next;
+        }
+        Some(start + Duration::from_nanos(earliest))
     }
 
     /// Moves the wheel to `now`, calling `wake` with the waker of every
     /// timer that is due (each once; they are disarmed).
     pub fn advance(&mut self, now: Instant, mut wake: impl FnMut(Waker)) {
-        let start = self.start(now);
-        let target =
-            u64::try_from(now.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX);
+        let now_ns = self.offset_of(now, now);
+        let target = now_ns / TICK_NS;
+        // Entries of the current millisecond that are not due yet.
+        let mut later = Vec::new();
         while let Some((level, slot, tick)) = self.next_expiration() {
             if tick > target {
                 break;
@@ -283,12 +298,15 @@ impl Wheel {
             self.levels[level].occupied &= !(1 << slot);
             while index != NIL {
                 let next = self.slab[index as usize].next;
-                if self.slab[index as usize].tick <= target {
+                let e = &self.slab[index as usize];
+                if e.tick <= target && e.at <= now_ns {
                     let waker = self.slab[index as usize].waker.take();
                     self.release(index);
                     if let Some(w) = waker {
                         wake(w);
                     }
+                } else if e.tick <= target {
+                    later.push(index);
                 } else {
                     self.link(index);
                 }
@@ -296,6 +314,9 @@ impl Wheel {
             }
         }
         self.elapsed = self.elapsed.max(target);
+        for index in later {
+            self.link(index);
+        }
     }
 }
 
@@ -369,6 +390,30 @@ mod tests {
     }
 
     #[test]
+    fn deadlines_are_exact_below_a_millisecond() {
+        let t0 = Instant::now();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut w = Wheel::new();
+        w.advance(t0, |w| w.wake());
+        let us = Duration::from_micros;
+        w.insert(t0, t0 + us(1_300), probe(1, &log));
+        w.insert(t0, t0 + us(1_700), probe(2, &log));
+        assert_eq!(w.next_deadline(), Some(t0 + us(1_300)));
+        w.advance(t0 + us(1_200), |w| w.wake());
+        assert!(log.lock().unwrap().is_empty(), "never early");
+        assert_eq!(w.next_deadline(), Some(t0 + us(1_300)));
+        w.advance(t0 + us(1_300), |w| w.wake());
+        assert_eq!(*log.lock().unwrap(), [1]);
+        // The other one, same millisecond, waits for its own time.
+        assert_eq!(w.next_deadline(), Some(t0 + us(1_700)));
+        w.advance(t0 + us(1_699), |w| w.wake());
+        assert_eq!(*log.lock().unwrap(), [1]);
+        w.advance(t0 + us(1_700), |w| w.wake());
+        assert_eq!(*log.lock().unwrap(), [1, 2]);
+        assert!(w.is_empty());
+    }
+
+    #[test]
     fn removed_timers_never_fire_and_keys_go_stale() {
         let t0 = Instant::now();
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -413,10 +458,12 @@ mod tests {
 
     proptest::proptest! {
         /// Against a sorted-list model: every timer fires exactly once, at
-        /// the first advance at or after its deadline (rounded up to 1 ms),
-        /// and removed ones never.
+        /// the first advance at or after its deadline, and removed ones
+        /// never.
         #[test]
         fn matches_a_sorted_model(
+            // Offsets and steps in microseconds: most deadlines fall inside a
+            // millisecond the wheel is in.
             ops in proptest::collection::vec((0u64..200_000, proptest::bool::ANY, 1u64..5_000), 1..200)
         ) {
             let t0 = Instant::now();
@@ -428,7 +475,7 @@ mod tests {
             let mut keys = Vec::new();
             for (id, (offset, remove_one, step)) in ops.into_iter().enumerate() {
                 let due = now + offset;
-                keys.push((w.insert(t0 + ms(now), t0 + ms(due), probe(id, &log)), id));
+                keys.push((w.insert(t0 + Duration::from_micros(now), t0 + Duration::from_micros(due), probe(id, &log)), id));
                 model.push((due, id));
                 if remove_one && keys.len() > 1 {
                     let (k, rid) = keys[keys.len() / 2];
@@ -439,7 +486,7 @@ mod tests {
                 }
                 now += step;
                 let before = log.lock().unwrap().len();
-                w.advance(t0 + ms(now), |w| w.wake());
+                w.advance(t0 + Duration::from_micros(now), |w| w.wake());
                 let mut fired: Vec<usize> = log.lock().unwrap()[before..].to_vec();
                 fired.sort_unstable();
                 let mut expected: Vec<usize> =
@@ -450,8 +497,8 @@ mod tests {
                 proptest::prop_assert_eq!(w.len(), model.len());
                 if let Some(next) = w.next_deadline() {
                     let earliest = model.iter().map(|(d, _)| *d).min().unwrap();
-                    proptest::prop_assert!(next <= t0 + ms(earliest));
-                    proptest::prop_assert!(next > t0 + ms(now) || next == t0 + ms(now));
+                    proptest::prop_assert!(next <= t0 + Duration::from_micros(earliest));
+                    proptest::prop_assert!(next > t0 + Duration::from_micros(now) || next == t0 + Duration::from_micros(now));
                 }
             }
         }
