@@ -122,6 +122,14 @@ pub struct RunArgs {
     /// A new TCP (and TLS) connection for every request.
     #[arg(long)]
     pub new_conn: bool,
+    /// HTTP/2: over TLS negotiated with ALPN `h2` (https://), by prior
+    /// knowledge on plain TCP (http://, "h2c").
+    #[arg(long, conflicts_with = "new_conn")]
+    pub h2: bool,
+    /// HTTP/2 streams in flight per connection (each a closed loop, or
+    /// sharing the connection's open-loop schedule).
+    #[arg(long, default_value_t = 1, requires = "h2")]
+    pub streams: usize,
     /// PEM file of CA certificates to verify the server with.
     #[arg(long)]
     pub cacert: Option<PathBuf>,
@@ -199,8 +207,12 @@ impl RunArgs {
         {
             return Err("TLS options need an https:// or tls:// URL".into());
         }
+        if self.streams == 0 {
+            return Err("--streams must be at least 1".into());
+        }
         if self.url.proto == Proto::Tcp {
             let http_only = [
+                ("--h2", self.h2),
                 ("--method", self.method.is_some()),
                 ("-H/--header", !self.headers.is_empty()),
                 ("--path", !self.paths.is_empty()),

@@ -35,31 +35,14 @@ pub struct Endpoint {
 /// A tcp target gets one block: the file, or `--body-size` bytes of a
 /// pattern (so a corrupted echo shows).
 pub fn build_requests(args: &RunArgs) -> Result<Vec<Vec<u8>>, String> {
-    let body = match &args.body_file {
-        Some(file) => {
-            std::fs::read(file).map_err(|e| format!("--body-file {}: {e}", file.display()))?
-        }
-        None if args.url.proto == Proto::Tcp => {
-            let size = match args.body_size {
-                0 => RunArgs::DEFAULT_TCP_BLOCK,
-                n => n,
-            };
-            (0..size).map(|i| (i % 251) as u8).collect()
-        }
-        None => vec![b'x'; args.body_size],
-    };
+    let body = request_body(args)?;
     if args.url.proto == Proto::Tcp {
         if body.is_empty() {
             return Err("a tcp:// or tls:// block cannot be empty (--body-file is)".into());
         }
         return Ok(vec![body]);
     }
-    let paths: Vec<&str> = if args.paths.is_empty() {
-        vec![args.url.path.as_str()]
-    } else {
-        args.paths.iter().map(String::as_str).collect()
-    };
-    Ok(paths
+    Ok(request_paths(args)
         .into_iter()
         .map(|path| {
             build_request_with(
@@ -72,6 +55,32 @@ pub fn build_requests(args: &RunArgs) -> Result<Vec<Vec<u8>>, String> {
             )
         })
         .collect())
+}
+
+/// The paths the connections go through: `--path`s, or the URL's.
+pub fn request_paths(args: &RunArgs) -> Vec<&str> {
+    if args.paths.is_empty() {
+        vec![args.url.path.as_str()]
+    } else {
+        args.paths.iter().map(String::as_str).collect()
+    }
+}
+
+/// The request body (tcp: the block).
+pub fn request_body(args: &RunArgs) -> Result<Vec<u8>, String> {
+    Ok(match &args.body_file {
+        Some(file) => {
+            std::fs::read(file).map_err(|e| format!("--body-file {}: {e}", file.display()))?
+        }
+        None if args.url.proto == Proto::Tcp => {
+            let size = match args.body_size {
+                0 => RunArgs::DEFAULT_TCP_BLOCK,
+                n => n,
+            };
+            (0..size).map(|i| (i % 251) as u8).collect()
+        }
+        None => vec![b'x'; args.body_size],
+    })
 }
 
 /// One request from its parts.

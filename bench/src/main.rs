@@ -15,6 +15,7 @@
 
 mod args;
 mod conn;
+mod h2;
 mod plot;
 mod report;
 mod response;

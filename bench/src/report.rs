@@ -25,9 +25,11 @@ pub struct Report {
     pub rate: Option<f64>,
     /// `keep-alive` or `new-conn`.
     pub mode: &'static str,
-    /// `http/1.1`, or `tcp` (echoed blocks: `requests` counts exchanges,
-    /// all in the 2xx class).
+    /// `http/1.1`, `h2`, or `tcp` (echoed blocks: `requests` counts
+    /// exchanges, all in the 2xx class).
     pub protocol: &'static str,
+    /// HTTP/2 streams in flight per connection.
+    pub streams: Option<usize>,
     /// Wall time from the first request to the last response, seconds.
     pub duration_s: f64,
     /// Responses of any status.
@@ -90,8 +92,10 @@ pub struct RunInfo {
     pub threads: usize,
     pub rate: Option<f64>,
     pub new_conn: bool,
-    /// Raw TCP echo exchanges instead of HTTP requests.
-    pub tcp: bool,
+    /// `http/1.1`, `h2` or `tcp` (raw echo exchanges).
+    pub protocol: &'static str,
+    /// HTTP/2 streams per connection.
+    pub streams: Option<usize>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -126,7 +130,8 @@ impl Report {
             } else {
                 "keep-alive"
             },
-            protocol: if info.tcp { "tcp" } else { "http/1.1" },
+            protocol: info.protocol,
+            streams: info.streams,
             duration_s: elapsed.as_secs_f64(),
             requests: stats.responses(),
             errors: stats.error_count(),
@@ -177,8 +182,15 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "meshbench {}: {} connections, {} threads, {rate}, {}",
-            self.url, self.connections, self.threads, self.mode
+            "meshbench {}: {} connections{}, {} threads, {rate}, {}",
+            self.url,
+            self.connections,
+            match self.streams {
+                Some(n) => format!(" (h2, {n} streams each)"),
+                None => String::new(),
+            },
+            self.threads,
+            self.mode
         );
         let tcp = self.protocol == "tcp";
         let _ = writeln!(
@@ -321,7 +333,8 @@ mod tests {
             threads: 2,
             rate: None,
             new_conn: false,
-            tcp: false,
+            protocol: "http/1.1",
+            streams: None,
         };
         (info, s)
     }
@@ -377,7 +390,8 @@ mod tests {
             threads: 1,
             rate: Some(10.0),
             new_conn: true,
-            tcp: false,
+            protocol: "http/1.1",
+            streams: None,
         };
         let r = Report::new(&info, &Stats::new(), Duration::ZERO);
         assert_eq!(r.requests, 0);

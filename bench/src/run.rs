@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use dataplane::runtime::{self, RuntimeConfig, shard::spawn_shards};
 
+mod h2;
+
 use crate::args::{Limit, Proto, RunArgs};
 use crate::conn::{Conn, Endpoint, Exchange, build_requests};
 use crate::report::{self, Report, RunInfo};
@@ -54,6 +56,10 @@ struct Plan {
     total_connections: usize,
     new_conn: bool,
     timeout: Duration,
+    /// `--h2`: the requests as HTTP/2 heads and bodies (instead of
+    /// `requests`), and the streams per connection.
+    h2: Option<Vec<h2::H2Request>>,
+    streams: usize,
     /// `-n`: requests claimed so far, and the limit.
     tickets: Arc<AtomicU64>,
     max_requests: Option<u64>,
@@ -79,6 +85,7 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         None
     };
     let requests = build_requests(args)?;
+    let h2_requests = args.h2.then(|| h2::build_requests(args)).transpose()?;
     let threads = args.threads.min(args.connections);
     let start = Instant::now()
         + STARTUP
@@ -111,6 +118,8 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
             total_connections: args.connections,
             new_conn: args.new_conn,
             timeout: Duration::from_millis(args.timeout_ms),
+            h2: h2_requests.clone(),
+            streams: args.streams,
             tickets: tickets.clone(),
             max_requests,
         };
@@ -186,7 +195,12 @@ pub fn run(args: &RunArgs) -> Result<u8, String> {
         threads,
         rate: args.rate,
         new_conn: args.new_conn,
-        tcp: args.url.proto == Proto::Tcp,
+        protocol: match (args.url.proto, args.h2) {
+            (Proto::Tcp, _) => "tcp",
+            (Proto::Http, true) => "h2",
+            (Proto::Http, false) => "http/1.1",
+        },
+        streams: args.h2.then_some(args.streams),
     };
     let report = Report::new(&info, &total, elapsed);
     print!("{}", report.text());
@@ -235,7 +249,13 @@ async fn worker(plan: Plan, range: std::ops::Range<usize>, tx: mpsc::Sender<Msg>
         })
     };
     let tasks: Vec<_> = range
-        .map(|index| runtime::spawn(connection(plan.clone(), stats.clone(), index)))
+        .map(|index| {
+            if plan.h2.is_some() {
+                runtime::spawn(h2::connection(plan.clone(), stats.clone(), index))
+            } else {
+                runtime::spawn(connection(plan.clone(), stats.clone(), index))
+            }
+        })
         .collect();
     for t in tasks {
         t.await;

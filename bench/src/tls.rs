@@ -75,6 +75,9 @@ pub fn client_config(args: &RunArgs) -> Result<(Arc<ClientConfig>, ServerName<'s
     if args.no_resume {
         config.resumption = rustls::client::Resumption::disabled();
     }
+    if args.h2 {
+        config.alpn_protocols = vec![b"h2".to_vec()];
+    }
     let name = args.sni.clone().unwrap_or_else(|| args.url.host.clone());
     let name = ServerName::try_from(name).map_err(|e| format!("server name: {e}"))?;
     Ok((Arc::new(config), name))
@@ -229,6 +232,11 @@ impl TlsConn {
 
     /// Waits for plaintext and appends it to `dst`. Returns the count; 0 is
     /// the end of the stream (close_notify or TCP EOF).
+    ///
+    /// Cancel-safe (the HTTP/2 driver races it against a timer): its only
+    /// wait is the TCP receive, and a received chunk is processed without
+    /// another wait. Records rustls wants to send in answer (a key update)
+    /// go out with the next [`send`](Self::send).
     pub async fn recv_plain(&mut self, dst: &mut Vec<u8>) -> Result<usize, ErrorKind> {
         let start = dst.len();
         loop {
@@ -260,14 +268,12 @@ impl TlsConn {
                 Err(e) => return Err(classify_io(&e)),
             }
             if let Err(e) = self.tls.process_new_packets() {
-                // Best effort: tell the server why (rustls queued an alert).
-                let _ = self.flush().await;
+                // (The alert rustls queued is not sent: the connection is
+                // dropped at once.)
                 return Err(ErrorKind::Tls(reason(&e)));
             }
             self.drain(dst)?;
         }
-        // Handshake messages, or answers to post-handshake ones.
-        self.flush().await?;
         Ok(true)
     }
 
@@ -286,6 +292,11 @@ impl TlsConn {
                 Err(e) => return Err(classify_io(&e)),
             }
         }
+    }
+
+    /// The protocol the server chose by ALPN.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.tls.alpn_protocol()
     }
 
     /// Gives up on the connection: the close is a reset.
