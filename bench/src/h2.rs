@@ -349,7 +349,7 @@ impl H2Client {
                 }
             }
             frame::SETTINGS => {
-                if stream != 0 || payload.len() % 6 != 0 {
+                if stream != 0 || !payload.len().is_multiple_of(6) {
                     return Err(H2Error("malformed SETTINGS"));
                 }
                 if flags & flag::ACK == 0 {

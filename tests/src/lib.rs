@@ -44,7 +44,7 @@ pub use client::{
     parse_response, raw_plain, split_responses, tls_client, tls_client_with, tls_connect,
 };
 pub use gateway::{Gateway, GatewayConfig, LISTENER, meshgate_bin, meshgate_command};
-pub use nginx::Nginx;
+pub use nginx::{Listen, Nginx};
 pub use pki::{Pki, SPIFFE_ID};
 pub use scripted::Scripted;
 pub use setup::Setup;

@@ -23,6 +23,21 @@ use crate::gateway::signal_child;
 const ATTEMPTS: usize = 5;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How nginx listens.
+#[derive(Debug, Clone, Copy)]
+pub enum Listen<'a> {
+    /// HTTP/1.1, plain.
+    Http1,
+    /// HTTP/2 by prior knowledge, plain ("h2c").
+    H2c,
+    /// TLS with this certificate and key; `h2` offers HTTP/2 by ALPN.
+    Tls {
+        cert: &'a Path,
+        key: &'a Path,
+        h2: bool,
+    },
+}
+
 /// A running nginx serving a folder.
 #[derive(Debug)]
 pub struct Nginx {
@@ -47,6 +62,11 @@ pub fn nginx_bin() -> PathBuf {
 impl Nginx {
     /// Starts nginx serving `www` at `/`, with its files in `dir`.
     pub fn start(dir: &Path, www: &Path) -> Nginx {
+        Nginx::start_with(dir, www, Listen::Http1)
+    }
+
+    /// [`start`](Self::start), listening as `listen` says.
+    pub fn start_with(dir: &Path, www: &Path, listen: Listen<'_>) -> Nginx {
         let bin = nginx_bin();
         for temp in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
             std::fs::create_dir_all(dir.join(temp)).expect("nginx temp folder");
@@ -56,7 +76,7 @@ impl Nginx {
             let port = crate::free_port();
             let conf = dir.join(format!("nginx-{attempt}.conf"));
             let log = dir.join(format!("nginx-{attempt}.error.log"));
-            std::fs::write(&conf, config(dir, www, &log, port)).expect("write nginx.conf");
+            std::fs::write(&conf, config(dir, www, &log, port, listen)).expect("write nginx.conf");
             let out = File::create(dir.join(format!("nginx-{attempt}.out"))).expect("out");
             let child = Command::new(&bin)
                 .arg("-p")
@@ -145,8 +165,20 @@ impl Drop for Nginx {
     }
 }
 
-fn config(dir: &Path, www: &Path, log: &Path, port: u16) -> String {
+fn config(dir: &Path, www: &Path, log: &Path, port: u16, listen: Listen<'_>) -> String {
     let d = dir.display();
+    let (flags, tls) = match listen {
+        Listen::Http1 => ("", String::new()),
+        Listen::H2c => (" http2", String::new()),
+        Listen::Tls { cert, key, h2 } => (
+            if h2 { " ssl http2" } else { " ssl" },
+            format!(
+                "ssl_certificate {};\n        ssl_certificate_key {};",
+                cert.display(),
+                key.display()
+            ),
+        ),
+    };
     format!(
         "daemon off;
 master_process off;
@@ -163,7 +195,8 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{flags};
+        {tls}
         location / {{ root {www}; }}
     }}
 }}

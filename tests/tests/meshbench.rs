@@ -1,0 +1,108 @@
+//! meshbench's HTTP/2 mode against a server nobody here wrote: nginx with
+//! HTTP/2 by prior knowledge (h2c) and over TLS (ALPN `h2`). Counts are
+//! checked against what was asked; nginx's own limits (a GOAWAY after 1000
+//! requests per connection) exercise the resend of unprocessed streams.
+
+use harness::bench::meshbench;
+use harness::{Listen, Nginx, Pki, TempDir, pattern};
+
+fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// nginx serving `hello.txt` (and nothing else), listening as `listen` says.
+fn nginx(dir: &TempDir, listen: impl FnOnce(&Pki) -> Listen<'_>, pki: &Pki) -> Nginx {
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("hello.txt"), pattern(1000)).expect("file");
+    Nginx::start_with(dir.path(), &www, listen(pki))
+}
+
+#[test]
+fn h2c_streams_are_counted_and_goaway_is_survived() {
+    let dir = TempDir::new();
+    let pki = Pki::new(dir.path());
+    let ngx = nginx(&dir, |_| Listen::H2c, &pki);
+    let url = format!("http://{}/hello.txt", ngx.addr());
+    let r = meshbench(&[&url, "--h2", "--streams", "8", "-c", "2", "-n", "3000"]);
+    assert_eq!(r["protocol"], "h2", "{r}");
+    assert_eq!(u(&r["requests"]), 3000, "{r}");
+    assert_eq!(u(&r["errors"]), 0, "{r}\n{}", ngx.error_log());
+    assert_eq!(u(&r["status"]["2xx"]), 3000);
+    // 1000 requests per connection, then nginx says GOAWAY.
+    assert!(u(&r["connections_opened"]) >= 3, "{r}");
+    assert!(u(&r["bytes"]) >= 3000 * 1000, "{r}");
+}
+
+#[test]
+fn h2_over_tls_negotiates_by_alpn_and_runs_open_loop() {
+    let dir = TempDir::new();
+    let pki = Pki::new(dir.path());
+    let ngx = nginx(
+        &dir,
+        |p| Listen::Tls {
+            cert: &p.server_cert,
+            key: &p.server_key,
+            h2: true,
+        },
+        &pki,
+    );
+    let url = format!("https://localhost:{}/hello.txt", ngx.addr().port());
+    let ca = pki.ca.to_str().unwrap();
+    let r = meshbench(&[
+        &url,
+        "--h2",
+        "--streams",
+        "4",
+        "-c",
+        "2",
+        "--cacert",
+        ca,
+        "--rate",
+        "400",
+        "-d",
+        "1s",
+    ]);
+    assert_eq!(u(&r["errors"]), 0, "{r}\n{}", ngx.error_log());
+    // Open loop: the schedule, not the server, sets the count (±1 per connection).
+    let n = u(&r["requests"]);
+    assert!(
+        (398..=402).contains(&n),
+        "{n} requests at 400/s for 1 s: {r}"
+    );
+    // A missing file is a 404, counted as a failure.
+    let missing = format!("https://localhost:{}/nope", ngx.addr().port());
+    let r = meshbench(&[&missing, "--h2", "-c", "1", "-n", "10", "--cacert", ca]);
+    assert_eq!(u(&r["status"]["4xx"]), 10, "{r}");
+    assert_eq!(r["error_rate"], 1.0);
+}
+
+#[test]
+fn a_tls_server_without_h2_is_a_clear_error() {
+    let dir = TempDir::new();
+    let pki = Pki::new(dir.path());
+    let ngx = nginx(
+        &dir,
+        |p| Listen::Tls {
+            cert: &p.server_cert,
+            key: &p.server_key,
+            h2: false,
+        },
+        &pki,
+    );
+    let url = format!("https://localhost:{}/hello.txt", ngx.addr().port());
+    let ca = pki.ca.to_str().unwrap();
+    let r = meshbench(&[&url, "--h2", "-c", "1", "-n", "5", "--cacert", ca]);
+    assert_eq!(u(&r["requests"]), 0, "{r}");
+    assert_eq!(u(&r["errors"]), 5, "{r}");
+    let kinds = r["error_kinds"].as_array().unwrap();
+    assert!(
+        kinds
+            .iter()
+            .all(|k| k[0].as_str().unwrap().starts_with("tls:")),
+        "{r}"
+    );
+    // The same server speaks HTTP/1.1 to the same client without --h2.
+    let r = meshbench(&[&url, "-c", "1", "-n", "5", "--cacert", ca]);
+    assert_eq!(u(&r["status"]["2xx"]), 5, "{r}");
+}
