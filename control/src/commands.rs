@@ -82,10 +82,9 @@ fn json_config_to_toml(config: &serde_json::Value) -> Result<String, ErrorBody> 
 
 fn failed(e: DaemonError) -> ErrorBody {
     let kind = match e {
-        DaemonError::Config(_)
-        | DaemonError::Rejected(_)
-        | DaemonError::TcpUnsupported { .. }
-        | DaemonError::UserspaceUnsupported => ErrorKind::Invalid,
+        DaemonError::Config(_) | DaemonError::Rejected(_) | DaemonError::UserspaceUnsupported => {
+            ErrorKind::Invalid
+        }
         _ => ErrorKind::Failed,
     };
     ErrorBody::new(kind, e.to_string())

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use dataplane::proxy::{ShardInit, run_shard};
-use dataplane::route::{Protocol, Snapshot};
+use dataplane::route::Snapshot;
 use dataplane::runtime::shard::spawn_shards;
 use dataplane::runtime::signals::{self, Signal};
 use dataplane::runtime::{BoundSocket, RuntimeConfig};
@@ -39,8 +39,6 @@ pub enum DaemonError {
         address: SocketAddr,
         source: std::io::Error,
     },
-    #[error("listener {name:?}: protocol \"tcp\" is not supported yet (only \"http\")")]
-    TcpUnsupported { name: String },
     #[error("dataplane.stack = \"userspace\" is not supported yet (only \"kernel\")")]
     UserspaceUnsupported,
     #[error("cannot start shard threads: {0}")]
@@ -70,23 +68,16 @@ pub struct BoundListener {
 /// certificates), without binding anything.
 pub fn check(path: &Path) -> Result<Config, DaemonError> {
     let config = Config::from_file(path)?;
-    let snapshot = config.compile(1)?;
-    supported(&config, &snapshot)?;
+    // Compiling loads the certificates.
+    config.compile(1)?;
+    supported(&config)?;
     Ok(config)
 }
 
-pub(crate) fn supported(config: &Config, snapshot: &Snapshot) -> Result<(), DaemonError> {
+/// Refuses what the configuration can say but the gateway cannot do yet.
+pub(crate) fn supported(config: &Config) -> Result<(), DaemonError> {
     if config.dataplane.stack == Stack::Userspace {
         return Err(DaemonError::UserspaceUnsupported);
-    }
-    if let Some(l) = snapshot
-        .listeners
-        .iter()
-        .find(|l| l.protocol == Protocol::Tcp)
-    {
-        return Err(DaemonError::TcpUnsupported {
-            name: l.name.clone(),
-        });
     }
     Ok(())
 }
@@ -151,7 +142,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     let config = Config::from_file(path)?;
     let control = config.control.clone();
     let snapshot = config.compile(1)?;
-    supported(&config, &snapshot)?;
+    supported(&config)?;
     let shards = config.dataplane.shards.resolve();
     let (per_shard, bound) = bind_all(&snapshot, shards)?;
     for l in &bound {

@@ -271,7 +271,7 @@ impl Gateway {
     pub fn check(&self, text: &str, path: &Path) -> Result<Snapshot, DaemonError> {
         let config = parse(text, path)?;
         let snapshot = config.compile(0)?;
-        crate::daemon::supported(&config, &snapshot)?;
+        crate::daemon::supported(&config)?;
         Ok(snapshot)
     }
 
@@ -287,7 +287,7 @@ impl Gateway {
         let mut current = self.lock();
         let generation = current.generation + 1;
         let mut snapshot = config.compile(generation)?;
-        crate::daemon::supported(&config, &snapshot)?;
+        crate::daemon::supported(&config)?;
         current.overlay_health(&config, &mut snapshot);
         let old = self.snapshots.load_full();
         // New sockets are bound before anything is published: a bad or busy
@@ -411,7 +411,7 @@ impl Gateway {
     ) -> Result<Value, DaemonError> {
         let config = parse(text, path)?;
         let mut snapshot = config.compile(0)?;
-        crate::daemon::supported(&config, &snapshot)?;
+        crate::daemon::supported(&config)?;
         let (generation, limits) = {
             let mut current = self.lock();
             current.overlay_health(&config, &mut snapshot);

@@ -45,6 +45,8 @@ pub struct Served {
     pub served: u64,
     pub failed_503: u64,
     pub resets: u64,
+    /// Bytes sent back by `--tcp-echo`.
+    pub echoed_bytes: u64,
 }
 
 impl BenchUpstream {
@@ -148,6 +150,7 @@ impl BenchUpstream {
             served: f[1].parse().unwrap(),
             failed_503: f[3].parse().unwrap(),
             resets: f[5].parse().unwrap(),
+            echoed_bytes: f[7].parse().unwrap(),
         }
     }
 }

@@ -96,6 +96,10 @@ pub struct GatewayConfig {
     pub connect_timeout_ms: Option<u64>,
     /// `clusters.lb` (default: the gateway's, `least_request`).
     pub lb: Option<String>,
+    /// `listeners.protocol` (default `http`).
+    pub protocol: Option<String>,
+    /// Raw TOML appended to the route's table (`[routes.retry]`, ...).
+    pub route_extra: String,
 }
 
 impl GatewayConfig {
@@ -113,7 +117,21 @@ impl GatewayConfig {
             endpoints: endpoints.to_vec(),
             connect_timeout_ms: None,
             lb: None,
+            protocol: None,
+            route_extra: String::new(),
         }
+    }
+
+    /// `listeners.protocol`, e.g. `tcp`.
+    pub fn protocol(mut self, protocol: &str) -> Self {
+        self.protocol = Some(protocol.into());
+        self
+    }
+
+    /// Appends raw TOML to the route (sub-tables such as `[routes.retry]`).
+    pub fn route_extra(mut self, toml: &str) -> Self {
+        self.route_extra.push_str(toml);
+        self
     }
 
     /// An mTLS listener (`client_auth = "require"`, the test CA) on
@@ -200,6 +218,9 @@ impl GatewayConfig {
         line("[[listeners]]".into());
         line(format!("name = {}", toml_str(LISTENER)));
         line(format!("address = {}", toml_str(&self.address)));
+        if let Some(p) = &self.protocol {
+            line(format!("protocol = {}", toml_str(p)));
+        }
         if let Some(n) = self.max_header_bytes {
             line(format!("max_header_bytes = {n}"));
         }
@@ -233,6 +254,9 @@ impl GatewayConfig {
         if let Some(prefix) = &self.path_prefix {
             line("[routes.match]".into());
             line(format!("path_prefix = {}", toml_str(prefix)));
+        }
+        if !self.route_extra.is_empty() {
+            line(self.route_extra.clone());
         }
         line(String::new());
         line("[[clusters]]".into());

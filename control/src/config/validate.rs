@@ -340,6 +340,9 @@ fn check_routes(config: &Config, p: &mut Problems) {
         check_timeout(p, &at("timeout_ms"), r.timeout_ms);
         check_match(p, i, &r.matcher);
         check_route_policies(p, i, r);
+        if listener.is_some_and(|l| l.protocol == ListenerProtocol::Tcp) {
+            check_tcp_route(p, i, r);
+        }
         if listener.is_some_and(|l| l.protocol == ListenerProtocol::Tcp)
             && r.matcher != MatchConfig::default()
         {
@@ -447,6 +450,49 @@ fn check_route_target(config: &Config, p: &mut Problems, i: usize, r: &RouteConf
 }
 
 /// Retry, rate limit, header edits, rewrites and faults of route `i`.
+/// A tcp listener's route: what only HTTP can do is refused by name.
+fn check_tcp_route(p: &mut Problems, i: usize, r: &RouteConfig) {
+    let at = |field: &str| format!("routes[{i}].{field}");
+    let http_only = [
+        ("redirect", r.redirect.is_some()),
+        ("request_headers", !r.request_headers.is_empty()),
+        ("response_headers", !r.response_headers.is_empty()),
+        ("prefix_rewrite", r.prefix_rewrite.is_some()),
+        ("host_rewrite", r.host_rewrite.is_some()),
+        ("fault", r.fault.is_some()),
+    ];
+    for (field, set) in http_only {
+        if set {
+            p.push(
+                at(field),
+                format!(
+                    "route of tcp listener \"{}\": {field} needs HTTP",
+                    r.listener
+                ),
+            );
+        }
+    }
+    if let Some(limit) = &r.rate_limit
+        && limit.key.starts_with("header:")
+    {
+        p.push(
+            at("rate_limit.key"),
+            "a tcp connection has no headers (use \"route\" or \"spiffe_id\")",
+        );
+    }
+    // Of `retry.on`, only connect failures can happen before a stream
+    // exists; the rest never trigger on a tcp route (README).
+    if r.retry
+        .as_ref()
+        .is_some_and(|retry| retry.per_try_timeout_ms.is_some())
+    {
+        p.push(
+            at("retry.per_try_timeout_ms"),
+            "a tcp route has no per-try timeout (the cluster's connect_timeout_ms bounds a connect)",
+        );
+    }
+}
+
 fn check_route_policies(p: &mut Problems, i: usize, r: &RouteConfig) {
     let at = |field: &str| format!("routes[{i}].{field}");
     if let Some(retry) = &r.retry {

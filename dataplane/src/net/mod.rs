@@ -46,6 +46,8 @@ impl Transport for TcpStream {
 pub trait ByteStream {
     /// Waits for bytes and appends them to `dst` (taking a pooled buffer if
     /// `dst` has none). Returns the count; 0 means the peer closed its side.
+    /// Cancel-safe: dropping the future before it completes loses no bytes
+    /// (the TCP proxy races the two directions' reads).
     fn read_into(&mut self, dst: &mut Vec<u8>) -> impl Future<Output = io::Result<usize>>;
     /// Writes all of `buf`; the buffer comes back for reuse.
     fn write_owned(&mut self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)>;

@@ -13,7 +13,7 @@ use super::shard::ShardContext;
 use super::traffic::{GaugeGuard, PickInput};
 use crate::http::{self, BodyDecoder, BodyKind, HeaderEdits, HttpError, Limits, Parse};
 use crate::net::{ByteStream, Plain};
-use crate::route::{HttpLimits, Snapshot};
+use crate::route::{ClusterId, HttpLimits, Snapshot};
 use crate::runtime::{self, BufPool, TcpStream, timeout, timeout_at};
 use crate::upstream::retry::{Failure, backoff};
 
@@ -366,10 +366,25 @@ async fn upstream(
             return Ok((conn, guard, true));
         }
     }
-    let cluster = snapshot.cluster(target.cluster);
+    connect_within_breakers(ctx, snapshot, target.cluster, addr, target.connect_timeout)
+        .await
+        .map(|(conn, guard)| (conn, guard, false))
+}
+
+/// A new connection to endpoint `addr` of cluster `id`, within the
+/// cluster's `max_connections` and `max_pending` breakers; the guard counts
+/// it as open until dropped.
+pub(super) async fn connect_within_breakers(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    id: ClusterId,
+    addr: SocketAddr,
+    connect_timeout: std::time::Duration,
+) -> Result<(TcpStream, GaugeGuard), ProxyError> {
+    let cluster = snapshot.cluster(id);
     let (connections, pending) = {
         let traffic = ctx.traffic.borrow();
-        let state = &traffic.clusters[target.cluster.0 as usize];
+        let state = &traffic.clusters[id.0 as usize];
         let overloaded = |limit: &'static str| {
             ctx.stats.overloaded.incr();
             Err(ProxyError::Overloaded {
@@ -387,8 +402,8 @@ async fn upstream(
     };
     let _pending = pending.enter();
     ctx.stats.upstream_connects.incr();
-    match timeout(target.connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(conn)) => Ok((conn, connections.enter(), false)),
+    match timeout(connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(conn)) => Ok((conn, connections.enter())),
         Ok(Err(source)) => {
             ctx.stats.upstream_connect_failures.incr();
             Err(ProxyError::ConnectFailed { addr, source })

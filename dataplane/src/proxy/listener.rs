@@ -1,6 +1,7 @@
 //! The accept loop of one listener on one shard, and the start of each
 //! connection: TLS handshake (with the listener's current config), the
-//! caller's identity, then the HTTP/1.1 request loop.
+//! caller's identity, then the HTTP/1.1 request loop or, on a TCP
+//! listener, the byte relay.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -8,7 +9,10 @@ use std::time::Duration;
 
 use super::http1::{self, ConnInfo};
 use super::shard::ShardContext;
+use super::tcp;
+use crate::net::ByteStream;
 use crate::net::Plain;
+use crate::route::{Protocol, Snapshot};
 use crate::runtime::{self, TcpListener, TcpStream};
 use crate::tls::TlsStream;
 
@@ -67,6 +71,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream)
         return; // removed since the socket was bound
     };
     let peer = tcp.peer_addr();
+    let protocol = listener.protocol;
     match listener.tls.clone() {
         Some(tls) => {
             let limit = listener.limits.header_timeout;
@@ -83,7 +88,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream)
                         spiffe_id,
                         listener: name,
                     };
-                    http1::serve(ctx, snapshot, stream, info).await;
+                    serve(ctx, snapshot, stream, info, protocol).await;
                 }
                 Err(e) => {
                     ctx.stats.tls_failures.incr();
@@ -103,7 +108,20 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream)
                 spiffe_id: None,
                 listener: name,
             };
-            http1::serve(ctx, snapshot, Plain(tcp), info).await;
+            serve(ctx, snapshot, Plain(tcp), info, protocol).await;
         }
+    }
+}
+
+async fn serve<S: ByteStream>(
+    ctx: Rc<ShardContext>,
+    snapshot: std::sync::Arc<Snapshot>,
+    stream: S,
+    info: ConnInfo,
+    protocol: Protocol,
+) {
+    match protocol {
+        Protocol::Http => http1::serve(ctx, snapshot, stream, info).await,
+        Protocol::Tcp => tcp::serve(ctx, snapshot, stream, info).await,
     }
 }

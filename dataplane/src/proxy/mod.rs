@@ -5,6 +5,8 @@
 //! - [`listener`]: the accept loop; the TLS handshake and identity.
 //! - [`http1`]: the HTTP/1.1 request loop: read, plan (route and
 //!   policies), forward, stream bodies both ways, keep-alive on both sides.
+//! - [`tcp`]: TCP listeners: a connection relayed as raw bytes to the
+//!   route's cluster.
 //! - `exchange`: one request's tries against its cluster: connections
 //!   within the breakers, retries, the response head.
 //! - [`traffic`]: per-shard traffic state: balancer cursors, outlier
@@ -21,6 +23,7 @@ pub mod http1;
 pub mod listener;
 pub mod request_id;
 pub mod shard;
+pub mod tcp;
 pub mod traffic;
 
 pub use error::ProxyError;

@@ -420,6 +420,9 @@ pub struct TcpStream {
     pub(crate) fd: RawFd,
     peer: SocketAddr,
     recv: Option<MultiOp>,
+    /// Fallback mode: the single-shot receive in flight, kept here so a
+    /// dropped [`recv`](Self::recv) future loses no bytes.
+    recv_single: Option<Op<Vec<u8>>>,
     /// The armed receive carries the per-arm byte limit.
     recv_limited: bool,
 }
@@ -447,6 +450,7 @@ impl TcpStream {
             fd,
             peer,
             recv: None,
+            recv_single: None,
             recv_limited: false,
         })
     }
@@ -482,6 +486,7 @@ impl TcpStream {
             fd,
             peer: addr,
             recv: None,
+            recv_single: None,
             recv_limited: false,
         })
     }
@@ -499,6 +504,10 @@ impl TcpStream {
     /// Waits for received bytes. An empty chunk means the peer closed its
     /// side. Multishot receive stays armed between calls; it pauses itself
     /// when [`MAX_QUEUED_RECV`] chunks wait unread.
+    ///
+    /// Cancel-safe: the receive stays armed in the stream when the future is
+    /// dropped, and bytes it got are returned by the next call (so callers
+    /// may race it against a timer or another stream).
     pub async fn recv(&mut self) -> io::Result<RxChunk> {
         let Some(group) = driver::with(|d| d.buf_ring.as_ref().map(|r| r.bgid())) else {
             return self.recv_single().await;
@@ -576,17 +585,23 @@ impl TcpStream {
     }
 
     async fn recv_single(&mut self) -> io::Result<RxChunk> {
-        let mut buf = BufPool::take();
-        // Initialised first: the kernel's write is invisible to valgrind,
-        // and `set_len` below then only exposes initialised bytes either way
-        // (fallback mode only; multishot receive needs no copy or fill).
-        buf.resize(buf.capacity(), 0);
-        buf.clear();
+        if self.recv_single.is_none() {
+            let mut buf = BufPool::take();
+            // Initialised first: the kernel's write is invisible to valgrind,
+            // and `set_len` below then only exposes initialised bytes either
+            // way (fallback mode only; multishot receive needs no fill).
+            buf.resize(buf.capacity(), 0);
+            buf.clear();
+            let cap = buf.capacity();
+            let sqe = opcode::Recv::new(types::Fd(self.fd), buf.as_mut_ptr(), cap as u32).build();
+            // SAFETY: the kernel writes into `buf`'s heap allocation, which
+            // the op owns until completion.
+            self.recv_single = Some(unsafe { Op::submit(sqe, buf) });
+        }
+        let op = self.recv_single.as_mut().expect("submitted above");
+        let (completion, mut buf) = poll_fn(|cx| std::pin::Pin::new(&mut *op).poll(cx)).await;
+        self.recv_single = None;
         let cap = buf.capacity();
-        let sqe = opcode::Recv::new(types::Fd(self.fd), buf.as_mut_ptr(), cap as u32).build();
-        // SAFETY: the kernel writes into `buf`'s heap allocation, which the
-        // op owns until completion.
-        let (completion, mut buf) = unsafe { Op::submit(sqe, buf) }.await;
         let n = completion.io_result()? as usize;
         // SAFETY: the kernel initialised the first `n ≤ cap` bytes.
         unsafe { buf.set_len(n.min(cap)) };
@@ -672,6 +687,7 @@ impl TcpStream {
 impl Drop for TcpStream {
     fn drop(&mut self) {
         drop(self.recv.take());
+        drop(self.recv_single.take());
         close_fd(self.fd);
     }
 }

@@ -213,7 +213,7 @@ fn dropping_an_in_flight_recv_parks_then_frees_its_slot() {
 }
 
 #[test]
-fn dropping_an_in_flight_single_shot_op_keeps_its_buffer_until_completion() {
+fn a_dropped_single_shot_receive_stays_armed_and_dropping_the_stream_cancels_it() {
     // Fallback mode: single-shot recv owns a pooled Vec the kernel writes.
     let config = RuntimeConfig {
         multishot_recv: false,
@@ -231,15 +231,9 @@ fn dropping_an_in_flight_single_shot_op_keeps_its_buffer_until_completion() {
         let before = driver::with(|d| d.in_flight());
         let r = timeout(Duration::from_millis(5), conn.recv()).await;
         assert!(r.is_err(), "nothing sent yet");
-        // The dropped op's buffer is parked in its slot; the cancel completes it.
-        for _ in 0..100 {
-            if driver::with(|d| d.in_flight()) == before {
-                break;
-            }
-            sleep(Duration::from_millis(1)).await;
-        }
-        assert_eq!(driver::with(|d| d.in_flight()), before);
-        // The stream still works after a cancelled receive.
+        // The receive stays armed in the stream (cancel-safe `recv`)...
+        assert_eq!(driver::with(|d| d.in_flight()), before + 1);
+        // ...and the bytes it gets are the next call's.
         let (r, _) = client.send_owned(vec![7u8; 1000]).await;
         r.unwrap();
         let mut got = 0;
@@ -248,6 +242,18 @@ fn dropping_an_in_flight_single_shot_op_keeps_its_buffer_until_completion() {
             assert!(c.iter().all(|&b| b == 7));
             got += c.len();
         }
+        // A receive in flight when the stream is dropped: its buffer is
+        // parked in the op's slot until the cancel completes it.
+        let r = timeout(Duration::from_millis(5), conn.recv()).await;
+        assert!(r.is_err());
+        drop(conn);
+        for _ in 0..100 {
+            if driver::with(|d| d.in_flight()) <= before {
+                break;
+            }
+            sleep(Duration::from_millis(1)).await;
+        }
+        assert!(driver::with(|d| d.in_flight()) <= before);
     })
     .unwrap();
 }

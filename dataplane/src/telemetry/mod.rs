@@ -259,6 +259,11 @@ pub struct ShardStats {
     pub header_timeouts: Counter,
     /// Keep-alive connections closed for idling past `idle_timeout_ms`.
     pub idle_timeouts: Counter,
+    /// TCP listeners: connections relayed to an upstream, and the bytes
+    /// relayed each way (client → upstream, upstream → client).
+    pub tcp_sessions: Counter,
+    pub tcp_bytes_up: Counter,
+    pub tcp_bytes_down: Counter,
     /// Passive outlier detection.
     pub outlier_ejections: Counter,
     pub outlier_returns: Counter,
@@ -311,6 +316,9 @@ impl ShardStats {
             ("request_timeouts", self.request_timeouts.get()),
             ("header_timeouts", self.header_timeouts.get()),
             ("idle_timeouts", self.idle_timeouts.get()),
+            ("tcp_sessions", self.tcp_sessions.get()),
+            ("tcp_bytes_up", self.tcp_bytes_up.get()),
+            ("tcp_bytes_down", self.tcp_bytes_down.get()),
             ("outlier_ejections", self.outlier_ejections.get()),
             ("outlier_returns", self.outlier_returns.get()),
         ]

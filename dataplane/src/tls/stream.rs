@@ -150,8 +150,9 @@ impl<T: Transport> ByteStream for TlsStream<T> {
             if self.session.peer_closed() {
                 return Ok(0);
             }
-            // Post-handshake messages (tickets, key updates) go out first.
-            self.flush().await?;
+            // The only wait: a dropped read loses nothing (cancel-safe).
+            // Records the session queued in answer (a KeyUpdate) go out
+            // with the next write, before any data, as TLS 1.3 requires.
             let chunk = self.io.recv().await?;
             if chunk.is_empty() {
                 // EOF without close_notify: the HTTP framing decides whether

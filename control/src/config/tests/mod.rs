@@ -457,11 +457,52 @@ fn protocol_rules() {
     let e = err(&(tcp.clone() + "\n[routes.match]\npath_prefix = \"/\"\n"));
     assert_contains(&e, "routes[0].match: listener \"public\" is a tcp listener");
 
-    let e = err(&(tcp + "\n[[routes]]\nlistener = \"public\"\ncluster = \"backend\"\n"));
+    let e = err(&(tcp.clone() + "\n[[routes]]\nlistener = \"public\"\ncluster = \"backend\"\n"));
     assert_contains(
         &e,
         "listeners[0]: tcp listener \"public\" needs exactly one route, found 2",
     );
+
+    // What only HTTP can do is refused on a tcp route, by name.
+    let tcp_route = |extra: &str| {
+        tcp.replace(
+            "cluster = \"backend\"\n\n[[clusters]]",
+            &format!("cluster = \"backend\"\n{extra}\n[[clusters]]"),
+        )
+    };
+    for (extra, want) in [
+        (
+            "prefix_rewrite = \"/x\"\n",
+            "routes[0].prefix_rewrite: route of tcp listener \"public\": prefix_rewrite needs HTTP",
+        ),
+        (
+            "host_rewrite = \"x\"\n",
+            "routes[0].host_rewrite: route of tcp listener \"public\": host_rewrite needs HTTP",
+        ),
+        (
+            "[routes.request_headers]\nset = { x-a = \"1\" }\n",
+            "routes[0].request_headers: route of tcp listener \"public\"",
+        ),
+        (
+            "[routes.fault]\nabort_percent = 10\n",
+            "routes[0].fault: route of tcp listener \"public\": fault needs HTTP",
+        ),
+        (
+            "[routes.rate_limit]\nrps = 10\nkey = \"header:x-user\"\n",
+            "routes[0].rate_limit.key: a tcp connection has no headers",
+        ),
+        (
+            "[routes.retry]\nper_try_timeout_ms = 100\n",
+            "routes[0].retry.per_try_timeout_ms: a tcp route has no per-try timeout",
+        ),
+    ] {
+        assert_contains(&err(&tcp_route(extra)), want);
+    }
+    // A retry of connect failures and a per-connection rate limit are fine.
+    load(&tcp_route(
+        "[routes.retry]\nattempts = 2\n[routes.rate_limit]\nrps = 100\nkey = \"spiffe_id\"\n",
+    ))
+    .unwrap();
 
     let e = err(&MINIMAL.replace(
         "[[routes]]\nlistener = \"public\"\ncluster = \"backend\"\n",

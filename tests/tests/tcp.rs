@@ -1,0 +1,165 @@
+//! TCP listeners: mTLS (or plaintext) terminated by the gateway, the bytes
+//! relayed to the route's cluster. Driven by meshbench's `tls://`/`tcp://`
+//! mode (every byte of every block checked on the way back) against
+//! `meshbench upstream --tcp-echo`, and by a plain socket for half-closes.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::bench::{BenchUpstream, meshbench};
+use harness::{Gateway, GatewayConfig, LISTENER, Pki, TempDir, describe, meshgate_bin};
+
+fn meshctl_stat(dir: &Path, name: &str) -> u64 {
+    let out = Command::new(meshgate_bin().with_file_name("meshctl"))
+        .arg("--socket")
+        .arg(dir.join("control.sock"))
+        .args(["--json", "stats"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run meshctl");
+    assert!(out.status.success(), "meshctl stats: {}", describe(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    v["total"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {v}"))
+}
+
+/// `config`'s TOML with the control socket in `dir` (for `meshctl stats`).
+fn toml(config: &GatewayConfig, dir: &Path) -> String {
+    format!(
+        "{}\n[control]\nsocket = {}\n",
+        config.to_toml(),
+        harness::gateway::toml_str(&dir.join("control.sock").display().to_string())
+    )
+}
+
+fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// An address where nothing listens (bound, then closed).
+fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+#[test]
+fn mtls_tcp_listener_relays_every_byte_both_ways() {
+    let dir = TempDir::new();
+    let pki = Pki::new(dir.path());
+    let up = BenchUpstream::start(&["--tcp-echo"]);
+    let gw = Gateway::start(
+        &toml(
+            &GatewayConfig::mtls(&pki, &[up.addr()]).protocol("tcp"),
+            dir.path(),
+        ),
+        dir.path(),
+    );
+    let url = format!("tls://localhost:{}", gw.addr(LISTENER).port());
+    let (ca, cert, key) = (
+        pki.ca.to_str().unwrap(),
+        pki.client_cert.to_str().unwrap(),
+        pki.client_key.to_str().unwrap(),
+    );
+    let r = meshbench(&[
+        &url,
+        "--cacert",
+        ca,
+        "--cert",
+        cert,
+        "--key",
+        key,
+        "-c",
+        "4",
+        "-n",
+        "500",
+        "--body-size",
+        "20000",
+    ]);
+    assert_eq!(u(&r["errors"]), 0, "{r}\n--- gateway:\n{}", gw.stderr());
+    assert_eq!(u(&r["requests"]), 500, "{r}");
+    assert_eq!(u(&r["bytes"]), 500 * 20_000);
+    assert_eq!(meshctl_stat(dir.path(), "tcp_sessions"), 4);
+    assert_eq!(meshctl_stat(dir.path(), "tcp_bytes_up"), 500 * 20_000);
+    assert_eq!(meshctl_stat(dir.path(), "tcp_bytes_down"), 500 * 20_000);
+
+    // Without a client certificate: no handshake, no upstream connection.
+    let r = meshbench(&[&url, "--cacert", ca, "-c", "1", "-n", "3"]);
+    assert_eq!(u(&r["errors"]), 3, "{r}");
+    drop(gw);
+    assert_eq!(up.stop().echoed_bytes, 500 * 20_000);
+}
+
+#[test]
+fn half_close_is_passed_on_and_the_answer_still_comes_back() {
+    let dir = TempDir::new();
+    let up = BenchUpstream::start(&["--tcp-echo"]);
+    let gw = Gateway::start(
+        &GatewayConfig::plain(&[up.addr()]).protocol("tcp").to_toml(),
+        dir.path(),
+    );
+    let mut s = TcpStream::connect(gw.addr(LISTENER)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    s.write_all(&data).expect("write");
+    // Our FIN goes upstream; the echo server answers what it had, then
+    // closes; its FIN comes back as our end of stream.
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).expect("read to the end");
+    assert!(
+        back == data,
+        "{} of {} bytes came back",
+        back.len(),
+        data.len()
+    );
+}
+
+#[test]
+fn connect_failures_are_retried_on_another_endpoint_or_close_the_client() {
+    let dir = TempDir::new();
+    let up = BenchUpstream::start(&["--tcp-echo"]);
+    let dead = dead_addr();
+    // Round robin over a dead and a live endpoint, retrying connect
+    // failures: every connection gets through.
+    let mut config = GatewayConfig::plain(&[dead, up.addr()])
+        .protocol("tcp")
+        .route_extra("[routes.retry]\nattempts = 2\non = [\"connect-failure\"]\n");
+    config.lb = Some("round_robin".into());
+    config.shards = 1;
+    let gw = Gateway::start(&toml(&config, dir.path()), dir.path());
+    let url = format!("tcp://{}", gw.addr(LISTENER));
+    let r = meshbench(&[
+        &url,
+        "--new-conn",
+        "-c",
+        "2",
+        "-n",
+        "40",
+        "--body-size",
+        "100",
+    ]);
+    assert_eq!(u(&r["errors"]), 0, "{r}\n--- gateway:\n{}", gw.stderr());
+    assert!(meshctl_stat(dir.path(), "upstream_connect_failures") > 0);
+    assert!(meshctl_stat(dir.path(), "retries") > 0);
+    drop(gw);
+
+    // Only the dead endpoint: the client's connection is closed, promptly.
+    let dir = TempDir::new();
+    let gw = Gateway::start(
+        &toml(&GatewayConfig::plain(&[dead]).protocol("tcp"), dir.path()),
+        dir.path(),
+    );
+    let mut s = TcpStream::connect(gw.addr(LISTENER)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"anyone?");
+    let mut buf = [0u8; 16];
+    match s.read(&mut buf) {
+        Ok(0) | Err(_) => {}
+        Ok(n) => panic!("got {n} bytes from a dead upstream"),
+    }
+    assert_eq!(meshctl_stat(dir.path(), "tcp_sessions"), 0);
+}
