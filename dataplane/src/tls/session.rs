@@ -228,13 +228,33 @@ impl TlsSession {
         }
     }
 
-    /// Frees the capacity of empty buffers (an idle keep-alive connection
-    /// holds no buffer memory).
-    pub fn release_buffers(&mut self) {
+    /// Hands the session's empty buffers to `give` (a pool), so an idle
+    /// connection holds none; [`lend_for_reading`](Self::lend_for_reading)
+    /// and [`lend_for_writing`](Self::lend_for_writing) give them back
+    /// before bytes flow. (Without them the session allocates as it goes.)
+    pub fn reclaim_buffers(&mut self, mut give: impl FnMut(Vec<u8>)) {
         for buf in [&mut self.incoming, &mut self.plaintext, &mut self.outgoing] {
-            if buf.is_empty() {
-                *buf = Vec::new();
+            if buf.is_empty() && buf.capacity() > 0 {
+                give(std::mem::take(buf));
             }
+        }
+    }
+
+    /// Before [`feed`](Self::feed): receive buffers from `take` where the
+    /// session has none.
+    pub fn lend_for_reading(&mut self, mut take: impl FnMut() -> Vec<u8>) {
+        for buf in [&mut self.incoming, &mut self.plaintext] {
+            if buf.capacity() == 0 {
+                *buf = take();
+            }
+        }
+    }
+
+    /// Before [`write_plaintext`](Self::write_plaintext): a send buffer
+    /// from `take` if the session has none.
+    pub fn lend_for_writing(&mut self, mut take: impl FnMut() -> Vec<u8>) {
+        if self.outgoing.capacity() == 0 {
+            self.outgoing = take();
         }
     }
 

@@ -132,7 +132,7 @@ impl<T: Transport> TlsStream<T> {
     /// Gives the idle send buffer back to the shard pool.
     pub fn release_buffers(&mut self) {
         BufPool::release_if_empty(&mut self.out);
-        self.session.release_buffers();
+        self.session.reclaim_buffers(BufPool::give);
     }
 }
 
@@ -150,6 +150,9 @@ impl<T: Transport> ByteStream for TlsStream<T> {
             if self.session.peer_closed() {
                 return Ok(0);
             }
+            // Nothing buffered while we wait: an idle connection holds no
+            // I/O buffer (they go back to the shard's pool).
+            self.release_buffers();
             // The only wait: a dropped read loses nothing (cancel-safe).
             // Records the session queued in answer (a KeyUpdate) go out
             // with the next write, before any data, as TLS 1.3 requires.
@@ -162,11 +165,13 @@ impl<T: Transport> ByteStream for TlsStream<T> {
                 return Ok(0);
             }
             // The session takes the whole chunk (a partial record stays in it).
+            self.session.lend_for_reading(BufPool::take);
             self.session.feed(&chunk).map_err(tls_io_error)?;
         }
     }
 
     async fn write_owned(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        self.session.lend_for_writing(BufPool::take);
         if let Err(e) = self.session.write_plaintext(&buf) {
             return (Err(tls_io_error(e)), buf);
         }
