@@ -500,6 +500,10 @@ impl Established {
         close_sent: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), RecordError> {
+        // Zero-length handshake records are forbidden (RFC 8446 §5.1).
+        if msgs.is_empty() {
+            return Err(RecordError::Unexpected);
+        }
         if self.format != Format::Tls13 {
             // A TLS 1.2 renegotiation attempt: refuse it, keep the session.
             self.sealer.seal(ALERT, &[1, 100], out);

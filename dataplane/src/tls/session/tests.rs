@@ -405,6 +405,10 @@ fn tls12_renegotiation_is_refused_and_the_session_goes_on() {
         panic!("not established")
     };
     let mut out = Vec::new();
+    assert!(
+        est.handshake_messages(&[], false, &mut out).is_err(),
+        "empty"
+    );
     est.handshake_messages(&[1, 0, 0, 0], false, &mut out)
         .unwrap();
     assert_eq!(out[..3], [21, 3, 3], "a warning alert went out");
