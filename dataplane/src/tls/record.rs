@@ -75,6 +75,10 @@ pub enum RecordError {
     Decode,
     #[error("record of an unexpected content type")]
     Unexpected,
+    #[error("illegal parameter in a post-handshake message")]
+    IllegalParameter,
+    #[error("sequence number exhausted")]
+    SequenceExhausted,
 }
 
 impl RecordError {
@@ -85,6 +89,9 @@ impl RecordError {
             RecordError::Overflow => 22,
             RecordError::Decode => 50,
             RecordError::Unexpected => 10,
+            RecordError::IllegalParameter => 47,
+            // internal_error: we would have to wrap the nonce counter.
+            RecordError::SequenceExhausted => 80,
         }
     }
 }
@@ -209,7 +216,10 @@ impl Sealer {
             .expect("AEAD seal of a bounded record cannot fail");
         out.extend_from_slice(tag.as_ref());
         debug_assert_eq!(out.len() - start, HEADER_LEN + body_len);
-        self.keys.seq += 1;
+        // Cannot wrap: the session rotates the key (TLS 1.3) or closes
+        // (TLS 1.2) before the cipher's confidentiality limit, which is
+        // below 2^64 - 2^16 for every suite.
+        self.keys.seq = self.keys.seq.wrapping_add(1);
     }
 }
 
@@ -240,7 +250,11 @@ impl Opener {
         if !matches!(header[0], ALERT | HANDSHAKE | APPLICATION_DATA) {
             return Err(RecordError::Unexpected);
         }
-        if header[1] != 3 {
+        // legacy_record_version 0x0303. TLS 1.2's additional data carries
+        // it as a constant, so there a byte that differs would be the only
+        // one not authenticated: refused. (TLS 1.3 authenticates the header
+        // as received.)
+        if header[1] != 3 || (self.format != Format::Tls13 && header[2] != 3) {
             return Err(RecordError::Decode);
         }
         let body = u16::from_be_bytes([header[3], header[4]]) as usize;
@@ -267,8 +281,9 @@ impl Opener {
                 (self.keys.nonce(), aad, 0)
             }
             Format::Tls12Gcm => {
+                // Too short to be sealed: fails like a bad tag (as rustls).
                 if body.len() < EXPLICIT_NONCE_LEN + TAG_LEN {
-                    return Err(RecordError::Decode);
+                    return Err(RecordError::BadRecordMac);
                 }
                 let mut nonce = self.keys.iv;
                 nonce[4..].copy_from_slice(&body[..EXPLICIT_NONCE_LEN]);
@@ -281,7 +296,7 @@ impl Opener {
             }
             Format::Tls12Chacha => {
                 if body.len() < TAG_LEN {
-                    return Err(RecordError::Decode);
+                    return Err(RecordError::BadRecordMac);
                 }
                 let len = body.len() - TAG_LEN;
                 (self.keys.nonce(), tls12_aad(self.keys.seq, outer, len), 0)
@@ -301,10 +316,19 @@ impl Opener {
             )
             .map_err(|_| RecordError::BadRecordMac)?
             .len();
-        self.keys.seq += 1;
+        self.keys.seq = self
+            .keys
+            .seq
+            .checked_add(1)
+            .ok_or(RecordError::SequenceExhausted)?;
         let from = HEADER_LEN + sealed_from;
         match self.format {
             Format::Tls13 => {
+                // TLSInnerPlaintext, padding included, is at most 2^14 + 1
+                // bytes (RFC 8446 §5.4).
+                if plain_len > MAX_PLAINTEXT + 1 {
+                    return Err(RecordError::Overflow);
+                }
                 // Strip the zero padding; the last non-zero byte is the type.
                 let plain = &record[from..from + plain_len];
                 let Some(at) = plain.iter().rposition(|&b| b != 0) else {

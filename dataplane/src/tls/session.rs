@@ -76,6 +76,47 @@ struct Established {
     opener: Opener,
     /// Our sequence number at which the sending key is rotated.
     rekey_at: u64,
+    tempers: Tempers,
+}
+
+/// How many records that cost us work but carry no data a peer may send
+/// in a row (reset by application data), as rustls counts them: warning
+/// alerts, KeyUpdate requests (each answered), renegotiation attempts.
+#[derive(Debug, Default)]
+struct Tempers {
+    warnings: u8,
+    key_update_requests: u8,
+    renegotiations: u8,
+}
+
+impl Tempers {
+    const MAX_WARNINGS: u8 = 4;
+    const MAX_KEY_UPDATE_REQUESTS: u8 = 32;
+    const MAX_RENEGOTIATIONS: u8 = 1;
+
+    fn bump(count: &mut u8, max: u8) -> Result<(), RecordError> {
+        *count = count.saturating_add(1);
+        if *count > max {
+            Err(RecordError::Unexpected)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn warning(&mut self) -> Result<(), RecordError> {
+        Tempers::bump(&mut self.warnings, Tempers::MAX_WARNINGS)
+    }
+
+    fn key_update_request(&mut self) -> Result<(), RecordError> {
+        Tempers::bump(
+            &mut self.key_update_requests,
+            Tempers::MAX_KEY_UPDATE_REQUESTS,
+        )
+    }
+
+    fn renegotiation(&mut self) -> Result<(), RecordError> {
+        Tempers::bump(&mut self.renegotiations, Tempers::MAX_RENEGOTIATIONS)
+    }
 }
 
 #[derive(Default)]
@@ -175,6 +216,10 @@ impl TlsSession {
     /// [`take_ciphertext`](Self::take_ciphertext). Before the handshake
     /// completes the plaintext is buffered and sent once it does.
     pub fn write_plaintext(&mut self, src: &[u8]) -> Result<(), TlsError> {
+        // Nothing follows a fatal alert (RFC 8446 §6.2) or our close_notify.
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         if self.close_sent {
             return Err(TlsError::Closed);
         }
@@ -183,7 +228,13 @@ impl TlsSession {
                 self.early_writes.extend_from_slice(src);
                 Ok(())
             }
-            Phase::Established(est) => est.seal_app_data(src, &mut self.outgoing),
+            Phase::Established(est) => {
+                let r = est.seal_app_data(src, &mut self.outgoing, &mut self.close_sent);
+                if let Err(e) = &r {
+                    self.failed = Some(e.clone());
+                }
+                r
+            }
             Phase::Gone => Err(TlsError::Closed),
         }
     }
@@ -223,6 +274,10 @@ impl TlsSession {
             return;
         }
         self.close_sent = true;
+        // After a fatal alert nothing more is sent.
+        if self.failed.is_some() {
+            return;
+        }
         if let Phase::Established(est) = &mut self.phase {
             est.sealer.seal(ALERT, &[1, 0], &mut self.outgoing);
         }
@@ -388,9 +443,10 @@ impl TlsSession {
             sealer: Sealer::new(format, tx, tx_seq).map_err(unsupported)?,
             opener: Opener::new(format, rx, rx_seq).map_err(unsupported)?,
             rekey_at: limit.saturating_sub(REKEY_MARGIN),
+            tempers: Tempers::default(),
         };
         let early = std::mem::take(&mut self.early_writes);
-        let sealed = est.seal_app_data(&early, &mut self.outgoing);
+        let sealed = est.seal_app_data(&early, &mut self.outgoing, &mut self.close_sent);
         self.phase = Phase::Established(Box::new(est));
         sealed?;
         self.open_records()
@@ -420,19 +476,28 @@ impl TlsSession {
                 Err(e) => break Err(e),
             };
             let payload = &record[range];
+            let tls13 = est.format == Format::Tls13;
             let handled = match typ {
                 APPLICATION_DATA => {
+                    est.tempers = Tempers::default();
                     self.plaintext.extend_from_slice(payload);
                     Ok(())
                 }
                 ALERT => match payload {
-                    [_, 0] => {
+                    // close_notify: at warning level in TLS 1.2, any level
+                    // in 1.3 (where the level is ignored).
+                    [1, 0] => {
                         self.peer_closed = true;
                         Ok(())
                     }
-                    // user_canceled (TLS 1.3) and TLS 1.2 warnings are notes.
-                    [_, 90] => Ok(()),
-                    [1, _] if est.format != Format::Tls13 => Ok(()),
+                    [_, 0] if tls13 => {
+                        self.peer_closed = true;
+                        Ok(())
+                    }
+                    // Warnings (user_canceled in 1.3, any warning in 1.2)
+                    // are notes, a few at a time (as rustls allows).
+                    [_, 90] if tls13 => est.tempers.warning(),
+                    [1, _] if !tls13 => est.tempers.warning(),
                     [_, desc] => {
                         let e = rustls::Error::AlertReceived(AlertDescription::from(*desc));
                         self.incoming.clear();
@@ -448,8 +513,11 @@ impl TlsSession {
             }
         };
         self.incoming.drain(..at);
+        let close_sent = self.close_sent;
         result.map_err(|e| {
-            est.sealer.seal(ALERT, &[2, e.alert()], &mut self.outgoing);
+            if !close_sent {
+                est.sealer.seal(ALERT, &[2, e.alert()], &mut self.outgoing);
+            }
             match e {
                 RecordError::BadRecordMac => TlsError::Decrypt,
                 e => TlsError::Protocol(Cause(rustls::Error::General(e.to_string()))),
@@ -460,9 +528,27 @@ impl TlsSession {
 
 impl Established {
     /// Seals `src` as application-data records into `out`, rotating our key
-    /// first when it nears its confidentiality limit.
-    fn seal_app_data(&mut self, src: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+    /// first when it nears its confidentiality limit. TLS 1.2 has no key
+    /// update: a write that would pass the limit is refused whole, and the
+    /// session closed (close_notify, as rustls does).
+    fn seal_app_data(
+        &mut self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        close_sent: &mut bool,
+    ) -> Result<(), TlsError> {
         let records = src.len().div_ceil(MAX_PLAINTEXT);
+        if self.format != Format::Tls13
+            && self.sealer.seq().saturating_add(records as u64) > self.rekey_at
+        {
+            if !*close_sent {
+                self.sealer.seal(ALERT, &[1, 0], out);
+                *close_sent = true;
+            }
+            return Err(TlsError::Internal(Cause(rustls::Error::General(
+                "TLS 1.2 session reached its cipher's confidentiality limit".into(),
+            ))));
+        }
         out.reserve(src.len() + records * self.format.overhead());
         for chunk in src.chunks(MAX_PLAINTEXT) {
             if self.sealer.seq() >= self.rekey_at {
@@ -474,15 +560,8 @@ impl Established {
     }
 
     /// Sends KeyUpdate(update_not_requested) under the current key and
-    /// switches to the next one. TLS 1.2 has no key update: the session is
-    /// closed instead (as rustls does).
+    /// switches to the next one (TLS 1.3).
     fn rotate_sending_key(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
-        if self.format != Format::Tls13 {
-            self.sealer.seal(ALERT, &[1, 0], out);
-            return Err(TlsError::Internal(Cause(rustls::Error::General(
-                "TLS 1.2 session reached its cipher's confidentiality limit".into(),
-            ))));
-        }
         self.sealer.seal(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out);
         let (seq, secrets) = self
             .keys
@@ -505,13 +584,20 @@ impl Established {
             return Err(RecordError::Unexpected);
         }
         if self.format != Format::Tls13 {
-            // A TLS 1.2 renegotiation attempt: refuse it, keep the session.
-            self.sealer.seal(ALERT, &[1, 100], out);
+            // A TLS 1.2 renegotiation attempt: refused with a warning, once;
+            // a second one ends the session (as rustls does).
+            self.tempers.renegotiation()?;
+            if !close_sent {
+                self.sealer.seal(ALERT, &[1, 100], out);
+            }
             return Ok(());
         }
         while !msgs.is_empty() {
             // A message split over records is legal but no peer does it for
-            // KeyUpdate; it is refused as malformed.
+            // KeyUpdate; it is refused as malformed. (One split across the
+            // last handshake record rustls saw and our first would fail to
+            // decrypt instead: only an authenticated client can do that, and
+            // it only loses its own connection.)
             let &[typ, a, b, c, ref rest @ ..] = msgs else {
                 return Err(RecordError::Decode);
             };
@@ -524,9 +610,18 @@ impl Established {
             let request_update = match (typ, body) {
                 (KEY_UPDATE, [0]) => false,
                 (KEY_UPDATE, [1]) => true,
+                (KEY_UPDATE, [_]) => return Err(RecordError::IllegalParameter),
                 (KEY_UPDATE, _) => return Err(RecordError::Decode),
                 _ => return Err(RecordError::Unexpected),
             };
+            // The key changes after this message: it must end the record
+            // (RFC 8446 §5.1).
+            if !msgs.is_empty() {
+                return Err(RecordError::Unexpected);
+            }
+            if request_update {
+                self.tempers.key_update_request()?;
+            }
             let (seq, secrets) = self
                 .keys
                 .update_rx_secret()

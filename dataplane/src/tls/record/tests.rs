@@ -137,6 +137,13 @@ fn framing_is_checked_before_decryption() {
         opener.complete_record(&[23, 3, 3, too_long[0], too_long[1]]),
         Err(RecordError::Overflow)
     );
+    // TLS 1.2 authenticates the version as a constant: the header must
+    // carry exactly 0x0303.
+    let (_, opener12) = pair(Format::Tls12Gcm, 1);
+    assert_eq!(
+        opener12.complete_record(&[23, 3, 1, 0, 1, 0]),
+        Err(RecordError::Decode)
+    );
     // TLS 1.2 allows more expansion.
     let (_, opener12) = pair(Format::Tls12Gcm, 1);
     assert_eq!(
@@ -178,6 +185,19 @@ fn tls13_padding_is_stripped_and_all_padding_is_refused() {
     let mut record = seal_inner13(1, &oversized);
     let (_, mut opener) = pair(Format::Tls13, 1);
     assert_eq!(opener.open(&mut record), Err(RecordError::Overflow));
+
+    // A full record plus its type is the limit; one byte of padding more
+    // is over it (RFC 8446 §5.4).
+    let mut full = vec![b'x'; MAX_PLAINTEXT];
+    full.push(APPLICATION_DATA);
+    let (_, mut opener) = pair(Format::Tls13, 1);
+    assert!(opener.open(&mut seal_inner13(1, &full)).is_ok());
+    full.push(0);
+    let (_, mut opener) = pair(Format::Tls13, 1);
+    assert_eq!(
+        opener.open(&mut seal_inner13(1, &full)),
+        Err(RecordError::Overflow)
+    );
 }
 
 #[test]

@@ -539,3 +539,56 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn nothing_is_written_after_a_fatal_alert() {
+    let f = Fixture::new();
+    let tls = ServerTls::from_settings(&f.settings).unwrap();
+    let leaf = f.ca.spiffe_client();
+    let (mut client, mut server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
+    client.writer().write_all(b"hello").unwrap();
+    let mut wire = client_wire(&mut client);
+    *wire.last_mut().unwrap() ^= 1;
+    assert_eq!(server.feed(&wire).unwrap_err().reason(), "decrypt");
+    let mut alert = Vec::new();
+    server.take_ciphertext(&mut alert);
+    assert!(!alert.is_empty(), "bad_record_mac queued");
+    assert_eq!(
+        server.write_plaintext(b"late").unwrap_err().reason(),
+        "decrypt"
+    );
+    server.send_close_notify();
+    assert!(!server.wants_write(), "nothing after the fatal alert");
+}
+
+#[test]
+fn key_updates_must_end_their_record_and_are_rationed() {
+    let f = Fixture::new();
+    let tls = ServerTls::from_settings(&f.settings).unwrap();
+    let leaf = f.ca.spiffe_client();
+    let (_, mut server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
+    let Phase::Established(est) = &mut server.phase else {
+        panic!("not established")
+    };
+    let mut out = Vec::new();
+    let request = [KEY_UPDATE, 0, 0, 1, 1];
+    // Another message after a KeyUpdate in the same record.
+    let two = [request, [KEY_UPDATE, 0, 0, 1, 0]].concat();
+    assert_eq!(
+        est.handshake_messages(&two, false, &mut out),
+        Err(RecordError::Unexpected)
+    );
+    // An update_requested value other than 0 or 1.
+    assert_eq!(
+        est.handshake_messages(&[KEY_UPDATE, 0, 0, 1, 2], false, &mut out),
+        Err(RecordError::IllegalParameter)
+    );
+    // 32 answered requests without application data in between, not 33.
+    for _ in 0..32 {
+        est.handshake_messages(&request, false, &mut out).unwrap();
+    }
+    assert_eq!(
+        est.handshake_messages(&request, false, &mut out),
+        Err(RecordError::Unexpected)
+    );
+}
