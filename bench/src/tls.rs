@@ -181,6 +181,9 @@ pub struct TlsConn {
     tcp: TcpStream,
     tls: ClientConnection,
     out: Vec<u8>,
+    /// Plaintext that arrived with the server's last handshake flight (an
+    /// HTTP/2 server's SETTINGS), returned by the first `recv_plain`.
+    early: Vec<u8>,
 }
 
 impl TlsConn {
@@ -195,15 +198,17 @@ impl TlsConn {
             tcp,
             tls,
             out: Vec::with_capacity(4096),
+            early: Vec::new(),
         };
-        let mut scratch = Vec::new();
+        let mut early = Vec::new();
         while conn.tls.is_handshaking() {
             conn.flush().await?;
-            if !conn.pump(&mut scratch).await? {
+            if !conn.pump(&mut early).await? {
                 return Err(ErrorKind::Tls("eof_in_handshake"));
             }
         }
         conn.flush().await?;
+        conn.early = early;
         Ok(conn)
     }
 
@@ -238,6 +243,12 @@ impl TlsConn {
     /// another wait. Records rustls wants to send in answer (a key update)
     /// go out with the next [`send`](Self::send).
     pub async fn recv_plain(&mut self, dst: &mut Vec<u8>) -> Result<usize, ErrorKind> {
+        if !self.early.is_empty() {
+            dst.extend_from_slice(&self.early);
+            let n = self.early.len();
+            self.early.clear();
+            return Ok(n);
+        }
         let start = dst.len();
         loop {
             let closed = self.drain(dst)?;

@@ -165,3 +165,72 @@ fn connect_failures_are_retried_on_another_endpoint_or_close_the_client() {
     }
     assert_eq!(meshctl_stat(dir.path(), "tcp_sessions"), 0);
 }
+
+/// Both directions at once: the upstream streams 96 MB to the client from
+/// the start while the client uploads 96 MB and reads only after its upload
+/// is done. Direct this works (the upstream reads while it writes); a relay
+/// that waits on one direction's send before reading the other would
+/// deadlock until the idle timeout.
+#[test]
+fn both_directions_flow_at_once() {
+    const SIZE: usize = 96 << 20;
+    let dir = TempDir::new();
+    let origin = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let origin_addr = origin.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (conn, _) = origin.accept().expect("accept");
+        let mut reader = conn.try_clone().expect("clone");
+        let mut writer = conn;
+        let sending = std::thread::spawn(move || {
+            let block = vec![0x5au8; 1 << 16];
+            for _ in 0..SIZE / block.len() {
+                writer.write_all(&block).expect("origin write");
+            }
+            writer.shutdown(Shutdown::Write).expect("origin shutdown");
+        });
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = reader.read(&mut buf).expect("origin read");
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        sending.join().expect("origin writer");
+        got
+    });
+    let config = GatewayConfig::plain(&[origin_addr])
+        .protocol("tcp")
+        .idle_timeout_ms(3000);
+    let gw = Gateway::start(&config.to_toml(), dir.path());
+    let mut s = TcpStream::connect(gw.addr(LISTENER)).expect("connect");
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let block = vec![0xa5u8; 1 << 16];
+    for i in 0..SIZE / block.len() {
+        s.write_all(&block).unwrap_or_else(|e| {
+            panic!(
+                "upload stalled after {} MiB: {e}\n--- gateway:\n{}",
+                i / 16,
+                gw.stderr()
+            )
+        });
+    }
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let mut back = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => back += n,
+            Err(e) => panic!("download failed after {back} bytes: {e}"),
+        }
+    }
+    assert_eq!(back, SIZE, "the origin's stream arrived whole");
+    assert_eq!(
+        server.join().expect("origin"),
+        SIZE,
+        "the upload arrived whole"
+    );
+}

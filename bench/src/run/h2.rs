@@ -11,8 +11,9 @@
 //!
 //! Counting is the same as HTTP/1.1: every claimed request ends as one
 //! response or one error. Streams the server did not process (REFUSED_STREAM,
-//! above a GOAWAY) are sent again on a new connection, their clock still
-//! running; a connection lost with streams in flight fails each of them.
+//! or above a GOAWAY, then on a new connection) are sent again within their
+//! original deadline, their clock still running (past it: a timeout); a
+//! connection lost with streams in flight fails each of them.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -113,6 +114,10 @@ pub(super) async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index:
             .is_none_or(|l| l.client.can_start() && l.client.open_streams() < plan.streams)
         {
             let start = if let Some(r) = again.pop_front() {
+                if r.deadline <= Instant::now() {
+                    stats.borrow_mut().error(ErrorKind::Timeout);
+                    continue;
+                }
                 r
             } else {
                 if exhausted {
@@ -174,6 +179,15 @@ pub(super) async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index:
                 None => continue,
             }
         };
+        // Nothing in flight and no stream may start (a server allowing
+        // none): the run's end still ends this connection.
+        if inflight.is_empty()
+            && !exhausted
+            && !l.client.can_start()
+            && matches!(due(&plan, schedule.as_ref(), k), Due::Done)
+        {
+            exhausted = true;
+        }
         if inflight.is_empty() && exhausted && again.is_empty() {
             return;
         }
@@ -244,12 +258,10 @@ pub(super) async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index:
                                 s.error(ErrorKind::Reset);
                             }
                         }
+                        // Sent again, within its original deadline.
                         Event::Refused { stream } => {
                             if let Some(f) = inflight.remove(&stream) {
-                                again.push_back(InFlight {
-                                    deadline: now + plan.timeout,
-                                    ..f
-                                });
+                                again.push_back(f);
                             }
                         }
                     }

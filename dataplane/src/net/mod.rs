@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io;
 use std::ops::Deref;
 
-use crate::runtime::{BufPool, RxChunk, TcpStream};
+use crate::runtime::{BufPool, RxChunk, TcpSender, TcpStream};
 
 /// A raw, ordered byte pipe.
 pub trait Transport {
@@ -24,6 +24,8 @@ pub trait Transport {
     /// Makes the coming close a reset: the peer must not take what it got
     /// for a complete message.
     fn set_reset_on_close(&mut self);
+    /// The sending side, detached (see [`Duplex`]).
+    fn sender(&self) -> TcpSender;
 }
 
 impl Transport for TcpStream {
@@ -39,6 +41,42 @@ impl Transport for TcpStream {
     }
     fn set_reset_on_close(&mut self) {
         TcpStream::set_reset_on_close(self)
+    }
+    fn sender(&self) -> TcpSender {
+        TcpStream::sender(self)
+    }
+}
+
+/// A stream that can send while it is being read: the TCP relay forwards
+/// both directions at once, so a peer that stops reading stalls only the
+/// direction towards it. The relay turns plaintext into wire bytes here
+/// (synchronously), then sends them with the detached [`TcpSender`] while
+/// it goes on reading the stream; one send at a time per stream.
+pub trait Duplex {
+    /// The sending side; it keeps the connection open while it lives.
+    fn sender(&self) -> TcpSender;
+    /// `plaintext` as bytes for the wire (TLS: sealed records, after any
+    /// record the session owes the peer).
+    fn wire_bytes(&mut self, plaintext: Vec<u8>) -> io::Result<Vec<u8>>;
+    /// What ends our sending side before the FIN (TLS: close_notify).
+    fn closing_bytes(&mut self) -> Vec<u8>;
+    /// After a read returned 0: whether the peer closed cleanly (TLS: with
+    /// close_notify; a bare FIN could be a truncation).
+    fn closed_cleanly(&self) -> bool;
+}
+
+impl<T: Transport> Duplex for Plain<T> {
+    fn sender(&self) -> TcpSender {
+        self.0.sender()
+    }
+    fn wire_bytes(&mut self, plaintext: Vec<u8>) -> io::Result<Vec<u8>> {
+        Ok(plaintext)
+    }
+    fn closing_bytes(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+    fn closed_cleanly(&self) -> bool {
+        true
     }
 }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use super::http1::{self, ConnInfo};
 use super::shard::ShardContext;
 use super::tcp;
-use crate::net::ByteStream;
 use crate::net::Plain;
+use crate::net::{ByteStream, Duplex};
 use crate::route::{Protocol, Snapshot};
 use crate::runtime::{self, TcpListener, TcpStream};
 use crate::tls::TlsStream;
@@ -113,7 +113,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream)
     }
 }
 
-async fn serve<S: ByteStream>(
+async fn serve<S: ByteStream + Duplex>(
     ctx: Rc<ShardContext>,
     snapshot: std::sync::Arc<Snapshot>,
     stream: S,

@@ -7,14 +7,19 @@
 //! (consistent hashing on the client address), a connection within the
 //! cluster's breakers, connect failures retried on another endpoint as
 //! the route's `retry` allows (only connect failures: once bytes moved, a
-//! stream cannot be replayed), then a relay both ways until both sides have
-//! closed. A half-close is passed on (FIN to the other side, TLS
-//! close_notify to the client); an error or the listener's idle timeout
-//! without a byte either way aborts both sides (reset). The endpoint's
+//! stream cannot be replayed), then a relay both ways at once until both
+//! directions have closed: a side that stops reading stalls only the
+//! direction towards it (see [`relay`]). A half-close is passed on (FIN to
+//! the other side, TLS close_notify to the client); an error, a TLS end
+//! without close_notify (a possible truncation), or the listener's idle
+//! timeout without a byte either way aborts both sides (reset). The endpoint's
 //! outcome (connect time, or the failure) feeds outlier detection and the
 //! latency-aware balancer like an HTTP try.
 
+use std::future::Future;
+use std::io;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,14 +28,14 @@ use super::exchange::connect_within_breakers;
 use super::http1::ConnInfo;
 use super::shard::ShardContext;
 use super::traffic::{GaugeGuard, PickInput};
-use crate::net::{ByteStream, Plain};
+use crate::net::{ByteStream, Duplex, Plain};
 use crate::route::{ClusterId, RateKey, Snapshot};
-use crate::runtime::{self, BufPool, TcpStream, timeout};
+use crate::runtime::{self, BufPool, TcpSender, TcpStream, timeout};
 use crate::upstream::hash::hash_key;
 use crate::upstream::retry::{Failure, backoff};
 
 /// Serves one connection of a TCP listener.
-pub async fn serve<S: ByteStream>(
+pub async fn serve<S: ByteStream + Duplex>(
     ctx: Rc<ShardContext>,
     snapshot: Arc<Snapshot>,
     mut down: S,
@@ -44,7 +49,9 @@ pub async fn serve<S: ByteStream>(
         .listener(&info.listener)
         .map_or(Duration::from_secs(60), |l| l.limits.idle_timeout);
     ctx.stats.tcp_sessions.incr();
-    relay(&ctx, &mut down, Plain(up), idle).await;
+    let mut up = Plain(up);
+    relay(&ctx, &mut down, &mut up, idle).await;
+    drop(up);
     drop(guard);
 }
 
@@ -150,96 +157,171 @@ async fn open_upstream(
     None
 }
 
-/// Which side a relay step came from.
-enum Step {
-    Down(std::io::Result<usize>),
-    Up(std::io::Result<usize>),
+/// A send in flight to one side: the future owns its buffer and holds the
+/// descriptor open; `bytes` is the plaintext it carries (for the counters).
+/// A send's future: it owns the buffer and gives it back with the result.
+type SendFuture = Pin<Box<dyn Future<Output = (io::Result<()>, Vec<u8>)>>>;
+
+struct Sending {
+    future: SendFuture,
+    bytes: usize,
+    /// A FIN follows once this (close_notify or nothing) is sent.
+    then_shutdown: bool,
 }
 
-/// Copies both ways until both sides closed; aborts both on an error or
-/// when nothing moved for `idle`.
-async fn relay<D: ByteStream, U: ByteStream>(
-    ctx: &ShardContext,
-    down: &mut D,
-    mut up: U,
-    idle: Duration,
-) {
+/// One direction of the relay: bytes read from one side, sent to the other.
+#[derive(Default)]
+struct Way {
+    /// The source side read 0 (closed its sending side).
+    source_done: bool,
+    /// The FIN went to the destination.
+    shut: bool,
+    sending: Option<Sending>,
+}
+
+/// What woke the relay.
+enum Event {
+    ReadDown(io::Result<usize>),
+    ReadUp(io::Result<usize>),
+    SentUp(io::Result<()>, Vec<u8>),
+    SentDown(io::Result<()>, Vec<u8>),
+}
+
+/// Copies both ways at once until both directions are closed: a side that
+/// stops reading stalls only the direction towards it (its source is not
+/// read while a send to it is pending), never the other one. Aborts both
+/// sides on an error, on a TLS end without close_notify (a possible
+/// truncation), or when nothing moved either way for `idle`.
+async fn relay<D, U>(ctx: &ShardContext, down: &mut D, up: &mut U, idle: Duration)
+where
+    D: ByteStream + Duplex,
+    U: ByteStream + Duplex,
+{
+    let (down_tx, up_tx) = (down.sender(), up.sender());
+    let mut to_up = Way::default();
+    let mut to_down = Way::default();
     let mut from_down = BufPool::take();
     let mut from_up = BufPool::take();
-    let (mut down_open, mut up_open) = (true, true);
-    // Which side is polled first alternates, so a side that always has
-    // bytes cannot starve the other.
-    let mut down_first = true;
-    let outcome = loop {
-        down_first = !down_first;
-        if !down_open && !up_open {
+    let outcome: Result<(), &str> = loop {
+        // A direction whose source closed ends with our close (TLS
+        // close_notify) and a FIN once its last bytes went out.
+        for (way, dst, tx) in [
+            (&mut to_up, &mut *up as &mut dyn Duplex, &up_tx),
+            (&mut to_down, &mut *down as &mut dyn Duplex, &down_tx),
+        ] {
+            if way.source_done && !way.shut && way.sending.is_none() {
+                let closing = dst.closing_bytes();
+                if closing.is_empty() {
+                    let _ = tx.shutdown_write();
+                    way.shut = true;
+                } else {
+                    way.sending = Some(Sending {
+                        future: Box::pin(tx.send_owned(closing)),
+                        bytes: 0,
+                        then_shutdown: true,
+                    });
+                }
+            }
+        }
+        if to_up.shut && to_down.shut {
             break Ok(());
         }
-        from_down.clear();
-        from_up.clear();
-        // Both reads are cancel-safe: the one that loses the race keeps
-        // its bytes for the next turn.
-        let step = timeout(idle, async {
-            match (down_open, up_open) {
-                (true, true) => {
-                    first(
-                        down_first,
-                        down.read_into(&mut from_down),
-                        up.read_into(&mut from_up),
-                    )
-                    .await
+        let read_down = !to_up.source_done && to_up.sending.is_none();
+        let read_up = !to_down.source_done && to_down.sending.is_none();
+        let event = {
+            let mut down_read = std::pin::pin!(async {
+                if read_down {
+                    down.read_into(&mut from_down).await
+                } else {
+                    std::future::pending::<io::Result<usize>>().await
                 }
-                (true, false) => Step::Down(down.read_into(&mut from_down).await),
-                _ => Step::Up(up.read_into(&mut from_up).await),
-            }
-        })
-        .await;
-        let step = match step {
-            Ok(step) => step,
+            });
+            let mut up_read = std::pin::pin!(async {
+                if read_up {
+                    up.read_into(&mut from_up).await
+                } else {
+                    std::future::pending::<io::Result<usize>>().await
+                }
+            });
+            let (to_up_send, to_down_send) = (&mut to_up.sending, &mut to_down.sending);
+            timeout(
+                idle,
+                std::future::poll_fn(|cx| {
+                    use std::task::Poll;
+                    if let Some(s) = to_up_send.as_mut()
+                        && let Poll::Ready((r, buf)) = s.future.as_mut().poll(cx)
+                    {
+                        return Poll::Ready(Event::SentUp(r, buf));
+                    }
+                    if let Some(s) = to_down_send.as_mut()
+                        && let Poll::Ready((r, buf)) = s.future.as_mut().poll(cx)
+                    {
+                        return Poll::Ready(Event::SentDown(r, buf));
+                    }
+                    if let Poll::Ready(r) = down_read.as_mut().poll(cx) {
+                        return Poll::Ready(Event::ReadDown(r));
+                    }
+                    if let Poll::Ready(r) = up_read.as_mut().poll(cx) {
+                        return Poll::Ready(Event::ReadUp(r));
+                    }
+                    Poll::Pending
+                }),
+            )
+            .await
+        };
+        // The reads that did not finish are dropped here (cancel-safe).
+        let event = match event {
+            Ok(event) => event,
             Err(_) => {
                 ctx.stats.idle_timeouts.incr();
-                break Err("idle timeout");
+                break Err("no byte either way within the idle timeout");
             }
         };
-        match step {
-            Step::Down(Ok(0)) => {
-                down_open = false;
-                if up.close_write().await.is_err() {
-                    break Err("upstream half-close");
+        match event {
+            Event::ReadDown(Ok(0)) => {
+                if !down.closed_cleanly() {
+                    break Err("downstream ended without TLS close_notify");
+                }
+                to_up.source_done = true;
+            }
+            Event::ReadUp(Ok(0)) => {
+                if !up.closed_cleanly() {
+                    break Err("upstream ended uncleanly");
+                }
+                to_down.source_done = true;
+            }
+            Event::ReadDown(Ok(n)) => match up.wire_bytes(std::mem::take(&mut from_down)) {
+                Ok(wire) => {
+                    to_up.sending = Some(Sending {
+                        future: Box::pin(up_tx.send_owned(wire)),
+                        bytes: n,
+                        then_shutdown: false,
+                    })
+                }
+                Err(_) => break Err("upstream seal"),
+            },
+            Event::ReadUp(Ok(n)) => match down.wire_bytes(std::mem::take(&mut from_up)) {
+                Ok(wire) => {
+                    to_down.sending = Some(Sending {
+                        future: Box::pin(down_tx.send_owned(wire)),
+                        bytes: n,
+                        then_shutdown: false,
+                    })
+                }
+                Err(_) => break Err("downstream seal"),
+            },
+            Event::ReadDown(Err(_)) => break Err("downstream read"),
+            Event::ReadUp(Err(_)) => break Err("upstream read"),
+            Event::SentUp(r, buf) => {
+                if let Err(why) = sent(&mut to_up, r, buf, &up_tx, &ctx.stats.tcp_bytes_up) {
+                    break Err(why);
                 }
             }
-            Step::Up(Ok(0)) => {
-                up_open = false;
-                if down.close_write().await.is_err() {
-                    break Err("downstream half-close");
+            Event::SentDown(r, buf) => {
+                if let Err(why) = sent(&mut to_down, r, buf, &down_tx, &ctx.stats.tcp_bytes_down) {
+                    break Err(why);
                 }
             }
-            Step::Down(Ok(n)) => {
-                ctx.stats.tcp_bytes_up.add(n as u64);
-                let buf = std::mem::take(&mut from_down);
-                let (r, back) = match timeout(idle, up.write_owned(buf)).await {
-                    Ok(done) => done,
-                    Err(_) => break Err("upstream write timeout"),
-                };
-                from_down = back;
-                if r.is_err() {
-                    break Err("upstream write");
-                }
-            }
-            Step::Up(Ok(n)) => {
-                ctx.stats.tcp_bytes_down.add(n as u64);
-                let buf = std::mem::take(&mut from_up);
-                let (r, back) = match timeout(idle, down.write_owned(buf)).await {
-                    Ok(done) => done,
-                    Err(_) => break Err("downstream write timeout"),
-                };
-                from_up = back;
-                if r.is_err() {
-                    break Err("downstream write");
-                }
-            }
-            Step::Down(Err(_)) => break Err("downstream read"),
-            Step::Up(Err(_)) => break Err("upstream read"),
         }
     };
     if let Err(why) = outcome {
@@ -247,31 +329,32 @@ async fn relay<D: ByteStream, U: ByteStream>(
         down.abort();
         up.abort();
     }
+    // Sends still in flight are cancelled before the streams close.
+    drop(to_up);
+    drop(to_down);
     BufPool::give(from_down);
     BufPool::give(from_up);
 }
 
-/// The first of the two reads to finish (the other is dropped, which the
-/// reads allow); `down_first` says which is polled first.
-async fn first<A, B>(down_first: bool, down: A, up: B) -> Step
-where
-    A: std::future::Future<Output = std::io::Result<usize>>,
-    B: std::future::Future<Output = std::io::Result<usize>>,
-{
-    use std::task::Poll;
-    let mut down = std::pin::pin!(down);
-    let mut up = std::pin::pin!(up);
-    std::future::poll_fn(|cx| {
-        for turn in 0..2 {
-            if (turn == 0) == down_first {
-                if let Poll::Ready(v) = down.as_mut().poll(cx) {
-                    return Poll::Ready(Step::Down(v));
-                }
-            } else if let Poll::Ready(v) = up.as_mut().poll(cx) {
-                return Poll::Ready(Step::Up(v));
-            }
+/// A send of `way` completed: count its bytes, send the FIN it was waiting
+/// for, recycle the buffer.
+fn sent(
+    way: &mut Way,
+    result: io::Result<()>,
+    mut buf: Vec<u8>,
+    tx: &TcpSender,
+    counter: &crate::telemetry::Counter,
+) -> Result<(), &'static str> {
+    let done = way.sending.take();
+    buf.clear();
+    BufPool::give(buf);
+    result.map_err(|_| "send failed")?;
+    if let Some(s) = done {
+        counter.add(s.bytes as u64);
+        if s.then_shutdown {
+            let _ = tx.shutdown_write();
+            way.shut = true;
         }
-        Poll::Pending
-    })
-    .await
+    }
+    Ok(())
 }

@@ -40,7 +40,7 @@ mod tests;
 pub use driver::features;
 pub use executor::{JoinHandle, block_on, live_tasks, spawn, yield_now};
 pub use pool::BufPool;
-pub use tcp::{BoundSocket, RxChunk, TcpListener, TcpStream};
+pub use tcp::{BoundSocket, RxChunk, TcpListener, TcpSender, TcpStream};
 pub use timer::{Elapsed, Sleep, now, precise_now, sleep, sleep_until, timeout, timeout_at};
 
 /// How a shard's ring was set up; logged once at start.

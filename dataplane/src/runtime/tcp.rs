@@ -415,9 +415,80 @@ enum Received {
     OutOfBuffers,
 }
 
+/// Owns a descriptor; closes it through the ring when the last owner (a
+/// stream or one of its senders) goes.
+struct FdOwner(RawFd);
+
+impl Drop for FdOwner {
+    fn drop(&mut self) {
+        close_fd(self.0);
+    }
+}
+
+/// The sending side of a [`TcpStream`], usable while the stream itself is
+/// borrowed for receiving (the TCP relay sends one way while it reads the
+/// other). It keeps the descriptor open while it lives; one send at a time
+/// per stream keeps bytes in order.
+#[derive(Clone)]
+pub struct TcpSender {
+    owner: Rc<FdOwner>,
+}
+
+impl std::fmt::Debug for TcpSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpSender")
+            .field("fd", &self.owner.0)
+            .finish()
+    }
+}
+
+impl TcpSender {
+    /// Sends all of `buf` (see [`TcpStream::send_owned`]); the future holds
+    /// the descriptor open and borrows nothing.
+    pub fn send_owned(
+        &self,
+        buf: Vec<u8>,
+    ) -> impl std::future::Future<Output = (io::Result<()>, Vec<u8>)> + 'static {
+        let owner = self.owner.clone();
+        async move { send_all(owner.0, buf).await }
+    }
+
+    /// Half-closes the sending side (FIN).
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        // SAFETY: plain syscall on a descriptor the owner keeps open.
+        cvt(unsafe { libc::shutdown(self.owner.0, libc::SHUT_WR) }).map(drop)
+    }
+}
+
+/// Sends all of `buf` on `fd`, which the caller keeps open until the future
+/// completes or is dropped (a dropped send is cancelled by its op).
+async fn send_all(fd: RawFd, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    let mut buf = buf;
+    let mut sent = 0;
+    while sent < buf.len() {
+        let remaining = &buf[sent..];
+        let sqe = opcode::Send::new(types::Fd(fd), remaining.as_ptr(), remaining.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
+        // SAFETY: the kernel reads from `buf`'s heap allocation, which the
+        // op owns until completion.
+        let (completion, back) = unsafe { Op::submit(sqe, buf) }.await;
+        buf = back;
+        match completion.io_result() {
+            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+            Ok(n) => sent += n as usize,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}
+
 /// A connected TCP stream owned by one shard.
 pub struct TcpStream {
     pub(crate) fd: RawFd,
+    /// Closes `fd` once the stream and all its senders are gone.
+    owner: Rc<FdOwner>,
     peer: SocketAddr,
     recv: Option<MultiOp>,
     /// Fallback mode: the single-shot receive in flight, kept here so a
@@ -448,6 +519,7 @@ impl TcpStream {
         let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
         Ok(TcpStream {
             fd,
+            owner: Rc::new(FdOwner(fd)),
             peer,
             recv: None,
             recv_single: None,
@@ -484,6 +556,7 @@ impl TcpStream {
         let _ = set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
         Ok(TcpStream {
             fd,
+            owner: Rc::new(FdOwner(fd)),
             peer: addr,
             recv: None,
             recv_single: None,
@@ -611,29 +684,14 @@ impl TcpStream {
     /// Sends all of `buf`. Ownership passes to the kernel while a send is in
     /// flight and comes back with the result.
     pub async fn send_owned(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let mut buf = buf;
-        let mut sent = 0;
-        while sent < buf.len() {
-            let remaining = &buf[sent..];
-            let sqe = opcode::Send::new(
-                types::Fd(self.fd),
-                remaining.as_ptr(),
-                remaining.len() as u32,
-            )
-            .flags(libc::MSG_NOSIGNAL)
-            .build();
-            // SAFETY: the kernel reads from `buf`'s heap allocation, which
-            // the op owns until completion.
-            let (completion, back) = unsafe { Op::submit(sqe, buf) }.await;
-            buf = back;
-            match completion.io_result() {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => sent += n as usize,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
+        send_all(self.fd, buf).await
+    }
+
+    /// A sending side that works while this stream is being read.
+    pub fn sender(&self) -> TcpSender {
+        TcpSender {
+            owner: self.owner.clone(),
         }
-        (Ok(()), buf)
     }
 
     /// Whether bytes or end-of-stream arrived that nobody has read yet. An
@@ -686,8 +744,9 @@ impl TcpStream {
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
+        // Receives are cancelled first; `owner` then closes the descriptor
+        // (after these cancels in the ring), or the last sender does.
         drop(self.recv.take());
         drop(self.recv_single.take());
-        close_fd(self.fd);
     }
 }

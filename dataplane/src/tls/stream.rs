@@ -11,8 +11,8 @@ use std::io;
 use std::time::Duration;
 
 use super::{PeerIdentity, ServerTls, TlsError, TlsSession};
-use crate::net::{ByteStream, Transport};
-use crate::runtime::{BufPool, timeout};
+use crate::net::{ByteStream, Duplex, Transport};
+use crate::runtime::{BufPool, TcpSender, timeout};
 
 /// Why a TLS handshake did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +133,35 @@ impl<T: Transport> TlsStream<T> {
     pub fn release_buffers(&mut self) {
         BufPool::release_if_empty(&mut self.out);
         self.session.reclaim_buffers(BufPool::give);
+    }
+}
+
+impl<T: Transport> Duplex for TlsStream<T> {
+    fn sender(&self) -> TcpSender {
+        self.io.sender()
+    }
+
+    fn wire_bytes(&mut self, plaintext: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.session.lend_for_writing(BufPool::take);
+        self.session
+            .write_plaintext(&plaintext)
+            .map_err(tls_io_error)?;
+        let mut wire = plaintext;
+        wire.clear();
+        // Records the session owed the peer (a KeyUpdate answer) come first.
+        self.session.take_ciphertext(&mut wire);
+        Ok(wire)
+    }
+
+    fn closing_bytes(&mut self) -> Vec<u8> {
+        self.session.send_close_notify();
+        let mut wire = Vec::new();
+        self.session.take_ciphertext(&mut wire);
+        wire
+    }
+
+    fn closed_cleanly(&self) -> bool {
+        self.session.peer_closed()
     }
 }
 
