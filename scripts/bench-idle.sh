@@ -7,6 +7,7 @@
 # Usage: scripts/bench-idle.sh [N]   (default 3000; needs `ulimit -n` > N)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 N=${1:-3000}
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || { echo "bad N $N" >&2; exit 2; }
 command -v python3 >/dev/null && command -v openssl >/dev/null \
@@ -20,16 +21,11 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+die() { echo "bench-idle: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib/bench-common.sh
+. "$ROOT/scripts/lib/bench-common.sh"
 cd "$W"
-ossl() { openssl "$@" 2>/dev/null; }
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
-  -subj /CN=idle-ca -days 2 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj /CN=localhost
-ossl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
-  -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n')
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr -subj /CN=idle
-ossl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 \
-  -extfile <(printf 'subjectAltName=URI:spiffe://meshgate.local/ns/default/sa/idle\nextendedKeyUsage=clientAuth\n')
+make_bench_pki
 
 "$BIN/meshbench" upstream --listen 127.0.0.1:0 --body-size 16 > up.out 2>&1 &
 pids+=($!)

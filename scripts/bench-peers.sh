@@ -123,35 +123,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { # a loopback port nobody listens on, below the ephemeral range
-  local p
-  for _ in $(seq 200); do
-    p=$(( 20000 + RANDOM % 12000 ))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  die "no free port"
-}
-wait_port() { # port name [pid]
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    [ -z "${3:-}" ] || kill -0 "$3" 2>/dev/null || die "$2 exited at start (logs in $W/$2)"
-    sleep 0.1
-  done
-  die "$2 did not listen on 127.0.0.1:$1 within 10 s (logs in $W)"
-}
+# shellcheck source=scripts/lib/bench-common.sh
+. "$ROOT/scripts/lib/bench-common.sh"
 
 # --- certificates: ECDSA P-256 CA, server (localhost, 127.0.0.1), SPIFFE client --
 cd "$W"
-ossl() { openssl "$@" 2>/dev/null; }
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
-  -subj /CN=bench-ca -days 2 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr -subj /CN=localhost
-ossl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
-  -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -out client.csr -subj /CN=bench-client
-ossl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2 \
-  -extfile <(printf 'subjectAltName=URI:spiffe://meshgate.local/ns/default/sa/bench\nextendedKeyUsage=clientAuth\n')
-cat server.pem server.key > haproxy.pem
+make_bench_pki
 
 # --- upstreams: meshbench upstream, 1 thread each, on CPU 1 ----------------------
 start_upstream() { # name body-size -> sets UP_PORT
