@@ -149,6 +149,37 @@ fn connect_failures_are_retried_on_another_endpoint_or_close_the_client() {
     assert!(meshctl_stat(dir.path(), "retries") > 0);
     drop(gw);
 
+    // The cluster's retry budget bounds retries across connections: with
+    // none allowed, a connection whose first pick was the dead endpoint is
+    // closed (round robin: every other one).
+    let dir = TempDir::new();
+    let mut config = GatewayConfig::plain(&[dead, up.addr()])
+        .protocol("tcp")
+        .route_extra("[routes.retry]\nattempts = 2\n");
+    config.lb = Some("round_robin".into());
+    config.shards = 1;
+    let text = toml(&config, dir.path()).replace(
+        "\n[control]",
+        "[clusters.retry_budget]\npercent = 0\nmin_concurrent = 0\n\n[control]",
+    );
+    let gw = Gateway::start(&text, dir.path());
+    let url = format!("tcp://{}", gw.addr(LISTENER));
+    let r = meshbench(&[
+        &url,
+        "--new-conn",
+        "-c",
+        "1",
+        "-n",
+        "20",
+        "--body-size",
+        "100",
+    ]);
+    let failed = u(&r["errors"]);
+    assert!((8..=12).contains(&failed), "{r}");
+    assert_eq!(meshctl_stat(dir.path(), "retry_overflows"), failed);
+    assert_eq!(meshctl_stat(dir.path(), "retries"), 0);
+    drop(gw);
+
     // Only the dead endpoint: the client's connection is closed, promptly.
     let dir = TempDir::new();
     let gw = Gateway::start(

@@ -98,7 +98,25 @@ async fn open_upstream(
         .filter(|r| r.on.retries(Failure::ConnectFailure));
     let attempts = retry.map_or(0, |r| r.attempts);
     let mut avoid = None;
+    // Held while this connection is retrying: the cluster's `max_retries`
+    // breaker and retry budget bound retries across connections, as for
+    // HTTP (open connections stand for requests in the budget).
+    let mut retrying: Option<GaugeGuard> = None;
     for attempt in 0..=attempts {
+        if attempt > 0 && retrying.is_none() {
+            let traffic = ctx.traffic.borrow();
+            let state = &traffic.clusters[cluster_id.0 as usize];
+            let limits = cluster.limits;
+            let (active, in_retry) = (state.connections.get(), state.active_retries.get());
+            if in_retry < traffic.share(limits.max_retries)
+                && limits.retry_budget.allows(active, in_retry)
+            {
+                retrying = Some(state.active_retries.enter());
+            } else {
+                ctx.stats.retry_overflows.incr();
+                return None;
+            }
+        }
         if attempt > 0 {
             ctx.stats.retries.incr();
             if let Some(r) = retry {
