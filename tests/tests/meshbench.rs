@@ -10,19 +10,50 @@ fn u(v: &serde_json::Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
-/// nginx serving `hello.txt` (and nothing else), listening as `listen` says.
-fn nginx(dir: &TempDir, listen: impl FnOnce(&Pki) -> Listen<'_>, pki: &Pki) -> Nginx {
+/// nginx serving `hello.txt` (and nothing else) in a fresh folder with a
+/// fresh PKI: plain h2c, or TLS (offering h2 by ALPN when `h2`).
+struct World {
+    ngx: Nginx,
+    pki: Pki,
+    _dir: TempDir,
+}
+
+fn world(tls: Option<bool>) -> World {
+    let dir = TempDir::new();
+    let pki = Pki::new(dir.path());
     let www = dir.join("www");
     std::fs::create_dir_all(&www).expect("www");
     std::fs::write(www.join("hello.txt"), pattern(1000)).expect("file");
-    Nginx::start_with(dir.path(), &www, listen(pki))
+    let listen = match tls {
+        None => Listen::H2c,
+        Some(h2) => Listen::Tls {
+            cert: &pki.server_cert,
+            key: &pki.server_key,
+            h2,
+        },
+    };
+    let ngx = Nginx::start_with(dir.path(), &www, listen);
+    World {
+        ngx,
+        pki,
+        _dir: dir,
+    }
+}
+
+impl World {
+    fn https(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.ngx.addr().port())
+    }
+
+    fn ca(&self) -> &str {
+        self.pki.ca.to_str().unwrap()
+    }
 }
 
 #[test]
 fn h2c_streams_are_counted_and_goaway_is_survived() {
-    let dir = TempDir::new();
-    let pki = Pki::new(dir.path());
-    let ngx = nginx(&dir, |_| Listen::H2c, &pki);
+    let w = world(None);
+    let ngx = &w.ngx;
     let url = format!("http://{}/hello.txt", ngx.addr());
     let r = meshbench(&[&url, "--h2", "--streams", "8", "-c", "2", "-n", "3000"]);
     assert_eq!(r["protocol"], "h2", "{r}");
@@ -36,19 +67,8 @@ fn h2c_streams_are_counted_and_goaway_is_survived() {
 
 #[test]
 fn h2_over_tls_negotiates_by_alpn_and_runs_open_loop() {
-    let dir = TempDir::new();
-    let pki = Pki::new(dir.path());
-    let ngx = nginx(
-        &dir,
-        |p| Listen::Tls {
-            cert: &p.server_cert,
-            key: &p.server_key,
-            h2: true,
-        },
-        &pki,
-    );
-    let url = format!("https://localhost:{}/hello.txt", ngx.addr().port());
-    let ca = pki.ca.to_str().unwrap();
+    let w = world(Some(true));
+    let (ngx, url, ca) = (&w.ngx, w.https("/hello.txt"), w.ca());
     let r = meshbench(&[
         &url,
         "--h2",
@@ -71,7 +91,7 @@ fn h2_over_tls_negotiates_by_alpn_and_runs_open_loop() {
         "{n} requests at 400/s for 1 s: {r}"
     );
     // A missing file is a 404, counted as a failure.
-    let missing = format!("https://localhost:{}/nope", ngx.addr().port());
+    let missing = w.https("/nope");
     let r = meshbench(&[&missing, "--h2", "-c", "1", "-n", "10", "--cacert", ca]);
     assert_eq!(u(&r["status"]["4xx"]), 10, "{r}");
     assert_eq!(r["error_rate"], 1.0);
@@ -79,19 +99,8 @@ fn h2_over_tls_negotiates_by_alpn_and_runs_open_loop() {
 
 #[test]
 fn a_tls_server_without_h2_is_a_clear_error() {
-    let dir = TempDir::new();
-    let pki = Pki::new(dir.path());
-    let ngx = nginx(
-        &dir,
-        |p| Listen::Tls {
-            cert: &p.server_cert,
-            key: &p.server_key,
-            h2: false,
-        },
-        &pki,
-    );
-    let url = format!("https://localhost:{}/hello.txt", ngx.addr().port());
-    let ca = pki.ca.to_str().unwrap();
+    let w = world(Some(false));
+    let (url, ca) = (w.https("/hello.txt"), w.ca());
     let r = meshbench(&[&url, "--h2", "-c", "1", "-n", "5", "--cacert", ca]);
     assert_eq!(u(&r["requests"]), 0, "{r}");
     assert_eq!(u(&r["errors"]), 5, "{r}");
