@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::daemon::DaemonError;
+use crate::error::DaemonError;
 use crate::running::Gateway;
 use crate::socket::protocol::{Command, ErrorBody, ErrorKind};
 use crate::socket::server::Handler;
@@ -82,9 +82,7 @@ fn json_config_to_toml(config: &serde_json::Value) -> Result<String, ErrorBody> 
 
 fn failed(e: DaemonError) -> ErrorBody {
     let kind = match e {
-        DaemonError::Config(_) | DaemonError::Rejected(_) | DaemonError::UserspaceUnsupported => {
-            ErrorKind::Invalid
-        }
+        DaemonError::Config(_) | DaemonError::Rejected(_) => ErrorKind::Invalid,
         _ => ErrorKind::Failed,
     };
     ErrorBody::new(kind, e.to_string())

@@ -2,67 +2,34 @@
 //! listening sockets, starts the pinned shards, then serves signals on the
 //! control thread (SIGHUP reloads, SIGINT/SIGTERM stop).
 //!
-//! Sockets are bound here, before any shard starts, so a bad or busy address
-//! fails the start with a message naming the listener. A listener with port
-//! 0 gets the port the kernel chose for the first shard's socket; every
-//! other shard binds that same port (`SO_REUSEPORT`).
+//! Sockets are bound ([`crate::listeners`]) before any shard starts, so a
+//! bad or busy address fails the start with a message naming the listener.
+//!
+//! Uses `config`, `listeners`, `running` (the gateway it builds), `commands`
+//! and `socket` (the control socket it serves) and `health`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use dataplane::net::Stack;
 use dataplane::proxy::{ShardInit, run_shard};
 use dataplane::route::Snapshot;
+use dataplane::runtime::RuntimeConfig;
 use dataplane::runtime::shard::spawn_shards;
 use dataplane::runtime::signals::{self, Signal};
-use dataplane::runtime::{BoundSocket, RuntimeConfig};
 use dataplane::telemetry::ShardStats;
 
 use crate::commands::Commands;
-use crate::config::{Config, ConfigError, Stack};
+use crate::config::{Config, ConfigError};
+use crate::error::DaemonError;
 use crate::health::HealthChecker;
+use crate::listeners::{BoundListener, bind_all};
 use crate::running::Gateway;
 use crate::socket::protocol::DEFAULT_MAX_REQUEST_BYTES;
 use crate::socket::server::ControlServer;
-
-/// Why the daemon could not start or stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("listener {name:?}: cannot listen on {address}: {source}")]
-    Bind {
-        name: String,
-        address: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("dataplane.stack = \"userspace\" is not supported yet (only \"kernel\")")]
-    UserspaceUnsupported,
-    #[error("cannot start shard threads: {0}")]
-    Spawn(std::io::Error),
-    #[error("signal setup: {0}")]
-    Signals(std::io::Error),
-    #[error("{0}")]
-    Rejected(String),
-    #[error("shard {0} stopped unexpectedly")]
-    ShardDied(usize),
-    #[error("control.socket: cannot serve the control socket at {path}: {source}")]
-    ControlSocket {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// A listener as started: its name and the address it really listens on.
-#[derive(Debug, Clone)]
-pub struct BoundListener {
-    pub name: String,
-    pub address: SocketAddr,
-    pub tls: bool,
-}
 
 /// Checks a configuration file the way `run` would load it (including
 /// certificates), without binding anything.
@@ -70,65 +37,7 @@ pub fn check(path: &Path) -> Result<Config, DaemonError> {
     let config = Config::from_file(path)?;
     // Compiling loads the certificates.
     config.compile(1)?;
-    supported(&config)?;
     Ok(config)
-}
-
-/// Refuses what the configuration can say but the gateway cannot do yet.
-pub(crate) fn supported(config: &Config) -> Result<(), DaemonError> {
-    if config.dataplane.stack == Stack::Userspace {
-        return Err(DaemonError::UserspaceUnsupported);
-    }
-    Ok(())
-}
-
-/// One shard's listening sockets, by listener name.
-type ShardSockets = Vec<(String, BoundSocket)>;
-
-/// Binds `shards` sockets per listener.
-fn bind_all(
-    snapshot: &Snapshot,
-    shards: usize,
-) -> Result<(Vec<ShardSockets>, Vec<BoundListener>), DaemonError> {
-    let mut per_shard: Vec<ShardSockets> = (0..shards).map(|_| Vec::new()).collect();
-    let mut bound = Vec::new();
-    for l in &snapshot.listeners {
-        let (sockets, listener) = bind_listener(&l.name, l.address, l.tls.is_some(), shards)?;
-        for (i, s) in sockets.into_iter().enumerate() {
-            per_shard[i].push((l.name.clone(), s));
-        }
-        bound.push(listener);
-    }
-    Ok((per_shard, bound))
-}
-
-/// Binds one `SO_REUSEPORT` socket per shard for a listener. With port 0
-/// the first socket's kernel-chosen port is used for the others.
-pub(crate) fn bind_listener(
-    name: &str,
-    address: SocketAddr,
-    tls: bool,
-    shards: usize,
-) -> Result<(Vec<BoundSocket>, BoundListener), DaemonError> {
-    let err = |address, source| DaemonError::Bind {
-        name: name.to_owned(),
-        address,
-        source,
-    };
-    let first = BoundSocket::bind(address, true).map_err(|e| err(address, e))?;
-    let actual = first.local_addr();
-    let mut sockets = vec![first];
-    for _ in 1..shards {
-        sockets.push(BoundSocket::bind(actual, true).map_err(|e| err(actual, e))?);
-    }
-    Ok((
-        sockets,
-        BoundListener {
-            name: name.to_owned(),
-            address: actual,
-            tls,
-        },
-    ))
 }
 
 /// Runs the gateway with the configuration at `path` until SIGINT/SIGTERM.
@@ -142,7 +51,6 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     let config = Config::from_file(path)?;
     let control = config.control.clone();
     let snapshot = config.compile(1)?;
-    supported(&config)?;
     let shards = config.dataplane.shards.resolve();
     let (per_shard, bound) = bind_all(&snapshot, shards)?;
     for l in &bound {
@@ -169,7 +77,12 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             shard_count: shards,
             snapshots: snapshots.clone(),
             canary: canaries[id].clone(),
-            listeners,
+            listeners: listeners
+                .into_iter()
+                .map(|(name, socket)| (name, socket.into()))
+                .collect(),
+            stack: Stack::Kernel,
+            seed: shard_seed(config.dataplane.seed, id),
             stop: stop.clone(),
             drain: drain.clone(),
             stats: shard_stats[id].clone(),
@@ -280,6 +193,22 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         let _ = t.handle.join();
     }
     result
+}
+
+/// The seed of shard `id`'s random draws: from `[dataplane] seed` when set
+/// (a replayable run), else fresh from the OS (std's hasher keys).
+fn shard_seed(configured: Option<u64>, id: usize) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = match configured {
+        Some(seed) => {
+            let mut h = std::hash::DefaultHasher::new();
+            h.write_u64(seed);
+            h
+        }
+        None => std::collections::hash_map::RandomState::new().build_hasher(),
+    };
+    h.write_usize(id);
+    h.finish()
 }
 
 /// Where `quickstart` writes its files by default.

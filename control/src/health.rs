@@ -17,8 +17,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dataplane::http::{self, Limits, Parse};
+use dataplane::net::Stack;
 use dataplane::net::{ByteStream, Plain};
-use dataplane::runtime::{self, RuntimeConfig, TcpStream, timeout_at};
+use dataplane::runtime::{self, RuntimeConfig, timeout_at};
 use dataplane::upstream::XorShift;
 use dataplane::upstream::health::{
     HealthThresholds, HealthTracker, Transition, next_check_delay, status_passes,
@@ -146,7 +147,7 @@ async fn check_loop(gateway: Arc<Gateway>, target: HealthTarget, seed: u64) {
 /// One probe: `Err` says why it failed.
 async fn probe(addr: SocketAddr, h: &HealthConfig) -> Result<(), String> {
     let deadline = runtime::now() + Duration::from_millis(h.timeout_ms);
-    let conn = match timeout_at(deadline, TcpStream::connect(addr)).await {
+    let conn = match timeout_at(deadline, Stack::Kernel.connect(addr)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return Err(format!("connect: {e}")),
         Err(_) => return Err("connect timed out".into()),

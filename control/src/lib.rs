@@ -4,7 +4,9 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | TOML schema, validation with positioned errors, compile → `Snapshot` |
-//! | [`daemon`] | binding listeners, starting shards, signals, reload |
+//! | [`daemon`] | starting shards, signals, reload: the process's main loop |
+//! | [`listeners`] | binding every shard's listening sockets |
+//! | [`error`] | why the daemon could not start, or a change was refused |
 //! | [`quickstart`] | the embedded default: certificates, demo config |
 //! | [`demo`] | the quickstart's demo upstream |
 //! | [`health`] | active health checks on their own thread |
@@ -17,7 +19,9 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod error;
 pub mod health;
+pub mod listeners;
 pub mod logging;
 pub mod quickstart;
 pub mod running;

@@ -21,7 +21,8 @@ use dataplane::telemetry::ShardStats;
 use serde_json::{Value, json};
 
 use crate::config::{Config, ConfigError, Issue};
-use crate::daemon::{BoundListener, DaemonError};
+use crate::error::DaemonError;
+use crate::listeners::BoundListener;
 
 #[cfg(test)]
 mod tests;
@@ -271,7 +272,6 @@ impl Gateway {
     pub fn check(&self, text: &str, path: &Path) -> Result<Snapshot, DaemonError> {
         let config = parse(text, path)?;
         let snapshot = config.compile(0)?;
-        crate::daemon::supported(&config)?;
         Ok(snapshot)
     }
 
@@ -287,7 +287,6 @@ impl Gateway {
         let mut current = self.lock();
         let generation = current.generation + 1;
         let mut snapshot = config.compile(generation)?;
-        crate::daemon::supported(&config)?;
         current.overlay_health(&config, &mut snapshot);
         let old = self.snapshots.load_full();
         // New sockets are bound before anything is published: a bad or busy
@@ -295,7 +294,7 @@ impl Gateway {
         let (bind, unlisten) = listener_changes(&old, &snapshot);
         let mut fresh = Vec::new();
         for l in &bind {
-            fresh.push(crate::daemon::bind_listener(
+            fresh.push(crate::listeners::bind_listener(
                 &l.name,
                 l.address,
                 l.tls.is_some(),
@@ -339,7 +338,7 @@ impl Gateway {
             for (tx, socket) in self.shard_commands.iter().zip(sockets) {
                 let _ = tx.send(ShardCommand::Listen {
                     name: listener.name.clone(),
-                    socket,
+                    socket: socket.into(),
                 });
             }
             log::info!(
@@ -411,7 +410,6 @@ impl Gateway {
     ) -> Result<Value, DaemonError> {
         let config = parse(text, path)?;
         let mut snapshot = config.compile(0)?;
-        crate::daemon::supported(&config)?;
         let (generation, limits) = {
             let mut current = self.lock();
             current.overlay_health(&config, &mut snapshot);

@@ -77,6 +77,8 @@ fn main() {
         published.clone(),
         Arc::new(ArcSwapOption::empty()),
         Arc::new(ShardStats::default()),
+        dataplane::net::Stack::Kernel,
+        1,
     );
     let mut held = ctx.snapshot();
     // The last route matches: the worst case of a 20-route table.

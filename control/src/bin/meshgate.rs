@@ -97,7 +97,7 @@ fn main() -> ExitCode {
 }
 
 /// Prints one machine-readable line per listener on stdout.
-fn announce(bound: &[daemon::BoundListener]) {
+fn announce(bound: &[control::listeners::BoundListener]) {
     for l in bound {
         println!(
             "listening {} {} {}",
@@ -108,7 +108,7 @@ fn announce(bound: &[daemon::BoundListener]) {
     }
 }
 
-fn finish(result: Result<(), daemon::DaemonError>) -> ExitCode {
+fn finish(result: Result<(), control::error::DaemonError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -45,6 +45,11 @@ pub struct DataplaneConfig {
     /// Only `"kernel"` is supported for now.
     #[serde(default)]
     pub stack: Stack,
+    /// Seeds every random draw of the shards (balancer picks, splits,
+    /// fault injection, backoff jitter, request ids) so a run can be
+    /// replayed; unset (the default), each start draws fresh seeds.
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 /// Largest accepted shard count.

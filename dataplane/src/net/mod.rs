@@ -1,60 +1,42 @@
-//! Streams stage: the byte-stream abstraction the proxy talks to.
+//! Streams stage: the one seam between the proxy and the networks under
+//! it. Everything above `net/` (the proxy, the TLS stream) reaches sockets
+//! only through the types here; none of them names a kernel type (a test,
+//! `dataplane/tests/boundary.rs`, keeps it so).
 //!
-//! [`Transport`] is a raw byte pipe (kernel TCP through io_uring today; the
-//! userspace TCP/IP stack plugs in here later). [`ByteStream`] is what proxy
-//! code reads and writes: plaintext over a [`Transport`] ([`Plain`]) or TLS
-//! over one ([`crate::tls::TlsStream`]).
+//! - [`Stream`] (with its detached [`Sender`] and received [`Chunk`]s): a
+//!   connected byte pipe — kernel TCP through io_uring, or the in-memory
+//!   transport; the userspace TCP/IP stack becomes one more arm inside it.
+//! - [`Stack`]: connects to an endpoint; [`ListenSocket`] / [`Listener`]:
+//!   what the control thread hands a shard, and what the shard accepts on.
+//! - [`memory`]: the in-memory transport for tests (pipe pairs with
+//!   controllable delivery, resets, half-closes and delays).
+//! - [`ByteStream`] / [`Duplex`]: what proxy code reads, writes and relays:
+//!   plaintext over a stream ([`Plain`]) or TLS over one
+//!   ([`crate::tls::TlsStream`]).
+//!
+//! Uses the runtime (kernel sockets, timers, buffer pool); used by `tls`
+//! and `proxy`.
+
+mod listen;
+pub mod memory;
+mod stream;
 
 use std::future::Future;
 use std::io;
-use std::ops::Deref;
 
-use crate::runtime::{BufPool, RxChunk, TcpSender, TcpStream};
+pub use listen::{ListenSocket, Listener, Stack};
+pub use stream::{Chunk, SendFuture, Sender, Stream};
 
-/// A raw, ordered byte pipe.
-pub trait Transport {
-    /// Received bytes; an empty chunk means the peer closed its side.
-    type Chunk: Deref<Target = [u8]>;
-    /// Waits for the next received bytes.
-    fn recv(&mut self) -> impl Future<Output = io::Result<Self::Chunk>>;
-    /// Sends all of `buf`, which the transport owns until the send completes.
-    fn send_owned(&mut self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)>;
-    /// Half-closes the sending side.
-    fn shutdown_write(&mut self) -> io::Result<()>;
-    /// Makes the coming close a reset: the peer must not take what it got
-    /// for a complete message.
-    fn set_reset_on_close(&mut self);
-    /// The sending side, detached (see [`Duplex`]).
-    fn sender(&self) -> TcpSender;
-}
-
-impl Transport for TcpStream {
-    type Chunk = RxChunk;
-    fn recv(&mut self) -> impl Future<Output = io::Result<RxChunk>> {
-        TcpStream::recv(self)
-    }
-    fn send_owned(&mut self, buf: Vec<u8>) -> impl Future<Output = (io::Result<()>, Vec<u8>)> {
-        TcpStream::send_owned(self, buf)
-    }
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        TcpStream::shutdown_write(self)
-    }
-    fn set_reset_on_close(&mut self) {
-        TcpStream::set_reset_on_close(self)
-    }
-    fn sender(&self) -> TcpSender {
-        TcpStream::sender(self)
-    }
-}
+use crate::runtime::BufPool;
 
 /// A stream that can send while it is being read: the TCP relay forwards
 /// both directions at once, so a peer that stops reading stalls only the
 /// direction towards it. The relay turns plaintext into wire bytes here
-/// (synchronously), then sends them with the detached [`TcpSender`] while
-/// it goes on reading the stream; one send at a time per stream.
+/// (synchronously), then sends them with the detached [`Sender`] while it
+/// goes on reading the stream; one send at a time per stream.
 pub trait Duplex {
     /// The sending side; it keeps the connection open while it lives.
-    fn sender(&self) -> TcpSender;
+    fn sender(&self) -> Sender;
     /// `plaintext` as bytes for the wire (TLS: sealed records, after any
     /// record the session owes the peer).
     fn wire_bytes(&mut self, plaintext: Vec<u8>) -> io::Result<Vec<u8>>;
@@ -65,8 +47,8 @@ pub trait Duplex {
     fn closed_cleanly(&self) -> bool;
 }
 
-impl<T: Transport> Duplex for Plain<T> {
-    fn sender(&self) -> TcpSender {
+impl Duplex for Plain {
+    fn sender(&self) -> Sender {
         self.0.sender()
     }
     fn wire_bytes(&mut self, plaintext: Vec<u8>) -> io::Result<Vec<u8>> {
@@ -96,11 +78,11 @@ pub trait ByteStream {
     fn abort(&mut self);
 }
 
-/// A plaintext stream over a transport.
+/// A plaintext stream.
 #[derive(Debug)]
-pub struct Plain<T>(pub T);
+pub struct Plain(pub Stream);
 
-impl<T: Transport> ByteStream for Plain<T> {
+impl ByteStream for Plain {
     async fn read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
         let chunk = self.0.recv().await?;
         if chunk.is_empty() {

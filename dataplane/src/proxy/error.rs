@@ -1,10 +1,13 @@
-//! Every way a proxied request fails, which side is at fault, whether a
-//! retry is safe, and what goes on the wire. The one place that maps
-//! errors to local responses.
+//! Every way a proxied request fails, which side is at fault, how a retry
+//! policy sees it, and what goes on the wire. The one place that maps
+//! errors to local responses, and the one failure classification the tries
+//! of HTTP requests and TCP connections share ([`ProxyError::retry_class`],
+//! [`ProxyError::blames_endpoint`]).
 
 use std::io;
 
 use crate::http::{self, HttpError};
+use crate::upstream::retry::Failure;
 
 /// Who caused an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,13 +115,24 @@ impl ProxyError {
         }
     }
 
-    /// Whether the request may be sent again elsewhere: nothing reached the
-    /// upstream application (connect failed).
-    pub fn retry_safe(&self) -> bool {
-        matches!(
-            self,
-            ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout(_)
-        )
+    /// How a retry policy sees this failure of one try, `None` for
+    /// failures no policy retries (the caller's fault, the gateway's own
+    /// refusals, broken upstream framing).
+    pub fn retry_class(&self) -> Option<Failure> {
+        match self {
+            ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout(_) => {
+                Some(Failure::ConnectFailure)
+            }
+            ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => Some(Failure::Reset),
+            ProxyError::UpstreamTimeout => Some(Failure::Timeout),
+            _ => None,
+        }
+    }
+
+    /// Whether the endpoint the try went to is to blame (outlier detection,
+    /// the latency-aware balancer): every upstream-side failure.
+    pub fn blames_endpoint(&self) -> bool {
+        self.side() == Side::Upstream
     }
 
     /// A short label, sent as `x-meshgate-error` and used in logs.

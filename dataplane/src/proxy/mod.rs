@@ -1,30 +1,55 @@
 //! Proxy stage: what happens to a connection after accept.
 //!
-//! - [`shard`]: one shard's context (snapshot cache, upstream pool, load
-//!   balancer state, counters) and its main loop.
-//! - [`listener`]: the accept loop; the TLS handshake and identity.
-//! - [`http1`]: the HTTP/1.1 request loop: read, plan (route and
-//!   policies), forward, stream bodies both ways, keep-alive on both sides.
-//! - [`tcp`]: TCP listeners: a connection relayed as raw bytes to the
-//!   route's cluster.
-//! - `exchange`: one request's tries against its cluster: connections
-//!   within the breakers, retries, the response head.
-//! - [`traffic`]: per-shard traffic state: balancer cursors, outlier
-//!   ejection, circuit-breaker gauges, rate-limit buckets.
-//! - [`error`]: every way a request can fail, its side, and the response
-//!   it becomes.
+//! ```text
+//! shard ─► accept ─► (TLS, identity) ─► http1 | tcp
+//!   http1: read head ─► decide ─► tries ─► respond ─► forward body
+//!   tcp:   decide ─► tries (connect) ─► relay
+//! ```
+//!
+//! | step | module |
+//! |---|---|
+//! | the shard's loop: listeners, control orders, drain, housekeeping | [`shard`] |
+//! | the shard's shared state: snapshots, pool, traffic, counters | [`context`] |
+//! | the accept loop, TLS handshake, the caller's identity | [`accept`] |
+//! | a connection's facts | [`conn`] |
+//! | decide: route, redirect, split, rate limit, faults, `max_requests` (pure) | [`decide`] |
+//! | tries: pick, try, judge, retry within policy and budget (any protocol) | [`tries`] |
+//! | upstream connections: pool, or connect within the breakers | [`connect`] |
+//! | forward: one HTTP/1 body streamed between streams | [`forward`] |
+//! | HTTP/1.1 downstream: the request loop, its upstream try, its responses | [`http1`] |
+//! | TCP listeners: decide, connect tries, then the relay | [`tcp`], [`relay`] |
+//! | traffic state: balancers, outlier ejection, breaker gauges, buckets | [`traffic`] |
+//! | every way a request fails, its side, retry class and response | [`error`] |
+//! | `x-request-id` values | [`request_id`] |
+//!
+//! The dependency direction runs down this table's data path: protocol
+//! modules (`http1`, `tcp`) use `decide`, `tries`, `connect`, `forward` and
+//! `relay`; those use `context`, `traffic` and `error`; nothing here uses a
+//! protocol module but `accept`, and nothing names a kernel type — sockets
+//! are reached through `crate::net` only.
 //!
 //! Work per loop turn is bounded by construction: each forwarded chunk ends
 //! in a send that waits for its completion, which yields to the shard loop.
 
+pub mod accept;
+pub mod conn;
+mod connect;
+pub mod context;
+pub mod decide;
 pub mod error;
-mod exchange;
+mod forward;
 pub mod http1;
-pub mod listener;
+mod relay;
 pub mod request_id;
 pub mod shard;
 pub mod tcp;
 pub mod traffic;
+mod tries;
 
+#[cfg(test)]
+mod tests;
+
+pub use conn::ConnInfo;
+pub use context::ShardContext;
 pub use error::ProxyError;
-pub use shard::{ShardCommand, ShardContext, ShardInit, run_shard};
+pub use shard::{ShardCommand, ShardInit, run_shard, shard_loop};

@@ -105,6 +105,12 @@ impl Listener {
     /// is ignored), `path` its origin-form target (a query is ignored). See
     /// the module docs for the exact rules. Does not allocate.
     pub fn find_route(&self, host: Option<&str>, path: &str, method: &str) -> Option<&Route> {
+        self.find_route_index(host, path, method)
+            .map(|i| &self.routes[i])
+    }
+
+    /// The index of the route [`find_route`](Self::find_route) finds.
+    pub fn find_route_index(&self, host: Option<&str>, path: &str, method: &str) -> Option<usize> {
         let host = host.map(normalize_host);
         let path = match path.find('?') {
             Some(q) => &path[..q],
@@ -112,7 +118,7 @@ impl Listener {
         };
         self.routes
             .iter()
-            .find(|r| r.matcher.matches_normalized(host, path, method))
+            .position(|r| r.matcher.matches_normalized(host, path, method))
     }
 }
 

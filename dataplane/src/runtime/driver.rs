@@ -19,7 +19,6 @@ use std::time::Duration;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::buf_ring::BufRing;
-use super::tcp::MAX_QUEUED_RECV;
 use super::{RingFeatures, RuntimeConfig};
 
 /// `user_data` of SQEs whose completion nobody waits for (cancel requests).
@@ -107,6 +106,8 @@ pub(crate) struct Driver {
     pub(crate) features: RingFeatures,
     /// Multishot receives to pause after this dispatch (reused vector).
     to_pause: Vec<u32>,
+    /// [`RuntimeConfig::max_queued_recv`].
+    max_queued_recv: usize,
 }
 
 thread_local! {
@@ -213,11 +214,11 @@ impl Driver {
             buf_ring,
             features,
             to_pause: Vec::new(),
+            max_queued_recv: config.max_queued_recv.max(1),
         })
     }
 
     /// Number of operations whose final completion has not arrived.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
     }
@@ -380,7 +381,7 @@ impl Driver {
                         if state.kind == MultiKind::Recv
                             && !last
                             && !state.paused
-                            && state.queue.len() >= MAX_QUEUED_RECV
+                            && state.queue.len() >= self.max_queued_recv
                         {
                             state.paused = true;
                             self.to_pause.push(index);

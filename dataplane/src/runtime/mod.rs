@@ -15,6 +15,7 @@
 //!   idle connection owns no receive buffer; [`pool`]: reusable byte vectors.
 //! - [`tcp`]: kernel TCP listeners (multishot accept, `SO_REUSEPORT`) and
 //!   streams (multishot receive, owned-buffer send, connect).
+//! - [`select`]: waiting on the first of two futures.
 //! - [`shard`]: one pinned thread per core, each with its own runtime.
 //!
 //! This is the only module (with the future userspace-stack driver) that
@@ -27,6 +28,7 @@ pub mod driver;
 pub mod executor;
 pub mod op;
 pub mod pool;
+pub mod select;
 pub mod shard;
 pub mod signals;
 pub mod tcp;
@@ -40,7 +42,8 @@ mod tests;
 pub use driver::features;
 pub use executor::{JoinHandle, block_on, live_tasks, spawn, yield_now};
 pub use pool::BufPool;
-pub use tcp::{BoundSocket, RxChunk, TcpListener, TcpSender, TcpStream};
+pub use select::{Either, first_of};
+pub use tcp::{BoundSocket, MAX_RECV_PER_ARM, RxChunk, TcpListener, TcpSender, TcpStream};
 pub use timer::{Elapsed, Sleep, now, precise_now, sleep, sleep_until, timeout, timeout_at};
 
 /// How a shard's ring was set up; logged once at start.
@@ -65,6 +68,26 @@ pub struct RuntimeConfig {
     pub max_polls_per_turn: usize,
     /// Use the provided-buffer ring when the kernel supports it.
     pub multishot_recv: bool,
+    /// Completions a stream may hold unread before its multishot receive
+    /// is paused (backpressure: one connection cannot drain the shard's
+    /// buffers).
+    pub max_queued_recv: usize,
+    /// Where the shard's clock comes from.
+    pub clock: Clock,
+}
+
+/// Where a runtime's clock comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Clock {
+    /// The system's monotonic clock, read once per loop turn.
+    #[default]
+    System,
+    /// Virtual time for deterministic tests: it stands still while any
+    /// task can run and jumps to the next timer deadline when none can
+    /// (like a manual clock that a test advances by sleeping). Only for
+    /// runtimes whose I/O never waits on the kernel (the in-memory
+    /// transport of [`crate::net::memory`]).
+    Virtual,
 }
 
 impl Default for RuntimeConfig {
@@ -75,6 +98,8 @@ impl Default for RuntimeConfig {
             recv_buffer_size: 16 * 1024,
             max_polls_per_turn: 256,
             multishot_recv: true,
+            max_queued_recv: 4,
+            clock: Clock::System,
         }
     }
 }

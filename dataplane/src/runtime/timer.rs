@@ -2,10 +2,15 @@
 //!
 //! Deadlines live in a hierarchical timing wheel ([`super::wheel`]): O(1)
 //! insert and cancel (most timers — request timeouts — are cancelled, not
-//! fired), 1 ms resolution (a timer fires up to 1 ms late, never early), and
-//! the loop asks for the next due slot to bound its wait in the kernel. The
-//! clock is read once per loop turn ([`now`]), so the many deadlines
-//! computed per request cost no syscall each.
+//! fired); each entry keeps its exact deadline and fires once the clock has
+//! passed it (never early), and the loop asks for the next deadline to bound
+//! its wait in the kernel. The clock is read once per loop turn ([`now`]),
+//! so the many deadlines computed per request cost no syscall each.
+//!
+//! Under [`Clock::Virtual`] the clock does not follow the system: it stands
+//! still while tasks run and the loop moves it to the next deadline when
+//! nothing else can happen ([`jump_to_next_deadline`]), so tests of timeouts
+//! run in microseconds and replay exactly.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -13,23 +18,32 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::Clock;
 use super::wheel::{TimerKey, Wheel};
 
 struct Timers {
     wheel: RefCell<Wheel>,
     now: Cell<Option<Instant>>,
+    virtual_time: Cell<bool>,
 }
 
 thread_local! {
     static TIMERS: Timers = const {
-        Timers { wheel: RefCell::new(Wheel::new()), now: Cell::new(None) }
+        Timers {
+            wheel: RefCell::new(Wheel::new()),
+            now: Cell::new(None),
+            virtual_time: Cell::new(false),
+        }
     };
 }
 
 /// A fresh clock reading, for measurements finer than a loop turn (request
-/// latency). Everything else uses [`now`].
+/// latency). Everything else uses [`now`]. Under virtual time: [`now`].
 pub fn precise_now() -> Instant {
-    Instant::now()
+    TIMERS.with(|t| match t.now.get() {
+        Some(now) if t.virtual_time.get() => now,
+        _ => Instant::now(),
+    })
 }
 
 /// The shard's clock, as of the start of this loop turn (outside a runtime:
@@ -38,15 +52,24 @@ pub fn now() -> Instant {
     TIMERS.with(|t| t.now.get()).unwrap_or_else(Instant::now)
 }
 
-pub(crate) fn reset_clock() {
-    TIMERS.with(|t| t.now.set(Some(Instant::now())));
+/// Starts the clock of a new runtime (virtual time starts at the system
+/// clock's reading and moves only by [`jump_to_next_deadline`]).
+pub(crate) fn reset_clock(clock: Clock) {
+    TIMERS.with(|t| {
+        t.now.set(Some(Instant::now()));
+        t.virtual_time.set(clock == Clock::Virtual);
+    });
 }
 
-/// Reads the clock and wakes every timer that is due.
+/// Reads the clock (the system's; virtual time stays) and wakes every timer
+/// that is due.
 pub(crate) fn advance() {
     let mut due: Vec<Waker> = Vec::new();
     TIMERS.with(|t| {
-        let now = Instant::now();
+        let now = match t.now.get() {
+            Some(now) if t.virtual_time.get() => now,
+            _ => Instant::now(),
+        };
         t.now.set(Some(now));
         t.wheel.borrow_mut().advance(now, |w| due.push(w));
     });
@@ -54,6 +77,22 @@ pub(crate) fn advance() {
     for w in due {
         w.wake();
     }
+}
+
+/// Virtual time: moves the clock to the next armed deadline (if it is in
+/// the future) and fires what is due there. Returns false when no timer is
+/// armed.
+pub(crate) fn jump_to_next_deadline() -> bool {
+    let Some(deadline) = next_deadline() else {
+        return false;
+    };
+    TIMERS.with(|t| {
+        if t.now.get().is_none_or(|now| now < deadline) {
+            t.now.set(Some(deadline));
+        }
+    });
+    advance();
+    true
 }
 
 /// When the loop should look at the timers again.
@@ -64,6 +103,7 @@ pub(crate) fn next_deadline() -> Option<Instant> {
 pub(crate) fn clear() {
     let wheel = TIMERS.with(|t| {
         t.now.set(None);
+        t.virtual_time.set(false);
         std::mem::take(&mut *t.wheel.borrow_mut())
     });
     drop(wheel);
@@ -115,8 +155,7 @@ impl Future for Sleep {
             match self.key {
                 // Still armed: keep it, with this waker.
                 Some(key) if wheel.set_waker(key, cx.waker()) => key,
-                // Not armed yet, or fired while the clock says not due
-                // (1 ms rounding): arm.
+                // Not armed yet (or already fired): arm.
                 _ => wheel.insert(now(), deadline, cx.waker().clone()),
             }
         });

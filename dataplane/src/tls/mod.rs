@@ -10,7 +10,7 @@
 //! | `config.rs` | [`ServerTls::from_settings`]: files → rustls `ServerConfig` (control thread) |
 //! | `session.rs` | [`TlsSession`]: one connection, sans-IO, bytes in / bytes out (shards) |
 //! | `record.rs` | record protection after the handshake: seal into our send buffer, open in place |
-//! | `stream.rs` | [`TlsStream`]: a session driven over a [`crate::net::Transport`], a [`crate::net::ByteStream`] for the proxy |
+//! | `stream.rs` | [`TlsStream`]: a session driven over a [`crate::net::Stream`], a [`crate::net::ByteStream`] for the proxy |
 //! | `identity.rs` | [`PeerIdentity`]: SPIFFE ID, SANs, subject, XFCC from the verified leaf |
 //!
 //! ## Who does what, and the copies on the data path

@@ -1,5 +1,5 @@
-//! A TLS server stream: drives a sans-IO [`TlsSession`] over a raw
-//! [`Transport`], and is itself a [`ByteStream`] for the proxy.
+//! A TLS server stream: drives a sans-IO [`TlsSession`] over a
+//! [`Stream`], and is itself a [`ByteStream`] for the proxy.
 //!
 //! Received ciphertext is fed to the session straight from the transport's
 //! chunk (a provided ring buffer); the session decrypts it in its own buffer
@@ -11,8 +11,8 @@ use std::io;
 use std::time::Duration;
 
 use super::{PeerIdentity, ServerTls, TlsError, TlsSession};
-use crate::net::{ByteStream, Duplex, Transport};
-use crate::runtime::{BufPool, TcpSender, timeout};
+use crate::net::{ByteStream, Duplex, Sender, Stream};
+use crate::runtime::{BufPool, timeout};
 
 /// Why a TLS handshake did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -39,16 +39,16 @@ impl HandshakeError {
     }
 }
 
-/// A server-side TLS connection over transport `T`.
-pub struct TlsStream<T> {
-    io: T,
+/// A server-side TLS connection over a stream.
+pub struct TlsStream {
+    io: Stream,
     session: TlsSession,
     /// Ciphertext waiting to be sent (reused between sends).
     out: Vec<u8>,
     eof: bool,
 }
 
-impl<T> std::fmt::Debug for TlsStream<T> {
+impl std::fmt::Debug for TlsStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsStream")
             .field("eof", &self.eof)
@@ -60,14 +60,14 @@ fn tls_io_error(e: TlsError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-impl<T: Transport> TlsStream<T> {
+impl TlsStream {
     /// Runs the server handshake over `io` within `limit`. On failure the
     /// alert rustls queued is sent before the error is returned.
     pub async fn accept(
-        io: T,
+        io: Stream,
         tls: &ServerTls,
         limit: Duration,
-    ) -> Result<TlsStream<T>, HandshakeError> {
+    ) -> Result<TlsStream, HandshakeError> {
         let session = TlsSession::new(tls)?;
         let mut stream = TlsStream {
             io,
@@ -136,8 +136,8 @@ impl<T: Transport> TlsStream<T> {
     }
 }
 
-impl<T: Transport> Duplex for TlsStream<T> {
-    fn sender(&self) -> TcpSender {
+impl Duplex for TlsStream {
+    fn sender(&self) -> Sender {
         self.io.sender()
     }
 
@@ -165,7 +165,7 @@ impl<T: Transport> Duplex for TlsStream<T> {
     }
 }
 
-impl<T: Transport> ByteStream for TlsStream<T> {
+impl ByteStream for TlsStream {
     async fn read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
         loop {
             if self.eof {

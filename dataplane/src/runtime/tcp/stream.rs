@@ -1,35 +1,28 @@
-//! Kernel TCP sockets driven through the ring: listeners with multishot
-//! accept and streams with multishot receive into provided buffers (or
-//! single-shot receive into a pooled buffer when the kernel lacks buffer
-//! rings), owned-buffer send, and connect.
-//!
-//! Descriptors are closed through the ring (`IORING_OP_CLOSE`) after the
-//! cancel of their operations, so a descriptor number cannot be reused by a
-//! new socket while an SQE naming it still waits in the submission queue.
+//! [`TcpStream`]: a connected kernel TCP stream owned by one shard
+//! (multishot receive into provided buffers, or single-shot receive into a
+//! pooled buffer; owned-buffer send; connect), and [`TcpSender`], its
+//! detached sending side.
 
 use std::future::poll_fn;
 use std::io;
-use std::mem::{MaybeUninit, size_of};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::ops::Deref;
+use std::mem::size_of;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use io_uring::{opcode, types};
 
-use super::buf_ring::RingMemory;
-use super::driver::{self, Completion, MultiKind};
-use super::op::{MultiOp, MultiPoll, Op};
-use super::pool::BufPool;
+use super::chunk::{Lent, RxChunk};
+use super::socket::{RawAddr, close_fd, cvt, local_addr_of, new_socket, peer_addr_of, set_int_opt};
+use crate::runtime::driver::{self, Completion, MultiKind};
+use crate::runtime::op::{MultiOp, MultiPoll, Op};
+use crate::runtime::pool::BufPool;
 
-/// Completions a stream may hold unread before its multishot receive is
-/// paused (backpressure: one connection cannot drain the shard's buffers).
-pub(crate) const MAX_QUEUED_RECV: usize = 4;
 /// Bytes one arming of the multishot receive may take before the kernel
 /// ends it (the SQE's `optlen`, kernel 6.15+); the stream re-arms when its
 /// reader asks for more. So a connection whose reader falls behind holds at
 /// most this much of the shard's receive buffers.
-pub(crate) const MAX_RECV_PER_ARM: u32 = 64 * 1024;
+pub const MAX_RECV_PER_ARM: u32 = 64 * 1024;
 
 const _: () = assert!(size_of::<io_uring::squeue::Entry>() == 64);
 
@@ -47,365 +40,6 @@ fn with_total_limit(sqe: io_uring::squeue::Entry, limit: u32) -> io_uring::squeu
 thread_local! {
     /// Whether the kernel accepted a total limit on multishot receive.
     static RECV_LIMIT_SUPPORTED: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
-}
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// A socket address in the kernel's layout.
-struct RawAddr {
-    storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
-}
-
-impl RawAddr {
-    fn from_std(addr: &SocketAddr) -> RawAddr {
-        // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
-        let mut storage: libc::sockaddr_storage = unsafe { MaybeUninit::zeroed().assume_init() };
-        let len = match addr {
-            SocketAddr::V4(a) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-                let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
-                sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                sin.sin_port = a.port().to_be();
-                sin.sin_addr = libc::in_addr {
-                    s_addr: u32::from(*a.ip()).to_be(),
-                };
-                size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(a) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-                let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
-                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                sin6.sin6_port = a.port().to_be();
-                sin6.sin6_addr = libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                };
-                sin6.sin6_flowinfo = a.flowinfo();
-                sin6.sin6_scope_id = a.scope_id();
-                size_of::<libc::sockaddr_in6>()
-            }
-        };
-        RawAddr {
-            storage,
-            len: len as libc::socklen_t,
-        }
-    }
-
-    fn to_std(&self) -> io::Result<SocketAddr> {
-        match self.storage.ss_family as libc::c_int {
-            libc::AF_INET => {
-                // SAFETY: the family says the storage holds a sockaddr_in.
-                let sin = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in) };
-                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-                Ok(SocketAddr::V4(SocketAddrV4::new(
-                    ip,
-                    u16::from_be(sin.sin_port),
-                )))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: the family says the storage holds a sockaddr_in6.
-                let sin6 = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in6) };
-                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                Ok(SocketAddr::V6(SocketAddrV6::new(
-                    ip,
-                    u16::from_be(sin6.sin6_port),
-                    sin6.sin6_flowinfo,
-                    sin6.sin6_scope_id,
-                )))
-            }
-            f => Err(io::Error::other(format!("unexpected address family {f}"))),
-        }
-    }
-
-    fn empty() -> RawAddr {
-        // SAFETY: all-zero is a valid sockaddr_storage.
-        let storage = unsafe { MaybeUninit::zeroed().assume_init() };
-        RawAddr {
-            storage,
-            len: size_of::<libc::sockaddr_storage>() as libc::socklen_t,
-        }
-    }
-}
-
-fn new_socket(addr: &SocketAddr) -> io::Result<RawFd> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain syscall; the result is checked.
-    cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })
-}
-
-fn set_int_opt(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `value` outlives the call and its size is passed.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            &value as *const _ as *const libc::c_void,
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
-}
-
-fn local_addr_of(fd: RawFd) -> io::Result<SocketAddr> {
-    let mut raw = RawAddr::empty();
-    // SAFETY: `raw.storage` is writable for `raw.len` bytes.
-    cvt(unsafe {
-        libc::getsockname(
-            fd,
-            &mut raw.storage as *mut _ as *mut libc::sockaddr,
-            &mut raw.len,
-        )
-    })?;
-    raw.to_std()
-}
-
-fn peer_addr_of(fd: RawFd) -> io::Result<SocketAddr> {
-    let mut raw = RawAddr::empty();
-    // SAFETY: `raw.storage` is writable for `raw.len` bytes.
-    cvt(unsafe {
-        libc::getpeername(
-            fd,
-            &mut raw.storage as *mut _ as *mut libc::sockaddr,
-            &mut raw.len,
-        )
-    })?;
-    raw.to_std()
-}
-
-/// Closes `fd` through the ring (ordered after SQEs already queued for it),
-/// or directly when the runtime is gone.
-fn close_fd(fd: RawFd) {
-    let mut closed = false;
-    driver::try_with(|d| {
-        let sqe = opcode::Close::new(types::Fd(fd))
-            .build()
-            .user_data(u64::MAX);
-        // SAFETY: close references no memory.
-        unsafe { d.push(&sqe) };
-        closed = true;
-    });
-    if !closed {
-        // SAFETY: we own `fd` and nobody uses it after this.
-        unsafe { libc::close(fd) };
-    }
-}
-
-/// A bound, listening socket not yet owned by a shard's ring. Created on any
-/// thread (the control thread binds every shard's socket up front, so a bad
-/// address fails before any shard starts) and moved to its shard.
-#[derive(Debug)]
-pub struct BoundSocket {
-    fd: RawFd,
-    local: SocketAddr,
-}
-
-impl BoundSocket {
-    /// Binds and listens on `addr`; with `reuse_port`, several sockets (one
-    /// per shard) share the address and the kernel spreads connections.
-    pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<BoundSocket> {
-        let fd = new_socket(&addr)?;
-        let setup = || -> io::Result<SocketAddr> {
-            set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-            if reuse_port {
-                set_int_opt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
-            }
-            if addr.is_ipv6() {
-                set_int_opt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
-            }
-            let raw = RawAddr::from_std(&addr);
-            // SAFETY: `raw` holds a valid sockaddr of `raw.len` bytes.
-            cvt(unsafe {
-                libc::bind(
-                    fd,
-                    &raw.storage as *const _ as *const libc::sockaddr,
-                    raw.len,
-                )
-            })?;
-            // SAFETY: plain syscall.
-            cvt(unsafe { libc::listen(fd, 4096) })?;
-            local_addr_of(fd)
-        };
-        match setup() {
-            Ok(local) => Ok(BoundSocket { fd, local }),
-            Err(e) => {
-                // SAFETY: we own `fd` and no ring operation names it.
-                unsafe { libc::close(fd) };
-                Err(e)
-            }
-        }
-    }
-
-    /// The bound address (with the real port when bound to port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-}
-
-impl Drop for BoundSocket {
-    fn drop(&mut self) {
-        if self.fd >= 0 {
-            // SAFETY: we own `fd`; no ring operation names it yet.
-            unsafe { libc::close(self.fd) };
-        }
-    }
-}
-
-/// A listening socket; one per listener per shard (`SO_REUSEPORT`).
-pub struct TcpListener {
-    fd: RawFd,
-    local: SocketAddr,
-    accept: Option<MultiOp>,
-}
-
-impl std::fmt::Debug for TcpListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpListener")
-            .field("fd", &self.fd)
-            .field("local", &self.local)
-            .finish()
-    }
-}
-
-impl TcpListener {
-    /// Binds and listens on `addr`. With `reuse_port`, several shards bind
-    /// the same address and the kernel spreads connections among them.
-    pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
-        BoundSocket::bind(addr, reuse_port).map(TcpListener::from_bound)
-    }
-
-    /// Takes ownership of a socket bound on another thread.
-    pub fn from_bound(mut bound: BoundSocket) -> TcpListener {
-        let fd = std::mem::replace(&mut bound.fd, -1);
-        TcpListener {
-            fd,
-            local: bound.local,
-            accept: None,
-        }
-    }
-
-    /// The bound address (with the real port when bound to port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// Waits for the next connection (multishot accept, re-armed when the
-    /// kernel ends it).
-    pub async fn accept(&mut self) -> io::Result<TcpStream> {
-        loop {
-            if self.accept.is_none() {
-                let sqe = opcode::AcceptMulti::new(types::Fd(self.fd))
-                    .flags(libc::SOCK_CLOEXEC)
-                    .build();
-                // SAFETY: multishot accept points at no memory of ours.
-                self.accept = Some(unsafe { MultiOp::submit(MultiKind::Accept, sqe) });
-            }
-            let op = self.accept.as_mut().expect("armed above");
-            let step = poll_fn(|cx| op.poll_next(cx)).await;
-            match step {
-                MultiPoll::Ended => self.accept = None,
-                MultiPoll::Next { completion, last } => {
-                    if last {
-                        self.accept = None;
-                    }
-                    match completion.io_result() {
-                        // A peer that reset before we looked (getpeername
-                        // fails) costs nothing but a log line.
-                        Ok(fd) => match TcpStream::from_accepted(fd as RawFd) {
-                            Ok(stream) => return Ok(stream),
-                            Err(e) => log::debug!("accepted connection vanished: {e}"),
-                        },
-                        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Drop for TcpListener {
-    fn drop(&mut self) {
-        // Cancel the armed accept first: a multishot accept left armed could
-        // still take a connection that no one will serve.
-        drop(self.accept.take());
-        close_fd(self.fd);
-    }
-}
-
-/// Received bytes: a provided buffer (returned to its ring on drop) or a
-/// pooled vector (fallback mode). Empty means end of stream. Opaque: only
-/// the runtime makes chunks, each lending one buffer id exactly once.
-pub struct RxChunk(Lent);
-
-enum Lent {
-    Ring {
-        memory: Rc<RingMemory>,
-        bid: u16,
-        len: usize,
-    },
-    Owned(Vec<u8>),
-}
-
-impl RxChunk {
-    fn end_of_stream() -> RxChunk {
-        RxChunk(Lent::Owned(Vec::new()))
-    }
-}
-
-impl Deref for RxChunk {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match &self.0 {
-            // SAFETY: buffer `bid` is lent to this chunk (the kernel does not
-            // write it until it is recycled on drop), `len` bytes of it were
-            // written by the completed receive, and `memory` keeps the
-            // allocation alive.
-            Lent::Ring { memory, bid, len } => unsafe { memory.slice(*bid, *len) },
-            Lent::Owned(v) => v,
-        }
-    }
-}
-
-impl Drop for RxChunk {
-    fn drop(&mut self) {
-        match &mut self.0 {
-            Lent::Ring { memory, bid, .. } => {
-                let (id, bid) = (memory.id(), *bid);
-                driver::try_with(|d| {
-                    // Only into the ring it came from: a chunk may outlive its
-                    // runtime, and then the memory just goes with the Rc.
-                    if let Some(ring) = d.buf_ring.as_mut()
-                        && ring.memory().id() == id
-                    {
-                        ring.recycle(bid);
-                    }
-                });
-            }
-            Lent::Owned(v) => BufPool::give(std::mem::take(v)),
-        }
-    }
-}
-
-impl std::fmt::Debug for RxChunk {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RxChunk({} bytes)", self.len())
-    }
 }
 
 /// What one receive completion gave.
@@ -508,7 +142,7 @@ impl std::fmt::Debug for TcpStream {
 }
 
 impl TcpStream {
-    fn from_accepted(fd: RawFd) -> io::Result<TcpStream> {
+    pub(super) fn from_accepted(fd: RawFd) -> io::Result<TcpStream> {
         let peer = match peer_addr_of(fd) {
             Ok(p) => p,
             Err(e) => {
@@ -576,7 +210,7 @@ impl TcpStream {
 
     /// Waits for received bytes. An empty chunk means the peer closed its
     /// side. Multishot receive stays armed between calls; it pauses itself
-    /// when [`MAX_QUEUED_RECV`] chunks wait unread.
+    /// when [`RuntimeConfig::max_queued_recv`](crate::runtime::RuntimeConfig::max_queued_recv) chunks wait unread.
     ///
     /// Cancel-safe: the receive stays armed in the stream when the future is
     /// dropped, and bytes it got are returned by the next call (so callers
@@ -612,7 +246,7 @@ impl TcpStream {
                 Received::Chunk(chunk) => return Ok(chunk),
                 Received::Again => {}
                 Received::OutOfBuffers => {
-                    super::timer::sleep(std::time::Duration::from_millis(1)).await
+                    crate::runtime::sleep(std::time::Duration::from_millis(1)).await
                 }
             }
         }

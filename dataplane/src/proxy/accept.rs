@@ -2,23 +2,26 @@
 //! connection: TLS handshake (with the listener's current config), the
 //! caller's identity, then the HTTP/1.1 request loop or, on a TCP
 //! listener, the byte relay.
+//!
+//! Uses `net` (listener, streams), `tls` (handshake, identity),
+//! [`super::context`], and hands the connection to [`super::http1`] or
+//! [`super::tcp`].
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::http1::{self, ConnInfo};
-use super::shard::ShardContext;
-use super::tcp;
-use crate::net::Plain;
-use crate::net::{ByteStream, Duplex};
+use super::conn::ConnInfo;
+use super::context::ShardContext;
+use super::{http1, tcp};
+use crate::net::{ByteStream, Duplex, Listener, Plain, Stream};
 use crate::route::{Protocol, Snapshot};
-use crate::runtime::{self, TcpListener, TcpStream};
+use crate::runtime;
 use crate::tls::TlsStream;
 
 /// Accepts connections forever, one task each. Beyond the listener's
 /// `max_connections` (per shard) a new connection is closed at once.
-pub async fn accept_loop(ctx: Rc<ShardContext>, name: Rc<str>, mut listener: TcpListener) {
+pub async fn accept_loop(ctx: Rc<ShardContext>, name: Rc<str>, mut listener: Listener) {
     let open = Rc::new(Cell::new(0usize));
     loop {
         match listener.accept().await {
@@ -63,7 +66,7 @@ impl Drop for ActiveGuard {
     }
 }
 
-async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: TcpStream) {
+async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream) {
     ctx.stats.connections_active.incr();
     let _active = ActiveGuard(ctx.clone());
     let snapshot = ctx.snapshot();

@@ -1,0 +1,98 @@
+//! Upstream connections for a try: a pooled idle one to the endpoint when
+//! it is still usable, or a new one through the shard's stack within the
+//! cluster's `max_connections` and `max_pending` breakers (each open
+//! connection counted by a gauge guard that travels with it).
+//!
+//! Uses `net` (the stack, streams), [`super::context`] (pool, traffic
+//! state, counters) and the runtime's clock and timers.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::context::{PooledConn, ShardContext};
+use super::error::ProxyError;
+use crate::net::Stream;
+use crate::route::{ClusterId, Snapshot};
+use crate::runtime::{self, timeout};
+
+/// An upstream connection for one try.
+pub(crate) struct Upstream {
+    pub(crate) conn: PooledConn,
+    /// It came from the pool (a silent failure on it may be the upstream
+    /// having just closed it).
+    pub(crate) reused: bool,
+}
+
+/// A pooled connection to `addr` (unless `fresh`) younger than
+/// `pool_idle`, or a new one within the breakers.
+pub(crate) async fn upstream(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    cluster: ClusterId,
+    addr: SocketAddr,
+    fresh: bool,
+    pool_idle: Duration,
+) -> Result<Upstream, ProxyError> {
+    if !fresh {
+        let pooled = ctx
+            .upstreams
+            .borrow_mut()
+            .take(addr, runtime::now(), pool_idle, |(c, _)| c.is_reusable());
+        if let Some(conn) = pooled {
+            ctx.stats.upstream_reused.incr();
+            return Ok(Upstream { conn, reused: true });
+        }
+    }
+    let connect_timeout = snapshot.cluster(cluster).connect_timeout;
+    let conn = connect_within_breakers(ctx, snapshot, cluster, addr, connect_timeout).await?;
+    Ok(Upstream {
+        conn,
+        reused: false,
+    })
+}
+
+/// A new connection to endpoint `addr` of cluster `id`, within the
+/// cluster's `max_connections` and `max_pending` breakers; the guard counts
+/// it as open until dropped.
+pub(crate) async fn connect_within_breakers(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    id: ClusterId,
+    addr: SocketAddr,
+    connect_timeout: Duration,
+) -> Result<PooledConn, ProxyError> {
+    let cluster = snapshot.cluster(id);
+    let (connections, pending) = {
+        let traffic = ctx.traffic.borrow();
+        let state = &traffic.clusters[id.0 as usize];
+        let overloaded = |limit: &'static str| {
+            ctx.stats.overloaded.incr();
+            Err(ProxyError::Overloaded {
+                cluster: cluster.name.clone(),
+                limit,
+            })
+        };
+        if state.connections.get() >= traffic.share(cluster.limits.max_connections) {
+            return overloaded("max_connections");
+        }
+        if state.pending.get() >= traffic.share(cluster.limits.max_pending) {
+            return overloaded("max_pending");
+        }
+        (state.connections.clone(), state.pending.clone())
+    };
+    let _pending = pending.enter();
+    ctx.stats.upstream_connects.incr();
+    let connected: Result<std::io::Result<Stream>, _> =
+        timeout(connect_timeout, ctx.stack.connect(addr)).await;
+    match connected {
+        Ok(Ok(conn)) => Ok((conn, connections.enter())),
+        Ok(Err(source)) => {
+            ctx.stats.upstream_connect_failures.incr();
+            Err(ProxyError::ConnectFailed { addr, source })
+        }
+        Err(_) => {
+            ctx.stats.upstream_connect_failures.incr();
+            Err(ProxyError::ConnectTimeout(addr))
+        }
+    }
+}

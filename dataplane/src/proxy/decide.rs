@@ -1,0 +1,313 @@
+//! Decide: what the gateway does with a request, before anything is sent
+//! upstream — route match, redirect, weighted split, rate limit, fault
+//! injection, and the cluster's `max_requests` breaker — as a
+//! [`Decision`] value; and for a TCP connection, its route's cluster and
+//! rate limit ([`decide_connection`]).
+//!
+//! A function of the snapshot, the shard's traffic state (buckets, gauges,
+//! its seeded random draws), the request's protocol-neutral view
+//! ([`RequestView`]), the connection's facts and `now`; it does no I/O and
+//! reads no clock, and counts nothing: the caller counts the decision
+//! ([`Decision::counters`]). Each downstream protocol builds a view from
+//! its own request form (an HTTP/1 head today, HTTP/2 headers next).
+//!
+//! Uses `route` (the snapshot, matchers, policies), `upstream` (hashing)
+//! and [`super::traffic`].
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::conn::ConnInfo;
+use super::error::ProxyError;
+use super::traffic::{GaugeGuard, Traffic};
+use crate::route::{
+    Cluster, ClusterId, HashOn, LbPolicy, RateKey, RetryPolicy, RouteTarget, Snapshot,
+};
+use crate::upstream::hash::hash_key;
+
+/// Looks up request header values by name (case-insensitive).
+pub trait Headers {
+    /// The first value of `name`.
+    fn header(&self, name: &str) -> Option<&[u8]>;
+}
+
+impl Headers for crate::http::RequestHead<'_> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        crate::http::RequestHead::header(self, name)
+    }
+}
+
+/// What decide needs of a request, whatever protocol carried it.
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    /// The authority (`Host`, or the target's / `:authority`).
+    pub host: Option<&'a str>,
+    /// The path without query.
+    pub path: &'a str,
+    /// The request-target as sent (path and query), for redirects.
+    pub target: &'a str,
+    pub headers: &'a dyn Headers,
+}
+
+/// A route by its place in the snapshot: index in its listener, and the
+/// cluster the split chose.
+pub type RouteRef = (usize, ClusterId);
+
+/// The outcome of [`decide`].
+pub struct Decision {
+    /// The matched route and chosen cluster, once known (for counting).
+    pub route: Option<RouteRef>,
+    pub action: Action,
+}
+
+/// What to do with the request.
+pub enum Action {
+    /// Send it to the target's cluster.
+    Proxy(Target),
+    /// Answer with a redirect.
+    Redirect { status: u16, location: String },
+    /// Answer locally with this error.
+    Refuse(ProxyError),
+}
+
+/// Where the request goes and the rules for getting it there.
+pub struct Target {
+    pub listener: usize,
+    pub route: usize,
+    pub cluster: ClusterId,
+    /// Ring hash / maglev key.
+    pub hash: u64,
+    /// Total time for the response head, retries included.
+    pub timeout: Duration,
+    pub retry: Option<RetryPolicy>,
+    /// Fault injection: wait this long first.
+    pub delay: Option<Duration>,
+    pub connect_timeout: Duration,
+    pub pool_idle: Duration,
+    pub pool_max_idle: usize,
+    /// Counted in the cluster's `active_requests` until the request ends.
+    pub admitted: GaugeGuard,
+}
+
+/// The counters a decision moves (the caller adds them).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionCounters {
+    pub rate_limited: bool,
+    pub fault_injected: bool,
+    pub overloaded: bool,
+}
+
+impl Decision {
+    fn refuse(route: Option<RouteRef>, e: ProxyError) -> Decision {
+        Decision {
+            route,
+            action: Action::Refuse(e),
+        }
+    }
+
+    /// What this decision counts as.
+    pub fn counters(&self) -> DecisionCounters {
+        match &self.action {
+            Action::Refuse(ProxyError::RateLimited { .. }) => DecisionCounters {
+                rate_limited: true,
+                ..Default::default()
+            },
+            Action::Refuse(ProxyError::FaultAbort { .. }) => DecisionCounters {
+                fault_injected: true,
+                ..Default::default()
+            },
+            Action::Refuse(ProxyError::Overloaded { .. }) => DecisionCounters {
+                overloaded: true,
+                ..Default::default()
+            },
+            Action::Proxy(t) => DecisionCounters {
+                fault_injected: t.delay.is_some(),
+                ..Default::default()
+            },
+            _ => DecisionCounters::default(),
+        }
+    }
+}
+
+/// Decides an HTTP request arriving on `conn`'s listener.
+pub fn decide(
+    snapshot: &Snapshot,
+    traffic: &mut Traffic,
+    req: &RequestView<'_>,
+    conn: &ConnInfo,
+    now: Instant,
+) -> Decision {
+    // CONNECT tunnels are not an HTTP proxy feature of this gateway (TCP
+    // listeners are the way to carry raw streams).
+    if req.method == "CONNECT" {
+        return Decision::refuse(None, ProxyError::UnsupportedMethod("CONNECT"));
+    }
+    let no_route = || Decision::refuse(None, ProxyError::NoRoute);
+    let Some(listener_index) = snapshot.listener_index(&conn.listener) else {
+        return no_route();
+    };
+    let listener = &snapshot.listeners[listener_index];
+    let Some(route_index) = listener.find_route_index(req.host, req.path, req.method) else {
+        return no_route();
+    };
+    let route = &listener.routes[route_index];
+    traffic.sync(snapshot, now);
+    if let RouteTarget::Redirect(r) = &route.target {
+        return Decision {
+            route: None,
+            action: Action::Redirect {
+                status: r.status,
+                location: r.location(conn.proto, req.host, req.target),
+            },
+        };
+    }
+    let random = traffic.random();
+    let Some(cluster_id) = route.target.pick(random) else {
+        return no_route();
+    };
+    let routed = Some((route_index, cluster_id));
+    let key: &[u8] = match traffic.rate_key(listener_index, route_index) {
+        Some(RateKey::SpiffeId) => conn.spiffe_id.as_deref().unwrap_or("").as_bytes(),
+        Some(RateKey::Header(name)) => req.headers.header(name).unwrap_or(b""),
+        _ => b"",
+    };
+    if let Err(wait) = traffic.admit(listener_index, route_index, key, now) {
+        let e = ProxyError::RateLimited {
+            route: route.name.clone(),
+            retry_after_s: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        };
+        return Decision::refuse(routed, e);
+    }
+    let mut delay = None;
+    if let Some(f) = &route.fault {
+        let hit = |r: u64, percent: u32| percent > 0 && (r % 10_000) < u64::from(percent) * 100;
+        if hit(traffic.random(), f.abort_percent) {
+            let e = ProxyError::FaultAbort {
+                route: route.name.clone(),
+                status: f.abort_status,
+            };
+            return Decision::refuse(routed, e);
+        }
+        if hit(traffic.random(), f.delay_percent) {
+            delay = Some(f.delay);
+        }
+    }
+    let cluster = snapshot.cluster(cluster_id);
+    let Some(admitted) = admit_request(traffic, cluster, cluster_id) else {
+        let e = ProxyError::Overloaded {
+            cluster: cluster.name.clone(),
+            limit: "max_requests",
+        };
+        return Decision::refuse(routed, e);
+    };
+    Decision {
+        route: routed,
+        action: Action::Proxy(Target {
+            listener: listener_index,
+            route: route_index,
+            cluster: cluster_id,
+            hash: request_hash(cluster, req.headers, conn),
+            timeout: route.timeout,
+            retry: route.retry,
+            delay,
+            connect_timeout: cluster.connect_timeout,
+            pool_idle: cluster.pool.idle_timeout,
+            pool_max_idle: cluster.pool.max_idle_per_endpoint,
+            admitted,
+        }),
+    }
+}
+
+/// The cluster's `max_requests` breaker: a gauge unit while under this
+/// shard's share, `None` when it is reached.
+fn admit_request(traffic: &Traffic, cluster: &Cluster, id: ClusterId) -> Option<GaugeGuard> {
+    let state = traffic.clusters.get(id.0 as usize)?;
+    (state.active_requests.get() < traffic.share(cluster.limits.max_requests))
+        .then(|| state.active_requests.enter())
+}
+
+/// Where a TCP connection goes.
+pub struct ConnectionTarget {
+    pub listener: usize,
+    pub cluster: ClusterId,
+    pub hash: u64,
+    /// The connection counts as a request in flight of its cluster for as
+    /// long as it lasts (the retry budget is a share of these).
+    pub admitted: GaugeGuard,
+}
+
+/// Decides a connection of a TCP listener: its one route's cluster (split
+/// included) and rate limit (connections per second). `None` (with the
+/// reason) when it is to be closed.
+pub fn decide_connection(
+    snapshot: &Snapshot,
+    traffic: &mut Traffic,
+    conn: &ConnInfo,
+    now: Instant,
+) -> Result<ConnectionTarget, ProxyError> {
+    let listener_index = snapshot
+        .listener_index(&conn.listener)
+        .ok_or(ProxyError::NoRoute)?;
+    // Validation gives a TCP listener exactly one route.
+    let route = snapshot.listeners[listener_index]
+        .routes
+        .first()
+        .ok_or(ProxyError::NoRoute)?;
+    traffic.sync(snapshot, now);
+    let random = traffic.random();
+    let cluster_id = route.target.pick(random).ok_or(ProxyError::NoRoute)?;
+    let key: &[u8] = match traffic.rate_key(listener_index, 0) {
+        Some(RateKey::SpiffeId) => conn.spiffe_id.as_deref().unwrap_or("").as_bytes(),
+        _ => b"",
+    };
+    if let Err(wait) = traffic.admit(listener_index, 0, key, now) {
+        return Err(ProxyError::RateLimited {
+            route: route.name.clone(),
+            retry_after_s: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+        });
+    }
+    let state = traffic
+        .clusters
+        .get(cluster_id.0 as usize)
+        .ok_or(ProxyError::NoRoute)?;
+    Ok(ConnectionTarget {
+        listener: listener_index,
+        cluster: cluster_id,
+        hash: ip_hash(conn.peer.ip()),
+        admitted: state.active_requests.enter(),
+    })
+}
+
+/// The consistent-hashing key of a request (0 for other policies).
+fn request_hash(cluster: &Cluster, headers: &dyn Headers, conn: &ConnInfo) -> u64 {
+    let on = match &cluster.lb {
+        LbPolicy::RingHash { on, .. } | LbPolicy::Maglev { on, .. } => on,
+        _ => return 0,
+    };
+    let value = match on {
+        HashOn::ClientIp => None,
+        HashOn::Header(name) => headers.header(name),
+        HashOn::Cookie(name) => headers.header("cookie").and_then(|c| cookie_value(c, name)),
+    };
+    match value {
+        Some(v) => hash_key(v),
+        None => ip_hash(conn.peer.ip()),
+    }
+}
+
+fn ip_hash(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(ip) => hash_key(&ip.octets()),
+        IpAddr::V6(ip) => hash_key(&ip.octets()),
+    }
+}
+
+/// The value of cookie `name` in a `Cookie` header (RFC 6265 §4.2.1:
+/// `name=value` pairs separated by `; `).
+fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
+    })
+}

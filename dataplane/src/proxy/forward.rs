@@ -1,0 +1,97 @@
+//! Forward: one HTTP/1 message body streamed from one stream to another,
+//! chunk by chunk and verbatim (chunked framing included), after whatever
+//! head is already waiting to go out; and what each way it can stop early
+//! means for the request ([`Forward::request_error`]).
+//!
+//! Uses `net` (the stream traits), `http` (body framing) and the runtime's
+//! timers and buffer pool.
+
+use std::io;
+use std::time::Duration;
+
+use super::error::ProxyError;
+use crate::http::{BodyDecoder, HttpError};
+use crate::net::ByteStream;
+use crate::runtime::timeout;
+
+/// Why streaming a body stopped early.
+#[derive(Debug)]
+pub(crate) enum Forward {
+    Invalid(HttpError),
+    ReadIo(io::Error),
+    ReadEof,
+    ReadTimeout,
+    WriteIo(io::Error),
+    WriteTimeout,
+}
+
+impl Forward {
+    /// The request's error when its body, client → upstream, stopped here.
+    pub(crate) fn request_error(self) -> ProxyError {
+        match self {
+            Forward::Invalid(e) => ProxyError::BadRequest(e),
+            Forward::ReadIo(e) => ProxyError::DownstreamIo(e),
+            Forward::ReadEof => ProxyError::DownstreamClosed,
+            Forward::ReadTimeout => ProxyError::DownstreamTimeout,
+            Forward::WriteIo(e) => ProxyError::UpstreamIo(e),
+            Forward::WriteTimeout => ProxyError::UpstreamTimeout,
+        }
+    }
+}
+
+/// Streams one message body from `src` to `dst`: first whatever `out`
+/// already holds (a head), then body bytes as they arrive, verbatim, until
+/// the decoder says the body ended. Bytes after the body stay in `srcbuf`.
+/// Returns `out`'s buffer for reuse and how many bytes reached `dst`.
+pub(crate) async fn forward<R: ByteStream, W: ByteStream>(
+    src: &mut R,
+    srcbuf: &mut Vec<u8>,
+    decoder: &mut BodyDecoder,
+    dst: &mut W,
+    mut out: Vec<u8>,
+    read_timeout: Duration,
+    write_timeout: Duration,
+) -> (Result<(), Forward>, Vec<u8>, u64) {
+    let mut written = 0u64;
+    loop {
+        if !srcbuf.is_empty() && !decoder.is_done() {
+            let n = match decoder.advance(srcbuf) {
+                Ok(n) => n,
+                Err(e) => return (Err(Forward::Invalid(e)), out, written),
+            };
+            if n == srcbuf.len() && out.is_empty() {
+                // The whole buffer is body: send it as is, no copy.
+                std::mem::swap(&mut out, srcbuf);
+            } else if n > 0 {
+                out.extend_from_slice(&srcbuf[..n]);
+                srcbuf.drain(..n);
+            }
+        }
+        if !out.is_empty() {
+            let len = out.len() as u64;
+            match timeout(write_timeout, dst.write_owned(out)).await {
+                Ok((Ok(()), mut back)) => {
+                    written += len;
+                    back.clear();
+                    out = back;
+                }
+                Ok((Err(e), back)) => return (Err(Forward::WriteIo(e)), back, written),
+                Err(_) => return (Err(Forward::WriteTimeout), Vec::new(), written),
+            }
+        }
+        if decoder.is_done() {
+            return (Ok(()), out, written);
+        }
+        match timeout(read_timeout, src.read_into(srcbuf)).await {
+            Ok(Ok(0)) => {
+                return match decoder.finish_eof() {
+                    Ok(()) => (Ok(()), out, written),
+                    Err(_) => (Err(Forward::ReadEof), out, written),
+                };
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return (Err(Forward::ReadIo(e)), out, written),
+            Err(_) => return (Err(Forward::ReadTimeout), out, written),
+        }
+    }
+}

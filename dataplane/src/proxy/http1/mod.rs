@@ -1,0 +1,319 @@
+//! The HTTP/1.1 request loop of one downstream connection.
+//!
+//! Per request: read the head ([`read`]: header timeout; idle timeout
+//! between requests) and decide it ([`crate::proxy::decide`]: route,
+//! redirect, rate limit, fault injection, split, the cluster's
+//! `max_requests` breaker) → (a small body read whole when the route
+//! retries) → the tries ([`crate::proxy::tries`] with [`upstream::H1Try`]:
+//! pick an endpoint, a pooled or new upstream connection within the
+//! breakers, send the upstream head and the body, read the response head
+//! under per-try and total timeouts, retry what the policy and the budget
+//! allow) → write the client's response head from the answer's facts
+//! ([`respond`]) → stream the response body back ([`crate::proxy::forward`])
+//! → return the upstream connection to the pool when both messages ended
+//! cleanly.
+//!
+//! Bodies are never buffered whole except a `Content-Length` request body
+//! up to the route's `retry.buffer_bytes`, kept to be sent again: otherwise
+//! bytes flow through the two connection buffers chunk by chunk, verbatim
+//! (chunked framing included), and nothing is retried once body bytes went
+//! upstream or response bytes went downstream.
+//!
+//! A pooled connection may have been closed by the upstream just as it was
+//! reused; when that shows before any response byte and the request is
+//! idempotent without a body, it is sent once more on a fresh connection
+//! (not counted as a retry, not held against the endpoint).
+
+mod read;
+mod respond;
+mod upstream;
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::read::{Incoming, read_request};
+use self::respond::{Counted, local_response, redirect, response_head, send_continue};
+use self::upstream::{Answered, H1Try};
+use super::conn::ConnInfo;
+use super::context::ShardContext;
+use super::decide::Action;
+use super::error::ProxyError;
+use super::forward::{Forward, forward};
+use super::tries::{TryRules, run_tries};
+use crate::http::{BodyDecoder, BodyKind};
+use crate::net::ByteStream;
+use crate::route::{HttpLimits, Snapshot};
+use crate::runtime::{self, BufPool, timeout};
+
+/// What a request head said, detached from the input buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestFacts {
+    pub(crate) head_len: usize,
+    pub(crate) body: BodyKind,
+    /// The client wants the connection kept (RFC 9112 §9.3).
+    pub(crate) keep_alive: bool,
+    /// An HTTP/1.0 client: keep-alive must be announced, chunked bodies
+    /// cannot be kept alive.
+    pub(crate) http10: bool,
+    pub(crate) expect_continue: bool,
+    pub(crate) is_head: bool,
+    /// RFC 9110 §9.2.2: safe to send twice.
+    pub(crate) idempotent: bool,
+}
+
+/// What the connection does after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Wait for the next request.
+    KeepAlive,
+    /// Close cleanly (TLS close_notify, FIN).
+    Close,
+    /// A response was cut off: reset, no close_notify, so the client cannot
+    /// take it for complete (a close-delimited body ends with a clean close).
+    Abort,
+}
+
+impl Next {
+    fn keep_if(keep_alive: bool) -> Next {
+        if keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+}
+
+/// Serves requests on `down` until either side closes or an error ends it.
+pub async fn serve<S: ByteStream>(
+    ctx: Rc<ShardContext>,
+    mut snapshot: Arc<Snapshot>,
+    mut down: S,
+    conn: ConnInfo,
+) {
+    let mut inbuf = Vec::new();
+    let mut first = true;
+    loop {
+        ctx.refresh(&mut snapshot);
+        let Some(listener) = snapshot.listener(&conn.listener) else {
+            break;
+        };
+        let limits = listener.limits;
+        let next = match request(
+            &ctx,
+            &mut snapshot,
+            &mut down,
+            &mut inbuf,
+            &conn,
+            &limits,
+            first,
+        )
+        .await
+        {
+            Ok(next) => next,
+            Err(e) => {
+                let at = Counted {
+                    snapshot: &snapshot,
+                    listener: &conn.listener,
+                    route: None,
+                };
+                // Answered (when there is anyone to answer), then closed.
+                let _ = local_response(&ctx, &mut down, &e, false, &limits, at).await;
+                Next::Close
+            }
+        };
+        first = false;
+        // An idle connection holds no buffer.
+        BufPool::release_if_empty(&mut inbuf);
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => break,
+            Next::Abort => {
+                down.abort();
+                return;
+            }
+        }
+    }
+    let _ = timeout(Duration::from_secs(1), down.close_write()).await;
+}
+
+/// Reads until `inbuf` holds `n` bytes (a whole `Content-Length` body).
+async fn read_body<S: ByteStream>(
+    down: &mut S,
+    inbuf: &mut Vec<u8>,
+    n: usize,
+    idle: Duration,
+) -> Result<(), ProxyError> {
+    while inbuf.len() < n {
+        match timeout(idle, down.read_into(inbuf)).await {
+            Ok(Ok(0)) => return Err(ProxyError::DownstreamClosed),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ProxyError::DownstreamIo(e)),
+            Err(_) => return Err(ProxyError::DownstreamTimeout),
+        }
+    }
+    Ok(())
+}
+
+/// Handles one request; `Err` means "answer with this error, then close".
+async fn request<S: ByteStream>(
+    ctx: &ShardContext,
+    snapshot: &mut Arc<Snapshot>,
+    down: &mut S,
+    inbuf: &mut Vec<u8>,
+    conn: &ConnInfo,
+    limits: &HttpLimits,
+    first: bool,
+) -> Result<Next, ProxyError> {
+    let mut out = BufPool::take();
+    let read = read_request(ctx, snapshot, down, inbuf, conn, limits, first, &mut out).await;
+    let Some(Incoming { facts, decision }) = read? else {
+        BufPool::give(out);
+        return Ok(Next::Close); // closed cleanly between requests
+    };
+    let started = runtime::precise_now();
+    inbuf.drain(..facts.head_len);
+    let snapshot: &Snapshot = snapshot;
+    let at = Counted {
+        snapshot,
+        listener: &conn.listener,
+        route: decision.route,
+    };
+    ctx.stats.requests.incr();
+    // Answer locally; keep the connection only if no body follows.
+    let local_keep = facts.keep_alive && !facts.http10 && facts.body == BodyKind::None;
+    let target = match decision.action {
+        Action::Proxy(t) => t,
+        Action::Redirect { status, location } => {
+            BufPool::give(out);
+            return redirect(ctx, down, (status, &location), local_keep, limits, at).await;
+        }
+        Action::Refuse(e) => {
+            BufPool::give(out);
+            return local_response(ctx, down, &e, local_keep, limits, at).await;
+        }
+    };
+    if let Some(delay) = target.delay {
+        runtime::sleep(delay).await;
+    }
+    let mut continue_sent = false;
+    // A small body is read whole (after `100 Continue`, if asked for) and
+    // sent with the head, so a retry can send it again.
+    let buffered = match (target.retry, facts.body) {
+        (Some(r), BodyKind::Length(n)) if r.attempts > 0 && n <= r.buffer_bytes as u64 => {
+            if facts.expect_continue && inbuf.len() < n as usize {
+                send_continue(down, limits).await?;
+                continue_sent = true;
+            }
+            read_body(down, inbuf, n as usize, limits.idle_timeout).await?;
+            out.extend_from_slice(&inbuf[..n as usize]);
+            inbuf.drain(..n as usize);
+            true
+        }
+        _ => false,
+    };
+    let body_follows = facts.body != BodyKind::None && !buffered;
+    let error_keep = facts.keep_alive && !facts.http10 && !body_follows;
+    let rules = TryRules {
+        cluster: target.cluster,
+        hash: target.hash,
+        deadline: Some(runtime::now() + target.timeout),
+        retry: target.retry,
+    };
+    let mut tries = H1Try {
+        ctx,
+        snapshot,
+        target: &target,
+        request: &facts,
+        limits,
+        down: &mut *down,
+        inbuf: &mut *inbuf,
+        out: &mut out,
+        continue_sent,
+        replayable: facts.body == BodyKind::None || buffered,
+        body_follows,
+    };
+    let answered = run_tries(ctx, snapshot, rules, &mut tries).await;
+    BufPool::give(out);
+    let Answered {
+        mut up,
+        guard: conn_guard,
+        mut upbuf,
+        response,
+        addr,
+    } = match answered {
+        Ok(a) => a,
+        Err(e) => return local_response(ctx, down, &e, error_keep, limits, at).await,
+    };
+    let edits = snapshot
+        .listeners
+        .get(target.listener)
+        .and_then(|l| l.routes.get(target.route))
+        .map(|r| &r.response_headers)
+        .filter(|e| !e.is_empty());
+    let mut head = BufPool::take();
+    let client = (facts.is_head, facts.keep_alive, facts.http10);
+    let down_keep_alive = match response_head(
+        &response,
+        &mut upbuf,
+        client,
+        ctx.is_draining(),
+        edits,
+        &mut head,
+    ) {
+        Ok(keep) => keep,
+        Err(e) => {
+            BufPool::give(head);
+            BufPool::give(upbuf);
+            return local_response(ctx, down, &e, false, limits, at).await;
+        }
+    };
+    // The head goes out with the first body bytes.
+    let mut decoder = BodyDecoder::new(response.body);
+    let (r, head_buf, written) = forward(
+        &mut up,
+        &mut upbuf,
+        &mut decoder,
+        down,
+        head,
+        target.timeout,
+        limits.idle_timeout,
+    )
+    .await;
+    BufPool::give(head_buf);
+    match r {
+        Ok(()) => {
+            at.count(ctx, Some(response.status), written);
+            let micros = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+            let _ = ctx.latency.borrow_mut().record(micros.max(1));
+            if response.keep_alive && upbuf.is_empty() {
+                let now = runtime::now();
+                ctx.upstreams
+                    .borrow_mut()
+                    .put(addr, (up.0, conn_guard), now, target.pool_max_idle);
+            }
+            BufPool::give(upbuf);
+            Ok(Next::keep_if(down_keep_alive))
+        }
+        // Broken upstream framing seen before anything went downstream:
+        // still a clean 502.
+        Err(Forward::Invalid(e)) if written == 0 => {
+            BufPool::give(upbuf);
+            let e = ProxyError::BadResponse(e);
+            local_response(ctx, down, &e, false, limits, at)
+                .await
+                .map(|_| Next::Close)
+        }
+        // The upstream died mid-body or sent broken framing after bytes went
+        // downstream: close the downstream connection so the client sees a
+        // truncated message, never a complete-looking one.
+        Err(e) => {
+            BufPool::give(upbuf);
+            if written > 0 {
+                at.count(ctx, Some(response.status), written);
+            }
+            log::debug!("shard {}: response body from {addr} aborted: {e:?}", ctx.id);
+            Ok(Next::Abort)
+        }
+    }
+}

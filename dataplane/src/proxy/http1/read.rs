@@ -1,0 +1,149 @@
+//! Reading one HTTP/1.1 request head from the client, under the header
+//! timeout (and, between requests, the idle timeout, a drain or the
+//! listener's removal), then deciding it while the head is at hand: the
+//! decision, the request's facts, and — when it is proxied — the upstream
+//! head, written before the head's bytes leave the buffer.
+//!
+//! Uses `http` (parsing), [`crate::proxy::decide`], [`super::upstream`]
+//! (the upstream head) and the runtime's clock and timers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::RequestFacts;
+use super::upstream::write_request_head;
+use crate::http::{self, Limits, Parse};
+use crate::net::ByteStream;
+use crate::proxy::conn::ConnInfo;
+use crate::proxy::context::ShardContext;
+use crate::proxy::decide::{Action, Decision, RequestView, decide};
+use crate::proxy::error::ProxyError;
+use crate::route::{HttpLimits, Snapshot};
+use crate::runtime::{self, Either, first_of, timeout, timeout_at};
+
+/// A request read and decided.
+pub(super) struct Incoming {
+    pub(super) facts: RequestFacts,
+    pub(super) decision: Decision,
+}
+
+/// Reads until a full request head is buffered, then decides it and (when
+/// proxied) writes its upstream head into `upstream_head`. `Ok(None)`: the
+/// client closed (or idled out) between requests.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn read_request<S: ByteStream>(
+    ctx: &ShardContext,
+    snapshot: &mut Arc<Snapshot>,
+    down: &mut S,
+    inbuf: &mut Vec<u8>,
+    conn: &ConnInfo,
+    limits: &HttpLimits,
+    first: bool,
+    upstream_head: &mut Vec<u8>,
+) -> Result<Option<Incoming>, ProxyError> {
+    let parse_limits = Limits {
+        max_head_bytes: limits.max_header_bytes,
+    };
+    // The header timeout runs from the connection's start (first request)
+    // or from the first byte of the head (later requests).
+    let mut head_deadline: Option<Instant> = if first || !inbuf.is_empty() {
+        Some(runtime::now() + limits.header_timeout)
+    } else {
+        None
+    };
+    let mut scanner = http::HeadScanner::default();
+    loop {
+        if !inbuf.is_empty() && scanner.should_parse(inbuf, &parse_limits) {
+            match http::parse_request(inbuf, &parse_limits) {
+                Ok(Parse::Complete(head)) => {
+                    // Route with the snapshot current now that the request
+                    // is here (the connection may have idled across swaps).
+                    ctx.refresh(snapshot);
+                    return Ok(Some(decide_head(ctx, snapshot, &head, conn, upstream_head)));
+                }
+                Ok(Parse::Partial) => {}
+                Err(e) => return Err(ProxyError::BadRequest(e)),
+            }
+        }
+        let read = match head_deadline {
+            Some(deadline) => match timeout_at(deadline, down.read_into(inbuf)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    ctx.stats.header_timeouts.incr();
+                    return Err(ProxyError::HeaderTimeout);
+                }
+            },
+            // Idle between requests: close quietly on the idle timeout, or
+            // at once when the shard starts draining or the listener is
+            // removed.
+            None => {
+                let idle = timeout(limits.idle_timeout, down.read_into(inbuf));
+                match first_of(idle, ctx.idle_wakeup(conn.listener.clone())).await {
+                    Either::First(Ok(r)) => r,
+                    Either::First(Err(_)) => {
+                        ctx.stats.idle_timeouts.incr();
+                        return Ok(None);
+                    }
+                    Either::Second(()) => return Ok(None),
+                }
+            }
+        };
+        match read {
+            Ok(0) if inbuf.is_empty() => return Ok(None),
+            Ok(0) => return Err(ProxyError::DownstreamClosed),
+            Ok(_) => {
+                if head_deadline.is_none() {
+                    head_deadline = Some(runtime::now() + limits.header_timeout);
+                }
+            }
+            Err(e) => return Err(ProxyError::DownstreamIo(e)),
+        }
+    }
+}
+
+/// Decides a parsed head and writes its upstream form.
+fn decide_head(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    head: &http::RequestHead<'_>,
+    conn: &ConnInfo,
+    upstream_head: &mut Vec<u8>,
+) -> Incoming {
+    let facts = RequestFacts {
+        head_len: head.head_len,
+        body: head.body,
+        // A draining shard answers what it has, then closes.
+        keep_alive: head.keep_alive && !ctx.is_draining(),
+        http10: head.minor_version == 0,
+        expect_continue: head.expect_continue,
+        is_head: head.method == "HEAD",
+        idempotent: matches!(
+            head.method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
+    };
+    let view = RequestView {
+        method: head.method,
+        host: head.host,
+        path: head.path,
+        target: head.target,
+        headers: head,
+    };
+    let decision = {
+        let mut traffic = ctx.traffic.borrow_mut();
+        decide(snapshot, &mut traffic, &view, conn, runtime::now())
+    };
+    ctx.count_decision(&decision);
+    if let Action::Proxy(target) = &decision.action {
+        let request_id = ctx.request_ids.next();
+        write_request_head(
+            snapshot,
+            head,
+            target,
+            conn,
+            request_id.as_str(),
+            upstream_head,
+        );
+    }
+    Incoming { facts, decision }
+}

@@ -1,0 +1,144 @@
+//! HTTP/1.1 to the client: the response head written from an upstream
+//! response's facts ([`response_head`]), the gateway's own answers (errors
+//! through [`ProxyError::write_response`], redirects, `100 Continue`), and
+//! where a finished request is counted ([`Counted`]).
+//!
+//! Uses `http` (head writers), [`crate::proxy::context`] (counters) and the
+//! runtime's timers and buffer pool.
+
+use super::Next;
+use super::upstream::ResponseFacts;
+use crate::http::{self, BodyKind, HeaderEdits, Limits, Parse};
+use crate::net::ByteStream;
+use crate::proxy::context::ShardContext;
+use crate::proxy::decide::RouteRef;
+use crate::proxy::error::ProxyError;
+use crate::route::{HttpLimits, Snapshot};
+use crate::runtime::{BufPool, timeout};
+
+/// The downstream head for an upstream response whose head is at the
+/// front of `upbuf` (it is drained from there), and whether it keeps the
+/// client's connection open: not when the client or a drain closes it, a
+/// body is close-delimited, or an HTTP/1.0 client would get a chunked one.
+pub(super) fn response_head(
+    response: &ResponseFacts,
+    upbuf: &mut Vec<u8>,
+    (is_head, client_keep_alive, http10): (bool, bool, bool),
+    draining: bool,
+    edits: Option<&HeaderEdits>,
+    out: &mut Vec<u8>,
+) -> Result<bool, ProxyError> {
+    let keep = client_keep_alive
+        && !draining
+        && response.body != BodyKind::CloseDelimited
+        && !(http10 && response.body == BodyKind::Chunked);
+    let method = if is_head { "HEAD" } else { "GET" };
+    // The head was parsed when it arrived; parsing it again here keeps the
+    // try protocol-neutral (it returns facts, not borrowed head lines).
+    let head = match http::parse_response(&upbuf[..response.head_len], method, &Limits::default()) {
+        Ok(Parse::Complete(head)) => head,
+        Ok(Parse::Partial) => return Err(ProxyError::BadResponse(http::HttpError::HeadTooLarge)),
+        Err(e) => return Err(ProxyError::BadResponse(e)),
+    };
+    out.clear();
+    http::write_downstream_response_edited(&head, keep, http10, edits, out);
+    upbuf.drain(..response.head_len);
+    Ok(keep)
+}
+
+/// Sends `100 Continue`.
+pub(super) async fn send_continue<S: ByteStream>(
+    down: &mut S,
+    limits: &HttpLimits,
+) -> Result<(), ProxyError> {
+    let mut b = BufPool::take();
+    b.extend_from_slice(http::CONTINUE_RESPONSE);
+    let (r, back) = timeout(limits.idle_timeout, down.write_owned(b))
+        .await
+        .map_err(|_| ProxyError::DownstreamTimeout)?;
+    BufPool::give(back);
+    r.map_err(ProxyError::DownstreamIo)
+}
+
+/// Answers with a redirect.
+pub(super) async fn redirect<S: ByteStream>(
+    ctx: &ShardContext,
+    down: &mut S,
+    (status, location): (u16, &str),
+    keep_alive: bool,
+    limits: &HttpLimits,
+    at: Counted<'_>,
+) -> Result<Next, ProxyError> {
+    let mut out = BufPool::take();
+    http::write_local_response(status, &[("location", location)], b"", keep_alive, &mut out);
+    send_local(ctx, down, out, status, keep_alive, limits, at).await
+}
+
+/// Writes a local response for `e`; returns whether to keep the connection.
+pub(super) async fn local_response<S: ByteStream>(
+    ctx: &ShardContext,
+    down: &mut S,
+    e: &ProxyError,
+    keep_alive: bool,
+    limits: &HttpLimits,
+    at: Counted<'_>,
+) -> Result<Next, ProxyError> {
+    log::debug!("shard {}: {e}", ctx.id);
+    let mut out = BufPool::take();
+    let Some(status) = e.write_response(keep_alive, &mut out) else {
+        BufPool::give(out);
+        // Nothing to write; a client that closed before sending a whole
+        // request made no request to count.
+        if !matches!(e, ProxyError::DownstreamClosed) {
+            at.count(ctx, None, 0);
+        }
+        return Ok(Next::Close);
+    };
+    send_local(ctx, down, out, status, keep_alive, limits, at).await
+}
+
+/// Counts and sends a response the gateway wrote itself.
+async fn send_local<S: ByteStream>(
+    ctx: &ShardContext,
+    down: &mut S,
+    out: Vec<u8>,
+    status: u16,
+    keep_alive: bool,
+    limits: &HttpLimits,
+    at: Counted<'_>,
+) -> Result<Next, ProxyError> {
+    at.count(ctx, Some(status), out.len() as u64);
+    let (r, back) = timeout(limits.idle_timeout, down.write_owned(out))
+        .await
+        .map_err(|_| ProxyError::DownstreamTimeout)?;
+    BufPool::give(back);
+    r.map_err(ProxyError::DownstreamIo)?;
+    Ok(Next::keep_if(keep_alive))
+}
+
+/// Where a finished request is counted: its listener, and its route and
+/// cluster once it was routed.
+#[derive(Clone, Copy)]
+pub(super) struct Counted<'a> {
+    pub(super) snapshot: &'a Snapshot,
+    pub(super) listener: &'a str,
+    pub(super) route: Option<RouteRef>,
+}
+
+impl Counted<'_> {
+    pub(super) fn count(&self, ctx: &ShardContext, status: Option<u16>, bytes_out: u64) {
+        if let Some(s) = status {
+            ctx.stats.response(s);
+        }
+        let names = self.route.and_then(|(index, cluster)| {
+            let l = self.snapshot.listener(self.listener)?;
+            Some((
+                l.routes.get(index)?.name.as_str(),
+                self.snapshot.cluster(cluster).name.as_str(),
+            ))
+        });
+        ctx.named
+            .borrow_mut()
+            .record(self.listener, names, status, bytes_out);
+    }
+}

@@ -1,0 +1,234 @@
+//! HTTP/1.1 to an upstream: the request head the gateway sends
+//! ([`write_request_head`]), and one try ([`H1Try`], an [`Attempt`]): a
+//! pooled or new connection, the head and body, the response head.
+//!
+//! A try returns the response's facts ([`ResponseFacts`]) with the head's
+//! bytes still at the front of the connection's buffer; the downstream
+//! protocol writes its own response head from them.
+//!
+//! Uses [`crate::proxy::connect`], [`crate::proxy::forward`], `http` (heads,
+//! framing) and the runtime's timers.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::RequestFacts;
+use super::respond::send_continue;
+use crate::http::{
+    self, BodyDecoder, BodyKind, ForwardInfo, HttpError, Limits, Parse, RequestEdits,
+};
+use crate::net::{ByteStream, Plain};
+use crate::proxy::conn::ConnInfo;
+use crate::proxy::connect;
+use crate::proxy::context::ShardContext;
+use crate::proxy::decide::Target;
+use crate::proxy::error::ProxyError;
+use crate::proxy::forward::forward;
+use crate::proxy::traffic::GaugeGuard;
+use crate::proxy::tries::{Attempt, TryFailed};
+use crate::route::{HttpLimits, Snapshot};
+use crate::runtime::{BufPool, timeout_at};
+
+/// Writes the head sent upstream for `head`: forwarding headers, the
+/// route's header edits and prefix rewrite.
+pub(super) fn write_request_head(
+    snapshot: &Snapshot,
+    head: &http::RequestHead<'_>,
+    target: &Target,
+    conn: &ConnInfo,
+    request_id: &str,
+    out: &mut Vec<u8>,
+) {
+    let route = &snapshot.listeners[target.listener].routes[target.route];
+    let fwd = ForwardInfo {
+        client_ip: conn.peer.ip(),
+        proto: conn.proto,
+        new_request_id: request_id,
+        xfcc: conn.xfcc.as_deref(),
+    };
+    let edits = RequestEdits {
+        headers: Some(&route.request_headers).filter(|e| !e.is_empty()),
+        prefix_rewrite: route
+            .prefix_rewrite
+            .as_ref()
+            .map(|(p, with)| (p.as_str(), with.as_str())),
+    };
+    http::write_upstream_request_edited(head, &fwd, &edits, out);
+}
+
+/// What the downstream side needs of an upstream response head, whose
+/// bytes stay at the front of [`Answered::upbuf`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResponseFacts {
+    pub(crate) status: u16,
+    /// Bytes of the head at the front of the buffer.
+    pub(crate) head_len: usize,
+    pub(crate) body: BodyKind,
+    /// The upstream keeps the connection open after this response.
+    pub(crate) keep_alive: bool,
+}
+
+/// A try that got a response head.
+pub(crate) struct Answered {
+    pub(crate) up: Plain,
+    pub(crate) guard: GaugeGuard,
+    /// The response head, then whatever of the body already arrived.
+    pub(crate) upbuf: Vec<u8>,
+    pub(crate) response: ResponseFacts,
+    pub(crate) addr: SocketAddr,
+}
+
+/// The tries of one HTTP/1 request.
+pub(crate) struct H1Try<'a, S> {
+    pub(crate) ctx: &'a ShardContext,
+    pub(crate) snapshot: &'a Snapshot,
+    pub(crate) target: &'a Target,
+    pub(crate) request: &'a RequestFacts,
+    pub(crate) limits: &'a HttpLimits,
+    pub(crate) down: &'a mut S,
+    pub(crate) inbuf: &'a mut Vec<u8>,
+    /// The upstream request head (and a buffered body); handed back after
+    /// each send so a retry can send it again; emptied once a streamed
+    /// body went (partly) upstream.
+    pub(crate) out: &'a mut Vec<u8>,
+    /// `100 Continue` went to the client.
+    pub(crate) continue_sent: bool,
+    /// The request can be sent again (no body, or a buffered one in `out`).
+    pub(crate) replayable: bool,
+    /// The body streams from the client after `out`.
+    pub(crate) body_follows: bool,
+}
+
+impl<S: ByteStream> Attempt for H1Try<'_, S> {
+    type Ok = Answered;
+
+    async fn attempt(
+        &mut self,
+        addr: SocketAddr,
+        fresh: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Answered, TryFailed> {
+        // HTTP tries always run under the route's timeout.
+        let deadline = deadline.unwrap_or_else(|| crate::runtime::now() + self.target.timeout);
+        let t = self.target;
+        let upstream =
+            connect::upstream(self.ctx, self.snapshot, t.cluster, addr, fresh, t.pool_idle)
+                .await
+                .map_err(TryFailed::new)?;
+        let ((conn, guard), reused) = (upstream.conn, upstream.reused);
+        let mut up = Plain(conn);
+        let silent = |e: ProxyError, upbuf: &[u8]| {
+            TryFailed::on_silent_reused(e, reused && upbuf.is_empty())
+        };
+        // `100 Continue` once the upstream is there (a client waiting for it
+        // must not be kept waiting on a body we cannot deliver).
+        if self.body_follows
+            && self.request.expect_continue
+            && !self.continue_sent
+            && self.inbuf.is_empty()
+        {
+            send_continue(self.down, self.limits)
+                .await
+                .map_err(TryFailed::new)?;
+            self.continue_sent = true;
+        }
+        let buf = std::mem::take(self.out);
+        if !self.body_follows {
+            match timeout_at(deadline, up.write_owned(buf)).await {
+                Ok((r, back)) => {
+                    *self.out = back;
+                    r.map_err(|e| silent(ProxyError::UpstreamIo(e), &[]))?;
+                }
+                // The buffer went with the cancelled write: no resend.
+                Err(_) => return Err(TryFailed::new(ProxyError::UpstreamTimeout)),
+            }
+        } else {
+            let mut decoder = BodyDecoder::new(self.request.body);
+            let (r, back, _) = forward(
+                self.down,
+                self.inbuf,
+                &mut decoder,
+                &mut up,
+                buf,
+                self.limits.idle_timeout,
+                t.timeout,
+            )
+            .await;
+            *self.out = back;
+            // The body went (partly) upstream: never sent twice.
+            self.out.clear();
+            r.map_err(|e| TryFailed::new(e.request_error()))?;
+        }
+        let mut upbuf = BufPool::take();
+        match read_response_head(&mut up, &mut upbuf, self.request.is_head, deadline).await {
+            Ok(response) => Ok(Answered {
+                up,
+                guard,
+                upbuf,
+                response,
+                addr,
+            }),
+            Err(e) => {
+                let failed = silent(e, &upbuf);
+                BufPool::give(upbuf);
+                Err(failed)
+            }
+        }
+    }
+
+    fn status(ok: &Answered) -> Option<u16> {
+        Some(ok.response.status)
+    }
+
+    fn replayable(&self) -> bool {
+        self.replayable && !self.out.is_empty()
+    }
+
+    fn resend_on_fresh_connection(&self) -> bool {
+        self.request.body == BodyKind::None && self.request.idempotent
+    }
+}
+
+/// Reads the upstream response head, skipping interim 1xx responses; the
+/// final head stays at the front of `upbuf`.
+async fn read_response_head(
+    up: &mut Plain,
+    upbuf: &mut Vec<u8>,
+    is_head: bool,
+    deadline: Instant,
+) -> Result<ResponseFacts, ProxyError> {
+    let limits = Limits::default();
+    let method = if is_head { "HEAD" } else { "GET" };
+    let mut scanner = http::HeadScanner::default();
+    loop {
+        if !upbuf.is_empty() && scanner.should_parse(upbuf, &limits) {
+            match http::parse_response(upbuf, method, &limits) {
+                Ok(Parse::Complete(head)) => {
+                    let head_len = head.head_len;
+                    if (100..200).contains(&head.status) {
+                        if head.status == 101 {
+                            return Err(ProxyError::BadResponse(HttpError::UnexpectedUpgrade));
+                        }
+                        upbuf.drain(..head_len);
+                        scanner = http::HeadScanner::default();
+                        continue;
+                    }
+                    return Ok(ResponseFacts {
+                        status: head.status,
+                        head_len,
+                        body: head.body,
+                        keep_alive: head.keep_alive,
+                    });
+                }
+                Ok(Parse::Partial) => {}
+                Err(e) => return Err(ProxyError::BadResponse(e)),
+            }
+        }
+        match timeout_at(deadline, up.read_into(upbuf)).await {
+            Ok(Ok(0)) => return Err(ProxyError::UpstreamClosed),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e)),
+            Err(_) => return Err(ProxyError::UpstreamTimeout),
+        }
+    }
+}
