@@ -311,7 +311,7 @@ impl MemSender {
     }
 }
 
-async fn send(tx: &RefCell<Pipe>, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+async fn send(tx: &RefCell<Pipe>, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
     let result = poll_fn(|cx| {
         let mut p = tx.borrow_mut();
         if p.reader_closed || p.reset {
@@ -343,8 +343,8 @@ async fn send(tx: &RefCell<Pipe>, mut buf: Vec<u8>) -> (io::Result<()>, Vec<u8>)
         });
         p.wake_reader();
     }
-    buf.clear();
-    (Ok(()), std::mem::take(&mut buf))
+    // Returned as it came, like a kernel send (a retry resends from it).
+    (Ok(()), buf)
 }
 
 fn shutdown(tx: &RefCell<Pipe>) -> io::Result<()> {
@@ -453,7 +453,7 @@ impl MemStream {
     }
 
     /// Sends all of `buf`, waiting while the peer has `capacity` bytes
-    /// unread; the buffer comes back (empty) with the result.
+    /// unread; the buffer comes back, unchanged, with the result.
     pub async fn send_owned(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         send(&self.end.tx, buf).await
     }

@@ -62,6 +62,18 @@ pub(crate) struct RequestFacts {
     pub(crate) idempotent: bool,
 }
 
+/// What the downstream side needs of an upstream response head, whose
+/// bytes stay at the front of the upstream connection's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResponseFacts {
+    pub(crate) status: u16,
+    /// Bytes of the head at the front of the buffer.
+    pub(crate) head_len: usize,
+    pub(crate) body: BodyKind,
+    /// The upstream keeps the connection open after this response.
+    pub(crate) keep_alive: bool,
+}
+
 /// What the connection does after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {

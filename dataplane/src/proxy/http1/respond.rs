@@ -6,8 +6,7 @@
 //! Uses `http` (head writers), [`crate::proxy::context`] (counters) and the
 //! runtime's timers and buffer pool.
 
-use super::Next;
-use super::upstream::ResponseFacts;
+use super::{Next, ResponseFacts};
 use crate::http::{self, BodyKind, HeaderEdits, Limits, Parse};
 use crate::net::ByteStream;
 use crate::proxy::context::ShardContext;

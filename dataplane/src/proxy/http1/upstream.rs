@@ -12,8 +12,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::RequestFacts;
 use super::respond::send_continue;
+use super::{RequestFacts, ResponseFacts};
 use crate::http::{
     self, BodyDecoder, BodyKind, ForwardInfo, HttpError, Limits, Parse, RequestEdits,
 };
@@ -54,18 +54,6 @@ pub(super) fn write_request_head(
             .map(|(p, with)| (p.as_str(), with.as_str())),
     };
     http::write_upstream_request_edited(head, &fwd, &edits, out);
-}
-
-/// What the downstream side needs of an upstream response head, whose
-/// bytes stay at the front of [`Answered::upbuf`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ResponseFacts {
-    pub(crate) status: u16,
-    /// Bytes of the head at the front of the buffer.
-    pub(crate) head_len: usize,
-    pub(crate) body: BodyKind,
-    /// The upstream keeps the connection open after this response.
-    pub(crate) keep_alive: bool,
 }
 
 /// A try that got a response head.

@@ -1,1 +1,8 @@
-//! placeholder until the harness lands
+//! Tests of the proxy layer through a real shard on virtual time, over the
+//! in-memory transport ([`harness`]): they run in milliseconds, without
+//! sockets or sleeps, and replay exactly with the same seed.
+
+mod determinism;
+mod harness;
+mod http1;
+mod tcp;

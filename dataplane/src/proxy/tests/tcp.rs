@@ -1,0 +1,105 @@
+//! The TCP relay through a real shard on virtual time.
+
+use std::time::Duration;
+
+use super::harness::*;
+use crate::net::memory::{self, MemStream};
+use crate::runtime;
+
+/// An upstream that reads until the client's FIN, then answers with what
+/// it got and closes.
+fn echo_after_fin() -> runtime::JoinHandle<()> {
+    let mut listener = memory::listen(A).expect("free");
+    runtime::spawn(async move {
+        while let Ok(conn) = listener.accept().await {
+            runtime::spawn(answer_after_fin(conn));
+        }
+    })
+}
+
+async fn answer_after_fin(mut conn: MemStream) {
+    let mut got = Vec::new();
+    loop {
+        match conn.recv().await {
+            Ok(chunk) if !chunk.is_empty() => got.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let mut out = b"got:".to_vec();
+    out.extend_from_slice(&got);
+    let _ = conn.send_owned(out).await;
+}
+
+#[test]
+fn a_half_close_is_passed_on_and_the_answer_still_comes_back() {
+    World::tcp()
+        .cluster("c", &[A])
+        .route_to("c")
+        .run(|gw| async move {
+            let _up = echo_after_fin();
+            let mut client = gw.client().await;
+            client.send(b"hello ").await;
+            client.send(b"world").await;
+            client.shutdown();
+            let answer = client.read_to_end().await;
+            assert_eq!(answer, b"got:hello world");
+            assert!(!client.was_reset(), "a clean close both ways");
+            assert_eq!(gw.stats.tcp_sessions.get(), 1);
+            gw.until(Duration::from_secs(1), "bytes counted", |g| {
+                g.stats.tcp_bytes_up.get() == 11 && g.stats.tcp_bytes_down.get() == 15
+            })
+            .await;
+        });
+}
+
+#[test]
+fn a_refused_endpoint_is_retried_on_another() {
+    use crate::upstream::retry::RetryOn;
+    World::tcp()
+        .cluster("c", &[A, B])
+        .route_to("c")
+        .with_route(|r| {
+            r.retry = Some(crate::route::RetryPolicy {
+                attempts: 1,
+                on: RetryOn::CONNECT_FAILURE,
+                per_try_timeout: None,
+                backoff_base: Duration::from_millis(10),
+                backoff_max: Duration::from_millis(10),
+                buffer_bytes: 0,
+            })
+        })
+        .run(|gw| async move {
+            // Nothing listens on A; B echoes after the FIN.
+            let mut listener = memory::listen(B).expect("free");
+            let _b = runtime::spawn(async move {
+                while let Ok(conn) = listener.accept().await {
+                    runtime::spawn(answer_after_fin(conn));
+                }
+            });
+            for _ in 0..2 {
+                let mut client = gw.client().await;
+                client.send(b"x").await;
+                client.shutdown();
+                assert_eq!(client.read_to_end().await, b"got:x");
+            }
+            assert!(gw.stats.retries.get() >= 1);
+            assert!(memory::connects(A) >= 1);
+        });
+}
+
+#[test]
+fn no_byte_either_way_within_the_idle_timeout_resets_both() {
+    World::tcp()
+        .cluster("c", &[A])
+        .route_to("c")
+        .with_limits(|l| l.idle_timeout = Duration::from_secs(30))
+        .run(|gw| async move {
+            let _up = echo_after_fin();
+            let mut client = gw.client().await;
+            client.send(b"x").await;
+            assert!(!client.closed_within(Duration::from_secs(29)).await);
+            assert!(client.closed_within(Duration::from_secs(2)).await);
+            assert!(client.was_reset());
+            assert_eq!(gw.stats.idle_timeouts.get(), 1);
+        });
+}
