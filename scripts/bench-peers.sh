@@ -32,6 +32,8 @@ Options:
   --body-size N      small response body size (default 16)
   --out DIR          keep configs, logs, per-run JSON and HDR files in DIR
   --no-build         use the existing target/release binaries
+  --baseline BIN     also run this meshgate binary (another commit's build) as
+                     proxy "meshgate-base", same config, in the same rounds
   --plot FILE        write the latency percentile curves (SVG, `meshbench
                      plot`) of the fixed-rate scenario: the last round of
                      each proxy and of "direct"
@@ -46,7 +48,7 @@ EOF
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 ROUNDS=3; DURATION=10s; WARMUP=2s; SCENARIOS=ka,hs,big,lat; PROXIES=nginx,haproxy,meshgate
-RATE=2000; BODY=16; BIG=1048576; OUT=""; BUILD=1; PLOT=""
+RATE=2000; BODY=16; BIG=1048576; OUT=""; BUILD=1; PLOT=""; BASELINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
     --body-size) BODY=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --baseline) BASELINE=$2; shift 2 ;;
     --plot) PLOT=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
@@ -148,6 +151,10 @@ start_upstream big "$BIG"; UP_BIG=$UP_PORT
 # --- proxies, each on CPU 0 --------------------------------------------------------
 declare -A PORT PROC
 IFS=, read -r -a proxy_list <<< "$PROXIES"
+if [ -n "$BASELINE" ]; then
+  [ -x "$BASELINE" ] || die "--baseline $BASELINE is not an executable"
+  proxy_list+=(meshgate-base)
+fi
 IFS=, read -r -a scenario_list <<< "$SCENARIOS"
 
 start_nginx() {
@@ -226,11 +233,12 @@ CONF
   pids+=($!); PROC[haproxy]=$!; PORT[haproxy]=$port
 }
 
-start_meshgate() {
-  local port; port=$(free_port); mkdir -p meshgate
+start_meshgate() { # [name binary]: the baseline runs under its own name
+  local name=${1:-meshgate} bin=${2:-$MESHGATE}
+  local port; port=$(free_port); mkdir -p "$name"
   # groups: meshgate's default puts x25519mlkem768 first; OpenSSL 3.0 (the
   # peers) has no ML-KEM, so all three are held to x25519/P-256.
-  cat > meshgate/meshgate.toml <<CONF
+  cat > "$name/meshgate.toml" <<CONF
 [dataplane]
 shards = 1
 
@@ -270,13 +278,17 @@ endpoints = ["127.0.0.1:$UP_BIG"]
 [clusters.pool]
 max_idle_per_endpoint = 64
 CONF
-  taskset -c 0 "$MESHGATE" run --config "$W/meshgate/meshgate.toml" --log-level warn \
-    > meshgate/out.log 2>&1 &
-  pids+=($!); PROC[meshgate]=$!; PORT[meshgate]=$port
+  taskset -c 0 "$bin" run --config "$W/$name/meshgate.toml" --log-level warn \
+    > "$name/out.log" 2>&1 &
+  pids+=($!); PROC[$name]=$!; PORT[$name]=$port
 }
 
 for p in "${proxy_list[@]}"; do
-  case "$p" in nginx|haproxy|meshgate) "start_$p" ;; *) die "unknown proxy $p" ;; esac
+  case "$p" in
+    nginx|haproxy|meshgate) "start_$p" ;;
+    meshgate-base) start_meshgate meshgate-base "$BASELINE" ;;
+    *) die "unknown proxy $p" ;;
+  esac
 done
 for p in "${proxy_list[@]}"; do wait_port "${PORT[$p]}" "$p" "${PROC[$p]}"; done
 
@@ -412,7 +424,7 @@ NR == 1 { next }
 END {
   label["ka"] = "keep-alive, " body " B"; label["hs"] = "new mTLS conn per request"
   label["big"] = "1 MiB responses"; label["lat"] = "fixed rate " rate "/s"
-  np = split("nginx haproxy meshgate direct", order, " ")
+  np = split("nginx haproxy meshgate meshgate-base direct", order, " ")
   ns = split(scen, sl, ",")
   for (s = 1; s <= ns; s++) {
     sc = sl[s]
@@ -434,6 +446,10 @@ END {
     m = sc SUBSEP "meshgate"
     if (sc == "lat" && (m in seen) && ((sc SUBSEP "direct") in seen)) {
       lat_note = sprintf("p99 at %s/s: meshgate %.3f ms vs direct %.3f ms: +%.3f ms (target <= +0.15 ms)", rate, median(p99[m]), median(p99[sc SUBSEP "direct"]), median(p99[m]) - median(p99[sc SUBSEP "direct"]))
+    }
+    mb = sc SUBSEP "meshgate-base"
+    if ((m in seen) && (mb in seen) && per[mb] > 0) {
+      notes = notes sprintf("%s: meshgate %.3fx meshgate-base per proxy-CPU-second\n", label[sc], per[m] / per[mb])
     }
     if (sc != "lat" && (m in seen) && best > 0 && per[m] > 0) {
       tgt = (sc == "ka") ? 1.5 : (sc == "hs") ? 2.5 : 2.0

@@ -285,6 +285,30 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// `text` with a `[control]` socket in `dir` when it has none, and the
+/// control socket's path (the one it names, when it has one).
+fn with_control_socket(text: &str, dir: &Path) -> (String, Option<PathBuf>) {
+    let mut in_control = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_control = line == "[control]";
+        } else if in_control && let Some(v) = line.strip_prefix("socket") {
+            let v = v.trim_start().trim_start_matches('=').trim();
+            return (text.to_owned(), Some(PathBuf::from(v.trim_matches('"'))));
+        }
+    }
+    if text.lines().any(|l| l.trim() == "[control]") {
+        return (text.to_owned(), None);
+    }
+    let n = CONFIG_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let socket = dir.join(format!("control-{n}.sock"));
+    let text = format!(
+        "{text}\n[control]\nsocket = {}\n",
+        toml_str(&path_str(&socket))
+    );
+    (text, Some(socket))
+}
+
 /// A listener as announced on stdout.
 #[derive(Debug, Clone)]
 pub struct Announced {
@@ -300,13 +324,18 @@ pub struct Gateway {
     config_path: PathBuf,
     stderr_path: PathBuf,
     listeners: Vec<Announced>,
+    /// The control socket (added to the config when it has none).
+    control: Option<PathBuf>,
 }
 
 impl Gateway {
     /// Writes `config_toml` into `dir`, starts `meshgate run --config FILE`
-    /// and waits until every `[[listeners]]` entry is announced.
+    /// and waits until every `[[listeners]]` entry is announced. A config
+    /// without a `[control]` table gets a control socket in `dir`, so the
+    /// test can read the gateway's counters ([`Gateway::stats`]).
     pub fn start(config_toml: &str, dir: &Path) -> Gateway {
-        let config_path = write_config(dir, config_toml);
+        let (text, control) = with_control_socket(config_toml, dir);
+        let config_path = write_config(dir, &text);
         let stderr_path = config_path.with_extension("stderr");
         let expected = config_toml
             .lines()
@@ -340,6 +369,7 @@ impl Gateway {
             config_path,
             stderr_path,
             listeners: Vec::new(),
+            control,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut stdout_seen = Vec::new();
@@ -400,6 +430,44 @@ impl Gateway {
             .iter()
             .find(|l| l.name == name)
             .unwrap_or_else(|| panic!("no listener {name:?} announced: {:?}", self.listeners))
+    }
+
+    /// The gateway's counters summed over shards (`meshctl stats`'s
+    /// `total`), read over the control socket.
+    pub fn stats(&self) -> serde_json::Value {
+        use std::io::Write;
+        let path = self
+            .control
+            .as_ref()
+            .expect("this gateway's config has no control socket");
+        let mut conn = std::os::unix::net::UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("control socket {}: {e}", path.display()));
+        conn.write_all(b"{\"id\":1,\"command\":\"stats\"}\n")
+            .expect("write to the control socket");
+        let mut line = String::new();
+        BufReader::new(conn)
+            .read_line(&mut line)
+            .expect("read the control socket");
+        let reply: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("control socket reply {line:?}: {e}"));
+        reply["result"]["total"].clone()
+    }
+
+    /// One counter of [`Gateway::stats`].
+    pub fn counter(&self, name: &str) -> u64 {
+        self.stats()[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name:?}"))
+    }
+
+    /// Waits until no downstream connection is open: every connection the
+    /// test made has been served to its end and closed by the gateway.
+    pub fn wait_idle(&self) {
+        crate::wait_until(
+            Duration::from_secs(10),
+            "the gateway has no open connection",
+            || self.counter("connections_active") == 0,
+        );
     }
 
     pub fn listeners(&self) -> &[Announced] {

@@ -51,6 +51,19 @@ pub use setup::Setup;
 pub use tempdir::TempDir;
 pub use upstream::Upstream;
 
+/// Polls `cond` every 10 ms until it holds; panics naming `what` after
+/// `limit` (which only bounds how long a broken gateway can hang a test).
+pub fn wait_until(limit: std::time::Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// The workspace root (the folder holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

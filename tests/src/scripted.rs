@@ -20,6 +20,8 @@ use std::time::Duration;
 pub struct Scripted {
     addr: SocketAddr,
     heads: Arc<AtomicUsize>,
+    /// Connections answered and closed.
+    closed: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
@@ -36,24 +38,29 @@ impl Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").expect("scripted: bind");
         let addr = listener.local_addr().expect("scripted: local_addr");
         let heads = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let script: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
         let accept = {
-            let (heads, stop) = (heads.clone(), stop.clone());
+            let (heads, closed, stop) = (heads.clone(), closed.clone(), stop.clone());
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         return;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (heads, script) = (heads.clone(), script.clone());
-                    std::thread::spawn(move || answer(conn, &script, pause, &heads));
+                    let (heads, closed, script) = (heads.clone(), closed.clone(), script.clone());
+                    std::thread::spawn(move || {
+                        answer(conn, &script, pause, &heads);
+                        closed.fetch_add(1, Ordering::SeqCst);
+                    });
                 }
             })
         };
         Scripted {
             addr,
             heads,
+            closed,
             stop,
             accept: Some(accept),
         }
@@ -66,6 +73,12 @@ impl Scripted {
     /// Request heads received.
     pub fn heads(&self) -> usize {
         self.heads.load(Ordering::SeqCst)
+    }
+
+    /// Connections it has finished with (answered, or given up on) and
+    /// closed.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
     }
 }
 

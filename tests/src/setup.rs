@@ -53,6 +53,19 @@ impl Setup {
         }
     }
 
+    /// Waits until everything sent so far has been acted on: the gateway
+    /// has closed every client connection and the origin has read every
+    /// connection to its end. A test that checks something did *not*
+    /// happen (nothing reached the origin) checks after this.
+    pub fn settle(&self) {
+        self.gw.wait_idle();
+        crate::wait_until(
+            std::time::Duration::from_secs(10),
+            "the origin has no open connection",
+            || self.up.open_connections() == 0,
+        );
+    }
+
     /// The listener's URL for `path`.
     pub fn url(&self, path: &str) -> String {
         self.gw.url(path)

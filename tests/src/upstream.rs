@@ -45,6 +45,8 @@ struct State {
     served: AtomicUsize,
     heads: AtomicUsize,
     connections: AtomicUsize,
+    /// Connections being served now.
+    open: AtomicUsize,
     log: Mutex<Vec<String>>,
 }
 
@@ -104,6 +106,12 @@ impl Upstream {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// Connections open now (accepted and not yet finished): 0 means every
+    /// byte sent to this origin has been read and acted on.
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::SeqCst)
+    }
+
     /// `"METHOD target"` of every served request, in order.
     pub fn requests(&self) -> Vec<String> {
         self.state.log.lock().expect("log lock").clone()
@@ -128,15 +136,18 @@ fn accept_loop(listener: TcpListener, tag: &str, state: &Arc<State>, stop: &Atom
         }
         let Ok(conn) = conn else { continue };
         state.connections.fetch_add(1, Ordering::SeqCst);
-        let (state, tag) = (state.clone(), tag.to_owned());
+        state.open.fetch_add(1, Ordering::SeqCst);
+        let (thread_state, tag) = (state.clone(), tag.to_owned());
         let spawned = std::thread::Builder::new()
             .name(format!("upstream-{tag}-conn"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                let _ = serve(conn, &tag, &state);
+                let _ = serve(conn, &tag, &thread_state);
+                thread_state.open.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
             // Out of threads: the connection is dropped, which the test sees.
+            state.open.fetch_sub(1, Ordering::SeqCst);
             continue;
         }
     }

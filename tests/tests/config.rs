@@ -223,7 +223,12 @@ fn sigterm_drains_in_flight_requests_then_exits() {
     let slow = std::thread::spawn(move || {
         raw_plain(addr, b"GET /sleep/1500 HTTP/1.1\r\nHost: e2e\r\n\r\n")
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The drain starts while the slow request is at the origin.
+    harness::wait_until(
+        Duration::from_secs(10),
+        "the slow request reached the origin",
+        || up.heads() >= 2,
+    );
     gw.signal(libc::SIGTERM);
     let reply = String::from_utf8_lossy(&slow.join().unwrap()).into_owned();
     assert!(

@@ -465,10 +465,13 @@ fn canary_apply_rolls_back_a_failing_config_that_other_shards_never_see() {
         })
     };
     // While it is watched, only shard 0 runs the new generation.
-    std::thread::sleep(Duration::from_millis(800));
-    let out = meshctl(&socket, &["--json", "status"]);
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status["shards"][0]["generation"], 2, "{status}");
+    let status_now = || -> serde_json::Value {
+        serde_json::from_slice(&meshctl(&socket, &["--json", "status"]).stdout).unwrap()
+    };
+    harness::wait_until(Duration::from_secs(2), "shard 0 runs the canary", || {
+        status_now()["shards"][0]["generation"] == 2
+    });
+    let status = status_now();
     assert_eq!(status["shards"][1]["generation"], 1, "{status}");
     let out = apply.join().unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -480,11 +483,13 @@ fn canary_apply_rolls_back_a_failing_config_that_other_shards_never_see() {
     );
     assert_eq!(report["others"]["errors_5xx"], 0, "{report}");
     // Back on the old config everywhere.
-    std::thread::sleep(Duration::from_millis(300));
-    let out = meshctl(&socket, &["--json", "status"]);
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    harness::wait_until(
+        Duration::from_secs(5),
+        "shard 0 back on generation 1",
+        || status_now()["shards"][0]["generation"] == 1,
+    );
+    let status = status_now();
     assert_eq!(status["generation"], 1, "{status}");
-    assert_eq!(status["shards"][0]["generation"], 1, "{status}");
     stop.store(true, Ordering::Relaxed);
     let mut total = std::collections::BTreeMap::new();
     for t in clients {
@@ -530,10 +535,12 @@ fn canary_apply_promotes_a_good_config_to_every_shard() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["outcome"], "promoted", "{report}");
     assert_eq!(report["generation"], 2, "{report}");
-    std::thread::sleep(Duration::from_millis(300));
     let before = b.served();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(b.served() > before, "cluster b serves after the promotion");
+    harness::wait_until(
+        Duration::from_secs(5),
+        "cluster b serves after the promotion",
+        || b.served() > before,
+    );
     stop.store(true, Ordering::Relaxed);
     for t in clients {
         let seen = t.join().unwrap();

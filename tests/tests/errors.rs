@@ -151,7 +151,7 @@ fn malformed_request_line_is_400_then_close() {
     let resp = only_response(&got.bytes);
     assert_local(&resp, 400, "bad_request");
     assert!(resp.says_close(), "400 without connection: close: {resp:?}");
-    std::thread::sleep(Duration::from_millis(200));
+    s.settle();
     assert_eq!(s.up.served(), 0);
 }
 
@@ -368,8 +368,12 @@ fn upstream_closing_a_keep_alive_connection_after_answering_is_retried() {
             .unwrap_or_else(|e| panic!("request {i}: {e}\n--- stderr:\n{}", s.gw.stderr()));
         assert_eq!(resp.status, 200, "request {i}: {resp:?}");
         assert_eq!(resp.body, b"ok");
-        // Give the origin's close time to reach the gateway's pooled socket.
-        std::thread::sleep(Duration::from_millis(50));
+        // The origin has closed the connection the gateway pooled (whether
+        // the gateway notices before the next request or finds it dead on
+        // use, the request must be served).
+        harness::wait_until(READ_TIMEOUT, "the origin closed its connection", || {
+            origin.closed() > i
+        });
     }
     assert_eq!(origin.heads(), 5);
 }
@@ -424,7 +428,7 @@ fn stalled_request_body_closes_without_serving() {
         "an upstream response came back: {}",
         got.text()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    s.settle();
     assert_eq!(s.up.served(), 0, "{:?}", s.up.requests());
 }
 
@@ -435,7 +439,7 @@ fn client_closing_mid_body_serves_nothing() {
     c.send(b"POST /echo HTTP/1.1\r\nHost: e2e\r\nContent-Length: 100\r\n\r\nonly ten b")
         .expect("send");
     drop(c);
-    std::thread::sleep(Duration::from_millis(500));
+    s.settle();
     assert_eq!(s.up.served(), 0, "{:?}", s.up.requests());
     // The gateway is fine afterwards.
     let resp = exchange(&s, b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n");

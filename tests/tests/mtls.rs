@@ -341,31 +341,60 @@ fn key_update_mid_connection_keeps_serving() {
         .spawn()
         .expect("openssl s_client");
     let mut stdin = child.stdin.take().expect("stdin");
-    // s_client takes `K` only as a line of its own, read on its own.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Both output streams, line by line, as they come.
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ]
+    .into_iter()
+    .map(|out| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    let mut output = String::new();
+    let mut wait_for = |what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !output.contains(what) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+                Err(_) => panic!("s_client never printed {what:?}:\n{output}"),
+            }
+        }
+    };
+    // s_client takes `K` only as a line of its own, read on its own: once
+    // the handshake is done (it prints the verify result), and the request
+    // only once it has said it sent the update.
+    wait_for("Verify return code");
     stdin.write_all(b"K\n").unwrap();
     stdin.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_for("KEYUPDATE");
     stdin
         .write_all(b"GET /status/200 HTTP/1.1\nHost: localhost\nConnection: close\n\n")
         .unwrap();
     stdin.flush().unwrap();
     // The gateway closes after the response (`Connection: close`).
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .unwrap();
+    for line in lines.iter() {
+        output.push_str(&line);
+        output.push('\n');
+    }
+    for r in readers {
+        let _ = r.join();
+    }
     drop(stdin);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (stdout, stderr) = (output.clone(), String::new());
     let _ = child.wait();
     assert!(
         stdout.contains("KEYUPDATE") || stderr.contains("KEYUPDATE"),

@@ -147,9 +147,17 @@ max_ejection_percent = 50
     let gw = Gateway::start(&config(dir.path(), 2, &rest), dir.path());
     let url = gw.url("/");
     let run = LoadRun::start(&["-c", "8", "-d", "8s", &url]);
-    std::thread::sleep(Duration::from_secs(2));
+    // Killed while it carries its share of the load, restarted once the
+    // gateway has met it dead (a retry went elsewhere).
+    let carrying = eventually(Duration::from_secs(5), || ups[1].served_now() > 200);
+    assert!(
+        carrying,
+        "the load never reached upstream 1: {}",
+        gw.stderr()
+    );
     ups[1].kill();
-    std::thread::sleep(Duration::from_secs(2));
+    let met_dead = eventually(Duration::from_secs(5), || stat(dir.path(), "retries") > 0);
+    assert!(met_dead, "no retry after the kill: {}", gw.stderr());
     ups[1].restart();
     let report = run.report();
     let (ok, errors, s5xx) = (

@@ -5,8 +5,6 @@
 //! must have served nothing: neither the framed request nor the
 //! `GET /smuggled` that follows it in the same write.
 
-use std::time::Duration;
-
 use harness::client::READ_TIMEOUT;
 use harness::{LISTENER, RawConn, Scripted, Setup, split_responses};
 
@@ -50,7 +48,7 @@ fn assert_rejected(status: u16, vectors: &[&[u8]]) {
             "vector {shown:?}: rejection without connection: close: {resp:?}"
         );
         // Let anything the gateway might have sent upstream arrive.
-        std::thread::sleep(Duration::from_millis(300));
+        s.settle();
         assert_eq!(
             s.up.served(),
             0,
@@ -237,7 +235,7 @@ fn body_of_a_locally_answered_request_is_not_parsed_as_a_request() {
     assert_eq!(responses.len(), 1, "{}", got.text());
     assert_eq!(responses[0].status, 404, "{:?}", responses[0]);
     assert!(got.closed, "connection kept with an unread body");
-    std::thread::sleep(Duration::from_millis(300));
+    s.settle();
     assert_eq!(s.up.served(), 0, "{:?}", s.up.requests());
 }
 
