@@ -14,6 +14,7 @@
 //! `--max-error-rate` (default 1.0: never), 2 usage or setup error.
 
 mod args;
+mod backoff;
 mod conn;
 mod h2;
 mod plot;

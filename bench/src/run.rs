@@ -21,6 +21,7 @@ use dataplane::runtime::{self, RuntimeConfig, shard::spawn_shards};
 mod h2;
 
 use crate::args::{Limit, Proto, RunArgs};
+use crate::backoff::ConnectBackoff;
 use crate::conn::{Conn, Endpoint, Exchange, build_requests};
 use crate::report::{self, Report, RunInfo};
 use crate::schedule::{Schedule, share};
@@ -276,6 +277,7 @@ async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index: usize) {
         .map(|r| Exchange::new(r.clone(), &plan.method, plan.proto))
         .collect();
     let mut conn: Option<Conn> = None;
+    let mut backoff = ConnectBackoff::default();
     let mut k = 0u64;
     if !plan.new_conn {
         // Open before the clock starts; a failure here is retried (and
@@ -332,29 +334,42 @@ async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index: usize) {
         })
         .await;
         let finished = Instant::now();
-        let mut s = stats.borrow_mut();
-        s.bytes += bytes;
-        match result {
-            Ok(Ok(outcome)) => {
-                s.response(outcome.status, finished.saturating_duration_since(began));
-                if !outcome.reusable || plan.new_conn {
+        let mut wait = None;
+        {
+            let mut s = stats.borrow_mut();
+            s.bytes += bytes;
+            match result {
+                Ok(Ok(outcome)) => {
+                    backoff.succeeded();
+                    s.response(outcome.status, finished.saturating_duration_since(began));
+                    if !outcome.reusable || plan.new_conn {
+                        conn = None;
+                    }
+                }
+                Ok(Err(kind)) => {
+                    s.error(kind);
+                    if let Some(c) = conn.as_mut() {
+                        c.abort();
+                    }
+                    conn = None;
+                    // Closed loop: a target that refuses connections is not
+                    // hammered (open loop keeps its schedule).
+                    if kind == ErrorKind::Connect && schedule.is_none() {
+                        wait = Some(backoff.failed());
+                    }
+                }
+                Err(_elapsed) => {
+                    s.error(ErrorKind::Timeout);
+                    if let Some(c) = conn.as_mut() {
+                        c.abort();
+                    }
                     conn = None;
                 }
             }
-            Ok(Err(kind)) => {
-                s.error(kind);
-                if let Some(c) = conn.as_mut() {
-                    c.abort();
-                }
-                conn = None;
-            }
-            Err(_elapsed) => {
-                s.error(ErrorKind::Timeout);
-                if let Some(c) = conn.as_mut() {
-                    c.abort();
-                }
-                conn = None;
-            }
+        }
+        if let Some(wait) = wait {
+            let until = Instant::now() + wait;
+            runtime::sleep_until(plan.end.map_or(until, |end| until.min(end))).await;
         }
     }
 }

@@ -460,3 +460,27 @@ fn tcp_targets_refuse_http_options() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// A closed-loop run against a target that refuses connections backs off
+/// (1 ms doubling to 100 ms) instead of spinning: within half a second one
+/// connection makes at most 1 + 8 + 3 attempts (1+2+…+64 ms is 127 ms,
+/// then one per 100 ms), however fast the machine is; without the backoff
+/// it made tens of thousands.
+#[test]
+fn a_refused_target_is_retried_with_backoff_not_in_a_spin() {
+    let (_, r) = bench(
+        "backoff",
+        &[
+            "http://127.0.0.1:1/",
+            "-c",
+            "1",
+            "-d",
+            "500ms",
+            "--max-error-rate",
+            "1",
+        ],
+    );
+    let attempts = error_count(&r, "connect");
+    assert!(attempts >= 2, "it kept trying: {r}");
+    assert!(attempts <= 13, "{attempts} connects in 500 ms: {r}");
+}

@@ -23,6 +23,7 @@ use std::time::Instant;
 use dataplane::runtime;
 
 use super::Plan;
+use crate::backoff::ConnectBackoff;
 use crate::conn::Conn;
 use crate::h2::{Event, H2Client};
 use crate::schedule::Schedule;
@@ -92,6 +93,7 @@ pub(super) async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index:
     let mut input = Vec::new();
     let mut events = Vec::new();
     let mut link: Option<Link> = None;
+    let mut backoff = ConnectBackoff::default();
     if let Ok(Ok(l)) = runtime::timeout_at(plan.start, open(&plan, &mut out)).await {
         link = Some(l);
         stats.borrow_mut().connections += 1;
@@ -152,10 +154,17 @@ pub(super) async fn connection(plan: Rc<Plan>, stats: Rc<RefCell<Stats>>, index:
                 match runtime::timeout_at(start.deadline, open(&plan, &mut out)).await {
                     Ok(Ok(l)) => {
                         link = Some(l);
+                        backoff.succeeded();
                         stats.borrow_mut().connections += 1;
                     }
                     Ok(Err(kind)) => {
                         stats.borrow_mut().error(kind);
+                        // Closed loop: a target that refuses connections is
+                        // not hammered (open loop keeps its schedule).
+                        if kind == ErrorKind::Connect && schedule.is_none() {
+                            let until = Instant::now() + backoff.failed();
+                            runtime::sleep_until(plan.end.map_or(until, |e| until.min(e))).await;
+                        }
                         continue;
                     }
                     Err(_) => {

@@ -18,8 +18,9 @@ use dataplane::upstream::outlier::OutlierSettings;
 use dataplane::upstream::retry::{RetryBudget, RetryOn};
 
 use super::schema::{
-    AllUnhealthyConfig, ClientAuthConfig, ClusterConfig, Config, HeaderEditsConfig, LbPolicyConfig,
-    ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, RouteConfig, TlsConfig,
+    AllUnhealthyConfig, ClientAuthConfig, ClusterConfig, Config, HashOnConfig, HeaderEditsConfig,
+    LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, RateKeyConfig,
+    RouteConfig, TlsConfig, route_name,
 };
 use super::tls_build;
 use super::validate::Problem;
@@ -54,7 +55,7 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
             .enumerate()
             .filter(|(_, r)| r.listener == l.name)
             .enumerate()
-            .map(|(n, (r_idx, r))| route(r, r_idx, n, &l.name, &ids))
+            .map(|(n, (r_idx, r))| route(r, r_idx, n, &ids))
             .collect::<Result<Vec<_>, Problem>>();
         let routes = routes.unwrap_or_else(|p| {
             problems.push(p);
@@ -93,7 +94,11 @@ fn cluster(c: &ClusterConfig) -> Cluster {
     if !c.weights.is_empty() {
         cluster.weights = c.weights.clone();
     }
-    let hash_on = hash_on(&c.hash_on);
+    let hash_on = match &c.hash_on {
+        HashOnConfig::ClientIp => HashOn::ClientIp,
+        HashOnConfig::Header(name) => HashOn::Header(name.clone()),
+        HashOnConfig::Cookie(name) => HashOn::Cookie(name.clone()),
+    };
     cluster.lb = match c.lb {
         LbPolicyConfig::RoundRobin => LbPolicy::RoundRobin,
         LbPolicyConfig::WeightedRoundRobin => LbPolicy::WeightedRoundRobin,
@@ -141,23 +146,11 @@ fn cluster(c: &ClusterConfig) -> Cluster {
     cluster
 }
 
-/// `clusters.hash_on` (validated).
-pub(super) fn hash_on(s: &str) -> HashOn {
-    if let Some(name) = s.strip_prefix("header:") {
-        HashOn::Header(name.to_ascii_lowercase())
-    } else if let Some(name) = s.strip_prefix("cookie:") {
-        HashOn::Cookie(name.to_owned())
-    } else {
-        HashOn::ClientIp
-    }
-}
-
 /// A route as the data plane runs it; `n` counts the listener's routes.
 fn route(
     r: &RouteConfig,
     r_idx: usize,
     n: usize,
-    listener: &str,
     ids: &HashMap<&str, ClusterId>,
 ) -> Result<Route, Problem> {
     let id = |name: &str, field: String| {
@@ -193,17 +186,13 @@ fn route(
             });
         }
     };
-    let name = r.name.clone().unwrap_or_else(|| format!("{listener}#{n}"));
+    let name = route_name(r, n);
     let mut route = Route::to_cluster(&name, route_match(&r.matcher), ClusterId(0));
     route.target = target;
     route.timeout = Duration::from_millis(r.timeout_ms);
     route.retry = r.retry.as_ref().map(|rt| RetryPolicy {
         attempts: rt.attempts,
-        on: rt
-            .on
-            .iter()
-            .filter_map(|s| RetryOn::parse(s))
-            .fold(RetryOn::NONE, RetryOn::union),
+        on: rt.on.iter().fold(RetryOn::NONE, |all, c| all.union(c.0)),
         per_try_timeout: rt.per_try_timeout_ms.map(Duration::from_millis),
         backoff_base: Duration::from_millis(rt.backoff_base_ms),
         backoff_max: Duration::from_millis(rt.backoff_max_ms),
@@ -212,10 +201,10 @@ fn route(
     route.rate_limit = r.rate_limit.as_ref().map(|l| RateLimit {
         rps: f64::from(l.rps),
         burst: f64::from(l.burst.unwrap_or(l.rps)),
-        key: match l.key.split_once(':') {
-            Some(("header", name)) => RateKey::Header(name.to_ascii_lowercase()),
-            _ if l.key == "spiffe_id" => RateKey::SpiffeId,
-            _ => RateKey::Route,
+        key: match &l.key {
+            RateKeyConfig::Route => RateKey::Route,
+            RateKeyConfig::SpiffeId => RateKey::SpiffeId,
+            RateKeyConfig::Header(name) => RateKey::Header(name.clone()),
         },
     });
     route.request_headers = header_edits(&r.request_headers);

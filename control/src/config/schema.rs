@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use dataplane::upstream::retry::RetryOn;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
@@ -352,8 +353,8 @@ pub struct RetryConfig {
     /// Which failures are retried: `connect-failure`, `reset`, `timeout`,
     /// `5xx`, `gateway-error`, `503`, `retriable-4xx`. Default
     /// `["connect-failure", "reset"]`.
-    #[serde(default = "default_retry_on")]
-    pub on: Vec<String>,
+    #[serde(default = "default_retry_on", deserialize_with = "de_retry_on")]
+    pub on: Vec<RetryCondition>,
     /// Time allowed for one try's response head; absent: only the route's
     /// total `timeout_ms` applies.
     pub per_try_timeout_ms: Option<u64>,
@@ -381,12 +382,120 @@ pub struct RateLimitConfig {
     pub burst: Option<u32>,
     /// What gets its own budget: `"route"` (default: one for the route),
     /// `"spiffe_id"` (per client identity) or `"header:NAME"`.
-    #[serde(default = "default_rate_key")]
-    pub key: String,
+    #[serde(default)]
+    pub key: RateKeyConfig,
 }
 
-fn default_rate_key() -> String {
-    "route".to_owned()
+/// A route's name: its `name`, or `LISTENER#N` for the listener's `N`th
+/// route (from 0, in file order). The one place names are derived.
+pub fn route_name(r: &RouteConfig, n: usize) -> String {
+    r.name
+        .clone()
+        .unwrap_or_else(|| format!("{}#{n}", r.listener))
+}
+
+/// One `retry.on` condition (a single flag of [`RetryOn`]), by its
+/// Envoy-style name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryCondition(pub RetryOn);
+
+impl RetryCondition {
+    fn parse(s: &str) -> Result<RetryCondition, String> {
+        RetryOn::parse(s).map(RetryCondition).ok_or_else(|| {
+            format!(
+                "unknown retry condition \"{s}\" (known: {})",
+                RetryOn::NAMES.join(", ")
+            )
+        })
+    }
+}
+
+/// `retry.on`: an error names the element (`retry.on[3]`).
+fn de_retry_on<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RetryCondition>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<RetryCondition>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of retry condition names")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                let c = RetryCondition::parse(&s).map_err(|msg| {
+                    de::Error::custom(format!("{ELEMENT_MARKER}{}] {msg}", out.len()))
+                })?;
+                out.push(c);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V)
+}
+
+/// `routes.rate_limit.key`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RateKeyConfig {
+    /// `"route"`: one budget for the route.
+    #[default]
+    Route,
+    /// `"spiffe_id"`: one per client identity.
+    SpiffeId,
+    /// `"header:NAME"`: one per value of that header (name lowercased).
+    Header(String),
+}
+
+impl<'de> Deserialize<'de> for RateKeyConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.split_once(':') {
+            None if s == "route" => Ok(RateKeyConfig::Route),
+            None if s == "spiffe_id" => Ok(RateKeyConfig::SpiffeId),
+            Some(("header", name)) if is_token(name) => {
+                Ok(RateKeyConfig::Header(name.to_ascii_lowercase()))
+            }
+            _ => Err(de::Error::custom(format!(
+                "invalid key \"{s}\": expected \"route\", \"spiffe_id\" or \"header:NAME\""
+            ))),
+        }
+    }
+}
+
+/// `clusters.hash_on`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum HashOnConfig {
+    /// `"client_ip"`.
+    #[default]
+    ClientIp,
+    /// `"header:NAME"` (name lowercased).
+    Header(String),
+    /// `"cookie:NAME"` (case kept: cookie names are case-sensitive).
+    Cookie(String),
+}
+
+impl<'de> Deserialize<'de> for HashOnConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.split_once(':') {
+            None if s == "client_ip" => Ok(HashOnConfig::ClientIp),
+            Some(("header", name)) if is_token(name) => {
+                Ok(HashOnConfig::Header(name.to_ascii_lowercase()))
+            }
+            Some(("cookie", name)) if is_token(name) => Ok(HashOnConfig::Cookie(name.to_owned())),
+            _ => Err(de::Error::custom(format!(
+                "invalid hash key \"{s}\": expected \"client_ip\", \"header:NAME\" or \"cookie:NAME\""
+            ))),
+        }
+    }
+}
+
+/// A non-empty RFC 9110 token (header names, cookie names, methods).
+pub(super) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_tchar)
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+pub(super) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// `[routes.request_headers]` / `[routes.response_headers]`
@@ -464,8 +573,8 @@ pub struct ClusterConfig {
     pub lb: LbPolicyConfig,
     /// What `ring_hash` and `maglev` hash: `"client_ip"` (default),
     /// `"header:NAME"` or `"cookie:NAME"`.
-    #[serde(default = "default_hash_on")]
-    pub hash_on: String,
+    #[serde(default)]
+    pub hash_on: HashOnConfig,
     /// When no endpoint is healthy: `"panic"` (default; send to all
     /// endpoints anyway, like Envoy's panic threshold) or `"fail"` (503).
     #[serde(default)]
@@ -669,8 +778,11 @@ fn default_redirect_status() -> u16 {
 fn default_retry_attempts() -> u32 {
     2
 }
-fn default_retry_on() -> Vec<String> {
-    vec!["connect-failure".to_owned(), "reset".to_owned()]
+fn default_retry_on() -> Vec<RetryCondition> {
+    vec![
+        RetryCondition(RetryOn::CONNECT_FAILURE),
+        RetryCondition(RetryOn::RESET),
+    ]
 }
 fn default_backoff_base_ms() -> u64 {
     25
@@ -683,9 +795,6 @@ fn default_retry_buffer_bytes() -> usize {
 }
 fn default_fault_status() -> u16 {
     503
-}
-fn default_hash_on() -> String {
-    "client_ip".to_owned()
 }
 fn default_health_path() -> String {
     "/healthz".to_owned()

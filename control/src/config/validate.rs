@@ -10,10 +10,9 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
-use dataplane::upstream::retry::RetryOn;
-
 use super::schema::{
-    ClientAuthConfig, ClusterConfig, Config, ListenerProtocol, MatchConfig, RouteConfig, Stack,
+    ClientAuthConfig, ClusterConfig, Config, ListenerProtocol, MatchConfig, RateKeyConfig,
+    RouteConfig, Stack, is_tchar, route_name,
 };
 use super::tls_build;
 
@@ -68,9 +67,7 @@ pub(super) fn normalize(config: &mut Config, base_dir: &Path) {
     let mut per_listener: HashMap<String, usize> = HashMap::new();
     for r in &mut config.routes {
         let n = per_listener.entry(r.listener.clone()).or_default();
-        if r.name.is_none() {
-            r.name = Some(format!("{}#{}", r.listener, n));
-        }
+        r.name = Some(route_name(r, *n));
         *n += 1;
         if let Some(h) = &mut r.matcher.host {
             h.make_ascii_lowercase();
@@ -473,7 +470,7 @@ fn check_tcp_route(p: &mut Problems, i: usize, r: &RouteConfig) {
         }
     }
     if let Some(limit) = &r.rate_limit
-        && limit.key.starts_with("header:")
+        && matches!(limit.key, RateKeyConfig::Header(_))
     {
         p.push(
             at("rate_limit.key"),
@@ -497,17 +494,6 @@ fn check_route_policies(p: &mut Problems, i: usize, r: &RouteConfig) {
     let at = |field: &str| format!("routes[{i}].{field}");
     if let Some(retry) = &r.retry {
         check_range(p, &at("retry.attempts"), retry.attempts, 0..=10);
-        for (k, on) in retry.on.iter().enumerate() {
-            if RetryOn::parse(on).is_none() {
-                p.push(
-                    at(&format!("retry.on[{k}]")),
-                    format!(
-                        "unknown retry condition \"{on}\" (known: {})",
-                        RetryOn::NAMES.join(", ")
-                    ),
-                );
-            }
-        }
         if let Some(ms) = retry.per_try_timeout_ms {
             check_timeout(p, &at("retry.per_try_timeout_ms"), ms);
         }
@@ -533,20 +519,6 @@ fn check_route_policies(p: &mut Problems, i: usize, r: &RouteConfig) {
         check_range(p, &at("rate_limit.rps"), limit.rps, 1..=10_000_000);
         if limit.burst == Some(0) {
             p.push(at("rate_limit.burst"), "must be at least 1");
-        }
-        let key_ok = match limit.key.split_once(':') {
-            None => limit.key == "route" || limit.key == "spiffe_id",
-            Some(("header", name)) => !name.is_empty() && name.bytes().all(is_tchar),
-            Some(_) => false,
-        };
-        if !key_ok {
-            p.push(
-                at("rate_limit.key"),
-                format!(
-                    "invalid key \"{}\": expected \"route\", \"spiffe_id\" or \"header:NAME\"",
-                    limit.key
-                ),
-            );
         }
     }
     for (table, edits) in [
@@ -641,18 +613,6 @@ fn check_cluster_policies(p: &mut Problems, i: usize, c: &ClusterConfig) {
     }
     if !c.weights.is_empty() && c.weights.iter().all(|w| *w == 0) {
         p.push(at("weights"), "the weights must not all be 0");
-    }
-    let hash_ok = match c.hash_on.split_once(':') {
-        None => c.hash_on == "client_ip",
-        Some(("header", name)) => !name.is_empty() && name.bytes().all(is_tchar),
-        Some(("cookie", name)) => !name.is_empty() && name.bytes().all(is_tchar),
-        Some(_) => false,
-    };
-    if !hash_ok {
-        p.push(
-            at("hash_on"),
-            format!("invalid hash key \"{}\": expected \"client_ip\", \"header:NAME\" or \"cookie:NAME\"", c.hash_on),
-        );
     }
     if let Some(h) = &c.health {
         check_timeout(p, &at("health.interval_ms"), h.interval_ms);
@@ -788,11 +748,6 @@ fn check_match(p: &mut Problems, i: usize, m: &MatchConfig) {
             p.push(path, format!("duplicate method \"{method}\""));
         }
     }
-}
-
-/// RFC 9110 §5.6.2 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Accepts `name.example`, `*.example` and `[v6]`; expects lowercase input.

@@ -311,3 +311,194 @@ fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
         (&pair[..eq] == name.as_bytes()).then(|| &pair[eq + 1..])
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::proxy::tests::harness::{A, B, World};
+    use crate::route::{Fault, RateLimit, Redirect, SplitTarget};
+
+    struct NoHeaders;
+    impl Headers for NoHeaders {
+        fn header(&self, _: &str) -> Option<&[u8]> {
+            None
+        }
+    }
+
+    fn conn() -> ConnInfo {
+        ConnInfo {
+            peer: SocketAddr::from(([10, 9, 8, 7], 5555)),
+            proto: "https",
+            xfcc: None,
+            spiffe_id: Some("spiffe://mesh.local/ns/a/sa/b".into()),
+            listener: Rc::from("l"),
+        }
+    }
+
+    fn get<'a>(path: &'a str, headers: &'a dyn Headers) -> RequestView<'a> {
+        RequestView {
+            method: "GET",
+            host: Some("svc"),
+            path,
+            target: path,
+            headers,
+        }
+    }
+
+    fn decide_once(world: &World, traffic: &mut Traffic, req: &RequestView<'_>) -> Decision {
+        decide(&world.snapshot, traffic, req, &conn(), Instant::now())
+    }
+
+    #[test]
+    fn a_routed_request_gets_its_target_and_is_admitted() {
+        let w = World::http().cluster("c", &[A]).route_to("c");
+        let mut t = Traffic::new(1, 1);
+        let d = decide_once(&w, &mut t, &get("/x", &NoHeaders));
+        assert_eq!(d.route, Some((0, ClusterId(0))));
+        let Action::Proxy(target) = &d.action else {
+            panic!("proxied")
+        };
+        assert_eq!(target.cluster, ClusterId(0));
+        assert_eq!(t.clusters[0].active_requests.get(), 1, "admitted");
+        assert_eq!(d.counters(), DecisionCounters::default());
+        drop(d);
+        assert_eq!(t.clusters[0].active_requests.get(), 0);
+    }
+
+    #[test]
+    fn no_route_connect_and_redirect_are_answered_locally() {
+        let w = World::http()
+            .cluster("c", &[A])
+            .route_to("c")
+            .with_route(|r| r.matcher.path = Some(crate::route::PathMatch::Prefix("/api".into())));
+        let mut t = Traffic::new(1, 1);
+        let d = decide_once(&w, &mut t, &get("/other", &NoHeaders));
+        assert!(matches!(d.action, Action::Refuse(ProxyError::NoRoute)));
+        let mut connect = get("/api", &NoHeaders);
+        connect.method = "CONNECT";
+        let d = decide_once(&w, &mut t, &connect);
+        assert!(matches!(
+            d.action,
+            Action::Refuse(ProxyError::UnsupportedMethod(_))
+        ));
+        let w = w.with_route(|r| {
+            r.target = RouteTarget::Redirect(Redirect {
+                status: 308,
+                scheme: None,
+                host: Some("new.example".into()),
+                path: None,
+            })
+        });
+        let d = decide_once(&w, &mut t, &get("/api/x?q=1", &NoHeaders));
+        let Action::Redirect { status, location } = d.action else {
+            panic!("a redirect")
+        };
+        assert_eq!(
+            (status, location.as_str()),
+            (308, "https://new.example/api/x?q=1")
+        );
+    }
+
+    #[test]
+    fn a_rate_limit_refuses_beyond_its_burst_with_retry_after() {
+        let w = World::http()
+            .cluster("c", &[A])
+            .route_to("c")
+            .with_route(|r| {
+                r.rate_limit = Some(RateLimit {
+                    rps: 1.0,
+                    burst: 2.0,
+                    key: RateKey::SpiffeId,
+                })
+            });
+        let mut t = Traffic::new(1, 1);
+        let now = Instant::now();
+        for _ in 0..2 {
+            let d = decide(&w.snapshot, &mut t, &get("/", &NoHeaders), &conn(), now);
+            assert!(matches!(d.action, Action::Proxy(_)));
+        }
+        let d = decide(&w.snapshot, &mut t, &get("/", &NoHeaders), &conn(), now);
+        assert!(d.counters().rate_limited);
+        let Action::Refuse(ProxyError::RateLimited { retry_after_s, .. }) = d.action else {
+            panic!("rate limited")
+        };
+        assert_eq!(retry_after_s, 1);
+    }
+
+    #[test]
+    fn the_max_requests_breaker_counts_requests_in_flight() {
+        let w = World::http()
+            .cluster("c", &[A])
+            .route_to("c")
+            .with_cluster(|c| c.limits.max_requests = 2);
+        let mut t = Traffic::new(1, 1);
+        let first = decide_once(&w, &mut t, &get("/", &NoHeaders));
+        let _second = decide_once(&w, &mut t, &get("/", &NoHeaders));
+        let third = decide_once(&w, &mut t, &get("/", &NoHeaders));
+        assert!(third.counters().overloaded);
+        drop(first);
+        let fourth = decide_once(&w, &mut t, &get("/", &NoHeaders));
+        assert!(matches!(fourth.action, Action::Proxy(_)), "room again");
+    }
+
+    #[test]
+    fn splits_and_faults_follow_the_seeded_draws() {
+        let w = World::http()
+            .cluster("one", &[A])
+            .cluster("two", &[B])
+            .route_to("one")
+            .with_route(|r| {
+                r.target = RouteTarget::Split(vec![
+                    SplitTarget {
+                        cluster: ClusterId(0),
+                        weight: 3,
+                    },
+                    SplitTarget {
+                        cluster: ClusterId(1),
+                        weight: 1,
+                    },
+                ]);
+                r.fault = Some(Fault {
+                    abort_percent: 50,
+                    abort_status: 503,
+                    delay_percent: 0,
+                    delay: std::time::Duration::ZERO,
+                });
+            });
+        let draws = |seed| {
+            let mut t = Traffic::new(1, seed);
+            (0..400)
+                .map(|_| {
+                    let d = decide_once(&w, &mut t, &get("/", &NoHeaders));
+                    (d.route.map(|r| r.1), d.counters().fault_injected)
+                })
+                .collect::<Vec<_>>()
+        };
+        let run = draws(9);
+        assert_eq!(run, draws(9), "the same seed draws the same");
+        let to_two = run.iter().filter(|(c, _)| *c == Some(ClusterId(1))).count();
+        let aborted = run.iter().filter(|(_, f)| *f).count();
+        assert!(
+            (60..140).contains(&to_two),
+            "{to_two} of 400 to the 1-in-4 side"
+        );
+        assert!(
+            (150..250).contains(&aborted),
+            "{aborted} of 400 aborted at 50 %"
+        );
+    }
+
+    #[test]
+    fn a_tcp_connection_gets_its_cluster_and_counts_while_it_lasts() {
+        let w = World::tcp().cluster("c", &[A]).route_to("c");
+        let mut t = Traffic::new(1, 1);
+        let target = decide_connection(&w.snapshot, &mut t, &conn(), Instant::now()).unwrap();
+        assert_eq!(target.cluster, ClusterId(0));
+        assert_eq!(t.clusters[0].active_requests.get(), 1);
+        drop(target);
+        assert_eq!(t.clusters[0].active_requests.get(), 0);
+    }
+}

@@ -37,7 +37,7 @@
 
 mod config;
 mod identity;
-mod record;
+pub mod record;
 mod session;
 mod stream;
 

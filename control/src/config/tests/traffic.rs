@@ -69,7 +69,7 @@ fn traffic_management_example_compiles() {
 
 #[test]
 fn traffic_management_nonsense_is_named() {
-    let cases: [(&str, &str, &str); 13] = [
+    let cases: [(&str, &str, &str); 15] = [
         (
             "attempts = 2",
             "attempts = 11",
@@ -105,6 +105,16 @@ fn traffic_management_nonsense_is_named() {
             "rps = 1000",
             "rps = 0",
             "routes[0].rate_limit.rps: 0 is out of range",
+        ),
+        (
+            "burst = 100",
+            "burst = 100\nkey = \"header:\"",
+            "routes[0].rate_limit.key: invalid key \"header:\"",
+        ),
+        (
+            "burst = 100",
+            "burst = 100\nkey = \"client\"",
+            "routes[0].rate_limit.key: invalid key \"client\"",
         ),
         (
             "lb = \"least_request\"",

@@ -3,6 +3,6 @@
 //! sockets or sleeps, and replay exactly with the same seed.
 
 mod determinism;
-mod harness;
+pub(super) mod harness;
 mod http1;
 mod tcp;
