@@ -13,11 +13,11 @@
 //! | the accept loop, TLS handshake, the caller's identity | [`accept`] |
 //! | a connection's facts | [`conn`] |
 //! | decide: route, redirect, split, rate limit, faults, `max_requests` (pure) | [`decide`] |
-//! | tries: pick, try, judge, retry within policy and budget (any protocol) | [`tries`] |
-//! | upstream connections: pool, or connect within the breakers | [`connect`] |
-//! | forward: one HTTP/1 body streamed between streams | [`forward`] |
+//! | tries: pick, try, judge, retry within policy and budget (any protocol) | `tries` |
+//! | upstream connections: pool, or connect within the breakers | `connect` |
+//! | forward: one HTTP/1 body streamed between streams | `forward` |
 //! | HTTP/1.1 downstream: the request loop, its upstream try, its responses | [`http1`] |
-//! | TCP listeners: decide, connect tries, then the relay | [`tcp`], [`relay`] |
+//! | TCP listeners: decide, connect tries, then the relay | [`tcp`], `relay` |
 //! | traffic state: balancers, outlier ejection, breaker gauges, buckets | [`traffic`] |
 //! | every way a request fails, its side, retry class and response | [`error`] |
 //! | `x-request-id` values | [`request_id`] |

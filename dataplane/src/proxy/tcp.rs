@@ -2,18 +2,18 @@
 //! forwarded as raw bytes (after TLS, when the listener has it) to the
 //! cluster of the listener's one route.
 //!
-//! Per connection: decide ([`decide_connection`]: the route's cluster and
+//! Per connection: decide (`decide_connection`: the route's cluster and
 //! its rate limit, connections per second, keyed like HTTP requests), then
-//! the tries ([`run_tries`] with [`ConnectTry`]: an endpoint picked by the
+//! the tries (`run_tries` with `ConnectTry`: an endpoint picked by the
 //! cluster's balancer — consistent hashing on the client address —, a
 //! connection within the cluster's breakers, connect failures retried on
 //! another endpoint as the route's `retry` and the retry budget allow: once
 //! bytes moved a stream cannot be replayed), then the relay both ways
-//! ([`relay`]). The endpoint's outcome (connect time, or the failure) feeds
+//! (`relay`). The endpoint's outcome (connect time, or the failure) feeds
 //! outlier detection and the latency-aware balancer like an HTTP try.
 //!
-//! Uses [`super::decide`], [`super::tries`], [`super::connect`],
-//! [`super::relay`] and `net`.
+//! Uses `super::decide`, `super::tries`, `super::connect`,
+//! `super::relay` and `net`.
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -1,15 +1,15 @@
 //! The HTTP/1.1 request loop of one downstream connection.
 //!
-//! Per request: read the head ([`read`]: header timeout; idle timeout
-//! between requests) and decide it ([`crate::proxy::decide`]: route,
+//! Per request: read the head (`read`: header timeout; idle timeout
+//! between requests) and decide it (`crate::proxy::decide`: route,
 //! redirect, rate limit, fault injection, split, the cluster's
 //! `max_requests` breaker) → (a small body read whole when the route
-//! retries) → the tries ([`crate::proxy::tries`] with [`upstream::H1Try`]:
+//! retries) → the tries (`crate::proxy::tries` with `upstream::H1Try`:
 //! pick an endpoint, a pooled or new upstream connection within the
 //! breakers, send the upstream head and the body, read the response head
 //! under per-try and total timeouts, retry what the policy and the budget
 //! allow) → write the client's response head from the answer's facts
-//! ([`respond`]) → stream the response body back ([`crate::proxy::forward`])
+//! (`respond`) → stream the response body back (`crate::proxy::forward`)
 //! → return the upstream connection to the pool when both messages ended
 //! cleanly.
 //!
