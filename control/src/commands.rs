@@ -153,6 +153,27 @@ impl Handler for Commands {
             }
             Command::Stats => Ok(g.stats_json()),
             Command::Drain { timeout_s } => Ok(g.start_drain(timeout_s.map(Duration::from_secs))),
+            Command::AuthzExplain {
+                listener,
+                spiffe_id,
+                authenticated,
+                source,
+                method,
+                path,
+                host,
+                headers,
+            } => g
+                .authz_explain(&crate::running::ExplainQuery {
+                    listener,
+                    spiffe_id,
+                    authenticated,
+                    source,
+                    method,
+                    path,
+                    host,
+                    headers,
+                })
+                .map_err(failed),
             Command::LogLevel { level } => match crate::logging::parse_level(&level) {
                 Some(filter) => {
                     log::set_max_level(filter);

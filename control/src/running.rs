@@ -24,9 +24,12 @@ use crate::config::{Config, ConfigError, Issue};
 use crate::error::DaemonError;
 use crate::listeners::BoundListener;
 
+mod explain;
 #[cfg(test)]
 mod tests;
 mod views;
+
+pub use explain::ExplainQuery;
 
 use views::target_text;
 

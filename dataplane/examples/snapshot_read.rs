@@ -51,6 +51,7 @@ fn snapshot(generation: u64) -> Snapshot {
             tls: None,
             routes,
             limits: Default::default(),
+            authz: Default::default(),
         }],
         clusters: vec![Cluster::new("backend", endpoints)],
     }

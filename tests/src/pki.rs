@@ -43,6 +43,8 @@ pub struct Pki {
     pub expired_client_key: PathBuf,
     /// Lowercase hex SHA-256 of `client.pem`'s DER: the XFCC `Hash=` value.
     pub client_cert_sha256: String,
+    /// `ca.pem`'s key (PEM), to issue more certificates.
+    ca_key_pem: String,
 }
 
 fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
@@ -53,12 +55,20 @@ fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
 }
 
 fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    CertifiedIssuer::self_signed(ca_params(name), KeyPair::generate().expect("key"))
+        .expect("self-signed CA")
+}
+
+/// The gateway's client CA.
+const CA_NAME: &str = "meshgate e2e CA";
+
+fn ca_params(name: &str) -> CertificateParams {
     let mut p = CertificateParams::default();
     p.distinguished_name = DistinguishedName::new();
     p.distinguished_name.push(DnType::CommonName, name);
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    CertifiedIssuer::self_signed(p, KeyPair::generate().expect("key")).expect("self-signed CA")
+    p
 }
 
 fn client_params() -> CertificateParams {
@@ -73,7 +83,7 @@ fn client_params() -> CertificateParams {
 impl Pki {
     /// Generates every certificate and writes the files into `dir`.
     pub fn new(dir: &Path) -> Pki {
-        let ca = new_ca("meshgate e2e CA");
+        let ca = new_ca(CA_NAME);
         let ca_path = write(dir, "ca.pem", &ca.pem());
 
         let mut server = CertificateParams::default();
@@ -136,7 +146,30 @@ impl Pki {
             expired_client_cert,
             expired_client_key,
             client_cert_sha256,
+            ca_key_pem: ca.key().serialize_pem(),
         }
+    }
+
+    /// Issues a client certificate signed by `ca.pem` with `spiffe_id` as
+    /// its only SAN (`None`: a certificate without a SPIFFE ID, CN only),
+    /// written as `NAME.pem` / `NAME.key`; returns their paths.
+    pub fn issue_client(&self, name: &str, spiffe_id: Option<&str>) -> (PathBuf, PathBuf) {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).expect("CA key");
+        let issuer = rcgen::Issuer::new(ca_params(CA_NAME), ca_key);
+        let mut params = client_params();
+        match spiffe_id {
+            Some(id) => params.subject_alt_names = vec![SanType::URI(id.try_into().expect("uri"))],
+            None => {
+                params.subject_alt_names = Vec::new();
+                params.distinguished_name.push(DnType::CommonName, name);
+            }
+        }
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &issuer).expect("client cert");
+        (
+            write(&self.dir, &format!("{name}.pem"), &cert.pem()),
+            write(&self.dir, &format!("{name}.key"), &key.serialize_pem()),
+        )
     }
 
     /// curl arguments that trust the CA and present the client certificate.

@@ -83,6 +83,37 @@ enum Cmd {
     /// Logging
     #[command(subcommand)]
     Log(LogCmd),
+    /// Authorization
+    #[command(subcommand)]
+    Authz(AuthzCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuthzCmd {
+    /// Which route a request would match and which rule would decide it,
+    /// without sending traffic
+    Explain {
+        #[arg(long)]
+        listener: String,
+        /// The caller's SPIFFE ID (absent: a caller without one)
+        #[arg(long = "spiffe-id", value_name = "ID")]
+        spiffe_id: Option<String>,
+        /// A verified client certificate without a SPIFFE ID
+        #[arg(long, conflicts_with = "spiffe_id")]
+        authenticated: bool,
+        /// The caller's address [default: 127.0.0.1]
+        #[arg(long, value_name = "IP")]
+        source: Option<String>,
+        #[arg(long, value_name = "METHOD")]
+        method: Option<String>,
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// A request header, `name: value` (repeatable)
+        #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +258,25 @@ fn to_command(cmd: &Cmd) -> Result<Command, Failure> {
         },
         Cmd::Log(LogCmd::Level { level }) => Command::LogLevel {
             level: level.clone(),
+        },
+        Cmd::Authz(AuthzCmd::Explain {
+            listener,
+            spiffe_id,
+            authenticated,
+            source,
+            method,
+            path,
+            host,
+            headers,
+        }) => Command::AuthzExplain {
+            listener: listener.clone(),
+            spiffe_id: spiffe_id.clone(),
+            authenticated: authenticated.then_some(true),
+            source: source.clone(),
+            method: method.clone(),
+            path: path.clone(),
+            host: host.clone(),
+            headers: headers.clone(),
         },
     })
 }

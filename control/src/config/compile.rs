@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use dataplane::route::authz::{HeaderCondition, Policy, Rule};
 use dataplane::route::{
     Cluster, ClusterId, ClusterLimits, Fault, HashOn, HeaderEdits, HostMatch, HttpLimits, LbPolicy,
     Listener, PathMatch, PoolSettings, Protocol, RateKey, RateLimit, Redirect, RetryPolicy, Route,
@@ -18,9 +19,9 @@ use dataplane::upstream::outlier::OutlierSettings;
 use dataplane::upstream::retry::{RetryBudget, RetryOn};
 
 use super::schema::{
-    AllUnhealthyConfig, ClientAuthConfig, ClusterConfig, Config, HashOnConfig, HeaderEditsConfig,
-    LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, RateKeyConfig,
-    RouteConfig, TlsConfig, route_name,
+    AllUnhealthyConfig, AuthzConfig, AuthzRuleConfig, ClientAuthConfig, ClusterConfig, Config,
+    HashOnConfig, HeaderEditsConfig, LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig,
+    MinVersion, RateKeyConfig, RouteConfig, TlsConfig, route_name,
 };
 use super::tls_build;
 use super::validate::Problem;
@@ -76,6 +77,7 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
                 idle_timeout: Duration::from_millis(l.idle_timeout_ms),
                 max_connections: l.max_connections,
             },
+            authz: policy(&format!("listener {}", l.name), &l.authz),
         });
     }
     if !problems.is_empty() {
@@ -217,8 +219,10 @@ fn route(
     route.response_headers = header_edits(&r.response_headers);
     route.prefix_rewrite = match (&r.prefix_rewrite, &r.matcher.path_prefix) {
         (Some(with), Some(prefix)) => Some((prefix.clone(), with.clone())),
-        _ => None,
+        // Validation refuses a rewrite without the prefix it replaces.
+        (None, _) | (Some(_), None) => None,
     };
+    route.authz = policy(&format!("route {name}"), &r.authz);
     route.fault = r.fault.as_ref().map(|f| Fault {
         abort_percent: f.abort_percent,
         abort_status: f.abort_status,
@@ -226,6 +230,48 @@ fn route(
         delay: Duration::from_millis(f.delay_ms),
     });
     Ok(route)
+}
+
+/// The policy of `scope` (`listener NAME` / `route NAME`): rules named by
+/// their `name`, else by their place (`route orders allow[0]`).
+fn policy(scope: &str, authz: &AuthzConfig) -> Policy {
+    let rules = |kind: &str, rules: &[AuthzRuleConfig]| -> Vec<Rule> {
+        rules
+            .iter()
+            .enumerate()
+            .map(|(k, r)| Rule {
+                name: Arc::from(
+                    r.name
+                        .clone()
+                        .unwrap_or_else(|| format!("{scope} {kind}[{k}]")),
+                ),
+                spiffe_ids: r.spiffe_id.clone(),
+                trust_domains: r.trust_domain.clone(),
+                authenticated: r.authenticated,
+                sources: r.source.clone(),
+                methods: r.methods.clone(),
+                paths: r
+                    .path_prefix
+                    .iter()
+                    .map(|p| PathMatch::Prefix(p.clone()))
+                    .chain(r.path_exact.iter().map(|p| PathMatch::Exact(p.clone())))
+                    .collect(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(name, value)| HeaderCondition {
+                        name: name.to_ascii_lowercase(),
+                        value: (value != "*").then(|| value.clone()),
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    Policy {
+        allow: rules("allow", &authz.allow),
+        deny: rules("deny", &authz.deny),
+        default_name: Arc::from(format!("{scope}: no allow rule")),
+    }
 }
 
 fn header_edits(e: &HeaderEditsConfig) -> HeaderEdits {

@@ -26,6 +26,7 @@ mod schema;
 mod span;
 mod tls_build;
 mod validate;
+mod validate_authz;
 
 #[cfg(test)]
 mod tests;

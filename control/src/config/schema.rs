@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use dataplane::route::authz::{IdPattern, IpNet};
 use dataplane::upstream::retry::RetryOn;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -197,6 +198,64 @@ pub struct ListenerConfig {
     pub max_connections: usize,
     /// Absent: plaintext.
     pub tls: Option<TlsConfig>,
+    /// `[[listeners.authz.allow]]` / `[[listeners.authz.deny]]`: who may
+    /// use this listener at all (before any route). Absent: everyone.
+    #[serde(default)]
+    pub authz: AuthzConfig,
+}
+
+/// `authz` of a listener or route: allow and deny rules. Deny wins; with
+/// allow rules, what none matches is refused; without rules, everything
+/// is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzConfig {
+    #[serde(default)]
+    pub allow: Vec<AuthzRuleConfig>,
+    #[serde(default)]
+    pub deny: Vec<AuthzRuleConfig>,
+}
+
+impl AuthzConfig {
+    /// Whether there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+}
+
+/// One rule: every condition it states must hold; within a list, any
+/// element will do.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzRuleConfig {
+    /// Named in logs, counters and `meshctl authz explain`; default
+    /// `"<listener or route> allow[N]"` / `deny[N]`.
+    pub name: Option<String>,
+    /// SPIFFE ID patterns: exact, `*` for one path segment, a last `**`
+    /// for one or more (`spiffe://mesh.local/ns/shop/sa/*`).
+    #[serde(default, deserialize_with = "de_id_patterns")]
+    pub spiffe_id: Vec<IdPattern>,
+    /// Trust domains the caller's ID must be in (`mesh.local`).
+    #[serde(default)]
+    pub trust_domain: Vec<String>,
+    /// Whether a verified client certificate was presented.
+    pub authenticated: Option<bool>,
+    /// Source address ranges (`10.0.0.0/8`, `::1/128`, or an address).
+    #[serde(default, deserialize_with = "de_ip_nets")]
+    pub source: Vec<IpNet>,
+    /// HTTP only: request methods (exact, uppercased by the loader).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// HTTP only: path prefixes.
+    #[serde(default)]
+    pub path_prefix: Vec<String>,
+    /// HTTP only: exact paths.
+    #[serde(default)]
+    pub path_exact: Vec<String>,
+    /// HTTP only: header name → value the header must equal (`"*"`: any
+    /// value, present).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// `listeners.protocol`
@@ -316,6 +375,10 @@ pub struct RouteConfig {
     pub host_rewrite: Option<String>,
     /// `[routes.fault]`: injected aborts and delays for chaos testing.
     pub fault: Option<FaultConfig>,
+    /// `[[routes.authz.allow]]` / `[[routes.authz.deny]]`: who may use this
+    /// route (after the listener's rules). Absent: everyone.
+    #[serde(default)]
+    pub authz: AuthzConfig,
 }
 
 /// One element of `routes.split`.
@@ -882,6 +945,43 @@ fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Erro
 /// index (`"[3] message"`): the TOML deserializer positions them at the
 /// array, and the loader moves them to the element (`mod.rs`).
 pub(super) const ELEMENT_MARKER: char = '[';
+
+/// A list of strings each parsed by `parse`; an error names the element.
+fn de_each<'de, D: Deserializer<'de>, T>(
+    d: D,
+    what: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, D::Error> {
+    struct V<T> {
+        what: &'static str,
+        parse: fn(&str) -> Result<T, String>,
+    }
+    impl<'de, T> Visitor<'de> for V<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "an array of {}", self.what)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                let v = (self.parse)(&s).map_err(|msg| {
+                    de::Error::custom(format!("{ELEMENT_MARKER}{}] \"{s}\": {msg}", out.len()))
+                })?;
+                out.push(v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V { what, parse })
+}
+
+fn de_id_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IdPattern>, D::Error> {
+    de_each(d, "SPIFFE ID patterns", IdPattern::parse)
+}
+
+fn de_ip_nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    de_each(d, "address ranges", IpNet::parse)
+}
 
 fn de_endpoints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
     struct V;

@@ -75,6 +75,20 @@ pub(super) fn normalize(config: &mut Config, base_dir: &Path) {
         for m in &mut r.matcher.methods {
             m.make_ascii_uppercase();
         }
+        uppercase_authz_methods(&mut r.authz);
+    }
+    for l in &mut config.listeners {
+        uppercase_authz_methods(&mut l.authz);
+    }
+}
+
+/// Methods are case-sensitive (RFC 9110 §9.1); the config accepts any case
+/// and means the standard, uppercase ones.
+fn uppercase_authz_methods(authz: &mut super::schema::AuthzConfig) {
+    for rule in authz.allow.iter_mut().chain(authz.deny.iter_mut()) {
+        for m in &mut rule.methods {
+            m.make_ascii_uppercase();
+        }
     }
 }
 
@@ -164,6 +178,8 @@ fn check_listeners(config: &Config, p: &mut Problems) {
     for (i, l) in config.listeners.iter().enumerate() {
         let at = |field: &str| format!("listeners[{i}].{field}");
         check_name(p, &at("name"), "listener", &l.name);
+        let tcp = l.protocol == ListenerProtocol::Tcp;
+        super::validate_authz::check(&at("authz"), &l.authz, tcp, &mut p.0);
         // Port 0 is allowed: the daemon binds the first shard's socket, reads
         // the port the kernel chose, and binds the other shards to it. Two
         // port-0 listeners get two different ports, so they never clash.
@@ -337,6 +353,8 @@ fn check_routes(config: &Config, p: &mut Problems) {
         check_timeout(p, &at("timeout_ms"), r.timeout_ms);
         check_match(p, i, &r.matcher);
         check_route_policies(p, i, r);
+        let tcp = listener.is_some_and(|l| l.protocol == ListenerProtocol::Tcp);
+        super::validate_authz::check(&at("authz"), &r.authz, tcp, &mut p.0);
         if listener.is_some_and(|l| l.protocol == ListenerProtocol::Tcp) {
             check_tcp_route(p, i, r);
         }

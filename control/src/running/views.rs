@@ -205,6 +205,7 @@ impl Gateway {
                         "4xx": c.responses[4],
                         "5xx": c.responses[5],
                         "bytes_out": c.bytes_out,
+                        "forbidden": c.forbidden,
                     })
                 })
                 .collect::<Vec<_>>()
@@ -216,6 +217,7 @@ impl Gateway {
             "routes": rows(&named.routes, "route"),
             "clusters": rows(&named.clusters, "cluster"),
             "tls_failures": named.tls_failures,
+            "authz_denied": named.authz_denied,
             "shards": per_shard,
         })
     }

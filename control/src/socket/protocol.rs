@@ -39,6 +39,7 @@
 //! | `endpoint_drain`, `endpoint_enable` | `cluster`: string, `address`: string |
 //! | `drain` | `timeout_s`: integer? |
 //! | `log_level` | `level`: string |
+//! | `authz_explain` | `listener`: string, `spiffe_id`: string?, `authenticated`: bool? (default: `spiffe_id` given), `source`: string? (IP, default `127.0.0.1`), `method`: string? (`GET`), `path`: string? (`/`), `host`: string?, `headers`: [string]? (`"name: value"`) |
 //!
 //! For `config_check` / `config_apply`, `toml` is the configuration text and
 //! `path` the file it came from (absolute): the daemon resolves relative
@@ -109,6 +110,7 @@ pub const COMMANDS: &[&str] = &[
     "stats",
     "drain",
     "log_level",
+    "authz_explain",
 ];
 
 /// One request. On the wire: `{"id":…,"version":1,"command":…,"args":{…}}`
@@ -178,6 +180,25 @@ pub enum Command {
     LogLevel {
         level: String,
     },
+    /// Which route a request would match and which authorization rule
+    /// would decide, without sending traffic.
+    AuthzExplain {
+        listener: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spiffe_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authenticated: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        method: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        headers: Vec<String>,
+    },
 }
 
 impl Command {
@@ -196,6 +217,7 @@ impl Command {
             Command::Stats => "stats",
             Command::Drain { .. } => "drain",
             Command::LogLevel { .. } => "log_level",
+            Command::AuthzExplain { .. } => "authz_explain",
         }
     }
 }
@@ -684,6 +706,16 @@ mod tests {
             },
             Command::LogLevel {
                 level: "debug".into(),
+            },
+            Command::AuthzExplain {
+                listener: "public".into(),
+                spiffe_id: Some("spiffe://mesh.local/ns/a/sa/b".into()),
+                authenticated: None,
+                source: Some("10.0.0.1".into()),
+                method: Some("POST".into()),
+                path: Some("/orders/1".into()),
+                host: None,
+                headers: vec!["x-env: prod".into()],
             },
         ];
         assert_eq!(all.len(), COMMANDS.len());

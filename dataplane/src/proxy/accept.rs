@@ -82,13 +82,13 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream) {
                 Ok(mut stream) => {
                     ctx.stats.tls_handshakes.incr();
                     stream.release_buffers();
-                    let xfcc = stream.peer_identity().map(|id| id.xfcc());
-                    let spiffe_id = stream.peer_identity().and_then(|id| id.spiffe_id.clone());
+                    let identity = stream.peer_identity();
                     let info = ConnInfo {
                         peer,
                         proto: "https",
-                        xfcc,
-                        spiffe_id,
+                        xfcc: identity.as_ref().map(|id| id.xfcc()),
+                        spiffe_id: identity.as_ref().and_then(|id| id.spiffe_id.clone()),
+                        authenticated: identity.is_some(),
                         listener: name,
                     };
                     serve(ctx, snapshot, stream, info, protocol).await;
@@ -109,6 +109,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream) {
                 proto: "http",
                 xfcc: None,
                 spiffe_id: None,
+                authenticated: false,
                 listener: name,
             };
             serve(ctx, snapshot, Plain(tcp), info, protocol).await;

@@ -13,8 +13,22 @@ pub struct ConnInfo {
     pub proto: &'static str,
     /// The caller's `x-forwarded-client-cert` element (mTLS only).
     pub xfcc: Option<String>,
-    /// The caller's SPIFFE ID (mTLS only), for keyed rate limits.
+    /// The caller's SPIFFE ID (mTLS only), for authorization and keyed
+    /// rate limits.
     pub spiffe_id: Option<String>,
+    /// The caller presented a verified client certificate.
+    pub authenticated: bool,
     /// The listener it arrived on.
     pub listener: Rc<str>,
+}
+
+impl ConnInfo {
+    /// The caller as authorization sees it.
+    pub fn caller(&self) -> crate::route::authz::Caller<'_> {
+        crate::route::authz::Caller {
+            spiffe_id: self.spiffe_id.as_deref(),
+            authenticated: self.authenticated,
+            source: self.peer.ip(),
+        }
+    }
 }

@@ -115,8 +115,16 @@ impl ShardContext {
     }
 
     /// Adds what a request's decision counts as (rate limited, fault
-    /// injected, overloaded).
-    pub fn count_decision(&self, decision: &super::decide::Decision) {
+    /// injected, overloaded, forbidden by a rule of `listener`).
+    pub fn count_decision(
+        &self,
+        decision: &super::decide::Decision,
+        snapshot: &Snapshot,
+        listener: &str,
+    ) {
+        if let super::decide::Action::Refuse(e) = &decision.action {
+            self.count_forbidden(e, snapshot, listener);
+        }
         let c = decision.counters();
         if c.rate_limited {
             self.stats.rate_limited.incr();
@@ -127,6 +135,22 @@ impl ShardContext {
         if c.overloaded {
             self.stats.overloaded.incr();
         }
+    }
+
+    /// Counts `e` if it is an authorization refusal: in total, per rule,
+    /// per listener and per route.
+    pub fn count_forbidden(&self, e: &super::ProxyError, snapshot: &Snapshot, listener: &str) {
+        let super::ProxyError::Forbidden { rule, route, .. } = e else {
+            return;
+        };
+        self.stats.forbidden.incr();
+        let route = route.and_then(|i| {
+            snapshot
+                .listener(listener)
+                .and_then(|l| l.routes.get(i))
+                .map(|r| r.name.as_str())
+        });
+        self.named.borrow_mut().forbidden(listener, route, rule);
     }
 
     /// Whether the shard is draining: no new requests on kept connections.

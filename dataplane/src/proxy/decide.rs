@@ -20,16 +20,13 @@ use std::time::{Duration, Instant};
 use super::conn::ConnInfo;
 use super::error::ProxyError;
 use super::traffic::{GaugeGuard, Traffic};
+use crate::route::authz::{self, Asked, Verdict};
 use crate::route::{
     Cluster, ClusterId, HashOn, LbPolicy, RateKey, RetryPolicy, RouteTarget, Snapshot,
 };
 use crate::upstream::hash::hash_key;
 
-/// Looks up request header values by name (case-insensitive).
-pub trait Headers {
-    /// The first value of `name`.
-    fn header(&self, name: &str) -> Option<&[u8]>;
-}
+pub use crate::route::authz::Headers;
 
 impl Headers for crate::http::RequestHead<'_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
@@ -95,6 +92,7 @@ pub struct DecisionCounters {
     pub rate_limited: bool,
     pub fault_injected: bool,
     pub overloaded: bool,
+    pub forbidden: bool,
 }
 
 impl Decision {
@@ -118,6 +116,10 @@ impl Decision {
             },
             Action::Refuse(ProxyError::Overloaded { .. }) => DecisionCounters {
                 overloaded: true,
+                ..Default::default()
+            },
+            Action::Refuse(ProxyError::Forbidden { .. }) => DecisionCounters {
+                forbidden: true,
                 ..Default::default()
             },
             Action::Proxy(t) => DecisionCounters {
@@ -147,7 +149,21 @@ pub fn decide(
         return no_route();
     };
     let listener = &snapshot.listeners[listener_index];
-    let Some(route_index) = listener.find_route_index(req.host, req.path, req.method) else {
+    let asked = Asked {
+        method: req.method,
+        path: req.path,
+        headers: req.headers,
+    };
+    let authorized = authz::authorize_request(listener, req.host, &conn.caller(), &asked);
+    if let Verdict::Deny(rule) = authorized.verdict {
+        let e = ProxyError::Forbidden {
+            rule,
+            stage: authorized.stage,
+            route: authorized.route,
+        };
+        return Decision::refuse(None, e);
+    }
+    let Some(route_index) = authorized.route else {
         return no_route();
     };
     let route = &listener.routes[route_index];
@@ -248,11 +264,13 @@ pub fn decide_connection(
     let listener_index = snapshot
         .listener_index(&conn.listener)
         .ok_or(ProxyError::NoRoute)?;
+    let listener = &snapshot.listeners[listener_index];
+    if let (Verdict::Deny(rule), stage) = authz::authorize_connection(listener, &conn.caller()) {
+        let route = (stage == authz::Stage::Route).then_some(0);
+        return Err(ProxyError::Forbidden { rule, stage, route });
+    }
     // Validation gives a TCP listener exactly one route.
-    let route = snapshot.listeners[listener_index]
-        .routes
-        .first()
-        .ok_or(ProxyError::NoRoute)?;
+    let route = listener.routes.first().ok_or(ProxyError::NoRoute)?;
     traffic.sync(snapshot, now);
     let random = traffic.random();
     let cluster_id = route.target.pick(random).ok_or(ProxyError::NoRoute)?;
@@ -334,6 +352,7 @@ mod tests {
             proto: "https",
             xfcc: None,
             spiffe_id: Some("spiffe://mesh.local/ns/a/sa/b".into()),
+            authenticated: true,
             listener: Rc::from("l"),
         }
     }

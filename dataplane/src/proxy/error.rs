@@ -65,6 +65,16 @@ pub enum ProxyError {
     },
     #[error("fault injected by route {route:?}: {status}")]
     FaultAbort { route: String, status: u16 },
+    #[error("refused by authorization rule {rule:?} ({stage:?})")]
+    Forbidden {
+        /// The rule that decided (named in logs and counters, never in
+        /// the response).
+        rule: std::sync::Arc<str>,
+        stage: crate::route::authz::Stage,
+        /// The route matched, when the listener's policy let it that far
+        /// (index in its listener).
+        route: Option<usize>,
+    },
 }
 
 impl ProxyError {
@@ -80,7 +90,7 @@ impl ProxyError {
             | ProxyError::NoEndpoint(_)
             | ProxyError::Overloaded { .. }
             | ProxyError::FaultAbort { .. } => Side::Internal,
-            ProxyError::RateLimited { .. } => Side::Downstream,
+            ProxyError::RateLimited { .. } | ProxyError::Forbidden { .. } => Side::Downstream,
             ProxyError::UnsupportedMethod(_) => Side::Downstream,
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout(_)
@@ -105,6 +115,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => Some(504),
             ProxyError::Overloaded { .. } => Some(503),
             ProxyError::RateLimited { .. } => Some(429),
+            ProxyError::Forbidden { .. } => Some(403),
             ProxyError::FaultAbort { status, .. } => Some(*status),
             ProxyError::BadResponse(_) | ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => {
                 Some(502)
@@ -155,6 +166,7 @@ impl ProxyError {
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::RateLimited { .. } => "rate_limited",
             ProxyError::FaultAbort { .. } => "fault_injected",
+            ProxyError::Forbidden { .. } => "forbidden",
         }
     }
 

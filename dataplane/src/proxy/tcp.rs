@@ -39,9 +39,18 @@ pub async fn serve<S: ByteStream + Duplex>(
     mut down: S,
     conn: ConnInfo,
 ) {
-    let Some(((up, guard), _admitted)) = open_upstream(&ctx, &snapshot, &conn).await else {
-        down.abort();
-        return;
+    let (up, guard, _admitted) = match open_upstream(&ctx, &snapshot, &conn).await {
+        Ok(((up, guard), admitted)) => (up, guard, admitted),
+        // Refused by authorization: closed cleanly before any byte went
+        // anywhere (TLS close_notify, FIN).
+        Err(Refused::Forbidden) => {
+            let _ = crate::runtime::timeout(Duration::from_secs(1), down.close_write()).await;
+            return;
+        }
+        Err(Refused::Other) => {
+            down.abort();
+            return;
+        }
     };
     let idle = snapshot
         .listener(&conn.listener)
@@ -53,15 +62,23 @@ pub async fn serve<S: ByteStream + Duplex>(
     drop(guard);
 }
 
+/// Why a connection gets no upstream.
+enum Refused {
+    /// An authorization rule refused the caller.
+    Forbidden,
+    /// Rate limit, no endpoint, breakers, connect failures.
+    Other,
+}
+
 /// Decides the connection and connects upstream; the guard counts the
 /// connection as a request in flight of its cluster while it lasts (the
-/// retry budget is a share of those). `None` (logged and counted) when no
-/// upstream could be had.
+/// retry budget is a share of those). `Err` (logged and counted) when no
+/// upstream is to be had.
 async fn open_upstream(
     ctx: &ShardContext,
     snapshot: &Snapshot,
     conn: &ConnInfo,
-) -> Option<(PooledConn, GaugeGuard)> {
+) -> Result<(PooledConn, GaugeGuard), Refused> {
     let decided = {
         let mut traffic = ctx.traffic.borrow_mut();
         decide_connection(snapshot, &mut traffic, conn, runtime::now())
@@ -72,15 +89,29 @@ async fn open_upstream(
             if matches!(e, ProxyError::RateLimited { .. }) {
                 ctx.stats.rate_limited.incr();
             }
+            ctx.count_forbidden(&e, snapshot, &conn.listener);
+            let forbidden = matches!(e, ProxyError::Forbidden { .. });
+            if forbidden {
+                log::info!(
+                    "listener {:?}: connection from {} ({}) refused: {e}",
+                    conn.listener,
+                    conn.peer,
+                    conn.spiffe_id.as_deref().unwrap_or("no identity"),
+                );
+                return Err(Refused::Forbidden);
+            }
             log::debug!(
                 "listener {:?}: connection from {} refused: {e}",
                 conn.listener,
                 conn.peer
             );
-            return None;
+            return Err(Refused::Other);
         }
     };
-    let route = snapshot.listeners[target.listener].routes.first()?;
+    let route = snapshot.listeners[target.listener]
+        .routes
+        .first()
+        .ok_or(Refused::Other)?;
     let rules = TryRules {
         cluster: target.cluster,
         hash: target.hash,
@@ -93,7 +124,7 @@ async fn open_upstream(
         cluster: target.cluster,
     };
     match run_tries(ctx, snapshot, rules, &mut connect).await {
-        Ok(up) => Some((up, target.admitted)),
+        Ok(up) => Ok((up, target.admitted)),
         Err(e) => {
             log::debug!(
                 "listener {:?}: {} for {}: {e}",
@@ -101,7 +132,7 @@ async fn open_upstream(
                 snapshot.cluster(target.cluster).name,
                 conn.peer
             );
-            None
+            Err(Refused::Other)
         }
     }
 }

@@ -487,6 +487,7 @@ mod tests {
                 tls: None,
                 routes: vec![route],
                 limits: Default::default(),
+                authz: Default::default(),
             }],
             clusters: vec![c],
         }

@@ -37,6 +37,7 @@ use crate::tls::ServerTls;
 use crate::upstream::hash::{Maglev, RingHash};
 use crate::upstream::outlier::OutlierSettings;
 
+pub mod authz;
 pub mod policy;
 pub mod rate_limit;
 #[cfg(test)]
@@ -97,6 +98,8 @@ pub struct Listener {
     /// listener has exactly one route, with an empty matcher.
     pub routes: Vec<Route>,
     pub limits: HttpLimits,
+    /// Who may use the listener at all (checked before its routes').
+    pub authz: authz::Policy,
 }
 
 impl Listener {
@@ -184,6 +187,8 @@ pub struct Route {
     /// replaced before forwarding.
     pub prefix_rewrite: Option<(String, String)>,
     pub fault: Option<Fault>,
+    /// Who may use the route (after the listener's policy allowed).
+    pub authz: authz::Policy,
 }
 
 impl Route {
@@ -200,6 +205,10 @@ impl Route {
             response_headers: HeaderEdits::default(),
             prefix_rewrite: None,
             fault: None,
+            authz: authz::Policy {
+                default_name: Arc::from(format!("route {name}: no allow rule")),
+                ..authz::Policy::default()
+            },
         }
     }
 }

@@ -12,6 +12,7 @@ fn listener(routes: Vec<Route>) -> Listener {
         tls: None,
         routes,
         limits: HttpLimits::default(),
+        authz: Default::default(),
     }
 }
 

@@ -83,6 +83,8 @@ pub struct Counts {
     pub responses: [u64; 6],
     /// Response bytes written downstream (head and body).
     pub bytes_out: u64,
+    /// Requests (or TCP connections) refused by authorization.
+    pub forbidden: u64,
 }
 
 impl Counts {
@@ -100,6 +102,7 @@ impl Counts {
             *a += b;
         }
         self.bytes_out += other.bytes_out;
+        self.forbidden += other.forbidden;
     }
 }
 
@@ -112,6 +115,8 @@ pub struct NamedCounts {
     pub routes: BTreeMap<String, Counts>,
     pub clusters: BTreeMap<String, Counts>,
     pub tls_failures: BTreeMap<String, u64>,
+    /// Refusals by the authorization rule that decided.
+    pub authz_denied: BTreeMap<String, u64>,
 }
 
 fn bump(map: &mut BTreeMap<String, Counts>, name: &str, status: Option<u16>, bytes_out: u64) {
@@ -121,6 +126,15 @@ fn bump(map: &mut BTreeMap<String, Counts>, name: &str, status: Option<u16>, byt
             .entry(name.to_owned())
             .or_default()
             .record(status, bytes_out),
+    }
+}
+
+fn bump_count(map: &mut BTreeMap<String, u64>, name: &str) {
+    match map.get_mut(name) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(name.to_owned(), 1);
+        }
     }
 }
 
@@ -143,10 +157,22 @@ impl NamedCounts {
 
     /// Counts a failed TLS handshake.
     pub fn tls_failure(&mut self, reason: &str) {
-        match self.tls_failures.get_mut(reason) {
-            Some(n) => *n += 1,
-            None => {
-                self.tls_failures.insert(reason.to_owned(), 1);
+        bump_count(&mut self.tls_failures, reason);
+    }
+
+    /// Counts a refusal by authorization rule `rule`, on `listener` (and
+    /// `route`, when the refusal came after routing). No allocation once
+    /// the names have been seen.
+    pub fn forbidden(&mut self, listener: &str, route: Option<&str>, rule: &str) {
+        bump_count(&mut self.authz_denied, rule);
+        for (map, name) in [
+            (&mut self.listeners, Some(listener)),
+            (&mut self.routes, route),
+        ] {
+            let Some(name) = name else { continue };
+            match map.get_mut(name) {
+                Some(c) => c.forbidden += 1,
+                None => map.entry(name.to_owned()).or_default().forbidden += 1,
             }
         }
     }
@@ -162,8 +188,13 @@ impl NamedCounts {
                 mine.entry(name.clone()).or_default().add(c);
             }
         }
-        for (reason, n) in &other.tls_failures {
-            *self.tls_failures.entry(reason.clone()).or_default() += n;
+        for (mine, theirs) in [
+            (&mut self.tls_failures, &other.tls_failures),
+            (&mut self.authz_denied, &other.authz_denied),
+        ] {
+            for (name, n) in theirs {
+                *mine.entry(name.clone()).or_default() += n;
+            }
         }
     }
 }
@@ -248,6 +279,8 @@ pub struct ShardStats {
     pub overloaded: Counter,
     /// Requests refused by a route rate limit (429).
     pub rate_limited: Counter,
+    /// Requests (403) and TCP connections refused by authorization.
+    pub forbidden: Counter,
     /// Local answers and delays from route fault injection.
     pub faults_injected: Counter,
     /// Timeouts by kind.
@@ -310,6 +343,7 @@ impl ShardStats {
             ("retry_overflows", self.retry_overflows.get()),
             ("overloaded", self.overloaded.get()),
             ("rate_limited", self.rate_limited.get()),
+            ("forbidden", self.forbidden.get()),
             ("faults_injected", self.faults_injected.get()),
             ("connect_timeouts", self.connect_timeouts.get()),
             ("per_try_timeouts", self.per_try_timeouts.get()),

@@ -202,7 +202,17 @@ async fn request<S: ByteStream>(
         }
         Action::Refuse(e) => {
             BufPool::give(out);
-            return local_response(ctx, down, &e, local_keep, limits, at).await;
+            // A caller the listener refuses may not use the connection for
+            // anything: answered, then closed.
+            let keep = local_keep
+                && !matches!(
+                    e,
+                    ProxyError::Forbidden {
+                        stage: crate::route::authz::Stage::Listener,
+                        ..
+                    }
+                );
+            return local_response(ctx, down, &e, keep, limits, at).await;
         }
     };
     if let Some(delay) = target.delay {

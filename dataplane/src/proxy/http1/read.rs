@@ -133,7 +133,7 @@ fn decide_head(
         let mut traffic = ctx.traffic.borrow_mut();
         decide(snapshot, &mut traffic, &view, conn, runtime::now())
     };
-    ctx.count_decision(&decision);
+    ctx.count_decision(&decision, snapshot, &conn.listener);
     if let Action::Proxy(target) = &decision.action {
         let request_id = ctx.request_ids.next();
         write_request_head(

@@ -82,6 +82,7 @@ impl World {
                     tls: None,
                     routes: Vec::new(),
                     limits: HttpLimits::default(),
+                    authz: Default::default(),
                 }],
                 clusters: Vec::new(),
             },
