@@ -34,6 +34,10 @@ Options:
   --no-build         use the existing target/release binaries
   --baseline BIN     also run this meshgate binary (another commit's build) as
                      proxy "meshgate-base", same config, in the same rounds
+  --authz-rules N    give proxy "meshgate" (not meshgate-base) N authorization
+                     rules on the route every small request takes: N/2 deny
+                     rules that do not match, then N/2 allow rules of which
+                     only the last matches the client (the worst case)
   --plot FILE        write the latency percentile curves (SVG, `meshbench
                      plot`) of the fixed-rate scenario: the last round of
                      each proxy and of "direct"
@@ -48,7 +52,7 @@ EOF
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 ROUNDS=3; DURATION=10s; WARMUP=2s; SCENARIOS=ka,hs,big,lat; PROXIES=nginx,haproxy,meshgate
-RATE=2000; BODY=16; BIG=1048576; OUT=""; BUILD=1; PLOT=""; BASELINE=""
+RATE=2000; BODY=16; BIG=1048576; OUT=""; BUILD=1; PLOT=""; BASELINE=""; AUTHZ_RULES=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -61,6 +65,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --baseline) BASELINE=$2; shift 2 ;;
+    --authz-rules) AUTHZ_RULES=$2; shift 2 ;;
     --plot) PLOT=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
@@ -233,8 +238,22 @@ CONF
   pids+=($!); PROC[haproxy]=$!; PORT[haproxy]=$port
 }
 
+authz_rules() { # N -> TOML tables for the small route (the client's ID matches the last allow rule)
+  local n=$1 half i
+  half=$(( n / 2 ))
+  for i in $(seq 1 "$half"); do
+    printf '[[routes.authz.deny]]\nspiffe_id = ["spiffe://meshgate.local/ns/blocked-%s/sa/*"]\n' "$i"
+  done
+  for i in $(seq 1 $(( n - half - 1 ))); do
+    printf '[[routes.authz.allow]]\nspiffe_id = ["spiffe://meshgate.local/ns/team-%s/**"]\nmethods = ["GET"]\n' "$i"
+  done
+  [ "$n" -gt 0 ] && printf '[[routes.authz.allow]]\nspiffe_id = ["spiffe://meshgate.local/ns/default/sa/*"]\nmethods = ["GET"]\n'
+  return 0
+}
+
 start_meshgate() { # [name binary]: the baseline runs under its own name
-  local name=${1:-meshgate} bin=${2:-$MESHGATE}
+  local name=${1:-meshgate} bin=${2:-$MESHGATE} rules=""
+  [ "$name" = meshgate ] && rules=$(authz_rules "$AUTHZ_RULES")
   local port; port=$(free_port); mkdir -p "$name"
   # groups: meshgate's default puts x25519mlkem768 first; OpenSSL 3.0 (the
   # peers) has no ML-KEM, so all three are held to x25519/P-256.
@@ -265,6 +284,7 @@ listener = "bench"
 cluster = "small"
 [routes.match]
 path_prefix = "/"
+$rules
 
 [[clusters]]
 name = "small"

@@ -157,7 +157,7 @@ pub fn decide(
     let authorized = authz::authorize_request(listener, req.host, &conn.caller(), &asked);
     if let Verdict::Deny(rule) = authorized.verdict {
         let e = ProxyError::Forbidden {
-            rule,
+            rule: rule.clone(),
             stage: authorized.stage,
             route: authorized.route,
         };
@@ -267,7 +267,11 @@ pub fn decide_connection(
     let listener = &snapshot.listeners[listener_index];
     if let (Verdict::Deny(rule), stage) = authz::authorize_connection(listener, &conn.caller()) {
         let route = (stage == authz::Stage::Route).then_some(0);
-        return Err(ProxyError::Forbidden { rule, stage, route });
+        return Err(ProxyError::Forbidden {
+            rule: rule.clone(),
+            stage,
+            route,
+        });
     }
     // Validation gives a TCP listener exactly one route.
     let route = listener.routes.first().ok_or(ProxyError::NoRoute)?;

@@ -50,10 +50,18 @@ pub struct Asked<'a> {
 
 /// A SPIFFE ID pattern: `spiffe://TRUST-DOMAIN/seg/seg…`, where a segment
 /// `*` matches exactly one segment and a last segment `**` one or more.
+///
+/// Compiled for speed: the pattern's literal beginning (up to its first
+/// wildcard, on a segment boundary) is compared with one `starts_with`,
+/// which turns most non-matching rules away; only the rest is matched
+/// segment by segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdPattern {
-    trust_domain: String,
-    segments: Vec<Segment>,
+    /// The whole ID for an exact pattern; else the part before the first
+    /// wildcard, ending in `/`.
+    literal: String,
+    /// Segments after `literal`.
+    tail: Vec<Segment>,
     /// Ends in `**`.
     rest: bool,
 }
@@ -107,32 +115,50 @@ impl IdPattern {
                 }
             }
         }
+        // The literal beginning: every exact segment before the first
+        // wildcard.
+        let exact = segments
+            .iter()
+            .take_while(|s| matches!(s, Segment::Exact(_)))
+            .count();
+        let mut literal = format!("spiffe://{td}");
+        for seg in &segments[..exact] {
+            if let Segment::Exact(e) = seg {
+                literal.push('/');
+                literal.push_str(e);
+            }
+        }
+        let tail: Vec<Segment> = segments[exact..].to_vec();
+        if !tail.is_empty() || rest {
+            literal.push('/');
+        }
         Ok(IdPattern {
-            trust_domain: td.to_owned(),
-            segments,
+            literal,
+            tail,
             rest,
         })
     }
 
     /// Whether `id` matches.
     pub fn matches(&self, id: &str) -> bool {
-        let Some((td, path)) = split_id(id) else {
+        if self.tail.is_empty() && !self.rest {
+            return id == self.literal;
+        }
+        let Some(remainder) = id.strip_prefix(self.literal.as_str()) else {
             return false;
         };
-        if td != self.trust_domain {
-            return false;
-        }
-        let mut parts = path.split('/').filter(|_| !path.is_empty());
-        for seg in &self.segments {
+        let mut parts = remainder.split('/');
+        for seg in &self.tail {
             match (seg, parts.next()) {
                 (Segment::Exact(want), Some(got)) if want == got => {}
                 (Segment::Any, Some(got)) if !got.is_empty() => {}
                 _ => return false,
             }
         }
-        match parts.next() {
+        let mut left = parts.peekable();
+        match left.peek() {
             None => !self.rest,
-            Some(first) => self.rest && !first.is_empty() && parts.all(|p| !p.is_empty()),
+            Some(_) => self.rest && left.all(|p| !p.is_empty()),
         }
     }
 }
@@ -299,15 +325,18 @@ pub struct Policy {
     pub default_name: Arc<str>,
 }
 
-/// Why a request was refused, or the rule that let it through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+/// Why a request was refused, or the rule that let it through. Borrows
+/// the rule's name from the snapshot: an allowed request touches no
+/// reference count (the snapshot is shared by every shard; a count would
+/// be a cache line bouncing between cores). A refusal clones the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'p> {
     /// Allowed: by this allow rule, or (`None`) because there are no
     /// allow rules.
-    Allow(Option<Arc<str>>),
+    Allow(Option<&'p Arc<str>>),
     /// Refused by this rule (or by the policy's default: no allow rule
     /// matched).
-    Deny(Arc<str>),
+    Deny(&'p Arc<str>),
 }
 
 impl Policy {
@@ -317,16 +346,16 @@ impl Policy {
     }
 
     /// Decides for `caller` (and the request, for HTTP).
-    pub fn evaluate(&self, caller: &Caller<'_>, asked: Option<&Asked<'_>>) -> Verdict {
+    pub fn evaluate(&self, caller: &Caller<'_>, asked: Option<&Asked<'_>>) -> Verdict<'_> {
         if let Some(rule) = self.deny.iter().find(|r| r.matches(caller, asked)) {
-            return Verdict::Deny(rule.name.clone());
+            return Verdict::Deny(&rule.name);
         }
         if self.allow.is_empty() {
             return Verdict::Allow(None);
         }
         match self.allow.iter().find(|r| r.matches(caller, asked)) {
-            Some(rule) => Verdict::Allow(Some(rule.name.clone())),
-            None => Verdict::Deny(self.default_name.clone()),
+            Some(rule) => Verdict::Allow(Some(&rule.name)),
+            None => Verdict::Deny(&self.default_name),
         }
     }
 }
@@ -340,12 +369,12 @@ pub enum Stage {
 
 /// The listener's policy, then the route's: the first refusal, or the
 /// route's (else the listener's) allowing rule.
-pub fn authorize(
-    listener: &Policy,
-    route: Option<&Policy>,
+pub fn authorize<'p>(
+    listener: &'p Policy,
+    route: Option<&'p Policy>,
     caller: &Caller<'_>,
     asked: Option<&Asked<'_>>,
-) -> (Verdict, Stage) {
+) -> (Verdict<'p>, Stage) {
     let by_listener = listener.evaluate(caller, asked);
     if matches!(by_listener, Verdict::Deny(_)) {
         return (by_listener, Stage::Listener);
@@ -360,9 +389,9 @@ pub fn authorize(
 /// How a request fared: the route it matched (when the listener let it
 /// that far), the verdict and where it was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authorized {
+pub struct Authorized<'p> {
     pub route: Option<usize>,
-    pub verdict: Verdict,
+    pub verdict: Verdict<'p>,
     pub stage: Stage,
 }
 
@@ -371,12 +400,12 @@ pub struct Authorized {
 /// matched route's policy. The request path leaves route matching and the
 /// rules alike. What `meshctl authz explain` shows is this function's
 /// answer, so it cannot differ from what requests meet.
-pub fn authorize_request(
-    listener: &Listener,
+pub fn authorize_request<'p>(
+    listener: &'p Listener,
     host: Option<&str>,
     caller: &Caller<'_>,
     asked: &Asked<'_>,
-) -> Authorized {
+) -> Authorized<'p> {
     let by_listener = listener.authz.evaluate(caller, Some(asked));
     if matches!(by_listener, Verdict::Deny(_)) {
         return Authorized {
@@ -401,7 +430,10 @@ pub fn authorize_request(
 
 /// Authorizes a connection of a TCP listener: its policy, then its one
 /// route's.
-pub fn authorize_connection(listener: &Listener, caller: &Caller<'_>) -> (Verdict, Stage) {
+pub fn authorize_connection<'p>(
+    listener: &'p Listener,
+    caller: &Caller<'_>,
+) -> (Verdict<'p>, Stage) {
     authorize(
         &listener.authz,
         listener.routes.first().map(|r| &r.authz),

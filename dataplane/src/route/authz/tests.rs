@@ -31,6 +31,22 @@ fn rule(name: &str) -> Rule {
     }
 }
 
+/// A verdict by rule name, for comparing.
+fn named(v: Verdict<'_>) -> (bool, Option<String>) {
+    match v {
+        Verdict::Allow(rule) => (true, rule.map(|r| r.to_string())),
+        Verdict::Deny(rule) => (false, Some(rule.to_string())),
+    }
+}
+
+fn allowed_by(rule: &str) -> (bool, Option<String>) {
+    (true, Some(rule.into()))
+}
+
+fn denied_by(rule: &str) -> (bool, Option<String>) {
+    (false, Some(rule.into()))
+}
+
 fn ids(patterns: &[&str]) -> Vec<IdPattern> {
     patterns
         .iter()
@@ -125,22 +141,19 @@ fn deny_wins_and_an_allow_list_refuses_everything_else() {
         headers: &Map(&[]),
     };
     let web = caller(Some("spiffe://mesh.local/ns/shop/sa/web"));
-    assert_eq!(
-        policy.evaluate(&web, Some(&get)),
-        Verdict::Allow(Some(Arc::from("shop")))
-    );
+    assert_eq!(named(policy.evaluate(&web, Some(&get))), allowed_by("shop"));
     let legacy = caller(Some("spiffe://mesh.local/ns/shop/sa/legacy"));
     assert_eq!(
-        policy.evaluate(&legacy, Some(&get)),
-        Verdict::Deny(Arc::from("legacy"))
+        named(policy.evaluate(&legacy, Some(&get))),
+        denied_by("legacy")
     );
     let delete = Asked {
         method: "DELETE",
         ..get
     };
     assert_eq!(
-        policy.evaluate(&web, Some(&delete)),
-        Verdict::Deny(Arc::from("route r: no allow rule"))
+        named(policy.evaluate(&web, Some(&delete))),
+        denied_by("route r: no allow rule")
     );
     assert!(matches!(
         policy.evaluate(&caller(None), Some(&get)),
@@ -216,18 +229,12 @@ fn the_listener_decides_first_then_the_route() {
     };
     let open = Policy::default();
     let c = caller(None);
-    assert_eq!(
-        authorize(&closed, Some(&open), &c, None),
-        (Verdict::Deny(Arc::from("closed")), Stage::Listener)
-    );
-    assert_eq!(
-        authorize(&open, Some(&closed), &c, None),
-        (Verdict::Deny(Arc::from("closed")), Stage::Route)
-    );
-    assert_eq!(
-        authorize(&open, None, &c, None),
-        (Verdict::Allow(None), Stage::Listener)
-    );
+    let (v, stage) = authorize(&closed, Some(&open), &c, None);
+    assert_eq!((named(v), stage), (denied_by("closed"), Stage::Listener));
+    let (v, stage) = authorize(&open, Some(&closed), &c, None);
+    assert_eq!((named(v), stage), (denied_by("closed"), Stage::Route));
+    let (v, stage) = authorize(&open, None, &c, None);
+    assert_eq!((named(v), stage), ((true, None), Stage::Listener));
 }
 
 proptest! {
