@@ -173,6 +173,21 @@ fn chunk_size_overflow() {
         &[
             b"POST /echo HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
             b"POST /echo HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nhello\r\n0\r\n\r\n",
+            // 2^31: an upstream parsing chunk sizes into 32 bits would
+            // read 0 and take the rest for the next request.
+            b"POST /echo HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\n80000000\r\nhello\r\n0\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\n0000000100000005\r\nhello\r\n0\r\n\r\n",
+        ],
+    );
+}
+
+#[test]
+fn content_length_beyond_2_pow_53() {
+    assert_rejected(
+        400,
+        &[
+            b"POST /echo HTTP/1.1\r\nHost: e2e\r\nContent-Length: 9007199254740993\r\n\r\nhello",
+            b"POST /echo HTTP/1.1\r\nHost: e2e\r\nContent-Length: 18446744073709551621\r\n\r\nhello",
         ],
     );
 }

@@ -31,6 +31,10 @@ pub const MAX_CHUNK_LINE_BYTES: usize = 4096;
 pub const MAX_TRAILER_BYTES: usize = 64 * 1024;
 /// 16 hex digits fill a u64; a 17th would overflow.
 const MAX_CHUNK_SIZE_DIGITS: u8 = 16;
+/// The largest chunk accepted: below 2^31 bytes, as HAProxy. A larger size
+/// is refused rather than forwarded to an upstream that may parse it into
+/// 32 bits and so read a different body.
+pub const MAX_CHUNK_SIZE: u64 = (1 << 31) - 1;
 
 /// Counts and validates the bytes of one message body.
 #[derive(Debug, Clone)]
@@ -212,6 +216,9 @@ impl Chunked {
                 // At most 15 digits so far: fits in 60 bits, no overflow.
                 self.size = (self.size << 4) | u64::from(d);
                 self.digits += 1;
+                if self.size > MAX_CHUNK_SIZE {
+                    return Err(HttpError::ChunkSizeOverflow);
+                }
                 A::SizeDigitOrExt
             }
             // BWS is only allowed before ";" (not before CRLF).
@@ -511,10 +518,17 @@ mod tests {
             both(b"00000000000000001\r\n"),
             Err(HttpError::ChunkSizeOverflow)
         );
-        // 16 digits is the most that fits, and is accepted.
+        // Below 2^31 is accepted (leading zeros or not); 2^31 is not.
         let mut d = BodyDecoder::new(BodyKind::Chunked);
-        assert_eq!(d.advance(b"ffffffffffffffff\r\nab"), Ok(20));
+        assert_eq!(d.advance(b"7fffffff\r\nab"), Ok(12));
         assert!(!d.is_done());
+        let mut d = BodyDecoder::new(BodyKind::Chunked);
+        assert_eq!(d.advance(b"000000007fffffff\r\n"), Ok(18));
+        assert_eq!(both(b"80000000\r\n"), Err(HttpError::ChunkSizeOverflow));
+        assert_eq!(
+            both(b"ffffffffffffffff\r\n"),
+            Err(HttpError::ChunkSizeOverflow)
+        );
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub enum HttpError {
     /// Both Transfer-Encoding and Content-Length (RFC 9112 §6.1, §6.3).
     #[error("both Transfer-Encoding and Content-Length")]
     ContentLengthWithTransferEncoding,
-    /// Content-Length not `1*DIGIT`, empty, or overflowing u64 (RFC 9110 §8.6).
+    /// Content-Length not `1*DIGIT`, empty, or 2^53 or more
+    /// (`fields::MAX_CONTENT_LENGTH`; RFC 9110 §8.6).
     #[error("invalid Content-Length")]
     InvalidContentLength,
     /// Content-Length field lines or list members that disagree
@@ -97,8 +98,9 @@ pub enum HttpError {
     /// chunk-size missing or not hex (RFC 9112 §7.1).
     #[error("invalid chunk size")]
     InvalidChunkSize,
-    /// chunk-size longer than 16 hex digits (would overflow u64).
-    #[error("chunk size overflows u64")]
+    /// chunk-size of 2^31 or more (`body::MAX_CHUNK_SIZE`), or longer than
+    /// 16 hex digits.
+    #[error("chunk size too large")]
     ChunkSizeOverflow,
     /// chunk-ext not `*( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] )`.
     #[error("invalid chunk extension")]

@@ -40,6 +40,12 @@ pub(crate) fn list_members(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|&b| b == b',').map(trim_ows)
 }
 
+/// The largest Content-Length accepted: below 2^53, where a parser using
+/// doubles (JavaScript, some JSON stacks) starts to lose integers. Larger
+/// values are refused, never forwarded to an upstream that may read them
+/// differently.
+pub const MAX_CONTENT_LENGTH: u64 = (1 << 53) - 1;
+
 /// Parses one Content-Length field value.
 ///
 /// RFC 9110 §8.6: `Content-Length = 1*DIGIT`. RFC 9112 §6.3 point 5: a value
@@ -49,7 +55,9 @@ pub(crate) fn list_members(v: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub(crate) fn parse_content_length(v: &[u8]) -> Result<u64, HttpError> {
     let mut value = None;
     for member in list_members(v) {
-        let n = parse_digits(member).ok_or(HttpError::InvalidContentLength)?;
+        let n = parse_digits(member)
+            .filter(|n| *n <= MAX_CONTENT_LENGTH)
+            .ok_or(HttpError::InvalidContentLength)?;
         match value {
             None => value = Some(n),
             Some(prev) if prev == n => {}
@@ -257,7 +265,19 @@ mod tests {
         assert_eq!(parse_content_length(b"005"), Ok(5));
         assert_eq!(parse_content_length(b"5, 5"), Ok(5));
         assert_eq!(parse_content_length(b"5,5 ,\t5"), Ok(5));
-        assert_eq!(parse_content_length(b"18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(
+            parse_content_length(b"9007199254740991"),
+            Ok(MAX_CONTENT_LENGTH)
+        );
+        assert_eq!(
+            parse_content_length(b"9007199254740992"),
+            Err(HttpError::InvalidContentLength),
+            "2^53 is refused"
+        );
+        assert_eq!(
+            parse_content_length(b"18446744073709551615"),
+            Err(HttpError::InvalidContentLength)
+        );
         for bad in [
             &b""[..],
             b"+5",
