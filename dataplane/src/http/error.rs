@@ -38,6 +38,10 @@ pub enum HttpError {
     /// an upstream that switches protocols broke the exchange.
     #[error("unexpected 101 Switching Protocols")]
     UnexpectedUpgrade,
+    /// A chunked response to a request that went upstream as HTTP/1.0 (an
+    /// HTTP/1.0 client cannot read chunked framing, RFC 9112 §6.1).
+    #[error("chunked response to an HTTP/1.0 request")]
+    ChunkedToHttp10,
     /// A byte that is not a `tchar` in a field name, including whitespace
     /// before the colon and obs-fold continuation lines (RFC 9112 §5.1, §5.2).
     #[error("invalid byte in header field name")]

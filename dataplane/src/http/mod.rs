@@ -43,9 +43,9 @@ pub use fields::MAX_CONNECTION_OPTIONS;
 pub use head::{RequestHead, ResponseHead, parse_request, parse_response};
 pub use scan::HeadScanner;
 pub use write::{
-    CONTINUE_RESPONSE, ForwardInfo, RequestEdits, reason_phrase, write_downstream_response,
-    write_downstream_response_edited, write_downstream_response_for, write_local_response,
-    write_upstream_request, write_upstream_request_edited,
+    CONTINUE_RESPONSE, ForwardInfo, OriginForm, RequestEdits, origin_form, reason_phrase,
+    write_downstream_response, write_downstream_response_edited, write_downstream_response_for,
+    write_local_response, write_upstream_request, write_upstream_request_edited,
 };
 
 /// Most header field lines accepted in one head; more is

@@ -55,7 +55,9 @@ enum Disposition {
 /// Content-Length is always dropped here and regenerated from the parsed
 /// value, so a `Connection: content-length` option cannot strip the framing
 /// the upstream relies on. Host is never removed by a Connection option.
-fn hop_by_hop(name: &str, conn: &ConnectionOptions<'_>) -> bool {
+/// Whether `name` is a field that never crosses the gateway, whatever the
+/// message's Connection header says.
+fn fixed_hop_by_hop(name: &str) -> bool {
     const FIXED: [&str; 8] = [
         "connection",
         "keep-alive",
@@ -67,7 +69,91 @@ fn hop_by_hop(name: &str, conn: &ConnectionOptions<'_>) -> bool {
         "content-length",
     ];
     FIXED.iter().any(|f| name.eq_ignore_ascii_case(f))
-        || (conn.names(name) && !name.eq_ignore_ascii_case("host"))
+}
+
+/// Whether field `name` of a message is hop-by-hop: fixed, or named by
+/// that message's own Connection header (RFC 9110 §7.6.1). The Connection
+/// header applies to the fields of the message it came with only; fields
+/// the gateway or a route adds are never subject to it.
+fn hop_by_hop(name: &str, conn: &ConnectionOptions<'_>) -> bool {
+    fixed_hop_by_hop(name) || (conn.names(name) && !name.eq_ignore_ascii_case("host"))
+}
+
+/// The origin-form of a request-target (RFC 9112 §3.2.1): origin-form as
+/// is; for absolute-form (§3.2.2) its path and query, `/` when it has no
+/// path. A gateway forwards origin-form, whatever form the client used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginForm<'a> {
+    /// A `/` precedes `rest` (an absolute-form target without a path).
+    slash: bool,
+    rest: &'a str,
+}
+
+/// See [`OriginForm`].
+pub fn origin_form(target: &str) -> OriginForm<'_> {
+    let Some(scheme_end) = target.find("://").filter(|_| !target.starts_with('/')) else {
+        return OriginForm {
+            slash: false,
+            rest: target,
+        };
+    };
+    let after = &target[scheme_end + 3..];
+    match after.find(['/', '?']) {
+        Some(i) if after.as_bytes()[i] == b'/' => OriginForm {
+            slash: false,
+            rest: &after[i..],
+        },
+        Some(i) => OriginForm {
+            slash: true,
+            rest: &after[i..],
+        },
+        None => OriginForm {
+            slash: true,
+            rest: "",
+        },
+    }
+}
+
+impl OriginForm<'_> {
+    /// Whether the client sent absolute-form.
+    pub fn was_absolute(&self, target: &str) -> bool {
+        self.slash || self.rest.len() != target.len()
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        if self.slash {
+            out.push(b'/');
+        }
+        out.extend_from_slice(self.rest.as_bytes());
+    }
+
+    /// With `prefix` replaced by `with` when it starts with it.
+    fn write_rewritten(&self, prefix: &str, with: &str, out: &mut Vec<u8>) {
+        let mut whole = String::new();
+        let full = if self.slash {
+            whole.push('/');
+            whole.push_str(self.rest);
+            whole.as_str()
+        } else {
+            self.rest
+        };
+        match full.strip_prefix(prefix) {
+            Some(tail) => {
+                out.extend_from_slice(with.as_bytes());
+                out.extend_from_slice(tail.as_bytes());
+            }
+            None => out.extend_from_slice(full.as_bytes()),
+        }
+    }
+}
+
+impl std::fmt::Display for OriginForm<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.slash {
+            f.write_str("/")?;
+        }
+        f.write_str(self.rest)
+    }
 }
 
 fn request_disposition(name: &str, conn: &ConnectionOptions<'_>) -> Disposition {
@@ -161,12 +247,13 @@ pub fn write_upstream_request_edited(
     let conn = &fields.connection;
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
+    // Origin-form always, so the upstream sees (and a prefix rewrite
+    // edits) the same path the route matched.
+    let target = origin_form(head.target);
+    let absolute = target.was_absolute(head.target);
     match edits.prefix_rewrite {
-        Some((prefix, with)) if head.target.starts_with(prefix) => {
-            out.extend_from_slice(with.as_bytes());
-            out.extend_from_slice(&head.target.as_bytes()[prefix.len()..]);
-        }
-        _ => out.extend_from_slice(head.target.as_bytes()),
+        Some((prefix, with)) => target.write_rewritten(prefix, with, out),
+        None => target.write(out),
     }
     // An HTTP/1.0 request goes upstream as HTTP/1.0, so the upstream never
     // answers with chunked framing the client cannot read (RFC 9112 §6.1);
@@ -180,8 +267,14 @@ pub fn write_upstream_request_edited(
     let mut has_request_id = false;
     let mut has_host = false;
     let dropped = |name: &str| edits.headers.is_some_and(|e| e.drops(name));
+    // An absolute-form target's authority replaces any Host line
+    // (RFC 9112 §3.2.2); `head.host` holds it.
+    let replaced = |name: &str| absolute && name.eq_ignore_ascii_case("host");
     for h in fields.lines() {
-        if request_disposition(h.name, conn) == Disposition::Keep && !dropped(h.name) {
+        if request_disposition(h.name, conn) == Disposition::Keep
+            && !dropped(h.name)
+            && !replaced(h.name)
+        {
             has_request_id |= h.name.eq_ignore_ascii_case("x-request-id");
             has_host |= h.name.eq_ignore_ascii_case("host");
             push_field(out, h.name.as_bytes(), h.value);
@@ -189,7 +282,9 @@ pub fn write_upstream_request_edited(
     }
     if let Some(e) = edits.headers {
         for (name, value) in e.appended() {
-            if request_disposition(name, conn) == Disposition::Keep {
+            // The client's Connection header cannot remove what the route
+            // adds.
+            if request_disposition(name, &ConnectionOptions::default()) == Disposition::Keep {
                 has_request_id |= name.eq_ignore_ascii_case("x-request-id");
                 has_host |= name.eq_ignore_ascii_case("host");
                 push_field(out, name.as_bytes(), value.as_bytes());
@@ -279,7 +374,9 @@ pub fn write_downstream_response_edited(
     }
     if let Some(e) = edits {
         for (name, value) in e.appended() {
-            if !hop_by_hop(name, &fields.connection) {
+            // The upstream's Connection header cannot remove what the
+            // route adds.
+            if !fixed_hop_by_hop(name) {
                 push_field(out, name.as_bytes(), value.as_bytes());
             }
         }

@@ -94,6 +94,13 @@ fn upstream_request_forward_info_cannot_inject_lines() {
     assert!(req(out.as_bytes()).is_ok());
 }
 
+fn upstream_edited(buf: &[u8], edits: &RequestEdits<'_>) -> String {
+    let h = req(buf).unwrap();
+    let mut out = Vec::new();
+    write_upstream_request_edited(&h, &fwd(None), edits, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
 #[test]
 fn upstream_request_round_trips() {
     let buf = b"GET http://a.b/p?q HTTP/1.1\r\nHost: a.b\r\nX-A: 1\r\n\r\n";
@@ -101,7 +108,7 @@ fn upstream_request_round_trips() {
     let h = req(out.as_bytes()).unwrap();
     assert_eq!(
         (h.method, h.target, h.path, h.host),
-        ("GET", "http://a.b/p?q", "/p", Some("a.b"))
+        ("GET", "/p?q", "/p", Some("a.b"))
     );
     assert_eq!(h.header("x-a"), Some(&b"1"[..]));
     assert_eq!(h.header("x-forwarded-for"), Some(&b"10.1.2.3"[..]));
@@ -212,4 +219,76 @@ fn http10_request_without_host_is_forwarded_with_one() {
         parse_request(rewritten.as_bytes(), &limits()),
         Ok(Parse::Complete(_))
     ));
+}
+
+/// RFC 9112 §3.2.2: an absolute-form target goes upstream in origin-form,
+/// its authority replacing whatever Host line the client sent, and a
+/// prefix rewrite sees the path the route matched.
+#[test]
+fn absolute_form_goes_upstream_as_origin_form_with_its_host() {
+    let out = upstream(
+        b"GET http://orders.mesh/v1/x?y=1 HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+        &fwd(None),
+    );
+    assert!(out.starts_with("GET /v1/x?y=1 HTTP/1.1\r\n"), "{out}");
+    assert!(out.contains("host: orders.mesh\r\n"), "{out}");
+    assert!(!out.contains("evil.example"), "{out}");
+    for (target, sent) in [
+        ("http://a.b", "GET / HTTP/1.1"),
+        ("http://a.b?q", "GET /?q HTTP/1.1"),
+        ("HTTPS://a.b:8443/p", "GET /p HTTP/1.1"),
+        ("/already/origin", "GET /already/origin HTTP/1.1"),
+    ] {
+        let buf = format!("GET {target} HTTP/1.1\r\nHost: a.b\r\n\r\n");
+        let out = upstream(buf.as_bytes(), &fwd(None));
+        assert!(out.starts_with(&format!("{sent}\r\n")), "{target}: {out}");
+    }
+    let rewrite = RequestEdits {
+        headers: None,
+        prefix_rewrite: Some(("/v1/", "/internal/")),
+    };
+    let out = upstream_edited(
+        b"GET http://orders.mesh/v1/x HTTP/1.1\r\nHost: x\r\n\r\n",
+        &rewrite,
+    );
+    assert!(out.starts_with("GET /internal/x HTTP/1.1\r\n"), "{out}");
+}
+
+/// RFC 9110 §7.6.1: a Connection header names fields of its own message;
+/// it cannot remove what the gateway or a route adds.
+#[test]
+fn connection_cannot_remove_fields_the_route_adds() {
+    let edits = HeaderEdits {
+        add: vec![("x-tenant".into(), "blue".into())],
+        set: vec![("x-env".into(), "prod".into())],
+        remove: Vec::new(),
+    };
+    let out = upstream_edited(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x-tenant, x-env, x-mine\r\nx-mine: 1\r\nx-env: dev\r\n\r\n",
+        &RequestEdits {
+            headers: Some(&edits),
+            prefix_rewrite: None,
+        },
+    );
+    assert!(out.contains("x-tenant: blue\r\n"), "{out}");
+    assert!(out.contains("x-env: prod\r\n"), "{out}");
+    assert!(
+        !out.contains("x-mine"),
+        "the client's own nominated field goes: {out}"
+    );
+    assert!(!out.contains("x-env: dev"), "{out}");
+    // Gateway-owned fields are written whatever Connection says.
+    assert!(out.contains("x-forwarded-for: 10.1.2.3\r\n"), "{out}");
+    assert!(out.contains("x-request-id: rid-1\r\n"), "{out}");
+    // The same on the way back.
+    let h = res(
+        b"HTTP/1.1 200 OK\r\nConnection: x-tenant, x-up\r\nx-up: 1\r\nContent-Length: 0\r\n\r\n",
+        "GET",
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    write_downstream_response_edited(&h, true, false, Some(&edits), &mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert!(out.contains("x-tenant: blue\r\n"), "{out}");
+    assert!(!out.contains("x-up"), "{out}");
 }

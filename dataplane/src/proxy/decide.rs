@@ -173,7 +173,12 @@ pub fn decide(
             route: None,
             action: Action::Redirect {
                 status: r.status,
-                location: r.location(conn.proto, req.host, req.target),
+                // The origin-form, whichever form the request came in.
+                location: r.location(
+                    conn.proto,
+                    req.host,
+                    &crate::http::origin_form(req.target).to_string(),
+                ),
             },
         };
     }

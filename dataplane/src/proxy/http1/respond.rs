@@ -31,6 +31,11 @@ pub(super) fn response_head(
         && !draining
         && response.body != BodyKind::CloseDelimited
         && !(http10 && response.body == BodyKind::Chunked);
+    // The request went upstream as HTTP/1.0: a chunked answer is the
+    // upstream's mistake, and the client could not read it.
+    if http10 && response.body == BodyKind::Chunked {
+        return Err(ProxyError::BadResponse(http::HttpError::ChunkedToHttp10));
+    }
     let method = if is_head { "HEAD" } else { "GET" };
     // The head was parsed when it arrived; parsing it again here keeps the
     // try protocol-neutral (it returns facts, not borrowed head lines).

@@ -1,0 +1,141 @@
+//! What the gateway lets a caller's or an upstream's headers and framing
+//! do (issue 11 §3), with raw bytes through the real binary: absolute-form
+//! targets, `Connection` naming fields the route adds, and chunked framing
+//! an HTTP/1.0 client cannot read. (Size bounds of chunks and
+//! Content-Length are in `smuggling.rs`.)
+
+use harness::client::READ_TIMEOUT;
+use harness::{Gateway, LISTENER, RawConn, Response, Scripted, Setup, TempDir, Upstream};
+
+/// A plaintext listener with the route TOML `route` (its `[[routes]]`
+/// line included) in front of `up`.
+fn gateway_with_route(dir: &TempDir, up: &Upstream, route: &str) -> Gateway {
+    let text = format!(
+        "[[listeners]]\nname = \"{LISTENER}\"\naddress = \"127.0.0.1:0\"\n\n{route}\n\n\
+         [[clusters]]\nname = \"backend\"\nendpoints = [\"{}\"]\n",
+        up.addr()
+    );
+    Gateway::start(&text, dir.path())
+}
+
+fn raw(gw: &Gateway, request: &[u8]) -> Response {
+    let mut c = RawConn::connect(gw.addr(LISTENER));
+    c.send(request).expect("send");
+    c.read_response()
+        .unwrap_or_else(|e| panic!("no response: {e}\n--- stderr:\n{}", gw.stderr()))
+}
+
+fn exchange(s: &Setup, request: &[u8]) -> Response {
+    let mut c = RawConn::connect(s.gw.addr(LISTENER));
+    c.send(request).expect("send");
+    c.read_response()
+        .unwrap_or_else(|e| panic!("no response: {e}\n--- stderr:\n{}", s.gw.stderr()))
+}
+
+fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+#[test]
+fn an_absolute_form_target_goes_upstream_in_origin_form_with_its_own_host() {
+    let s = Setup::plain(|c| c);
+    let r = exchange(
+        &s,
+        b"GET http://orders.mesh/headers?x=1 HTTP/1.1\r\nHost: somewhere.else\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let head = text(&r);
+    assert!(head.starts_with("GET /headers?x=1 HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("host: orders.mesh\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("somewhere.else"), "{head}");
+}
+
+#[test]
+fn a_prefix_rewrite_sees_the_path_of_an_absolute_form_target() {
+    let (dir, up) = (TempDir::new(), Upstream::start("origin"));
+    let gw = gateway_with_route(
+        &dir,
+        &up,
+        &format!(
+            "[[routes]]\nlistener = \"{LISTENER}\"\ncluster = \"backend\"\nprefix_rewrite = \"/\"\n\
+             [routes.match]\npath_prefix = \"/api/\""
+        ),
+    );
+    let r = raw(
+        &gw,
+        b"GET http://e2e/api/headers HTTP/1.1\r\nHost: e2e\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        text(&r).starts_with("GET /headers HTTP/1.1\r\n"),
+        "{}",
+        text(&r)
+    );
+}
+
+#[test]
+fn a_redirect_of_an_absolute_form_request_has_a_correct_location() {
+    let (dir, up) = (TempDir::new(), Upstream::start("origin"));
+    let gw = gateway_with_route(
+        &dir,
+        &up,
+        &format!(
+            "[[routes]]\nlistener = \"{LISTENER}\"\n\
+             [routes.redirect]\nstatus = 308\nhost = \"new.example\""
+        ),
+    );
+    let r = raw(
+        &gw,
+        b"GET http://old.example/a/b?q=1 HTTP/1.1\r\nHost: old.example\r\n\r\n",
+    );
+    assert_eq!(r.status, 308, "{r:?}");
+    assert_eq!(
+        r.header("location"),
+        Some("http://new.example/a/b?q=1"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_client_connection_header_cannot_remove_what_the_route_adds() {
+    let s = Setup::plain(|c| {
+        c.route_extra("[routes.request_headers]\nadd = { \"x-tenant\" = \"blue\" }\n")
+    });
+    let r = exchange(
+        &s,
+        b"GET /headers HTTP/1.1\r\nHost: e2e\r\nConnection: x-tenant, x-forwarded-for, x-mine\r\nx-mine: 1\r\n\r\n",
+    );
+    let head = text(&r).to_ascii_lowercase();
+    assert!(head.contains("x-tenant: blue\r\n"), "{head}");
+    assert!(head.contains("x-forwarded-for: 127.0.0.1\r\n"), "{head}");
+    assert!(
+        !head.contains("x-mine"),
+        "the client's own nominated field goes: {head}"
+    );
+}
+
+#[test]
+fn an_http_1_0_client_never_gets_chunked_framing() {
+    // The request goes upstream as HTTP/1.0; an upstream that answers
+    // chunked anyway gets the client a 502, not bytes it cannot frame.
+    let origin = Scripted::start(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    let s = Setup::plain(|mut c| {
+        c.endpoints = vec![origin.addr()];
+        c
+    });
+    let mut c = RawConn::connect(s.gw.addr(LISTENER));
+    c.send(b"GET /x HTTP/1.0\r\n\r\n").expect("send");
+    let got = c.read_to_close(READ_TIMEOUT);
+    let t = got.text();
+    assert!(t.starts_with("HTTP/1.1 502 "), "{t}");
+    assert!(!t.to_ascii_lowercase().contains("transfer-encoding"), "{t}");
+    assert!(t.contains("bad_response"), "{t}");
+    // An HTTP/1.1 client gets the chunked answer as it is.
+    let r = exchange(&s, b"GET /x HTTP/1.1\r\nHost: e2e\r\n\r\n");
+    assert_eq!(r.status, 200);
+}
