@@ -10,12 +10,21 @@ use harness::{Gateway, LISTENER, RawConn, Response, Scripted, Setup, TempDir, Up
 /// A plaintext listener with the route TOML `route` (its `[[routes]]`
 /// line included) in front of `up`.
 fn gateway_with_route(dir: &TempDir, up: &Upstream, route: &str) -> Gateway {
+    gateway(dir, up, "", route)
+}
+
+/// [`gateway_with_route`] with listener keys `listener` too.
+fn gateway(dir: &TempDir, up: &Upstream, listener: &str, route: &str) -> Gateway {
     let text = format!(
-        "[[listeners]]\nname = \"{LISTENER}\"\naddress = \"127.0.0.1:0\"\n\n{route}\n\n\
+        "[[listeners]]\nname = \"{LISTENER}\"\naddress = \"127.0.0.1:0\"\n{listener}\n\n{route}\n\n\
          [[clusters]]\nname = \"backend\"\nendpoints = [\"{}\"]\n",
         up.addr()
     );
     Gateway::start(&text, dir.path())
+}
+
+fn catch_all() -> String {
+    format!("[[routes]]\nlistener = \"{LISTENER}\"\ncluster = \"backend\"")
 }
 
 fn raw(gw: &Gateway, request: &[u8]) -> Response {
@@ -138,4 +147,66 @@ fn an_http_1_0_client_never_gets_chunked_framing() {
     // An HTTP/1.1 client gets the chunked answer as it is.
     let r = exchange(&s, b"GET /x HTTP/1.1\r\nHost: e2e\r\n\r\n");
     assert_eq!(r.status, 200);
+}
+
+#[test]
+fn header_names_with_underscores_are_dropped_by_default_or_refused_or_allowed() {
+    let request = b"GET /headers HTTP/1.1\r\nHost: e2e\r\nx_forwarded_client_cert: By=spiffe://evil\r\nX_Tenant: blue\r\n\r\n";
+    let up = Upstream::start("origin");
+    let dir = TempDir::new();
+    let dropping = gateway(&dir, &up, "", &catch_all());
+    let r = raw(&dropping, request);
+    assert_eq!(r.status, 200);
+    assert!(!text(&r).contains('_'), "{}", text(&r));
+    let dir = TempDir::new();
+    let refusing = gateway(
+        &dir,
+        &up,
+        "headers_with_underscores = \"reject\"",
+        &catch_all(),
+    );
+    let r = raw(&refusing, request);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.header("x-meshgate-error"), Some("bad_request"));
+    let dir = TempDir::new();
+    let allowing = gateway(
+        &dir,
+        &up,
+        "headers_with_underscores = \"allow\"",
+        &catch_all(),
+    );
+    let r = raw(&allowing, request);
+    assert!(text(&r).contains("X_Tenant: blue\r\n"), "{}", text(&r));
+    assert_eq!(
+        up.served(),
+        2,
+        "the refused request never reached the origin"
+    );
+}
+
+#[test]
+fn a_request_trailer_naming_a_gateway_owned_field_never_reaches_the_origin() {
+    let s = Setup::plain(|c| c);
+    let mut c = RawConn::connect(s.gw.addr(LISTENER));
+    c.send(
+        b"POST /echo HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\nX-Forwarded-For: 10.9.9.9\r\n\r\n",
+    )
+    .expect("send");
+    let got = c.read_to_close(READ_TIMEOUT);
+    assert!(got.text().starts_with("HTTP/1.1 400 "), "{}", got.text());
+    s.settle();
+    assert_eq!(
+        s.up.served(),
+        0,
+        "the origin took the request: {:?}",
+        s.up.requests()
+    );
+    // Other trailers pass.
+    let r = exchange(
+        &s,
+        b"POST /echo HTTP/1.1\r\nHost: e2e\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n",
+    );
+    assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
 }

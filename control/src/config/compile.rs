@@ -11,7 +11,7 @@ use dataplane::route::authz::{HeaderCondition, Policy, Rule};
 use dataplane::route::{
     Cluster, ClusterId, ClusterLimits, Fault, HashOn, HeaderEdits, HostMatch, HttpLimits, LbPolicy,
     Listener, PathMatch, PoolSettings, Protocol, RateKey, RateLimit, Redirect, RetryPolicy, Route,
-    RouteMatch, RouteTarget, Snapshot, SplitTarget,
+    RouteMatch, RouteTarget, Snapshot, SplitTarget, Underscores,
 };
 use dataplane::tls::{ClientAuth, ServerTls, ServerTlsSettings, TlsVersion};
 use dataplane::upstream::hash::{Maglev, RingHash};
@@ -21,7 +21,7 @@ use dataplane::upstream::retry::{RetryBudget, RetryOn};
 use super::schema::{
     AllUnhealthyConfig, AuthzConfig, AuthzRuleConfig, ClientAuthConfig, ClusterConfig, Config,
     HashOnConfig, HeaderEditsConfig, LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig,
-    MinVersion, RateKeyConfig, RouteConfig, TlsConfig, route_name,
+    MinVersion, RateKeyConfig, RouteConfig, TlsConfig, UnderscoresConfig, route_name,
 };
 use super::tls_build;
 use super::validate::Problem;
@@ -76,6 +76,11 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
                 header_timeout: Duration::from_millis(l.header_timeout_ms),
                 idle_timeout: Duration::from_millis(l.idle_timeout_ms),
                 max_connections: l.max_connections,
+                underscores: match l.headers_with_underscores {
+                    UnderscoresConfig::Allow => Underscores::Allow,
+                    UnderscoresConfig::Drop => Underscores::Drop,
+                    UnderscoresConfig::Reject => Underscores::Reject,
+                },
             },
             authz: policy(&format!("listener {}", l.name), &l.authz),
         });

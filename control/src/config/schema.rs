@@ -196,6 +196,12 @@ pub struct ListenerConfig {
     /// Per shard; 0 (default) = unlimited.
     #[serde(default)]
     pub max_connections: usize,
+    /// Request header names with `_`: `"drop"` (default: left out of the
+    /// request sent upstream), `"allow"` or `"reject"` (400). CGI-style
+    /// upstreams read `_` as `-`, so `x_forwarded_for` could pass for the
+    /// gateway's own header.
+    #[serde(default)]
+    pub headers_with_underscores: UnderscoresConfig,
     /// Absent: plaintext.
     pub tls: Option<TlsConfig>,
     /// `[[listeners.authz.allow]]` / `[[listeners.authz.deny]]`: who may
@@ -256,6 +262,16 @@ pub struct AuthzRuleConfig {
     /// value, present).
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// `listeners.headers_with_underscores`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnderscoresConfig {
+    Allow,
+    #[default]
+    Drop,
+    Reject,
 }
 
 /// `listeners.protocol`

@@ -61,6 +61,43 @@ struct Chunked {
     digits: u8,
     line_bytes: usize,
     trailer_bytes: usize,
+    /// Refuse trailer fields the gateway owns (request bodies).
+    guard_trailers: bool,
+    /// The trailer field name being read, lowercased, `_` as `-` (only
+    /// as long as the longest guarded name; longer names are not guarded).
+    name: [u8; GUARDED_NAME_MAX],
+    name_len: usize,
+}
+
+/// Fields a client may not send in a request's trailer section: framing,
+/// routing and what the gateway itself writes upstream. A trailer is merged
+/// into the header section by some upstreams, so one of these there would
+/// undo what the gateway guarantees about the head (its `x-forwarded-*`,
+/// `x-request-id`, the caller identity it vouches for).
+const GUARDED_TRAILERS: [&str; 16] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-client-cert",
+    "x-request-id",
+];
+const GUARDED_NAME_MAX: usize = 24;
+
+/// Whether a trailer field name (lowercased, `_` read as `-`, as CGI-style
+/// upstreams read it) is one the gateway owns.
+fn guarded(name: &[u8]) -> bool {
+    GUARDED_TRAILERS.iter().any(|g| g.as_bytes() == name) || name.starts_with(b"x-meshgate-")
 }
 
 /// What the chunked decoder waits for next.
@@ -140,7 +177,22 @@ impl Chunked {
             digits: 0,
             line_bytes: 0,
             trailer_bytes: 0,
+            guard_trailers: false,
+            name: [0; GUARDED_NAME_MAX],
+            name_len: 0,
         }
+    }
+
+    /// Records one byte of a trailer field name.
+    fn name_byte(&mut self, b: u8) {
+        if self.name_len < GUARDED_NAME_MAX {
+            self.name[self.name_len] = if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            };
+        }
+        self.name_len += 1;
     }
 
     /// Consumes from `input` until the body ends or input runs out.
@@ -272,9 +324,24 @@ impl Chunked {
             (A::DataCr | A::DataLf, _) => return Err(HttpError::MissingChunkDataCrlf),
             (A::TrailerLineStart, b'\r') => A::FinalLf,
             // A leading SP/HTAB would be obs-fold (RFC 9112 §5.2): not a tchar.
-            (A::TrailerLineStart, b) if is_tchar(b) => A::TrailerName,
-            (A::TrailerName, b) if is_tchar(b) => A::TrailerName,
-            (A::TrailerName, b':') => A::TrailerValue,
+            (A::TrailerLineStart, b) if is_tchar(b) => {
+                self.name_len = 0;
+                self.name_byte(b);
+                A::TrailerName
+            }
+            (A::TrailerName, b) if is_tchar(b) => {
+                self.name_byte(b);
+                A::TrailerName
+            }
+            (A::TrailerName, b':') => {
+                if self.guard_trailers
+                    && self.name_len <= GUARDED_NAME_MAX
+                    && guarded(&self.name[..self.name_len])
+                {
+                    return Err(HttpError::ForbiddenTrailer);
+                }
+                A::TrailerValue
+            }
             (A::TrailerValue, b'\r') => A::TrailerLf,
             (A::TrailerValue, b) if is_field_value_byte(b) => A::TrailerValue,
             (A::TrailerLf, b'\n') => A::TrailerLineStart,
@@ -291,6 +358,18 @@ impl Chunked {
 }
 
 impl BodyDecoder {
+    /// A decoder for a request body framed as `kind`: like [`new`](Self::new),
+    /// and a chunked body's trailer section may not carry a field the
+    /// gateway owns ([`HttpError::ForbiddenTrailer`]). Request trailers are
+    /// passed on, filtered this way (the rest go through verbatim).
+    pub fn for_request(kind: BodyKind) -> Self {
+        let mut d = Self::new(kind);
+        if let State::Chunked(c) = &mut d.state {
+            c.guard_trailers = true;
+        }
+        d
+    }
+
     /// A decoder for a body framed as `kind`.
     pub fn new(kind: BodyKind) -> Self {
         let state = match kind {
@@ -529,6 +608,46 @@ mod tests {
             both(b"ffffffffffffffff\r\n"),
             Err(HttpError::ChunkSizeOverflow)
         );
+    }
+
+    #[test]
+    fn request_trailers_may_not_carry_fields_the_gateway_owns() {
+        let body = |trailer: &str| format!("5\r\nhello\r\n0\r\n{trailer}\r\n\r\n");
+        for owned in [
+            "X-Forwarded-For: 1.2.3.4",
+            "x-request-id: mine",
+            "x_forwarded_client_cert: By=spiffe://evil",
+            "Content-Length: 5",
+            "X-Meshgate-Error: no",
+        ] {
+            let mut d = BodyDecoder::for_request(BodyKind::Chunked);
+            assert_eq!(
+                d.advance(body(owned).as_bytes()),
+                Err(HttpError::ForbiddenTrailer),
+                "{owned}"
+            );
+            // Responses are not guarded.
+            let mut d = BodyDecoder::new(BodyKind::Chunked);
+            assert!(d.advance(body(owned).as_bytes()).is_ok(), "{owned}");
+        }
+        for fine in [
+            "x-checksum: abc",
+            "x-forwarded-for-real-long-name-here: 1",
+            "server-timing: x",
+        ] {
+            let mut d = BodyDecoder::for_request(BodyKind::Chunked);
+            let b = body(fine);
+            assert_eq!(d.advance(b.as_bytes()), Ok(b.len()), "{fine}");
+            assert!(d.is_done());
+        }
+        // Split at every byte: the same verdict.
+        let b = body("x-request-id: mine");
+        let mut d = BodyDecoder::for_request(BodyKind::Chunked);
+        let refused = b
+            .as_bytes()
+            .iter()
+            .any(|byte| d.advance(std::slice::from_ref(byte)).is_err());
+        assert!(refused);
     }
 
     #[test]

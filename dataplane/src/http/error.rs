@@ -118,6 +118,14 @@ pub enum HttpError {
     /// Malformed trailer field line.
     #[error("invalid trailer field")]
     InvalidTrailer,
+    /// A request trailer field the gateway owns (`x-forwarded-for`,
+    /// `x-request-id`, framing fields…), `_` read as `-`.
+    #[error("trailer field the gateway owns")]
+    ForbiddenTrailer,
+    /// A header name with `_` on a listener with
+    /// `headers_with_underscores = "reject"`.
+    #[error("header name with an underscore")]
+    UnderscoreInHeaderName,
     /// Trailer section larger than the limit.
     #[error("trailer section too large")]
     TrailersTooLarge,

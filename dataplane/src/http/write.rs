@@ -231,6 +231,8 @@ pub struct RequestEdits<'a> {
     /// `(prefix, replacement)`: a target starting with `prefix` has it
     /// replaced.
     pub prefix_rewrite: Option<(&'a str, &'a str)>,
+    /// Leave out request fields whose name has `_`.
+    pub drop_underscores: bool,
 }
 
 /// [`write_upstream_request`] with route edits applied: fields the edits
@@ -269,7 +271,10 @@ pub fn write_upstream_request_edited(
     let dropped = |name: &str| edits.headers.is_some_and(|e| e.drops(name));
     // An absolute-form target's authority replaces any Host line
     // (RFC 9112 §3.2.2); `head.host` holds it.
-    let replaced = |name: &str| absolute && name.eq_ignore_ascii_case("host");
+    let replaced = |name: &str| {
+        (absolute && name.eq_ignore_ascii_case("host"))
+            || (edits.drop_underscores && name.contains('_'))
+    };
     for h in fields.lines() {
         if request_disposition(h.name, conn) == Disposition::Keep
             && !dropped(h.name)

@@ -246,6 +246,7 @@ fn absolute_form_goes_upstream_as_origin_form_with_its_host() {
     let rewrite = RequestEdits {
         headers: None,
         prefix_rewrite: Some(("/v1/", "/internal/")),
+        drop_underscores: false,
     };
     let out = upstream_edited(
         b"GET http://orders.mesh/v1/x HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -268,6 +269,7 @@ fn connection_cannot_remove_fields_the_route_adds() {
         &RequestEdits {
             headers: Some(&edits),
             prefix_rewrite: None,
+            drop_underscores: false,
         },
     );
     assert!(out.contains("x-tenant: blue\r\n"), "{out}");
@@ -291,4 +293,18 @@ fn connection_cannot_remove_fields_the_route_adds() {
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("x-tenant: blue\r\n"), "{out}");
     assert!(!out.contains("x-up"), "{out}");
+}
+
+#[test]
+fn underscore_names_can_be_left_out() {
+    let buf = b"GET / HTTP/1.1\r\nHost: a\r\nx_forwarded_client_cert: By=evil\r\nX_Mine: 1\r\nx-ok: 2\r\n\r\n";
+    let drop = RequestEdits {
+        drop_underscores: true,
+        ..RequestEdits::default()
+    };
+    let out = upstream_edited(buf, &drop);
+    assert!(!out.contains('_'), "{out}");
+    assert!(out.contains("x-ok: 2\r\n"), "{out}");
+    let out = upstream_edited(buf, &RequestEdits::default());
+    assert!(out.contains("X_Mine: 1\r\n"), "allowed: {out}");
 }

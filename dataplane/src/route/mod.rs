@@ -151,6 +151,23 @@ pub struct HttpLimits {
     /// atomic on every accept; the process-wide bound is this times the shard
     /// count). `0` means unlimited. Default 0.
     pub max_connections: usize,
+    /// What to do with request header names containing `_`.
+    pub underscores: Underscores,
+}
+
+/// Request header names with `_` (`listeners.headers_with_underscores`,
+/// Envoy's option): CGI-style upstreams read `_` and `-` alike, so
+/// `x_forwarded_for` could pass for the `x-forwarded-for` the gateway
+/// writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Underscores {
+    /// Forwarded as they are.
+    Allow,
+    /// Left out of the request sent upstream (default).
+    #[default]
+    Drop,
+    /// The request is refused with 400.
+    Reject,
 }
 
 impl Default for HttpLimits {
@@ -160,6 +177,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 0,
+            underscores: Underscores::Drop,
         }
     }
 }

@@ -12,13 +12,13 @@ use std::time::Instant;
 
 use super::RequestFacts;
 use super::upstream::write_request_head;
-use crate::http::{self, Limits, Parse};
+use crate::http::{self, HttpError, Limits, Parse};
 use crate::net::ByteStream;
 use crate::proxy::conn::ConnInfo;
 use crate::proxy::context::ShardContext;
 use crate::proxy::decide::{Action, Decision, RequestView, decide};
 use crate::proxy::error::ProxyError;
-use crate::route::{HttpLimits, Snapshot};
+use crate::route::{HttpLimits, Snapshot, Underscores};
 use crate::runtime::{self, Either, first_of, timeout, timeout_at};
 
 /// A request read and decided.
@@ -56,6 +56,11 @@ pub(super) async fn read_request<S: ByteStream>(
         if !inbuf.is_empty() && scanner.should_parse(inbuf, &parse_limits) {
             match http::parse_request(inbuf, &parse_limits) {
                 Ok(Parse::Complete(head)) => {
+                    if limits.underscores == Underscores::Reject
+                        && head.headers().any(|(name, _)| name.contains('_'))
+                    {
+                        return Err(ProxyError::BadRequest(HttpError::UnderscoreInHeaderName));
+                    }
                     // Route with the snapshot current now that the request
                     // is here (the connection may have idled across swaps).
                     ctx.refresh(snapshot);

@@ -52,6 +52,8 @@ pub(super) fn write_request_head(
             .prefix_rewrite
             .as_ref()
             .map(|(p, with)| (p.as_str(), with.as_str())),
+        drop_underscores: snapshot.listeners[target.listener].limits.underscores
+            == crate::route::Underscores::Drop,
     };
     http::write_upstream_request_edited(head, &fwd, &edits, out);
 }
@@ -131,7 +133,7 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
                 Err(_) => return Err(TryFailed::new(ProxyError::UpstreamTimeout)),
             }
         } else {
-            let mut decoder = BodyDecoder::new(self.request.body);
+            let mut decoder = BodyDecoder::for_request(self.request.body);
             let (r, back, _) = forward(
                 self.down,
                 self.inbuf,
@@ -145,7 +147,12 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
             *self.out = back;
             // The body went (partly) upstream: never sent twice.
             self.out.clear();
-            r.map_err(|e| TryFailed::new(e.request_error()))?;
+            if let Err(e) = r {
+                // The upstream must not take the cut-off request for a
+                // whole one: reset, no FIN.
+                up.abort();
+                return Err(TryFailed::new(e.request_error()));
+            }
         }
         let mut upbuf = BufPool::take();
         match read_response_head(&mut up, &mut upbuf, self.request.is_head, deadline).await {
