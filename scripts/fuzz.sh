@@ -2,7 +2,8 @@
 # Runs every cargo-fuzz target under tests/fuzz for a fixed number of inputs
 # (about 20-30 s each on this machine): the HTTP/1 request and response
 # heads, chunked bodies, config text, control-socket requests, the
-# certificate identity walker and the TLS record layer after a real
+# certificate identity walker, path normalisation with authorization rule
+# matching, and the TLS record layer after a real
 # handshake (tls_records: one handshake per input, so fewer inputs).
 # Installs cargo-fuzz when missing.
 #
@@ -26,7 +27,7 @@ if [ "${1:-}" = "--explore" ]; then explore="${2:-60}"; fi
 declare -A runs=(
   [chunked_body]=8000000 [config_toml]=800000 [control_request]=500000
   [http_request]=8000000 [http_response]=8000000 [peer_identity]=12000000
-  [tls_records]=20000
+  [tls_records]=20000 [path_and_authz]=4000000
 )
 # Parsers are safe Rust; libFuzzer's coverage guidance without a sanitizer
 # builds much faster and still catches every panic.

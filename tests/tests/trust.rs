@@ -210,3 +210,58 @@ fn a_request_trailer_naming_a_gateway_owned_field_never_reaches_the_origin() {
     );
     assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
 }
+
+#[test]
+fn paths_are_normalised_before_routing_and_the_normal_path_goes_upstream() {
+    // Only /public/ is routed; an attempt to reach /private/ by dot
+    // segments or escapes must be routed as what it really names.
+    let (dir, up) = (TempDir::new(), Upstream::start("origin"));
+    let route = format!(
+        "[[routes]]\nlistener = \"{LISTENER}\"\ncluster = \"backend\"\nprefix_rewrite = \"/\"\n\
+         [routes.match]\npath_prefix = \"/public/\""
+    );
+    let gw = gateway(&dir, &up, "", &route);
+    let r = raw(
+        &gw,
+        b"GET /public/./x/../headers?q=1 HTTP/1.1\r\nHost: e2e\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        text(&r).starts_with("GET /headers?q=1 HTTP/1.1\r\n"),
+        "{}",
+        text(&r)
+    );
+    let r = raw(&gw, b"GET /%70ublic//headers HTTP/1.1\r\nHost: e2e\r\n\r\n");
+    assert_eq!(
+        r.status, 200,
+        "an escaped unreserved byte is the byte: {r:?}"
+    );
+    // Leaving /public/ by dot segments is leaving the route.
+    let r = raw(
+        &gw,
+        b"GET /public/../private/x HTTP/1.1\r\nHost: e2e\r\n\r\n",
+    );
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(r.header("x-meshgate-error"), Some("no_route"));
+    // Above the root, or a broken escape: 400.
+    for bad in [
+        &b"GET /public/../../etc/passwd HTTP/1.1\r\nHost: e2e\r\n\r\n"[..],
+        b"GET /public/%zz HTTP/1.1\r\nHost: e2e\r\n\r\n",
+    ] {
+        let r = raw(&gw, bad);
+        assert_eq!(r.status, 400, "{}: {r:?}", String::from_utf8_lossy(bad));
+    }
+    assert_eq!(up.served(), 2);
+    // Encoded slashes: kept by default, refused when configured.
+    let dir = TempDir::new();
+    let strict = gateway(&dir, &up, "encoded_slashes = \"reject\"", &catch_all());
+    let r = raw(&strict, b"GET /a%2Fb HTTP/1.1\r\nHost: e2e\r\n\r\n");
+    assert_eq!(r.status, 400, "{r:?}");
+    let dir = TempDir::new();
+    let off = gateway(&dir, &up, "normalize_path = false", &catch_all());
+    let r = raw(&off, b"GET /x/../headers HTTP/1.1\r\nHost: e2e\r\n\r\n");
+    assert_eq!(
+        r.status, 404,
+        "left alone, the origin gets /x/../headers: {r:?}"
+    );
+}

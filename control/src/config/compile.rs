@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use dataplane::http::PathRules;
 use dataplane::route::authz::{HeaderCondition, Policy, Rule};
 use dataplane::route::{
     Cluster, ClusterId, ClusterLimits, Fault, HashOn, HeaderEdits, HostMatch, HttpLimits, LbPolicy,
@@ -20,8 +21,9 @@ use dataplane::upstream::retry::{RetryBudget, RetryOn};
 
 use super::schema::{
     AllUnhealthyConfig, AuthzConfig, AuthzRuleConfig, ClientAuthConfig, ClusterConfig, Config,
-    HashOnConfig, HeaderEditsConfig, LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig,
-    MinVersion, RateKeyConfig, RouteConfig, TlsConfig, UnderscoresConfig, route_name,
+    EncodedSlashesConfig, HashOnConfig, HeaderEditsConfig, LbPolicyConfig, ListenerConfig,
+    ListenerProtocol, MatchConfig, MinVersion, RateKeyConfig, RouteConfig, TlsConfig,
+    UnderscoresConfig, route_name,
 };
 use super::tls_build;
 use super::validate::Problem;
@@ -80,6 +82,11 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
                     UnderscoresConfig::Allow => Underscores::Allow,
                     UnderscoresConfig::Drop => Underscores::Drop,
                     UnderscoresConfig::Reject => Underscores::Reject,
+                },
+                paths: PathRules {
+                    normalize: l.normalize_path,
+                    merge_slashes: l.merge_slashes,
+                    reject_encoded_slashes: l.encoded_slashes == EncodedSlashesConfig::Reject,
                 },
             },
             authz: policy(&format!("listener {}", l.name), &l.authz),

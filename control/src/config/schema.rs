@@ -202,6 +202,18 @@ pub struct ListenerConfig {
     /// gateway's own header.
     #[serde(default)]
     pub headers_with_underscores: UnderscoresConfig,
+    /// Normalise request paths before routing (dot segments, escapes of
+    /// unreserved characters); default true. The normalised path is the
+    /// one routes, authorization rules and the upstream see.
+    #[serde(default = "default_true")]
+    pub normalize_path: bool,
+    /// Merge repeated slashes when normalising; default true.
+    #[serde(default = "default_true")]
+    pub merge_slashes: bool,
+    /// `%2F` / `%5C` in a path: `"keep"` (default, left encoded) or
+    /// `"reject"` (400).
+    #[serde(default)]
+    pub encoded_slashes: EncodedSlashesConfig,
     /// Absent: plaintext.
     pub tls: Option<TlsConfig>,
     /// `[[listeners.authz.allow]]` / `[[listeners.authz.deny]]`: who may
@@ -262,6 +274,15 @@ pub struct AuthzRuleConfig {
     /// value, present).
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// `listeners.encoded_slashes`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodedSlashesConfig {
+    #[default]
+    Keep,
+    Reject,
 }
 
 /// `listeners.headers_with_underscores`

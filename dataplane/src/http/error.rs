@@ -122,6 +122,10 @@ pub enum HttpError {
     /// `x-request-id`, framing fields…), `_` read as `-`.
     #[error("trailer field the gateway owns")]
     ForbiddenTrailer,
+    /// A path the listener's normalisation refuses (see
+    /// [`crate::http::path`]).
+    #[error("invalid request path: {0}")]
+    InvalidPath(crate::http::PathError),
     /// A header name with `_` on a listener with
     /// `headers_with_underscores = "reject"`.
     #[error("header name with an underscore")]

@@ -26,6 +26,7 @@ mod edits;
 mod error;
 mod fields;
 mod head;
+pub mod path;
 mod scan;
 mod write;
 
@@ -41,6 +42,7 @@ pub use edits::HeaderEdits;
 pub use error::HttpError;
 pub use fields::MAX_CONNECTION_OPTIONS;
 pub use head::{RequestHead, ResponseHead, parse_request, parse_response};
+pub use path::{PathError, PathRules};
 pub use scan::HeadScanner;
 pub use write::{
     CONTINUE_RESPONSE, ForwardInfo, OriginForm, RequestEdits, origin_form, reason_phrase,

@@ -233,6 +233,9 @@ pub struct RequestEdits<'a> {
     pub prefix_rewrite: Option<(&'a str, &'a str)>,
     /// Leave out request fields whose name has `_`.
     pub drop_underscores: bool,
+    /// The normalised path, sent in place of the target's path (its query
+    /// kept); `None`: the path as received.
+    pub path: Option<&'a str>,
 }
 
 /// [`write_upstream_request`] with route edits applied: fields the edits
@@ -253,6 +256,18 @@ pub fn write_upstream_request_edited(
     // edits) the same path the route matched.
     let target = origin_form(head.target);
     let absolute = target.was_absolute(head.target);
+    let normalized;
+    let target = match edits.path {
+        Some(path) => {
+            let query = target.rest.find('?').map_or("", |q| &target.rest[q..]);
+            normalized = format!("{path}{query}");
+            OriginForm {
+                slash: false,
+                rest: &normalized,
+            }
+        }
+        None => target,
+    };
     match edits.prefix_rewrite {
         Some((prefix, with)) => target.write_rewritten(prefix, with, out),
         None => target.write(out),

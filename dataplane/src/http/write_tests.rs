@@ -247,6 +247,7 @@ fn absolute_form_goes_upstream_as_origin_form_with_its_host() {
         headers: None,
         prefix_rewrite: Some(("/v1/", "/internal/")),
         drop_underscores: false,
+        path: None,
     };
     let out = upstream_edited(
         b"GET http://orders.mesh/v1/x HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -270,6 +271,7 @@ fn connection_cannot_remove_fields_the_route_adds() {
             headers: Some(&edits),
             prefix_rewrite: None,
             drop_underscores: false,
+            path: None,
         },
     );
     assert!(out.contains("x-tenant: blue\r\n"), "{out}");
@@ -307,4 +309,15 @@ fn underscore_names_can_be_left_out() {
     assert!(out.contains("x-ok: 2\r\n"), "{out}");
     let out = upstream_edited(buf, &RequestEdits::default());
     assert!(out.contains("X_Mine: 1\r\n"), "allowed: {out}");
+}
+
+#[test]
+fn a_normalised_path_replaces_the_target_path_and_keeps_the_query() {
+    let edits = RequestEdits {
+        path: Some("/b/c"),
+        prefix_rewrite: Some(("/b/", "/z/")),
+        ..RequestEdits::default()
+    };
+    let out = upstream_edited(b"GET /a/../b//c?q=1 HTTP/1.1\r\nHost: a\r\n\r\n", &edits);
+    assert!(out.starts_with("GET /z/c?q=1 HTTP/1.1\r\n"), "{out}");
 }

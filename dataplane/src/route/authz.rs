@@ -95,6 +95,9 @@ impl IdPattern {
                 "trust domain \"{td}\" must be lowercase letters, digits, '-', '.' or '_'"
             ));
         }
+        if s.ends_with('/') {
+            return Err("has an empty path segment (a trailing '/')".into());
+        }
         let mut segments = Vec::new();
         let mut rest = false;
         if !path.is_empty() {

@@ -153,6 +153,8 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// What to do with request header names containing `_`.
     pub underscores: Underscores,
+    /// How request paths are normalised before routing.
+    pub paths: crate::http::PathRules,
 }
 
 /// Request header names with `_` (`listeners.headers_with_underscores`,
@@ -178,6 +180,7 @@ impl Default for HttpLimits {
             idle_timeout: Duration::from_secs(60),
             max_connections: 0,
             underscores: Underscores::Drop,
+            paths: crate::http::PathRules::default(),
         }
     }
 }

@@ -61,10 +61,22 @@ pub(super) async fn read_request<S: ByteStream>(
                     {
                         return Err(ProxyError::BadRequest(HttpError::UnderscoreInHeaderName));
                     }
+                    // Routing, authorization and the upstream all see the
+                    // normalised path.
+                    let normal = http::path::normalize(head.path, limits.paths)
+                        .map_err(|e| ProxyError::BadRequest(HttpError::InvalidPath(e)))?;
                     // Route with the snapshot current now that the request
                     // is here (the connection may have idled across swaps).
                     ctx.refresh(snapshot);
-                    return Ok(Some(decide_head(ctx, snapshot, &head, conn, upstream_head)));
+                    let path = normal.as_deref();
+                    return Ok(Some(decide_head(
+                        ctx,
+                        snapshot,
+                        &head,
+                        path,
+                        conn,
+                        upstream_head,
+                    )));
                 }
                 Ok(Parse::Partial) => {}
                 Err(e) => return Err(ProxyError::BadRequest(e)),
@@ -106,11 +118,13 @@ pub(super) async fn read_request<S: ByteStream>(
     }
 }
 
-/// Decides a parsed head and writes its upstream form.
+/// Decides a parsed head (its path normalised to `path`, when that
+/// changed it) and writes its upstream form.
 fn decide_head(
     ctx: &ShardContext,
     snapshot: &Snapshot,
     head: &http::RequestHead<'_>,
+    path: Option<&str>,
     conn: &ConnInfo,
     upstream_head: &mut Vec<u8>,
 ) -> Incoming {
@@ -130,7 +144,7 @@ fn decide_head(
     let view = RequestView {
         method: head.method,
         host: head.host,
-        path: head.path,
+        path: path.unwrap_or(head.path),
         target: head.target,
         headers: head,
     };
@@ -139,16 +153,22 @@ fn decide_head(
         decide(snapshot, &mut traffic, &view, conn, runtime::now())
     };
     ctx.count_decision(&decision, snapshot, &conn.listener);
-    if let Action::Proxy(target) = &decision.action {
-        let request_id = ctx.request_ids.next();
-        write_request_head(
-            snapshot,
-            head,
-            target,
-            conn,
-            request_id.as_str(),
-            upstream_head,
-        );
+    match &decision.action {
+        Action::Proxy(target) => {
+            let request_id = ctx.request_ids.next();
+            let id = request_id.as_str();
+            write_request_head(snapshot, head, path, target, conn, id, upstream_head);
+        }
+        // The rule is named in the log, never in the response.
+        Action::Refuse(e @ ProxyError::Forbidden { .. }) => log::info!(
+            "listener {:?}: {} {} from {} ({}) refused: {e}",
+            conn.listener,
+            head.method,
+            path.unwrap_or(head.path),
+            conn.peer,
+            conn.spiffe_id.as_deref().unwrap_or("no identity"),
+        ),
+        _ => {}
     }
     Incoming { facts, decision }
 }

@@ -29,11 +29,13 @@ use crate::proxy::tries::{Attempt, TryFailed};
 use crate::route::{HttpLimits, Snapshot};
 use crate::runtime::{BufPool, timeout_at};
 
-/// Writes the head sent upstream for `head`: forwarding headers, the
-/// route's header edits and prefix rewrite.
+/// Writes the head sent upstream for `head` (with its normalised `path`,
+/// when normalising changed it): forwarding headers, the route's header
+/// edits and prefix rewrite.
 pub(super) fn write_request_head(
     snapshot: &Snapshot,
     head: &http::RequestHead<'_>,
+    path: Option<&str>,
     target: &Target,
     conn: &ConnInfo,
     request_id: &str,
@@ -54,6 +56,7 @@ pub(super) fn write_request_head(
             .map(|(p, with)| (p.as_str(), with.as_str())),
         drop_underscores: snapshot.listeners[target.listener].limits.underscores
             == crate::route::Underscores::Drop,
+        path,
     };
     http::write_upstream_request_edited(head, &fwd, &edits, out);
 }

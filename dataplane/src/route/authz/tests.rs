@@ -83,6 +83,8 @@ fn bad_patterns_say_why() {
         ("spiffe://Mesh.local/a", "lowercase"),
         ("spiffe:///a", "lowercase"),
         ("spiffe://mesh.local/a//b", "empty"),
+        ("spiffe://mesh.local/", "trailing"),
+        ("spiffe://mesh.local/ns/a/", "trailing"),
         ("spiffe://mesh.local/**/a", "last"),
         ("spiffe://mesh.local/sa-*", "whole segment"),
         ("spiffe://mesh.local/a?b", "character"),
