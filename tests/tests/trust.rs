@@ -265,3 +265,25 @@ fn paths_are_normalised_before_routing_and_the_normal_path_goes_upstream() {
         "left alone, the origin gets /x/../headers: {r:?}"
     );
 }
+
+#[test]
+fn one_request_id_goes_upstream_the_callers_only_when_allowed() {
+    let request = b"GET /headers HTTP/1.1\r\nHost: e2e\r\nX-Request-Id: mine\r\nX-Request-Id: also-mine\r\n\r\n";
+    let ids = |r: &Response| -> Vec<String> { harness::fields_in_head(&r.body, "x-request-id") };
+    let up = Upstream::start("origin");
+    // Default ("mesh"): a caller without a SPIFFE identity (plaintext here)
+    // gets a fresh id.
+    let dir = TempDir::new();
+    let gw = gateway(&dir, &up, "", &catch_all());
+    let got = ids(&raw(&gw, request));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0] != "mine" && got[0] != "also-mine", "{got:?}");
+    let dir = TempDir::new();
+    let gw = gateway(&dir, &up, "request_id = \"keep\"", &catch_all());
+    assert_eq!(ids(&raw(&gw, request)), ["mine"]);
+    let dir = TempDir::new();
+    let gw = gateway(&dir, &up, "request_id = \"fresh\"", &catch_all());
+    let got = ids(&raw(&gw, request));
+    assert_eq!(got.len(), 1);
+    assert_ne!(got[0], "mine");
+}

@@ -11,8 +11,8 @@ use dataplane::http::PathRules;
 use dataplane::route::authz::{HeaderCondition, Policy, Rule};
 use dataplane::route::{
     Cluster, ClusterId, ClusterLimits, Fault, HashOn, HeaderEdits, HostMatch, HttpLimits, LbPolicy,
-    Listener, PathMatch, PoolSettings, Protocol, RateKey, RateLimit, Redirect, RetryPolicy, Route,
-    RouteMatch, RouteTarget, Snapshot, SplitTarget, Underscores,
+    Listener, PathMatch, PoolSettings, Protocol, RateKey, RateLimit, Redirect, RequestIdPolicy,
+    RetryPolicy, Route, RouteMatch, RouteTarget, Snapshot, SplitTarget, Underscores,
 };
 use dataplane::tls::{ClientAuth, ServerTls, ServerTlsSettings, TlsVersion};
 use dataplane::upstream::hash::{Maglev, RingHash};
@@ -22,8 +22,8 @@ use dataplane::upstream::retry::{RetryBudget, RetryOn};
 use super::schema::{
     AllUnhealthyConfig, AuthzConfig, AuthzRuleConfig, ClientAuthConfig, ClusterConfig, Config,
     EncodedSlashesConfig, HashOnConfig, HeaderEditsConfig, LbPolicyConfig, ListenerConfig,
-    ListenerProtocol, MatchConfig, MinVersion, RateKeyConfig, RouteConfig, TlsConfig,
-    UnderscoresConfig, route_name,
+    ListenerProtocol, MatchConfig, MinVersion, RateKeyConfig, RequestIdConfig, RouteConfig,
+    TlsConfig, UnderscoresConfig, route_name,
 };
 use super::tls_build;
 use super::validate::Problem;
@@ -87,6 +87,11 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
                     normalize: l.normalize_path,
                     merge_slashes: l.merge_slashes,
                     reject_encoded_slashes: l.encoded_slashes == EncodedSlashesConfig::Reject,
+                },
+                request_id: match l.request_id {
+                    RequestIdConfig::Keep => RequestIdPolicy::Keep,
+                    RequestIdConfig::Fresh => RequestIdPolicy::Fresh,
+                    RequestIdConfig::Mesh => RequestIdPolicy::Mesh,
                 },
             },
             authz: policy(&format!("listener {}", l.name), &l.authz),

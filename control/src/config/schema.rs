@@ -214,6 +214,11 @@ pub struct ListenerConfig {
     /// `"reject"` (400).
     #[serde(default)]
     pub encoded_slashes: EncodedSlashesConfig,
+    /// Whose `x-request-id` goes upstream (only ever one): `"mesh"`
+    /// (default: the caller's when it has a verified SPIFFE ID, else a
+    /// fresh one), `"keep"` (the caller's when it sent one) or `"fresh"`.
+    #[serde(default)]
+    pub request_id: RequestIdConfig,
     /// Absent: plaintext.
     pub tls: Option<TlsConfig>,
     /// `[[listeners.authz.allow]]` / `[[listeners.authz.deny]]`: who may
@@ -274,6 +279,16 @@ pub struct AuthzRuleConfig {
     /// value, present).
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// `listeners.request_id`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestIdConfig {
+    Keep,
+    Fresh,
+    #[default]
+    Mesh,
 }
 
 /// `listeners.encoded_slashes`

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 fn fwd() -> ForwardInfo<'static> {
     ForwardInfo {
+        keep_request_id: true,
         client_ip: std::net::IpAddr::from([10, 1, 2, 3]),
         proto: "https",
         new_request_id: "rid-1",

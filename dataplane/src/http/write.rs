@@ -21,6 +21,9 @@ pub const CONTINUE_RESPONSE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// What the proxy adds when forwarding a request upstream.
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardInfo<'a> {
+    /// Keep the client's `x-request-id` (its first); else it is replaced
+    /// by `new_request_id`.
+    pub keep_request_id: bool,
     /// Address of the downstream peer, appended to x-forwarded-for.
     pub client_ip: std::net::IpAddr,
     /// `"https"` or `"http"`: x-forwarded-proto (overwrites).
@@ -291,11 +294,17 @@ pub fn write_upstream_request_edited(
             || (edits.drop_underscores && name.contains('_'))
     };
     for h in fields.lines() {
+        let is_id = h.name.eq_ignore_ascii_case("x-request-id");
+        // At most one id goes upstream: the client's first, when it may
+        // keep it, else the gateway's.
+        if is_id && (!fwd.keep_request_id || has_request_id || h.value.is_empty()) {
+            continue;
+        }
         if request_disposition(h.name, conn) == Disposition::Keep
             && !dropped(h.name)
             && !replaced(h.name)
         {
-            has_request_id |= h.name.eq_ignore_ascii_case("x-request-id");
+            has_request_id |= is_id;
             has_host |= h.name.eq_ignore_ascii_case("host");
             push_field(out, h.name.as_bytes(), h.value);
         }

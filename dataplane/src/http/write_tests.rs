@@ -6,6 +6,7 @@ use super::*;
 
 fn fwd(xfcc: Option<&str>) -> ForwardInfo<'_> {
     ForwardInfo {
+        keep_request_id: true,
         client_ip: "10.1.2.3".parse().unwrap(),
         proto: "https",
         new_request_id: "rid-1",
@@ -320,4 +321,29 @@ fn a_normalised_path_replaces_the_target_path_and_keeps_the_query() {
     };
     let out = upstream_edited(b"GET /a/../b//c?q=1 HTTP/1.1\r\nHost: a\r\n\r\n", &edits);
     assert!(out.starts_with("GET /z/c?q=1 HTTP/1.1\r\n"), "{out}");
+}
+
+#[test]
+fn at_most_one_request_id_goes_upstream() {
+    let buf = b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: first\r\nx-request-id: second\r\n\r\n";
+    let out = upstream(buf, &fwd(None));
+    assert_eq!(
+        out.matches("first").count() + out.matches("second").count(),
+        1,
+        "{out}"
+    );
+    assert!(out.contains("X-Request-Id: first\r\n"), "{out}");
+    let fresh = ForwardInfo {
+        keep_request_id: false,
+        ..fwd(None)
+    };
+    let out = upstream(buf, &fresh);
+    assert!(!out.contains("first") && !out.contains("second"), "{out}");
+    assert_eq!(out.matches("x-request-id: rid-1\r\n").count(), 1, "{out}");
+    // An empty id is no id.
+    let out = upstream(
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id:\r\n\r\n",
+        &fwd(None),
+    );
+    assert!(out.contains("x-request-id: rid-1\r\n"), "{out}");
 }

@@ -155,6 +155,22 @@ pub struct HttpLimits {
     pub underscores: Underscores,
     /// How request paths are normalised before routing.
     pub paths: crate::http::PathRules,
+    /// Whose `x-request-id` goes upstream.
+    pub request_id: RequestIdPolicy,
+}
+
+/// `listeners.request_id`: whose `x-request-id` goes upstream (only ever
+/// one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestIdPolicy {
+    /// The caller's, if it sent one (its first).
+    Keep,
+    /// Always a fresh one of the gateway's.
+    Fresh,
+    /// The caller's when it presented a verified SPIFFE identity (a mesh
+    /// workload tracing its own call), else a fresh one (default).
+    #[default]
+    Mesh,
 }
 
 /// Request header names with `_` (`listeners.headers_with_underscores`,
@@ -181,6 +197,7 @@ impl Default for HttpLimits {
             max_connections: 0,
             underscores: Underscores::Drop,
             paths: crate::http::PathRules::default(),
+            request_id: RequestIdPolicy::Mesh,
         }
     }
 }

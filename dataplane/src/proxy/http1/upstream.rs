@@ -42,7 +42,13 @@ pub(super) fn write_request_head(
     out: &mut Vec<u8>,
 ) {
     let route = &snapshot.listeners[target.listener].routes[target.route];
+    let keep_request_id = match snapshot.listeners[target.listener].limits.request_id {
+        crate::route::RequestIdPolicy::Keep => true,
+        crate::route::RequestIdPolicy::Fresh => false,
+        crate::route::RequestIdPolicy::Mesh => conn.spiffe_id.is_some(),
+    };
     let fwd = ForwardInfo {
+        keep_request_id,
         client_ip: conn.peer.ip(),
         proto: conn.proto,
         new_request_id: request_id,
