@@ -29,7 +29,7 @@ use crate::health::HealthChecker;
 use crate::listeners::{BoundListener, bind_all};
 use crate::running::Gateway;
 use crate::socket::protocol::DEFAULT_MAX_REQUEST_BYTES;
-use crate::socket::server::ControlServer;
+use crate::socket::server::{ControlServer, resolve_group};
 
 /// Checks a configuration file the way `run` would load it (including
 /// certificates), without binding anything.
@@ -118,16 +118,26 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     let control_server = match &control.socket {
         Some(socket) => {
             let handler = Arc::new(Commands::new(gateway.clone()));
-            let server = ControlServer::start(
-                socket,
-                &control.allowed_uids,
-                DEFAULT_MAX_REQUEST_BYTES,
-                handler,
-            )
-            .map_err(|source| DaemonError::ControlSocket {
-                path: socket.clone(),
-                source,
-            });
+            let group = control
+                .socket_group
+                .as_deref()
+                .map(resolve_group)
+                .transpose()
+                .map_err(|e| std::io::Error::new(e.kind(), format!("control.socket_group: {e}")));
+            let server = group
+                .and_then(|group| {
+                    ControlServer::start(
+                        socket,
+                        &control.allowed_uids,
+                        group,
+                        DEFAULT_MAX_REQUEST_BYTES,
+                        handler,
+                    )
+                })
+                .map_err(|source| DaemonError::ControlSocket {
+                    path: socket.clone(),
+                    source,
+                });
             match server {
                 Ok(s) => Some(s),
                 Err(e) => {

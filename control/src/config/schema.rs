@@ -137,8 +137,14 @@ pub struct ControlConfig {
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
     /// Users besides the daemon's own and root allowed on the socket.
+    /// They also need to reach the file: see `socket_group`.
     #[serde(default)]
     pub allowed_uids: Vec<u32>,
+    /// The control socket's group (a name or a gid): the file gets mode
+    /// 0660 and this group, so members can connect; each connecting user
+    /// must still be the daemon's, root, or in `allowed_uids`. Absent:
+    /// mode 0600.
+    pub socket_group: Option<String>,
     /// Canary apply: roll back when the canary shard's 5xx rate exceeds the
     /// other shards' by more than this many percentage points. Default 1.
     #[serde(default = "default_canary_error_pct")]
@@ -163,6 +169,7 @@ impl Default for ControlConfig {
             socket: None,
             drain_timeout_ms: default_drain_timeout_ms(),
             allowed_uids: Vec::new(),
+            socket_group: None,
             canary_max_error_increase_pct: default_canary_error_pct(),
             canary_max_p99_increase_pct: default_canary_p99_pct(),
         }

@@ -3,10 +3,12 @@
 //! accepting and one per connection.
 //!
 //! Guarantees:
-//! - The socket file is mode 0600 from the moment it is reachable: it is
-//!   bound inside a fresh mode-0700 directory next to the final path,
-//!   chmod-ed, then renamed into place (so the process umask does not
-//!   matter and there is no window with wider permissions). Only when that
+//! - The socket file is mode 0600 from the moment it is reachable (0660
+//!   with its group set to [`ServerConfig::group`], so the users of
+//!   `allowed_uids` can reach it at all): it is bound inside a fresh
+//!   mode-0700 directory next to the final path, chmod-ed (and chown-ed),
+//!   then renamed into place (so the process umask does not matter and
+//!   there is no window with wider permissions). Only when that
 //!   staging path would be too long for a socket address is the socket
 //!   bound in place and chmod-ed at once (a window of microseconds with the
 //!   umask's mode, still behind the uid check).
@@ -114,6 +116,9 @@ pub struct ServerConfig {
     /// How long [`ControlServer::shutdown`] waits for connection threads
     /// still inside the handler (default 5 s); then it leaves them.
     pub shutdown_grace: Duration,
+    /// The socket file's group (`[control] socket_group`): mode 0660 with
+    /// this gid; `None`: mode 0600, the daemon's own group.
+    pub group: Option<u32>,
 }
 
 impl ServerConfig {
@@ -125,6 +130,7 @@ impl ServerConfig {
             max_connections: 128,
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            group: None,
         }
     }
 }
@@ -264,14 +270,15 @@ impl ControlServer {
     pub fn start(
         path: &Path,
         allowed_uids: &[u32],
+        group: Option<u32>,
         max_request_bytes: usize,
         handler: Arc<dyn Handler>,
     ) -> io::Result<ControlServer> {
-        Self::start_with(
-            path,
-            ServerConfig::new(allowed_uids, max_request_bytes),
-            handler,
-        )
+        let config = ServerConfig {
+            group,
+            ..ServerConfig::new(allowed_uids, max_request_bytes)
+        };
+        Self::start_with(path, config, handler)
     }
 
     /// Starts serving at `path` with explicit settings.
@@ -280,7 +287,7 @@ impl ControlServer {
         config: ServerConfig,
         handler: Arc<dyn Handler>,
     ) -> io::Result<ControlServer> {
-        let listener = bind_private(path)?;
+        let listener = bind_private(path, config.group)?;
         let meta = std::fs::symlink_metadata(path)?;
         let listener = Arc::new(listener);
         let stop = Arc::new(AtomicBool::new(false));
@@ -386,7 +393,42 @@ fn wake_accept(listener: &UnixListener, path: &Path) {
 
 /// Binds `path` so that the socket is never reachable with a mode other
 /// than 0600, after checking that no live server owns it.
-fn bind_private(path: &Path) -> io::Result<UnixListener> {
+/// The socket file's permissions: 0600, or 0660 with group `group`.
+fn restrict(path: &Path, group: Option<u32>) -> io::Result<()> {
+    let mode = match group {
+        Some(gid) => {
+            std::os::unix::fs::chown(path, None, Some(gid))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// The gid of `spec`: a number, or a group name looked up in `/etc/group`.
+pub fn resolve_group(spec: &str) -> io::Result<u32> {
+    if let Ok(gid) = spec.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group")?;
+    groups
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let gid = fields.nth(1)?.parse::<u32>().ok()?;
+            (name == spec).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no group {spec:?} in /etc/group"),
+            )
+        })
+}
+
+fn bind_private(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
     if std::os::unix::net::SocketAddr::from_pathname(path).is_err() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -443,7 +485,7 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
         // the file has the umask's mode; the uid check still guards every
         // connection.
         let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        restrict(path, group)?;
         return Ok(listener);
     }
     // Left over from a crashed process that had our pid.
@@ -451,7 +493,7 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
     std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
     let result = (|| {
         let listener = UnixListener::bind(&tmp)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        restrict(&tmp, group)?;
         // `rename` would replace a socket a concurrent starter bound at
         // `path` meanwhile; refuse instead (a narrow race remains).
         if std::fs::symlink_metadata(path).is_ok() {
