@@ -154,6 +154,16 @@ impl Pki {
     /// its only SAN (`None`: a certificate without a SPIFFE ID, CN only),
     /// written as `NAME.pem` / `NAME.key`; returns their paths.
     pub fn issue_client(&self, name: &str, spiffe_id: Option<&str>) -> (PathBuf, PathBuf) {
+        self.issue_client_serial(name, spiffe_id, None)
+    }
+
+    /// [`Pki::issue_client`] with a chosen serial number (to revoke it).
+    pub fn issue_client_serial(
+        &self,
+        name: &str,
+        spiffe_id: Option<&str>,
+        serial: Option<u64>,
+    ) -> (PathBuf, PathBuf) {
         let ca_key = KeyPair::from_pem(&self.ca_key_pem).expect("CA key");
         let issuer = rcgen::Issuer::new(ca_params(CA_NAME), ca_key);
         let mut params = client_params();
@@ -164,12 +174,41 @@ impl Pki {
                 params.distinguished_name.push(DnType::CommonName, name);
             }
         }
+        params.serial_number = serial.map(rcgen::SerialNumber::from);
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &issuer).expect("client cert");
         (
             write(&self.dir, &format!("{name}.pem"), &cert.pem()),
             write(&self.dir, &format!("{name}.key"), &key.serialize_pem()),
         )
+    }
+
+    /// Writes `NAME` (PEM): a revocation list of `ca.pem` revoking these
+    /// serial numbers (none: an empty list).
+    pub fn write_crl(&self, name: &str, revoked: &[u64]) -> PathBuf {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).expect("CA key");
+        let issuer = rcgen::Issuer::new(ca_params(CA_NAME), ca_key);
+        static NUMBER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(
+                NUMBER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&issuer).expect("CRL");
+        write(&self.dir, name, &crl.pem().expect("CRL PEM"))
     }
 
     /// curl arguments that trust the CA and present the client certificate.

@@ -349,6 +349,7 @@ pub(super) fn tls_settings(l: &ListenerConfig, t: &TlsConfig) -> ServerTlsSettin
         session_tickets: t.session_tickets,
         groups: t.groups.clone(),
         alpn: t.effective_alpn(l.protocol),
+        crls: t.crl.clone(),
     }
 }
 
@@ -361,6 +362,15 @@ fn build_tls(i: usize, l: &ListenerConfig, t: &TlsConfig) -> Result<ServerTls, V
         ("key", Some(&t.key)),
         ("client_ca", t.client_ca.as_ref()),
     ];
+    let crls = t
+        .crl
+        .iter()
+        .enumerate()
+        .map(|(k, p)| (format!("crl[{k}]"), Some(p)));
+    let files = files
+        .map(|(f, p)| (f.to_owned(), p))
+        .into_iter()
+        .chain(crls);
     for (field, path) in files {
         let Some(path) = path else { continue };
         let why = match std::fs::metadata(path) {

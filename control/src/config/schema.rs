@@ -351,6 +351,11 @@ pub struct TlsConfig {
     /// ALPN protocols offered; default `["http/1.1"]` on an http listener
     /// and none on a tcp listener (see [`TlsConfig::effective_alpn`]).
     pub alpn: Option<Vec<String>>,
+    /// Certificate revocation lists (PEM or DER files) for client
+    /// certificates; re-read with the certificates (`meshctl certs reload`,
+    /// SIGHUP). Needs `client_ca`.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
 }
 
 impl TlsConfig {

@@ -62,6 +62,9 @@ pub(super) fn normalize(config: &mut Config, base_dir: &Path) {
             if let Some(ca) = &mut tls.client_ca {
                 *ca = resolve_path(base_dir, ca);
             }
+            for crl in &mut tls.crl {
+                *crl = resolve_path(base_dir, crl);
+            }
         }
     }
     let mut per_listener: HashMap<String, usize> = HashMap::new();

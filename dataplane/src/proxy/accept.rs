@@ -83,7 +83,10 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream) {
                     ctx.stats.tls_handshakes.incr();
                     stream.release_buffers();
                     let identity = stream.peer_identity();
+                    let peer_chain = stream.peer_chain();
                     let info = ConnInfo {
+                        verified_by: peer_chain.is_some().then(|| tls.clone()),
+                        peer_chain,
                         peer,
                         proto: "https",
                         xfcc: identity.as_ref().map(|id| id.xfcc()),
@@ -110,6 +113,8 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream) {
                 xfcc: None,
                 spiffe_id: None,
                 authenticated: false,
+                peer_chain: None,
+                verified_by: None,
                 listener: name,
             };
             serve(ctx, snapshot, Plain(tcp), info, protocol).await;

@@ -18,6 +18,10 @@ pub struct ConnInfo {
     pub spiffe_id: Option<String>,
     /// The caller presented a verified client certificate.
     pub authenticated: bool,
+    /// That certificate's chain, and the listener TLS configuration that
+    /// last verified it (checked again when a reload replaces it).
+    pub peer_chain: Option<crate::tls::PeerChain>,
+    pub verified_by: Option<crate::tls::ServerTls>,
     /// The listener it arrived on.
     pub listener: Rc<str>,
 }

@@ -189,8 +189,32 @@ impl ShardContext {
         IdleWakeup {
             ctx: self,
             listener,
+            since: None,
             slot: None,
         }
+    }
+
+    /// Resolves once a snapshot other than generation `seen` is current (a
+    /// long-lived connection then checks itself again) — not on a drain or
+    /// a removed listener, which [`idle_wakeup`](Self::idle_wakeup) is for.
+    pub fn config_change(&self, listener: Rc<str>, seen: u64) -> IdleWakeup<'_> {
+        IdleWakeup {
+            ctx: self,
+            listener,
+            since: Some(seen),
+            slot: None,
+        }
+    }
+
+    /// The generation of the current snapshot.
+    pub fn generation(&self) -> u64 {
+        self.with_current(|s| s.generation)
+    }
+
+    /// Wakes every connection waiting on the shard (after a new snapshot:
+    /// those waiting for a configuration change look again).
+    pub(super) fn wake_all(&self) {
+        self.wake_idle(None);
     }
 
     /// Runs `f` on the current snapshot without cloning the `Arc` (no
@@ -256,6 +280,9 @@ impl ShardContext {
 pub struct IdleWakeup<'a> {
     ctx: &'a ShardContext,
     listener: Rc<str>,
+    /// `Some`: resolve when the current generation is no longer this one
+    /// (only); `None`: on a drain or the listener's removal.
+    since: Option<u64>,
     slot: Option<usize>,
 }
 
@@ -266,7 +293,11 @@ impl Future for IdleWakeup<'_> {
             self.ctx
                 .with_snapshot(|s| s.listener(&self.listener).is_none())
         };
-        if self.ctx.draining.get() || removed() {
+        let ready = match self.since {
+            Some(seen) => self.ctx.generation() != seen,
+            None => self.ctx.draining.get() || removed(),
+        };
+        if ready {
             return Poll::Ready(());
         }
         let entry = Some((self.listener.clone(), cx.waker().clone()));

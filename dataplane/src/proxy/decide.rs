@@ -362,6 +362,8 @@ mod tests {
             xfcc: None,
             spiffe_id: Some("spiffe://mesh.local/ns/a/sa/b".into()),
             authenticated: true,
+            peer_chain: None,
+            verified_by: None,
             listener: Rc::from("l"),
         }
     }

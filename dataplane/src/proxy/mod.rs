@@ -21,6 +21,7 @@
 //! | traffic state: balancers, outlier ejection, breaker gauges, buckets | [`traffic`] |
 //! | every way a request fails, its side, retry class and response | [`error`] |
 //! | `x-request-id` values | [`request_id`] |
+//! | rechecking live connections after a change (revoked certificates, rules) | `recheck` |
 //!
 //! The dependency direction runs down this table's data path: protocol
 //! modules (`http1`, `tcp`) use `decide`, `tries`, `connect`, `forward` and
@@ -39,6 +40,7 @@ pub mod decide;
 pub mod error;
 mod forward;
 pub mod http1;
+mod recheck;
 mod relay;
 pub mod request_id;
 pub mod shard;

@@ -11,6 +11,7 @@
 use std::io;
 use std::time::Duration;
 
+use super::conn::ConnInfo;
 use super::context::ShardContext;
 use crate::net::{ByteStream, Duplex, SendFuture, Sender};
 use crate::runtime::{BufPool, timeout};
@@ -36,6 +37,8 @@ struct Way {
 
 /// What woke the relay.
 enum Event {
+    /// A new snapshot: check the caller again.
+    ConfigChanged,
     ReadDown(io::Result<usize>),
     ReadUp(io::Result<usize>),
     SentUp(io::Result<()>, Vec<u8>),
@@ -47,12 +50,26 @@ enum Event {
 /// read while a send to it is pending), never the other one. Aborts both
 /// sides on an error, on a TLS end without close_notify (a possible
 /// truncation), or when nothing moved either way for `idle`.
-pub(super) async fn relay<D, U>(ctx: &ShardContext, down: &mut D, up: &mut U, idle: Duration)
-where
+pub(super) async fn relay<D, U>(
+    ctx: &ShardContext,
+    conn: &mut ConnInfo,
+    down: &mut D,
+    up: &mut U,
+    idle: Duration,
+) where
     D: ByteStream + Duplex,
     U: ByteStream + Duplex,
 {
     let (down_tx, up_tx) = (down.sender(), up.sender());
+    // A new snapshot wakes the relay: the caller is checked against it (a
+    // revoked certificate, a rule that now refuses it) and cut off at once.
+    fn watch<'c>(
+        ctx: &'c ShardContext,
+        conn: &ConnInfo,
+    ) -> std::pin::Pin<Box<super::context::IdleWakeup<'c>>> {
+        Box::pin(ctx.config_change(conn.listener.clone(), ctx.generation()))
+    }
+    let mut change = watch(ctx, conn);
     let mut to_up = Way::default();
     let mut to_down = Way::default();
     let mut from_down = BufPool::take();
@@ -119,6 +136,9 @@ where
                     if let Poll::Ready(r) = up_read.as_mut().poll(cx) {
                         return Poll::Ready(Event::ReadUp(r));
                     }
+                    if change.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::ConfigChanged);
+                    }
                     Poll::Pending
                 }),
             )
@@ -133,6 +153,13 @@ where
             }
         };
         match event {
+            Event::ConfigChanged => {
+                let snapshot = ctx.snapshot();
+                if super::recheck::recheck(ctx, &snapshot, conn, true).is_err() {
+                    break Err("the caller was refused after a configuration change");
+                }
+                change = watch(ctx, conn);
+            }
             Event::ReadDown(Ok(0)) => {
                 if !down.closed_cleanly() {
                     break Err("downstream ended without TLS close_notify");

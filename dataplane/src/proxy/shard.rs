@@ -150,8 +150,13 @@ pub async fn shard_loop(init: ShardInit) {
             }
         }
         // Notice new snapshots even when idle (`status` shows each shard's
-        // generation).
+        // generation); long-lived connections waiting for a change look
+        // again (a TCP session checks its caller against the new rules).
+        let before = snapshot.generation;
         ctx.refresh(&mut snapshot);
+        if snapshot.generation != before {
+            ctx.wake_all();
+        }
         {
             let mut traffic = ctx.traffic.borrow_mut();
             traffic.sync(&snapshot, runtime::now());

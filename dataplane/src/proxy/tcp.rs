@@ -37,7 +37,7 @@ pub async fn serve<S: ByteStream + Duplex>(
     ctx: Rc<ShardContext>,
     snapshot: Arc<Snapshot>,
     mut down: S,
-    conn: ConnInfo,
+    mut conn: ConnInfo,
 ) {
     let (up, guard, _admitted) = match open_upstream(&ctx, &snapshot, &conn).await {
         Ok(((up, guard), admitted)) => (up, guard, admitted),
@@ -57,7 +57,7 @@ pub async fn serve<S: ByteStream + Duplex>(
         .map_or(Duration::from_secs(60), |l| l.limits.idle_timeout);
     ctx.stats.tcp_sessions.incr();
     let mut up = Plain(up);
-    relay(&ctx, &mut down, &mut up, idle).await;
+    relay(&ctx, &mut conn, &mut down, &mut up, idle).await;
     drop(up);
     drop(guard);
 }

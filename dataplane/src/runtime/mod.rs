@@ -44,7 +44,9 @@ pub use executor::{JoinHandle, block_on, live_tasks, spawn, yield_now};
 pub use pool::BufPool;
 pub use select::{Either, first_of};
 pub use tcp::{BoundSocket, MAX_RECV_PER_ARM, RxChunk, TcpListener, TcpSender, TcpStream};
-pub use timer::{Elapsed, Sleep, now, precise_now, sleep, sleep_until, timeout, timeout_at};
+pub use timer::{
+    Elapsed, Sleep, now, precise_now, sleep, sleep_until, timeout, timeout_at, wall_clock,
+};
 
 /// How a shard's ring was set up; logged once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

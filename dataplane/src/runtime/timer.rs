@@ -25,6 +25,8 @@ struct Timers {
     wheel: RefCell<Wheel>,
     now: Cell<Option<Instant>>,
     virtual_time: Cell<bool>,
+    /// When the runtime started, by both clocks.
+    started: Cell<Option<(Instant, std::time::SystemTime)>>,
 }
 
 thread_local! {
@@ -33,6 +35,7 @@ thread_local! {
             wheel: RefCell::new(Wheel::new()),
             now: Cell::new(None),
             virtual_time: Cell::new(false),
+            started: Cell::new(None),
         }
     };
 }
@@ -46,6 +49,17 @@ pub fn precise_now() -> Instant {
     })
 }
 
+/// The wall-clock time (for certificate validity). Under virtual time: the
+/// system time at the runtime's start plus the virtual time elapsed.
+pub fn wall_clock() -> std::time::SystemTime {
+    TIMERS.with(
+        |t| match (t.virtual_time.get(), t.now.get(), t.started.get()) {
+            (true, Some(now), Some((at, wall))) => wall + now.saturating_duration_since(at),
+            _ => std::time::SystemTime::now(),
+        },
+    )
+}
+
 /// The shard's clock, as of the start of this loop turn (outside a runtime:
 /// the real clock).
 pub fn now() -> Instant {
@@ -56,7 +70,9 @@ pub fn now() -> Instant {
 /// clock's reading and moves only by [`jump_to_next_deadline`]).
 pub(crate) fn reset_clock(clock: Clock) {
     TIMERS.with(|t| {
-        t.now.set(Some(Instant::now()));
+        let now = Instant::now();
+        t.now.set(Some(now));
+        t.started.set(Some((now, std::time::SystemTime::now())));
         t.virtual_time.set(clock == Clock::Virtual);
     });
 }

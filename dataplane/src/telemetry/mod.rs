@@ -281,6 +281,9 @@ pub struct ShardStats {
     pub rate_limited: Counter,
     /// Requests (403) and TCP connections refused by authorization.
     pub forbidden: Counter,
+    /// Live connections closed because, after a configuration change,
+    /// their certificate no longer verified or the rules refused them.
+    pub connections_rechecked_closed: Counter,
     /// Local answers and delays from route fault injection.
     pub faults_injected: Counter,
     /// Timeouts by kind.
@@ -344,6 +347,10 @@ impl ShardStats {
             ("overloaded", self.overloaded.get()),
             ("rate_limited", self.rate_limited.get()),
             ("forbidden", self.forbidden.get()),
+            (
+                "connections_rechecked_closed",
+                self.connections_rechecked_closed.get(),
+            ),
             ("faults_injected", self.faults_injected.get()),
             ("connect_timeouts", self.connect_timeouts.get()),
             ("per_try_timeouts", self.per_try_timeouts.get()),

@@ -24,7 +24,7 @@ use rustls::server::{NoServerSessionStorage, VerifierBuilderError, WebPkiClientV
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
 use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use super::{ClientAuth, ServerTls, ServerTlsSettings, TlsVersion};
 
@@ -36,6 +36,7 @@ const FIELD_CLIENT_AUTH: &str = "listeners.tls.client_auth";
 const FIELD_GROUPS: &str = "listeners.tls.groups";
 const FIELD_ALPN: &str = "listeners.tls.alpn";
 const FIELD_TLS: &str = "listeners.tls";
+const FIELD_CRL: &str = "listeners.tls.crl";
 
 /// Key-exchange groups by config name, in the order we document them.
 static GROUPS: &[(&str, &dyn rustls::crypto::SupportedKxGroup)] = &[
@@ -112,6 +113,14 @@ pub enum TlsConfigError {
         .cert.display()
     )]
     KeyMismatch { key: PathBuf, cert: PathBuf },
+    #[error("{FIELD_CRL}: {}: no certificate revocation list found (PEM or DER)", .path.display())]
+    NoCrl { path: PathBuf },
+    #[error("{FIELD_CRL}: {}: unusable revocation list: {detail}", .path.display())]
+    BadCrl { path: PathBuf, detail: String },
+    #[error(
+        "{FIELD_CRL}: revocation lists need {FIELD_CLIENT_CA} and client_auth = require or optional"
+    )]
+    CrlWithoutClientAuth,
     #[error("{field}: {}: no CA certificates found", .path.display())]
     EmptyCaBundle { field: &'static str, path: PathBuf },
     #[error("{field}: {}: CA certificate #{index} rejected: {detail}", .path.display())]
@@ -180,6 +189,9 @@ impl ServerTls {
         let certified_key = load_certified_key(&s.cert, &s.key, &provider)?;
 
         let verifier = match s.client_auth {
+            ClientAuth::None if !s.crls.is_empty() => {
+                return Err(TlsConfigError::CrlWithoutClientAuth);
+            }
             ClientAuth::None => WebPkiClientVerifier::no_client_auth(),
             mode @ (ClientAuth::Require | ClientAuth::Optional) => {
                 let (mode_name, optional) = match mode {
@@ -193,6 +205,30 @@ impl ServerTls {
                 let roots = load_roots(ca_path)?;
                 let mut builder =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                if !s.crls.is_empty() {
+                    let roots = Arc::new(load_roots(ca_path)?);
+                    let mut crls = Vec::new();
+                    for path in &s.crls {
+                        let these = load_crls(path)?;
+                        // Parsed now, so a broken list fails the load naming
+                        // its file rather than every handshake.
+                        WebPkiClientVerifier::builder_with_provider(
+                            roots.clone(),
+                            provider.clone(),
+                        )
+                        .with_crls(these.clone())
+                        .build()
+                        .map_err(|e| TlsConfigError::BadCrl {
+                            path: path.clone(),
+                            detail: e.to_string(),
+                        })?;
+                        crls.extend(these);
+                    }
+                    // Every certificate of the chain is checked against the
+                    // lists; a certificate whose issuer has no list here is
+                    // allowed (only some CAs may publish one).
+                    builder = builder.with_crls(crls).allow_unknown_revocation_status();
+                }
                 if optional {
                     builder = builder.allow_unauthenticated();
                 }
@@ -220,7 +256,7 @@ impl ServerTls {
                     "no usable cipher suite / key-exchange group for the configured versions and groups: {e}"
                 ),
             })?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(verifier.clone())
             .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified_key)));
 
         config.alpn_protocols = alpn;
@@ -240,6 +276,7 @@ impl ServerTls {
 
         Ok(ServerTls {
             config: Arc::new(config),
+            client_verifier: verifier,
         })
     }
 }
@@ -318,6 +355,24 @@ fn load_certs(
         });
     }
     Ok(certs)
+}
+
+/// The revocation lists in `path`: PEM (`X509 CRL` blocks) or one DER list.
+fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsConfigError> {
+    let bytes = read_file(FIELD_CRL, path)?;
+    let crls: Vec<CertificateRevocationListDer<'static>> = if bytes.starts_with(b"-----") {
+        CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad_pem(FIELD_CRL, path, &e))?
+    } else {
+        vec![CertificateRevocationListDer::from(bytes)]
+    };
+    if crls.is_empty() {
+        return Err(TlsConfigError::NoCrl {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(crls)
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {

@@ -90,6 +90,9 @@ pub struct ServerTlsSettings {
     pub groups: Vec<String>,
     /// ALPN protocols offered, in preference order (e.g. `http/1.1`).
     pub alpn: Vec<String>,
+    /// Certificate revocation lists (PEM or DER) for client certificates;
+    /// a revoked certificate fails the handshake (`certificate_revoked`).
+    pub crls: Vec<PathBuf>,
 }
 
 /// A compiled, shareable server TLS configuration (one per listener, shared
@@ -97,6 +100,48 @@ pub struct ServerTlsSettings {
 #[derive(Clone)]
 pub struct ServerTls {
     pub(crate) config: Arc<rustls::ServerConfig>,
+    /// The client certificate verifier (also inside `config`), kept to
+    /// check a live connection's certificate again after a reload.
+    pub(crate) client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+impl ServerTls {
+    /// Whether `other` is this same configuration (not a reload of it).
+    pub fn same_as(&self, other: &ServerTls) -> bool {
+        Arc::ptr_eq(&self.config, &other.config)
+    }
+
+    /// Checks a connection's client certificate chain again, with this
+    /// configuration's CA bundle and revocation lists at wall-clock time
+    /// `now`: a certificate revoked (or expired) since the handshake fails.
+    /// A configuration that asks for no client certificate accepts any.
+    pub fn recheck(&self, chain: &PeerChain, now: std::time::SystemTime) -> Result<(), TlsError> {
+        if !self.client_verifier.offer_client_auth() {
+            return Ok(());
+        }
+        let Some((leaf, intermediates)) = chain.0.split_first() else {
+            return Ok(());
+        };
+        let now = rustls_pki_types::UnixTime::since_unix_epoch(
+            now.duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        self.client_verifier
+            .verify_client_cert(leaf, intermediates, now)
+            .map(|_| ())
+            .map_err(TlsError::from_handshake_error)
+    }
+}
+
+/// The certificate chain a client presented and the handshake verified
+/// (leaf first), shared, for [`ServerTls::recheck`].
+#[derive(Clone)]
+pub struct PeerChain(pub(crate) Arc<[rustls_pki_types::CertificateDer<'static>]>);
+
+impl std::fmt::Debug for PeerChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PeerChain({} certificates)", self.0.len())
+    }
 }
 
 impl std::fmt::Debug for ServerTls {

@@ -122,6 +122,7 @@ impl Tempers {
 #[derive(Default)]
 struct Facts {
     identity: Option<PeerIdentity>,
+    chain: Option<super::PeerChain>,
     alpn: Option<Vec<u8>>,
     version: Option<ProtocolVersion>,
     group: Option<&'static str>,
@@ -341,6 +342,12 @@ impl TlsSession {
         self.facts.identity.clone()
     }
 
+    /// The verified client certificate chain, once the handshake
+    /// completed, if the client presented one.
+    pub fn peer_chain(&self) -> Option<super::PeerChain> {
+        self.facts.chain.clone()
+    }
+
     /// Runs rustls over `incoming` until it needs more bytes or the
     /// handshake is done; then hands over to the record layer.
     fn drive_handshake(&mut self) -> Result<(), TlsError> {
@@ -414,6 +421,10 @@ impl TlsSession {
         };
         self.facts = Facts {
             identity: read_identity(conn.peer_certificates()),
+            chain: conn
+                .peer_certificates()
+                .filter(|c| !c.is_empty())
+                .map(|c| super::PeerChain(c.to_vec().into())),
             alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
             version: conn.protocol_version(),
             group: conn
@@ -761,6 +772,11 @@ impl TlsError {
             TlsError::Closed => "closed",
             TlsError::Internal(_) => "internal",
         }
+    }
+
+    /// Classifies a certificate verification failure.
+    pub(crate) fn from_handshake_error(e: rustls::Error) -> TlsError {
+        TlsError::from_rustls(e, true)
     }
 
     /// Classifies a rustls error; `handshaking` tells a broken handshake

@@ -119,6 +119,11 @@ impl TlsStream {
         self.session.peer_identity()
     }
 
+    /// The verified client certificate chain, if one was presented.
+    pub fn peer_chain(&self) -> Option<super::PeerChain> {
+        self.session.peer_chain()
+    }
+
     /// The negotiated ALPN protocol.
     pub fn alpn(&self) -> Option<&[u8]> {
         self.session.alpn()

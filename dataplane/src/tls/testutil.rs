@@ -142,6 +142,7 @@ impl Fixture {
             session_tickets: true,
             groups: vec!["x25519".into(), "secp256r1".into()],
             alpn: vec!["h2".into(), "http/1.1".into()],
+            crls: Vec::new(),
         };
         Fixture {
             ca,

@@ -41,6 +41,7 @@ fn world() -> &'static World {
             session_tickets: false,
             groups: vec!["x25519".to_owned()],
             alpn: Vec::new(),
+            crls: Vec::new(),
         };
         let server = ServerTls::from_settings(&settings).expect("server config");
         let mut roots = rustls::RootCertStore::empty();

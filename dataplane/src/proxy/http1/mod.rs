@@ -101,7 +101,7 @@ pub async fn serve<S: ByteStream>(
     ctx: Rc<ShardContext>,
     mut snapshot: Arc<Snapshot>,
     mut down: S,
-    conn: ConnInfo,
+    mut conn: ConnInfo,
 ) {
     let mut inbuf = Vec::new();
     let mut first = true;
@@ -116,7 +116,7 @@ pub async fn serve<S: ByteStream>(
             &mut snapshot,
             &mut down,
             &mut inbuf,
-            &conn,
+            &mut conn,
             &limits,
             first,
         )
@@ -173,12 +173,13 @@ async fn request<S: ByteStream>(
     snapshot: &mut Arc<Snapshot>,
     down: &mut S,
     inbuf: &mut Vec<u8>,
-    conn: &ConnInfo,
+    conn: &mut ConnInfo,
     limits: &HttpLimits,
     first: bool,
 ) -> Result<Next, ProxyError> {
     let mut out = BufPool::take();
     let read = read_request(ctx, snapshot, down, inbuf, conn, limits, first, &mut out).await;
+    let conn: &ConnInfo = conn;
     let Some(Incoming { facts, decision }) = read? else {
         BufPool::give(out);
         return Ok(Next::Close); // closed cleanly between requests

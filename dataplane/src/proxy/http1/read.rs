@@ -36,7 +36,7 @@ pub(super) async fn read_request<S: ByteStream>(
     snapshot: &mut Arc<Snapshot>,
     down: &mut S,
     inbuf: &mut Vec<u8>,
-    conn: &ConnInfo,
+    conn: &mut ConnInfo,
     limits: &HttpLimits,
     first: bool,
     upstream_head: &mut Vec<u8>,
@@ -68,6 +68,12 @@ pub(super) async fn read_request<S: ByteStream>(
                     // Route with the snapshot current now that the request
                     // is here (the connection may have idled across swaps).
                     ctx.refresh(snapshot);
+                    // At this request boundary: a certificate revoked by a
+                    // reload ends the connection, unanswered (the rules are
+                    // looked at for every request anyway).
+                    if crate::proxy::recheck::recheck(ctx, snapshot, conn, false).is_err() {
+                        return Ok(None);
+                    }
                     let path = normal.as_deref();
                     return Ok(Some(decide_head(
                         ctx,

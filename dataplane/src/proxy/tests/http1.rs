@@ -392,3 +392,33 @@ fn a_published_snapshot_routes_the_next_request_of_a_kept_connection() {
             .await;
         });
 }
+
+#[test]
+fn a_listener_rule_published_while_idle_refuses_the_next_request_and_closes() {
+    use crate::route::authz::{IpNet, Policy, Rule};
+    World::http()
+        .cluster("c", &[A])
+        .route_to("c")
+        .run(|gw| async move {
+            let up = Upstream::start(A, |_| Reply::ok("ok"));
+            let mut client = gw.client().await;
+            client.send(&get("/")).await;
+            assert_eq!(client.response().await.status, 200);
+            gw.publish(|s| {
+                s.listeners[0].authz = Policy {
+                    deny: vec![Rule {
+                        name: "lockdown".into(),
+                        sources: vec![IpNet::parse("0.0.0.0/0").unwrap()],
+                        ..Rule::default()
+                    }],
+                    ..Policy::default()
+                }
+            });
+            client.send(&get("/")).await;
+            let r = client.response().await;
+            assert_eq!(r.status, 403);
+            assert_eq!(r.header("connection"), Some("close"));
+            assert!(client.closed_within(Duration::from_millis(100)).await);
+            assert_eq!(up.seen().len(), 1);
+        });
+}

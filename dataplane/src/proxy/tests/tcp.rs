@@ -103,3 +103,46 @@ fn no_byte_either_way_within_the_idle_timeout_resets_both() {
             assert_eq!(gw.stats.idle_timeouts.get(), 1);
         });
 }
+
+#[test]
+fn a_rule_published_mid_session_cuts_the_caller_off_at_once() {
+    use crate::route::authz::{IpNet, Policy, Rule};
+    World::tcp()
+        .cluster("c", &[A])
+        .route_to("c")
+        .run(|gw| async move {
+            let mut listener = memory::listen(A).expect("free");
+            let _echo = runtime::spawn(async move {
+                while let Ok(mut conn) = listener.accept().await {
+                    runtime::spawn(async move {
+                        while let Ok(chunk) = conn.recv().await {
+                            if chunk.is_empty() || conn.send_owned(chunk).await.0.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            let mut client = gw.client().await;
+            client.send(b"ping").await;
+            runtime::sleep(Duration::from_millis(1)).await;
+            gw.publish(|s| {
+                s.listeners[0].authz = Policy {
+                    deny: vec![Rule {
+                        name: "lockdown".into(),
+                        sources: vec![IpNet::parse("0.0.0.0/0").unwrap()],
+                        ..Rule::default()
+                    }],
+                    ..Policy::default()
+                }
+            });
+            // Cut within the shard's housekeeping tick, long before the idle
+            // timeout (60 s).
+            let t0 = runtime::now();
+            assert_eq!(client.read_to_end().await, b"ping");
+            assert!(runtime::now() - t0 <= Duration::from_millis(200));
+            assert!(client.was_reset());
+            assert_eq!(gw.stats.connections_rechecked_closed.get(), 1);
+            assert_eq!(gw.stats.forbidden.get(), 1);
+        });
+}
