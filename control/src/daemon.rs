@@ -27,7 +27,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::DaemonError;
 use crate::health::HealthChecker;
 use crate::listeners::{BoundListener, bind_all};
-use crate::running::Gateway;
+use crate::running::{Gateway, unix_now, warn_soon_expiring};
 use crate::socket::protocol::DEFAULT_MAX_REQUEST_BYTES;
 use crate::socket::server::{ControlServer, resolve_group};
 
@@ -159,6 +159,9 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         }
     };
     on_ready(&gateway.listeners());
+    // Expiring certificates are warned about at start, then hourly.
+    warn_soon_expiring(&gateway.expiries(), unix_now());
+    let mut expiry_checked = std::time::Instant::now();
 
     let result = loop {
         if let Some(deadline) = gateway.drain_deadline() {
@@ -172,6 +175,10 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             }
         } else if let Some(dead) = threads.iter().find(|t| t.handle.is_finished()) {
             break Err(DaemonError::ShardDied(dead.id));
+        }
+        if expiry_checked.elapsed() >= Duration::from_secs(3600) {
+            warn_soon_expiring(&gateway.expiries(), unix_now());
+            expiry_checked = std::time::Instant::now();
         }
         match signals::wait(Duration::from_millis(100)) {
             Some(Signal::Interrupt) => {

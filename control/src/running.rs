@@ -24,11 +24,13 @@ use crate::config::{Config, ConfigError, Issue};
 use crate::error::DaemonError;
 use crate::listeners::BoundListener;
 
+mod expiry;
 mod explain;
 #[cfg(test)]
 mod tests;
 mod views;
 
+pub use expiry::{Expiry, WARN_DAYS, unix_now, warn_soon_expiring};
 pub use explain::ExplainQuery;
 
 use views::target_text;

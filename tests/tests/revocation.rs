@@ -118,6 +118,15 @@ fn a_revoked_certificate_loses_new_handshakes_and_its_live_connections() {
         dir.path(),
     );
     assert_eq!(status_with(&gw, &pki, &alice), 200);
+    // The listeners' certificate files and their days left.
+    let status: serde_json::Value =
+        serde_json::from_slice(&meshctl(dir.path(), &["--json", "status"]).stdout).unwrap();
+    let certs = status["certificates"].as_array().expect("certificates");
+    assert_eq!(certs.len(), 4, "{status}");
+    assert!(
+        certs.iter().all(|c| c["days_left"].as_i64() > Some(365)),
+        "{status}"
+    );
 
     // Alice's live connections: a kept HTTP connection and a TCP session.
     let alice_tls = tls_client_with(&pki.ca, Some((&alice.0, &alice.1)));

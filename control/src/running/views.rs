@@ -38,6 +38,7 @@ impl Gateway {
             })).collect::<Vec<_>>(),
             "shards": shards,
             "draining": self.drain.load(Ordering::Relaxed),
+            "certificates": self.certificates_json(),
         })
     }
 

@@ -357,6 +357,23 @@ fn load_certs(
     Ok(certs)
 }
 
+/// When each certificate in the PEM file at `path` expires (Unix seconds,
+/// in file order), for `meshctl status` and the expiry warning.
+pub fn certificate_expiry(path: &Path) -> Result<Vec<i64>, TlsConfigError> {
+    let certs = load_certs(FIELD_CERT, path)?;
+    certs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            super::identity::not_after(c.as_ref()).map_err(|e| TlsConfigError::BadCertificate {
+                field: FIELD_CERT,
+                path: path.to_path_buf(),
+                detail: format!("certificate #{}: {e}", i + 1),
+            })
+        })
+        .collect()
+}
+
 /// The revocation lists in `path`: PEM (`X509 CRL` blocks) or one DER list.
 fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsConfigError> {
     let bytes = read_file(FIELD_CRL, path)?;

@@ -27,6 +27,57 @@ pub enum IdentityError {
     Malformed(&'static str),
 }
 
+/// When a DER X.509 certificate stops being valid (`validity.notAfter`),
+/// in seconds since the Unix epoch. Never panics.
+pub fn not_after(cert: &[u8]) -> Result<i64, IdentityError> {
+    let mut outer = Der::new(cert);
+    let certificate = outer.expect(SEQUENCE, "Certificate")?;
+    let mut tbs = Der::new(Der::new(certificate).expect(SEQUENCE, "tbsCertificate")?);
+    tbs.optional(CTX_0, "version")?;
+    tbs.expect(INTEGER, "serialNumber")?;
+    tbs.expect(SEQUENCE, "signature")?;
+    tbs.expect(SEQUENCE, "issuer")?;
+    let mut validity = Der::new(tbs.expect(SEQUENCE, "validity")?);
+    validity.read()?; // notBefore
+    let t = validity.read()?;
+    parse_time(t.tag, t.body).ok_or(IdentityError::Malformed("validity.notAfter"))
+}
+
+/// RFC 5280 §4.1.2.5: UTCTime `YYMMDDHHMMSSZ` (years 1950-2049) or
+/// GeneralizedTime `YYYYMMDDHHMMSSZ`, as Unix seconds.
+fn parse_time(tag: u8, body: &[u8]) -> Option<i64> {
+    let digits = |b: &[u8]| -> Option<i64> {
+        b.iter().try_fold(0i64, |acc, &d| {
+            d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (year, rest) = match (tag, body.len()) {
+        (0x17, 13) => {
+            let yy = digits(&body[..2])?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &body[2..])
+        }
+        (0x18, 15) => (digits(&body[..4])?, &body[4..]),
+        _ => return None,
+    };
+    if rest.last() != Some(&b'Z') {
+        return None;
+    }
+    let [mo, d, h, mi, s] = [0, 2, 4, 6, 8].map(|i| digits(&rest[i..i + 2]));
+    let (mo, d, h, mi, s) = (mo?, d?, h?, mi?, s?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + s)
+}
+
 /// The caller's identity, taken from its (verified) leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {

@@ -44,8 +44,8 @@ mod stream;
 #[cfg(test)]
 mod testutil;
 
-pub use config::{TlsConfigError, known_group_names};
-pub use identity::{IdentityError, PeerIdentity};
+pub use config::{TlsConfigError, certificate_expiry, known_group_names};
+pub use identity::{IdentityError, PeerIdentity, not_after as certificate_not_after};
 pub use session::{Cause, TlsError, TlsSession};
 pub use stream::{HandshakeError, TlsStream};
 

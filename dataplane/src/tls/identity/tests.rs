@@ -264,3 +264,37 @@ proptest! {
         prop_assert!(PeerIdentity::from_der(&der[..len]).is_err());
     }
 }
+
+#[test]
+fn not_after_reads_both_time_forms() {
+    assert_eq!(super::parse_time(0x17, b"700101000000Z"), Some(0));
+    assert_eq!(
+        super::parse_time(0x17, b"491231235959Z"),
+        Some(2_524_607_999)
+    );
+    assert_eq!(
+        super::parse_time(0x18, b"20380119031408Z"),
+        Some(2_147_483_648)
+    );
+    assert_eq!(
+        super::parse_time(0x18, b"20240229120000Z"),
+        Some(1_709_208_000)
+    );
+    for bad in [
+        &b"700101000000"[..],
+        b"7001010000Z",
+        b"701301000000Z",
+        b"7001010a0000Z",
+    ] {
+        assert_eq!(super::parse_time(0x17, bad), None, "{bad:?}");
+    }
+    let ca = crate::tls::testutil::Ca::new("t");
+    let leaf = ca.server();
+    let t = super::not_after(leaf.der.as_ref()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(t > now, "rcgen's default validity lies ahead");
+    assert!(super::not_after(b"not DER").is_err());
+}
