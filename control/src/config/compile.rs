@@ -88,6 +88,11 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
                     merge_slashes: l.merge_slashes,
                     reject_encoded_slashes: l.encoded_slashes == EncodedSlashesConfig::Reject,
                 },
+                max_connections_per_source: l.max_connections_per_source,
+                max_connections_per_identity: l.max_connections_per_identity,
+                max_header_count: l.max_header_count,
+                min_body_rate: l.min_body_rate,
+                min_body_rate_grace: Duration::from_millis(l.min_body_rate_grace_ms),
                 request_id: match l.request_id {
                     RequestIdConfig::Keep => RequestIdPolicy::Keep,
                     RequestIdConfig::Fresh => RequestIdPolicy::Fresh,

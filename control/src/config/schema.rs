@@ -176,6 +176,18 @@ impl Default for ControlConfig {
     }
 }
 
+fn default_max_header_count() -> usize {
+    128
+}
+
+fn default_min_body_rate() -> u32 {
+    256
+}
+
+fn default_min_body_rate_grace_ms() -> u64 {
+    10_000
+}
+
 fn default_drain_timeout_ms() -> u64 {
     30_000
 }
@@ -203,6 +215,26 @@ pub struct ListenerConfig {
     /// Per shard; 0 (default) = unlimited.
     #[serde(default)]
     pub max_connections: usize,
+    /// Open connections per shard from one source address; 0 (default) =
+    /// unlimited.
+    #[serde(default)]
+    pub max_connections_per_source: u32,
+    /// Open connections per shard of one client identity (SPIFFE ID, else
+    /// DNS name or CN of its certificate); 0 (default) = unlimited.
+    #[serde(default)]
+    pub max_connections_per_identity: u32,
+    /// Most header fields in a request head, `1..=128` (more: 431);
+    /// default 128.
+    #[serde(default = "default_max_header_count")]
+    pub max_header_count: usize,
+    /// A request body must arrive at this average rate, bytes per second,
+    /// once `min_body_rate_grace_ms` has passed (slower: 408, closed);
+    /// 0 = no minimum. Default 256.
+    #[serde(default = "default_min_body_rate")]
+    pub min_body_rate: u32,
+    /// Default 10 000.
+    #[serde(default = "default_min_body_rate_grace_ms")]
+    pub min_body_rate_grace_ms: u64,
     /// Request header names with `_`: `"drop"` (default: left out of the
     /// request sent upstream), `"allow"` or `"reject"` (400). CGI-style
     /// upstreams read `_` as `-`, so `x_forwarded_for` could pass for the

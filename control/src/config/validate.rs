@@ -198,6 +198,8 @@ fn check_listeners(config: &Config, p: &mut Problems) {
                 addresses.insert(l.address, i);
             }
         }
+        check_range(p, &at("max_header_count"), l.max_header_count, 1..=128);
+        check_timeout(p, &at("min_body_rate_grace_ms"), l.min_body_rate_grace_ms);
         if !HEADER_BYTES_RANGE.contains(&l.max_header_bytes) {
             p.push(
                 at("max_header_bytes"),

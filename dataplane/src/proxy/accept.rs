@@ -7,7 +7,9 @@
 //! [`super::context`], and hands the connection to [`super::http1`] or
 //! [`super::tcp`].
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -19,16 +21,88 @@ use crate::route::{Protocol, Snapshot};
 use crate::runtime;
 use crate::tls::TlsStream;
 
+/// Open connections of one listener on this shard, by source address and
+/// by client identity (entries go when their count does: the maps hold
+/// only what is open).
+#[derive(Default)]
+struct Occupancy {
+    by_source: HashMap<IpAddr, u32>,
+    by_identity: HashMap<String, u32>,
+}
+
+/// One connection's place in its listener's [`Occupancy`].
+struct Held {
+    occupancy: Rc<RefCell<Occupancy>>,
+    source: IpAddr,
+    identity: Option<String>,
+}
+
+impl Held {
+    /// Counts the connection under `identity`, unless `limit` (non-zero)
+    /// connections of it are already open.
+    fn claim_identity(&mut self, identity: String, limit: u32) -> bool {
+        let mut occ = self.occupancy.borrow_mut();
+        let n = occ.by_identity.entry(identity.clone()).or_default();
+        if limit != 0 && *n >= limit {
+            if *n == 0 {
+                occ.by_identity.remove(&identity);
+            }
+            return false;
+        }
+        *n += 1;
+        self.identity = Some(identity);
+        true
+    }
+}
+
+/// Counts one fewer under `key`, forgetting it at zero.
+fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut occ = self.occupancy.borrow_mut();
+        release(&mut occ.by_source, &self.source);
+        if let Some(id) = self.identity.take() {
+            release(&mut occ.by_identity, &id);
+        }
+    }
+}
+
 /// Accepts connections forever, one task each. Beyond the listener's
-/// `max_connections` (per shard) a new connection is closed at once.
+/// `max_connections`, or `max_connections_per_source` from one address
+/// (both per shard), a new connection is closed at once.
 pub async fn accept_loop(ctx: Rc<ShardContext>, name: Rc<str>, mut listener: Listener) {
     let open = Rc::new(Cell::new(0usize));
+    let occupancy = Rc::new(RefCell::new(Occupancy::default()));
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 ctx.stats.connections_accepted.incr();
-                let limit = ctx
-                    .with_snapshot(|s| s.listener(&name).map_or(0, |l| l.limits.max_connections));
+                let (limit, per_source) = ctx.with_snapshot(|s| {
+                    s.listener(&name).map_or((0, 0), |l| {
+                        (
+                            l.limits.max_connections,
+                            l.limits.max_connections_per_source,
+                        )
+                    })
+                });
+                let source = stream.peer_addr().ip();
+                let from_source = occupancy.borrow().by_source.get(&source).copied();
+                if per_source != 0 && from_source.unwrap_or(0) >= per_source {
+                    ctx.stats.connections_limited.incr();
+                    log::debug!(
+                        "listener {name:?}: {per_source} connections from {source} open, refusing"
+                    );
+                    drop(stream);
+                    continue;
+                }
                 if limit != 0 && open.get() >= limit {
                     ctx.stats.connections_refused.incr();
                     log::debug!(
@@ -40,11 +114,17 @@ pub async fn accept_loop(ctx: Rc<ShardContext>, name: Rc<str>, mut listener: Lis
                     continue;
                 }
                 open.set(open.get() + 1);
+                *occupancy.borrow_mut().by_source.entry(source).or_default() += 1;
+                let held = Held {
+                    occupancy: occupancy.clone(),
+                    source,
+                    identity: None,
+                };
                 let open = open.clone();
                 let ctx = ctx.clone();
                 let name = name.clone();
                 runtime::spawn(async move {
-                    handle_connection(ctx, name, stream).await;
+                    handle_connection(ctx, name, stream, held).await;
                     open.set(open.get() - 1);
                 });
             }
@@ -66,7 +146,7 @@ impl Drop for ActiveGuard {
     }
 }
 
-async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream) {
+async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mut held: Held) {
     ctx.stats.connections_active.incr();
     let _active = ActiveGuard(ctx.clone());
     let snapshot = ctx.snapshot();
@@ -83,6 +163,20 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream) {
                     ctx.stats.tls_handshakes.incr();
                     stream.release_buffers();
                     let identity = stream.peer_identity();
+                    // Over the per-identity limit: closed before any
+                    // request is read.
+                    let per_identity = listener.limits.max_connections_per_identity;
+                    if let Some(key) = identity.as_ref().and_then(|id| id.principal())
+                        && !held.claim_identity(key.to_owned(), per_identity)
+                    {
+                        ctx.stats.connections_limited.incr();
+                        log::debug!(
+                            "listener {name:?}: {per_identity} connections of {key} open, refusing {peer}"
+                        );
+                        let _ =
+                            runtime::timeout(Duration::from_secs(1), stream.close_write()).await;
+                        return;
+                    }
                     let peer_chain = stream.peer_chain();
                     let info = ConnInfo {
                         verified_by: peer_chain.is_some().then(|| tls.clone()),

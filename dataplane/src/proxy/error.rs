@@ -51,6 +51,8 @@ pub enum ProxyError {
     DownstreamClosed,
     #[error("downstream timed out mid-request")]
     DownstreamTimeout,
+    #[error("request body arrived below the listener's minimum rate")]
+    SlowRequestBody,
     #[error("cluster {cluster:?} overloaded: {limit} reached")]
     Overloaded {
         cluster: String,
@@ -85,7 +87,8 @@ impl ProxyError {
             | ProxyError::HeaderTimeout
             | ProxyError::DownstreamIo(_)
             | ProxyError::DownstreamClosed
-            | ProxyError::DownstreamTimeout => Side::Downstream,
+            | ProxyError::DownstreamTimeout
+            | ProxyError::SlowRequestBody => Side::Downstream,
             ProxyError::NoRoute
             | ProxyError::NoEndpoint(_)
             | ProxyError::Overloaded { .. }
@@ -106,7 +109,7 @@ impl ProxyError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ProxyError::BadRequest(e) => Some(e.status()),
-            ProxyError::HeaderTimeout => Some(408),
+            ProxyError::HeaderTimeout | ProxyError::SlowRequestBody => Some(408),
             ProxyError::NoRoute => Some(404),
             ProxyError::UnsupportedMethod(_) => Some(501),
             ProxyError::NoEndpoint(_)
@@ -163,6 +166,7 @@ impl ProxyError {
             ProxyError::DownstreamIo(_) => "downstream_io",
             ProxyError::DownstreamClosed => "downstream_closed",
             ProxyError::DownstreamTimeout => "downstream_timeout",
+            ProxyError::SlowRequestBody => "slow_request_body",
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::RateLimited { .. } => "rate_limited",
             ProxyError::FaultAbort { .. } => "fault_injected",

@@ -12,7 +12,53 @@ use std::time::Duration;
 use super::error::ProxyError;
 use crate::http::{BodyDecoder, HttpError};
 use crate::net::ByteStream;
-use crate::runtime::timeout;
+use crate::runtime::{timeout, timeout_at};
+
+/// How long reading the body may take: at most `idle` between reads, and
+/// with a minimum average rate, the whole so far within `grace` plus one
+/// second per `bytes_per_s` bytes received (a slow-POST client that
+/// dribbles bytes just inside the idle timeout is cut off all the same).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadPace {
+    pub(crate) idle: Duration,
+    pub(crate) min_rate: Option<MinRate>,
+}
+
+/// A minimum average receive rate, from `started`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MinRate {
+    pub(crate) started: std::time::Instant,
+    pub(crate) grace: Duration,
+    pub(crate) bytes_per_s: u32,
+}
+
+impl ReadPace {
+    /// Only an idle timeout between reads.
+    pub(crate) fn idle(idle: Duration) -> ReadPace {
+        ReadPace {
+            idle,
+            min_rate: None,
+        }
+    }
+
+    /// The deadline of the next read after `received` bytes, and whether
+    /// it is the rate's (not the idle timeout's).
+    pub(crate) fn deadline(&self, received: u64) -> (std::time::Instant, bool) {
+        let idle = crate::runtime::now() + self.idle;
+        match self.min_rate {
+            Some(r) if r.bytes_per_s > 0 => {
+                let earned = Duration::from_secs_f64(received as f64 / f64::from(r.bytes_per_s));
+                let by_rate = r.started + r.grace + earned;
+                if by_rate < idle {
+                    (by_rate, true)
+                } else {
+                    (idle, false)
+                }
+            }
+            _ => (idle, false),
+        }
+    }
+}
 
 /// Why streaming a body stopped early.
 #[derive(Debug)]
@@ -21,6 +67,8 @@ pub(crate) enum Forward {
     ReadIo(io::Error),
     ReadEof,
     ReadTimeout,
+    /// Below the minimum average rate ([`ReadPace`]).
+    ReadTooSlow,
     WriteIo(io::Error),
     WriteTimeout,
 }
@@ -33,6 +81,7 @@ impl Forward {
             Forward::ReadIo(e) => ProxyError::DownstreamIo(e),
             Forward::ReadEof => ProxyError::DownstreamClosed,
             Forward::ReadTimeout => ProxyError::DownstreamTimeout,
+            Forward::ReadTooSlow => ProxyError::SlowRequestBody,
             Forward::WriteIo(e) => ProxyError::UpstreamIo(e),
             Forward::WriteTimeout => ProxyError::UpstreamTimeout,
         }
@@ -49,10 +98,11 @@ pub(crate) async fn forward<R: ByteStream, W: ByteStream>(
     decoder: &mut BodyDecoder,
     dst: &mut W,
     mut out: Vec<u8>,
-    read_timeout: Duration,
+    pace: ReadPace,
     write_timeout: Duration,
 ) -> (Result<(), Forward>, Vec<u8>, u64) {
     let mut written = 0u64;
+    let mut received = srcbuf.len() as u64;
     loop {
         if !srcbuf.is_empty() && !decoder.is_done() {
             let n = match decoder.advance(srcbuf) {
@@ -82,15 +132,17 @@ pub(crate) async fn forward<R: ByteStream, W: ByteStream>(
         if decoder.is_done() {
             return (Ok(()), out, written);
         }
-        match timeout(read_timeout, src.read_into(srcbuf)).await {
+        let (deadline, by_rate) = pace.deadline(received);
+        match timeout_at(deadline, src.read_into(srcbuf)).await {
             Ok(Ok(0)) => {
                 return match decoder.finish_eof() {
                     Ok(()) => (Ok(()), out, written),
                     Err(_) => (Err(Forward::ReadEof), out, written),
                 };
             }
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => received += n as u64,
             Ok(Err(e)) => return (Err(Forward::ReadIo(e)), out, written),
+            Err(_) if by_rate => return (Err(Forward::ReadTooSlow), out, written),
             Err(_) => return (Err(Forward::ReadTimeout), out, written),
         }
     }

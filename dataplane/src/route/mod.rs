@@ -157,6 +157,18 @@ pub struct HttpLimits {
     pub paths: crate::http::PathRules,
     /// Whose `x-request-id` goes upstream.
     pub request_id: RequestIdPolicy,
+    /// Most open connections per shard from one source address (0: no
+    /// limit).
+    pub max_connections_per_source: u32,
+    /// Most open connections per shard of one client identity (SPIFFE ID,
+    /// else certificate subject; 0: no limit).
+    pub max_connections_per_identity: u32,
+    /// Most header fields in a request head (at most 128).
+    pub max_header_count: usize,
+    /// A request body must arrive at this average rate (bytes per second)
+    /// once `min_body_rate_grace` has passed; 0: no minimum.
+    pub min_body_rate: u32,
+    pub min_body_rate_grace: Duration,
 }
 
 /// `listeners.request_id`: whose `x-request-id` goes upstream (only ever
@@ -198,6 +210,11 @@ impl Default for HttpLimits {
             underscores: Underscores::Drop,
             paths: crate::http::PathRules::default(),
             request_id: RequestIdPolicy::Mesh,
+            max_connections_per_source: 0,
+            max_connections_per_identity: 0,
+            max_header_count: crate::http::MAX_HEADERS,
+            min_body_rate: 256,
+            min_body_rate_grace: Duration::from_secs(10),
         }
     }
 }

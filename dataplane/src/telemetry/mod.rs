@@ -293,6 +293,11 @@ pub struct ShardStats {
     pub request_timeouts: Counter,
     /// A request head not received in time (408).
     pub header_timeouts: Counter,
+    /// A request body below the listener's minimum rate (408).
+    pub slow_request_bodies: Counter,
+    /// Connections closed at accept (or after the handshake) over a
+    /// per-source or per-identity connection limit.
+    pub connections_limited: Counter,
     /// Keep-alive connections closed for idling past `idle_timeout_ms`.
     pub idle_timeouts: Counter,
     /// TCP listeners: connections relayed to an upstream, and the bytes
@@ -356,6 +361,8 @@ impl ShardStats {
             ("per_try_timeouts", self.per_try_timeouts.get()),
             ("request_timeouts", self.request_timeouts.get()),
             ("header_timeouts", self.header_timeouts.get()),
+            ("slow_request_bodies", self.slow_request_bodies.get()),
+            ("connections_limited", self.connections_limited.get()),
             ("idle_timeouts", self.idle_timeouts.get()),
             ("tcp_sessions", self.tcp_sessions.get()),
             ("tcp_bytes_up", self.tcp_bytes_up.get()),

@@ -39,7 +39,7 @@ use super::conn::ConnInfo;
 use super::context::ShardContext;
 use super::decide::Action;
 use super::error::ProxyError;
-use super::forward::{Forward, forward};
+use super::forward::{Forward, MinRate, ReadPace, forward};
 use super::tries::{TryRules, run_tries};
 use crate::http::{BodyDecoder, BodyKind};
 use crate::net::ByteStream;
@@ -149,22 +149,37 @@ pub async fn serve<S: ByteStream>(
     let _ = timeout(Duration::from_secs(1), down.close_write()).await;
 }
 
-/// Reads until `inbuf` holds `n` bytes (a whole `Content-Length` body).
+/// Reads until `inbuf` holds `n` bytes (a whole `Content-Length` body),
+/// at `pace`.
 async fn read_body<S: ByteStream>(
     down: &mut S,
     inbuf: &mut Vec<u8>,
     n: usize,
-    idle: Duration,
+    pace: ReadPace,
 ) -> Result<(), ProxyError> {
     while inbuf.len() < n {
-        match timeout(idle, down.read_into(inbuf)).await {
+        let (deadline, by_rate) = pace.deadline(inbuf.len() as u64);
+        match crate::runtime::timeout_at(deadline, down.read_into(inbuf)).await {
             Ok(Ok(0)) => return Err(ProxyError::DownstreamClosed),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(ProxyError::DownstreamIo(e)),
+            Err(_) if by_rate => return Err(ProxyError::SlowRequestBody),
             Err(_) => return Err(ProxyError::DownstreamTimeout),
         }
     }
     Ok(())
+}
+
+/// How a request body must arrive on this listener, from now.
+fn body_pace(limits: &HttpLimits) -> ReadPace {
+    ReadPace {
+        idle: limits.idle_timeout,
+        min_rate: (limits.min_body_rate > 0).then(|| MinRate {
+            started: runtime::now(),
+            grace: limits.min_body_rate_grace,
+            bytes_per_s: limits.min_body_rate,
+        }),
+    }
 }
 
 /// Handles one request; `Err` means "answer with this error, then close".
@@ -228,7 +243,7 @@ async fn request<S: ByteStream>(
                 send_continue(down, limits).await?;
                 continue_sent = true;
             }
-            read_body(down, inbuf, n as usize, limits.idle_timeout).await?;
+            read_body(down, inbuf, n as usize, body_pace(limits)).await?;
             out.extend_from_slice(&inbuf[..n as usize]);
             inbuf.drain(..n as usize);
             true
@@ -255,6 +270,7 @@ async fn request<S: ByteStream>(
         continue_sent,
         replayable: facts.body == BodyKind::None || buffered,
         body_follows,
+        body_pace: body_pace(limits),
     };
     let answered = run_tries(ctx, snapshot, rules, &mut tries).await;
     BufPool::give(out);
@@ -299,7 +315,7 @@ async fn request<S: ByteStream>(
         &mut decoder,
         down,
         head,
-        target.timeout,
+        ReadPace::idle(target.timeout),
         limits.idle_timeout,
     )
     .await;

@@ -56,6 +56,9 @@ pub(super) async fn read_request<S: ByteStream>(
         if !inbuf.is_empty() && scanner.should_parse(inbuf, &parse_limits) {
             match http::parse_request(inbuf, &parse_limits) {
                 Ok(Parse::Complete(head)) => {
+                    if head.headers().count() > limits.max_header_count {
+                        return Err(ProxyError::BadRequest(HttpError::TooManyHeaders));
+                    }
                     if limits.underscores == Underscores::Reject
                         && head.headers().any(|(name, _)| name.contains('_'))
                     {

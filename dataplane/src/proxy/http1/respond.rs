@@ -88,6 +88,9 @@ pub(super) async fn local_response<S: ByteStream>(
     at: Counted<'_>,
 ) -> Result<Next, ProxyError> {
     log::debug!("shard {}: {e}", ctx.id);
+    if matches!(e, ProxyError::SlowRequestBody) {
+        ctx.stats.slow_request_bodies.incr();
+    }
     let mut out = BufPool::take();
     let Some(status) = e.write_response(keep_alive, &mut out) else {
         BufPool::give(out);

@@ -23,7 +23,7 @@ use crate::proxy::connect;
 use crate::proxy::context::ShardContext;
 use crate::proxy::decide::Target;
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::forward;
+use crate::proxy::forward::{ReadPace, forward};
 use crate::proxy::traffic::GaugeGuard;
 use crate::proxy::tries::{Attempt, TryFailed};
 use crate::route::{HttpLimits, Snapshot};
@@ -96,6 +96,8 @@ pub(crate) struct H1Try<'a, S> {
     pub(crate) replayable: bool,
     /// The body streams from the client after `out`.
     pub(crate) body_follows: bool,
+    /// How the body must arrive from the client.
+    pub(crate) body_pace: ReadPace,
 }
 
 impl<S: ByteStream> Attempt for H1Try<'_, S> {
@@ -149,7 +151,7 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
                 &mut decoder,
                 &mut up,
                 buf,
-                self.limits.idle_timeout,
+                self.body_pace,
                 t.timeout,
             )
             .await;

@@ -263,7 +263,14 @@ pub struct Client {
 impl Client {
     /// Connects to `addr` (panics when refused).
     pub async fn connect(addr: SocketAddr) -> Client {
-        let conn = memory::connect(addr).await.expect("connect to the gateway");
+        Client::connect_from(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), addr).await
+    }
+
+    /// Connects to `addr` from source address `ip`.
+    pub async fn connect_from(ip: std::net::IpAddr, addr: SocketAddr) -> Client {
+        let conn = memory::connect_from(ip, addr)
+            .await
+            .expect("connect to the gateway");
         Client {
             conn,
             buf: Vec::new(),

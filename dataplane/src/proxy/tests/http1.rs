@@ -422,3 +422,100 @@ fn a_listener_rule_published_while_idle_refuses_the_next_request_and_closes() {
             assert_eq!(up.seen().len(), 1);
         });
 }
+
+#[test]
+fn a_body_dribbled_below_the_minimum_rate_is_cut_off() {
+    World::http()
+        .cluster("c", &[A])
+        .route_to("c")
+        .with_limits(|l| {
+            l.min_body_rate = 256;
+            l.min_body_rate_grace = Duration::from_secs(10);
+        })
+        .run(|gw| async move {
+            let up = Upstream::start(A, |s| Reply::ok(&format!("{}", s.body.len())));
+            // One byte every 5 s: inside the 60 s idle timeout, far below
+            // 256 B/s.
+            let mut slow = gw.client().await;
+            slow.send(b"POST /up HTTP/1.1\r\nhost: svc\r\ncontent-length: 1000\r\n\r\n")
+                .await;
+            let t0 = crate::runtime::now();
+            let dribble = async {
+                for _ in 0..20 {
+                    slow.send(b"x").await;
+                    runtime_sleep(Duration::from_secs(5)).await;
+                }
+            };
+            crate::runtime::timeout(Duration::from_secs(12), dribble)
+                .await
+                .ok();
+            let r = slow.response().await;
+            assert_eq!(r.status, 408);
+            assert_eq!(r.header("x-meshgate-error"), Some("slow_request_body"));
+            assert!(crate::runtime::now() - t0 < Duration::from_secs(13));
+            assert_eq!(gw.stats.slow_request_bodies.get(), 1);
+            // A body at a decent rate (1000 bytes over 3 s) goes through.
+            let mut ok = gw.client().await;
+            ok.send(b"POST /up HTTP/1.1\r\nhost: svc\r\ncontent-length: 1000\r\n\r\n")
+                .await;
+            for _ in 0..10 {
+                ok.send(&[b'y'; 100]).await;
+                runtime_sleep(Duration::from_millis(300)).await;
+            }
+            let r = ok.response().await;
+            assert_eq!((r.status, &r.body[..]), (200, &b"1000"[..]));
+            assert_eq!(
+                up.seen().len(),
+                1,
+                "the slow body never reached the upstream whole"
+            );
+        });
+}
+
+#[test]
+fn too_many_header_fields_is_431() {
+    World::http()
+        .cluster("c", &[A])
+        .route_to("c")
+        .with_limits(|l| l.max_header_count = 4)
+        .run(|gw| async move {
+            let _up = Upstream::start(A, |_| Reply::ok("ok"));
+            let mut c = gw.client().await;
+            c.send(b"GET / HTTP/1.1\r\nhost: svc\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n")
+                .await;
+            assert_eq!(c.response().await.status, 200);
+            c.send(b"GET / HTTP/1.1\r\nhost: svc\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n\r\n")
+                .await;
+            assert_eq!(c.response().await.status, 431);
+        });
+}
+
+#[test]
+fn connections_per_source_are_limited_per_address() {
+    World::http()
+        .cluster("c", &[A])
+        .route_to("c")
+        .with_limits(|l| l.max_connections_per_source = 2)
+        .run(|gw| async move {
+            let _up = Upstream::start(A, |_| Reply::ok("ok"));
+            let mut first = gw.client().await;
+            let mut second = gw.client().await;
+            let mut third = gw.client().await;
+            for c in [&mut first, &mut second] {
+                c.send(&get("/")).await;
+                assert_eq!(c.response().await.status, 200);
+            }
+            assert!(third.closed_within(Duration::from_millis(10)).await);
+            assert_eq!(gw.stats.connections_limited.get(), 1);
+            // Another address is not affected; a closed connection frees
+            // its place.
+            let mut other = Client::connect_from("10.9.9.9".parse().unwrap(), LISTENER).await;
+            other.send(&get("/")).await;
+            assert_eq!(other.response().await.status, 200);
+            drop(first);
+            runtime_sleep(Duration::from_millis(1)).await;
+            let mut again = gw.client().await;
+            again.send(&get("/")).await;
+            assert_eq!(again.response().await.status, 200);
+        });
+}
