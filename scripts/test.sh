@@ -15,6 +15,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v sha256sum >/dev/null || need+=(coreutils)
+command -v testssl >/dev/null || need+=(testssl.sh)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -44,6 +45,10 @@ bin=$(cargo test -p meshgate-dataplane --lib --no-run --message-format=json 2>/d
   | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$bin" ] || { echo "no dataplane test binary found"; exit 1; }
 valgrind --error-exitcode=99 --quiet "$bin" runtime:: --skip threads_ --test-threads=1
+
+# --- a TLS audit by a tool made by others -------------------------------------
+log "testssl.sh (protocols, cipher categories, vulnerabilities)"
+scripts/testssl.sh --quick target/testssl-quick.txt
 
 # --- fuzz targets, briefly ------------------------------------------------------
 log "fuzz targets (fixed seed and input counts)"
