@@ -45,6 +45,8 @@ pub struct Pki {
     pub client_cert_sha256: String,
     /// `ca.pem`'s key (PEM), to issue more certificates.
     ca_key_pem: String,
+    /// `other-ca.pem`'s key.
+    other_ca_key_pem: String,
 }
 
 fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
@@ -61,6 +63,8 @@ fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 
 /// The gateway's client CA.
 const CA_NAME: &str = "meshgate e2e CA";
+/// The CA the gateway does not trust by default.
+const OTHER_CA_NAME: &str = "meshgate e2e untrusted CA";
 
 fn ca_params(name: &str) -> CertificateParams {
     let mut p = CertificateParams::default();
@@ -114,7 +118,7 @@ impl Pki {
         let second_client_cert = write(dir, "second-client.pem", &cert.pem());
         let second_client_key = write(dir, "second-client.key", &key.serialize_pem());
 
-        let other = new_ca("meshgate e2e untrusted CA");
+        let other = new_ca(OTHER_CA_NAME);
         let other_ca = write(dir, "other-ca.pem", &other.pem());
         let key = KeyPair::generate().expect("key");
         let cert = client_params()
@@ -147,6 +151,7 @@ impl Pki {
             expired_client_key,
             client_cert_sha256,
             ca_key_pem: ca.key().serialize_pem(),
+            other_ca_key_pem: other.key().serialize_pem(),
         }
     }
 
@@ -175,6 +180,21 @@ impl Pki {
             }
         }
         params.serial_number = serial.map(rcgen::SerialNumber::from);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &issuer).expect("client cert");
+        (
+            write(&self.dir, &format!("{name}.pem"), &cert.pem()),
+            write(&self.dir, &format!("{name}.key"), &key.serialize_pem()),
+        )
+    }
+
+    /// Issues a client certificate signed by `other-ca.pem` with
+    /// `spiffe_id` as its only SAN, written as `NAME.pem` / `NAME.key`.
+    pub fn issue_other_client(&self, name: &str, spiffe_id: &str) -> (PathBuf, PathBuf) {
+        let ca_key = KeyPair::from_pem(&self.other_ca_key_pem).expect("CA key");
+        let issuer = rcgen::Issuer::new(ca_params(OTHER_CA_NAME), ca_key);
+        let mut params = client_params();
+        params.subject_alt_names = vec![SanType::URI(spiffe_id.try_into().expect("uri"))];
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &issuer).expect("client cert");
         (

@@ -407,3 +407,66 @@ fn key_update_mid_connection_keeps_serving() {
     );
     assert_eq!(w.up.served(), 1);
 }
+
+/// `[[listeners.tls.trust_domains]]`: each SPIFFE trust domain has its own
+/// CA bundle, and a CA may vouch only for its own domain's identities.
+#[test]
+fn each_trust_domain_is_vouched_for_by_its_own_ca_only() {
+    use harness::gateway::toml_str;
+    let dir = harness::TempDir::new();
+    let pki = harness::Pki::new(dir.path());
+    let up = harness::Upstream::start("origin");
+    let q = |p: &std::path::Path| toml_str(&p.display().to_string());
+    let text = format!(
+        "[[listeners]]\nname = \"{LISTENER}\"\naddress = \"127.0.0.1:0\"\n[listeners.tls]\n\
+         cert = {}\nkey = {}\n\
+         [[listeners.tls.trust_domains]]\nname = \"meshgate.local\"\nca = {}\n\
+         [[listeners.tls.trust_domains]]\nname = \"partner.example\"\nca = {}\n\
+         [[routes]]\nlistener = \"{LISTENER}\"\ncluster = \"c\"\n\
+         [[clusters]]\nname = \"c\"\nendpoints = [\"{}\"]\n",
+        q(&pki.server_cert),
+        q(&pki.server_key),
+        q(&pki.ca),
+        q(&pki.other_ca),
+        up.addr()
+    );
+    let gw = harness::Gateway::start(&text, dir.path());
+    let status = |cert: &std::path::Path, key: &std::path::Path| -> String {
+        // The server certificate is from ca.pem; trust it, present `cert`.
+        let mut args = pki.curl_args_with(cert, key);
+        args.extend(["-o", "/dev/null", "-w", "%{http_code}"].map(String::from));
+        args.push(format!(
+            "https://127.0.0.1:{}/headers",
+            gw.addr(LISTENER).port()
+        ));
+        String::from_utf8_lossy(&curl(&args).stdout).into_owned()
+    };
+    let partner = pki.issue_other_client("partner", "spiffe://partner.example/ns/x/sa/y");
+    let forged = pki.issue_client("forged-partner", Some("spiffe://partner.example/ns/x/sa/y"));
+    let no_id = pki.issue_client("no-id", None);
+    // Each domain's own CA: in.
+    assert_eq!(status(&pki.client_cert, &pki.client_key), "200");
+    assert_eq!(status(&partner.0, &partner.1), "200");
+    // The partner CA vouching for a mesh identity, the mesh CA for a
+    // partner one, and a certificate without a SPIFFE ID: refused.
+    assert_eq!(status(&pki.other_client_cert, &pki.other_client_key), "000");
+    assert_eq!(status(&forged.0, &forged.1), "000");
+    assert_eq!(status(&no_id.0, &no_id.1), "000");
+    assert_eq!(up.served(), 2);
+    // client_ca and trust_domains together: a config error naming it.
+    let both = text.replacen(
+        "[[listeners.tls.trust_domains]]",
+        &format!(
+            "client_ca = {}\n[[listeners.tls.trust_domains]]",
+            q(&pki.ca)
+        ),
+        1,
+    );
+    let (out, _) = harness::gateway::check(&both, dir.path());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("listeners[0].tls.trust_domains: client_ca and trust_domains are exclusive"),
+        "{}",
+        describe(&out)
+    );
+}

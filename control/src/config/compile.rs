@@ -355,6 +355,11 @@ pub(super) fn tls_settings(l: &ListenerConfig, t: &TlsConfig) -> ServerTlsSettin
         groups: t.groups.clone(),
         alpn: t.effective_alpn(l.protocol),
         crls: t.crl.clone(),
+        trust_domains: t
+            .trust_domains
+            .iter()
+            .map(|d| (d.name.clone(), d.ca.clone()))
+            .collect(),
     }
 }
 

@@ -388,16 +388,32 @@ pub struct TlsConfig {
     /// SIGHUP). Needs `client_ca`.
     #[serde(default)]
     pub crl: Vec<PathBuf>,
+    /// Instead of `client_ca`: one CA bundle per SPIFFE trust domain; a
+    /// caller's certificate must chain to its own ID's domain's bundle.
+    #[serde(default)]
+    pub trust_domains: Vec<TrustDomainConfig>,
+}
+
+/// One `[[listeners.tls.trust_domains]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustDomainConfig {
+    /// The trust domain, e.g. `mesh.local`.
+    pub name: String,
+    /// PEM bundle of the CAs that issue that domain's identities.
+    pub ca: PathBuf,
 }
 
 impl TlsConfig {
     /// `client_auth` with its default applied.
     pub fn effective_client_auth(&self) -> ClientAuthConfig {
-        self.client_auth.unwrap_or(if self.client_ca.is_some() {
-            ClientAuthConfig::Require
-        } else {
-            ClientAuthConfig::None
-        })
+        self.client_auth.unwrap_or(
+            if self.client_ca.is_some() || !self.trust_domains.is_empty() {
+                ClientAuthConfig::Require
+            } else {
+                ClientAuthConfig::None
+            },
+        )
     }
 
     /// `alpn` with its per-protocol default applied.

@@ -65,6 +65,9 @@ pub(super) fn normalize(config: &mut Config, base_dir: &Path) {
             for crl in &mut tls.crl {
                 *crl = resolve_path(base_dir, crl);
             }
+            for d in &mut tls.trust_domains {
+                d.ca = resolve_path(base_dir, &d.ca);
+            }
         }
     }
     let mut per_listener: HashMap<String, usize> = HashMap::new();
@@ -238,7 +241,38 @@ fn check_listeners(config: &Config, p: &mut Problems) {
 
         if let Some(tls) = &l.tls {
             let auth = tls.effective_client_auth();
+            let domains = !tls.trust_domains.is_empty();
+            if domains && tls.client_ca.is_some() {
+                p.push(
+                    at("tls.trust_domains"),
+                    "client_ca and trust_domains are exclusive: give each domain its own bundle",
+                );
+            }
+            if domains && auth == ClientAuthConfig::None {
+                p.push(
+                    at("tls.client_auth"),
+                    "client_auth is \"none\" but trust_domains are set",
+                );
+            }
+            for (k, d) in tls.trust_domains.iter().enumerate() {
+                let ok = !d.name.is_empty()
+                    && d.name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b)
+                    });
+                if !ok {
+                    p.push(
+                        at(&format!("tls.trust_domains[{k}].name")),
+                        format!("\"{}\" is not a trust domain (lowercase letters, digits, '-', '.', '_')", d.name),
+                    );
+                } else if tls.trust_domains[..k].iter().any(|o| o.name == d.name) {
+                    p.push(
+                        at(&format!("tls.trust_domains[{k}].name")),
+                        format!("trust domain \"{}\" listed twice", d.name),
+                    );
+                }
+            }
             match (auth, &tls.client_ca) {
+                _ if domains => {}
                 (ClientAuthConfig::Require | ClientAuthConfig::Optional, None) => p.push(
                     at("tls.client_ca"),
                     format!(

@@ -18,7 +18,7 @@ pub const WARN_DAYS: i64 = 7;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expiry {
     pub listener: String,
-    /// `cert` or `client_ca`.
+    /// `cert`, `client_ca` or `trust_domain_ca`.
     pub kind: &'static str,
     pub path: String,
     /// Unix seconds; `None` when the file cannot be read now.
@@ -45,6 +45,9 @@ pub fn expiries(config: &Config) -> Vec<Expiry> {
         for (kind, path) in files {
             let Some(path) = path else { continue };
             out.push(read(&l.name, kind, path, kind == "cert"));
+        }
+        for d in &tls.trust_domains {
+            out.push(read(&l.name, "trust_domain_ca", &d.ca, false));
         }
     }
     out

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::aws_lc_rs::{self, cipher_suite, kx_group};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{NoServerSessionStorage, VerifierBuilderError, WebPkiClientVerifier};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
@@ -198,49 +199,24 @@ impl ServerTls {
                     ClientAuth::Optional => ("optional", true),
                     _ => ("require", false),
                 };
-                let ca_path = s
-                    .client_ca
-                    .as_deref()
-                    .ok_or(TlsConfigError::ClientCaRequired { mode: mode_name })?;
-                let roots = load_roots(ca_path)?;
-                let mut builder =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-                if !s.crls.is_empty() {
-                    let roots = Arc::new(load_roots(ca_path)?);
-                    let mut crls = Vec::new();
-                    for path in &s.crls {
-                        let these = load_crls(path)?;
-                        // Parsed now, so a broken list fails the load naming
-                        // its file rather than every handshake.
-                        WebPkiClientVerifier::builder_with_provider(
-                            roots.clone(),
-                            provider.clone(),
-                        )
-                        .with_crls(these.clone())
-                        .build()
-                        .map_err(|e| TlsConfigError::BadCrl {
-                            path: path.clone(),
-                            detail: e.to_string(),
-                        })?;
-                        crls.extend(these);
+                if !s.trust_domains.is_empty() {
+                    // One CA bundle per trust domain: a caller's ID must be
+                    // in the domain of the bundle that verifies it.
+                    let mut domains = Vec::new();
+                    for (name, ca) in &s.trust_domains {
+                        let v = webpki_verifier(ca, &s.crls, optional, &provider)?;
+                        domains.push((name.clone(), v));
                     }
-                    // Every certificate of the chain is checked against the
-                    // lists; a certificate whose issuer has no list here is
-                    // allowed (only some CAs may publish one).
-                    builder = builder.with_crls(crls).allow_unknown_revocation_status();
+                    Arc::new(super::trust_domains::TrustDomainVerifier::new(
+                        domains, !optional,
+                    ))
+                } else {
+                    let ca_path = s
+                        .client_ca
+                        .as_deref()
+                        .ok_or(TlsConfigError::ClientCaRequired { mode: mode_name })?;
+                    webpki_verifier(ca_path, &s.crls, optional, &provider)?
                 }
-                if optional {
-                    builder = builder.allow_unauthenticated();
-                }
-                builder.build().map_err(|e| match e {
-                    VerifierBuilderError::NoRootAnchors => TlsConfigError::EmptyCaBundle {
-                        field: FIELD_CLIENT_CA,
-                        path: ca_path.to_path_buf(),
-                    },
-                    e => TlsConfigError::Incompatible {
-                        detail: format!("client certificate verifier: {e}"),
-                    },
-                })?
             }
         };
 
@@ -372,6 +348,51 @@ pub fn certificate_expiry(path: &Path) -> Result<Vec<i64>, TlsConfigError> {
             })
         })
         .collect()
+}
+
+/// A verifier of client certificates chaining to the CAs in `ca_path`,
+/// checked against the revocation lists `crls`; `optional`: anonymous
+/// callers are let through.
+fn webpki_verifier(
+    ca_path: &Path,
+    crls: &[PathBuf],
+    optional: bool,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsConfigError> {
+    let roots = Arc::new(load_roots(ca_path)?);
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+    if !crls.is_empty() {
+        let mut all = Vec::new();
+        for path in crls {
+            let these = load_crls(path)?;
+            // Parsed now, so a broken list fails the load naming its file
+            // rather than every handshake.
+            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .with_crls(these.clone())
+                .build()
+                .map_err(|e| TlsConfigError::BadCrl {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
+            all.extend(these);
+        }
+        // Every certificate of the chain is checked against the lists; a
+        // certificate whose issuer has no list here is allowed (only some
+        // CAs may publish one).
+        builder = builder.with_crls(all).allow_unknown_revocation_status();
+    }
+    if optional {
+        builder = builder.allow_unauthenticated();
+    }
+    builder.build().map_err(|e| match e {
+        VerifierBuilderError::NoRootAnchors => TlsConfigError::EmptyCaBundle {
+            field: FIELD_CLIENT_CA,
+            path: ca_path.to_path_buf(),
+        },
+        e => TlsConfigError::Incompatible {
+            detail: format!("client certificate verifier: {e}"),
+        },
+    })
 }
 
 /// The revocation lists in `path`: PEM (`X509 CRL` blocks) or one DER list.

@@ -40,6 +40,7 @@ mod identity;
 pub mod record;
 mod session;
 mod stream;
+mod trust_domains;
 
 #[cfg(test)]
 mod testutil;
@@ -93,6 +94,10 @@ pub struct ServerTlsSettings {
     /// Certificate revocation lists (PEM or DER) for client certificates;
     /// a revoked certificate fails the handshake (`certificate_revoked`).
     pub crls: Vec<PathBuf>,
+    /// Instead of `client_ca`: one CA bundle per SPIFFE trust domain
+    /// (`(domain, bundle)`); a caller's certificate must chain to the
+    /// bundle of its own ID's trust domain.
+    pub trust_domains: Vec<(String, PathBuf)>,
 }
 
 /// A compiled, shareable server TLS configuration (one per listener, shared

@@ -143,6 +143,7 @@ impl Fixture {
             groups: vec!["x25519".into(), "secp256r1".into()],
             alpn: vec!["h2".into(), "http/1.1".into()],
             crls: Vec::new(),
+            trust_domains: Vec::new(),
         };
         Fixture {
             ca,

@@ -42,6 +42,7 @@ fn world() -> &'static World {
             groups: vec!["x25519".to_owned()],
             alpn: Vec::new(),
             crls: Vec::new(),
+            trust_domains: Vec::new(),
         };
         let server = ServerTls::from_settings(&settings).expect("server config");
         let mut roots = rustls::RootCertStore::empty();
