@@ -17,9 +17,9 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use dataplane::net::Stack;
 use dataplane::proxy::{ShardInit, run_shard};
 use dataplane::route::Snapshot;
-use dataplane::runtime::RuntimeConfig;
 use dataplane::runtime::shard::spawn_shards;
 use dataplane::runtime::signals::{self, Signal};
+use dataplane::runtime::{RuntimeConfig, privileges};
 use dataplane::telemetry::ShardStats;
 
 use crate::commands::Commands;
@@ -50,6 +50,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     })?;
     let config = Config::from_file(path)?;
     let control = config.control.clone();
+    let user = config.dataplane.user.clone();
     let snapshot = config.compile(1)?;
     let shards = config.dataplane.shards.resolve();
     let (per_shard, bound) = bind_all(&snapshot, shards)?;
@@ -158,6 +159,31 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             None
         }
     };
+    // Everything privileged is done: sockets bound, rings set up.
+    if let Some(user) = &user {
+        let dropped = privileges::lookup_user(user).and_then(|to| {
+            if !privileges::is_root() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the daemon was not started as root",
+                ));
+            }
+            privileges::drop_to(to).map(|()| to)
+        });
+        match dropped {
+            Ok(to) => log::info!("running as user {user:?} (uid {}, gid {})", to.uid, to.gid),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                for t in threads {
+                    let _ = t.handle.join();
+                }
+                return Err(DaemonError::Privileges {
+                    user: user.clone(),
+                    source: e,
+                });
+            }
+        }
+    }
     on_ready(&gateway.listeners());
     // Expiring certificates are warned about at start, then hourly.
     warn_soon_expiring(&gateway.expiries(), unix_now());

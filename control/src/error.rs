@@ -25,6 +25,11 @@ pub enum DaemonError {
     Rejected(String),
     #[error("shard {0} stopped unexpectedly")]
     ShardDied(usize),
+    #[error("dataplane.user: cannot run as {user:?}: {source}")]
+    Privileges {
+        user: String,
+        source: std::io::Error,
+    },
     #[error("control.socket: cannot serve the control socket at {path}: {source}")]
     ControlSocket {
         path: PathBuf,

@@ -855,3 +855,71 @@ fn a_second_user_reaches_the_socket_through_its_group_and_allowed_uids() {
         harness::describe(&out)
     );
 }
+
+/// The uid and gid lines of `/proc/PID/status` (real, effective, saved, fs).
+fn ids_of(pid: u32) -> (String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .map(|l| {
+                l[key.len()..]
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    };
+    (line("Uid:"), line("Gid:"))
+}
+
+#[test]
+fn the_daemon_drops_to_an_unprivileged_user_and_keeps_working() {
+    if !running_as_root() {
+        eprintln!("SKIPPED: dropping privileges needs a start as root");
+        return;
+    }
+    let dir = TempDir::new();
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let text = config(dir.path(), "a", a.addr(), b.addr());
+    let text = format!("[dataplane]\nuser = \"nobody\"\n{text}");
+    let mut gw = Gateway::start(&text, dir.path());
+    assert_eq!(
+        ids_of(gw.pid()),
+        (
+            "65534 65534 65534 65534".into(),
+            "65534 65534 65534 65534".into()
+        )
+    );
+    let mut c = RawConn::connect(gw.addr(LISTENER));
+    c.send(b"GET /bytes/3 HTTP/1.1\r\nHost: e2e\r\n\r\n")
+        .unwrap();
+    assert_eq!(c.read_response().unwrap().status, 200);
+    // The control socket (root may always use it) and a reload still work.
+    let socket = dir.path().join("control.sock");
+    let out = meshctl(&socket, &["--json", "status"]);
+    assert!(out.status.success(), "{}", harness::describe(&out));
+    let out = meshctl(&socket, &["certs", "reload"]);
+    assert!(out.status.success(), "{}", harness::describe(&out));
+    gw.signal(libc::SIGHUP);
+    harness::wait_until(Duration::from_secs(10), "the reload is logged", || {
+        gw.stderr().contains("configuration reloaded")
+    });
+    // An unknown user stops the start, naming the field.
+    let dir = TempDir::new();
+    let bad = config(dir.path(), "a", a.addr(), b.addr());
+    let bad = format!("[dataplane]\nuser = \"no-such-user-here\"\n{bad}");
+    let path = harness::gateway::write_config(dir.path(), &bad);
+    let out = harness::gateway::meshgate_command()
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dataplane.user"),
+        "{}",
+        harness::describe(&out)
+    );
+}

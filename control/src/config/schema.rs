@@ -52,6 +52,12 @@ pub struct DataplaneConfig {
     /// replayed; unset (the default), each start draws fresh seeds.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Once listeners and the control socket are bound, run as this user
+    /// (a name or uid; its primary group, no supplementary groups). Needs a
+    /// start as root. The certificate files must be readable by the user
+    /// for reloads; listeners added later by an apply cannot bind ports
+    /// below 1024.
+    pub user: Option<String>,
 }
 
 /// Largest accepted shard count.

@@ -16,6 +16,7 @@
 //! - [`tcp`]: kernel TCP listeners (multishot accept, `SO_REUSEPORT`) and
 //!   streams (multishot receive, owned-buffer send, connect).
 //! - [`select`]: waiting on the first of two futures.
+//! - [`privileges`]: becoming an unprivileged user after start.
 //! - [`shard`]: one pinned thread per core, each with its own runtime.
 //!
 //! This is the only module (with the future userspace-stack driver) that
@@ -28,6 +29,7 @@ pub mod driver;
 pub mod executor;
 pub mod op;
 pub mod pool;
+pub mod privileges;
 pub mod select;
 pub mod shard;
 pub mod signals;
