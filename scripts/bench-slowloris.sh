@@ -100,7 +100,7 @@ async def main():
     print(stats["opened"], stats["closed_by_gateway"])
 asyncio.run(main())
 PY
-taskset -c 1 python3 "$W/slowloris.py" "$PORT" "$N" $(( SECS + 15 )) > "$W/slowloris.out" 2>&1 &
+taskset -c 1 nice -n 19 python3 "$W/slowloris.py" "$PORT" "$N" $(( SECS + 15 )) > "$W/slowloris.out" 2>&1 &
 SLOW=$!; pids+=($SLOW)
 # Let the crowd connect, then measure the well-behaved client among it.
 for _ in $(seq 100); do
