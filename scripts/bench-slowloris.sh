@@ -6,13 +6,16 @@
 # with the slow crowd, and the gateway's RSS. Loopback only; stops what it
 # started.
 #
-# Usage: scripts/bench-slowloris.sh [N] [RATE] [SECONDS]
+# Usage: scripts/bench-slowloris.sh [N] [RATE] [SECONDS] [--control]
+#   --control  aim the slow crowd at a dummy server instead of the gateway
+#              (same CPU, same load on the client's core): tells the
+#              gateway's share of a latency change from the machine's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 source scripts/lib/bench-common.sh
 die() { echo "bench-slowloris: $*" >&2; exit 1; }
-N=${1:-2000}; RATE=${2:-500}; SECS=${3:-20}
+N=${1:-2000}; RATE=${2:-500}; SECS=${3:-20}; CONTROL=${4:-}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $(( N * 2 + 200 )) ] || die "ulimit -n $(ulimit -n) is too low for $N connections"
 BIN=target/release
@@ -100,11 +103,30 @@ async def main():
     print(stats["opened"], stats["closed_by_gateway"])
 asyncio.run(main())
 PY
-taskset -c 1 nice -n 19 python3 "$W/slowloris.py" "$PORT" "$N" $(( SECS + 15 )) > "$W/slowloris.out" 2>&1 &
+TARGET=$PORT
+if [ "$CONTROL" = --control ]; then
+  # A server that accepts and reads forever (never closes): the crowd's
+  # traffic, none of it reaching the gateway.
+  TARGET=$(free_port)
+  cat > "$W/dummy.py" <<'PY'
+import asyncio, sys
+async def sink(r, w):
+    while await r.read(4096):
+        pass
+async def main():
+    s = await asyncio.start_server(sink, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+    await s.serve_forever()
+asyncio.run(main())
+PY
+  taskset -c 0 python3 "$W/dummy.py" "$TARGET" > "$W/dummy.log" 2>&1 &
+  pids+=($!)
+  wait_port "$TARGET" dummy "${pids[-1]}"
+fi
+taskset -c 1 nice -n 19 python3 "$W/slowloris.py" "$TARGET" "$N" $(( SECS + 15 )) > "$W/slowloris.out" 2>&1 &
 SLOW=$!; pids+=($SLOW)
 # Let the crowd connect, then measure the well-behaved client among it.
 for _ in $(seq 100); do
-  open=$(ss -tn state established "( dport = :$PORT )" 2>/dev/null | tail -n +2 | wc -l)
+  open=$(ss -tn state established "( dport = :$TARGET )" 2>/dev/null | tail -n +2 | wc -l)
   [ "$open" -ge $(( N * 9 / 10 )) ] && break
   sleep 0.1
 done
