@@ -19,6 +19,7 @@ use dataplane::upstream::hash::{Maglev, RingHash};
 use dataplane::upstream::outlier::OutlierSettings;
 use dataplane::upstream::retry::{RetryBudget, RetryOn};
 
+use super::problem::Problem;
 use super::schema::{
     AllUnhealthyConfig, AuthzConfig, AuthzRuleConfig, ClientAuthConfig, ClusterConfig, Config,
     EncodedSlashesConfig, HashOnConfig, HeaderEditsConfig, LbPolicyConfig, ListenerConfig,
@@ -26,7 +27,6 @@ use super::schema::{
     TlsConfig, UnderscoresConfig, route_name,
 };
 use super::tls_build;
-use super::validate::Problem;
 
 /// Builds the snapshot; the config must have passed `validate::check`.
 /// Collects every TLS failure rather than stopping at the first.

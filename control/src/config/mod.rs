@@ -22,6 +22,7 @@
 //! Nothing here panics on any input text.
 
 mod compile;
+mod problem;
 mod schema;
 mod span;
 mod tls_build;
@@ -44,7 +45,7 @@ pub use schema::{
 pub use span::Location;
 pub use validate::{HEADER_BYTES_RANGE, MAX_NAME_LEN, MAX_TIMEOUT_MS};
 
-use validate::Problem;
+use problem::Problem;
 
 /// One problem in a configuration, positioned as precisely as known.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,18 +10,12 @@ use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
+use super::problem::Problem;
 use super::schema::{
     ClientAuthConfig, ClusterConfig, Config, ListenerProtocol, MatchConfig, RateKeyConfig,
     RouteConfig, Stack, is_tchar, route_name,
 };
 use super::tls_build;
-
-/// A problem before it is given a file position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Problem {
-    pub path: String,
-    pub message: String,
-}
 
 #[derive(Default)]
 struct Problems(Vec<Problem>);

@@ -5,8 +5,8 @@
 
 use std::collections::HashSet;
 
+use super::problem::Problem;
 use super::schema::{AuthzConfig, AuthzRuleConfig, is_tchar, is_token};
-use super::validate::Problem;
 
 /// Checks `authz` at `at` (`listeners[0].authz`); `tcp`: the rules decide
 /// connections, which have no method, path or headers.

@@ -1,0 +1,10 @@
+//! One semantic problem in a configuration, found by validation or
+//! compilation, before `locate` gives it a file position.
+
+/// A problem before it is given a file position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Problem {
+    /// The dotted field path, e.g. `routes[2].authz.allow[0].spiffe_id`.
+    pub path: String,
+    pub message: String,
+}
