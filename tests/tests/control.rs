@@ -775,10 +775,17 @@ fn config_can_be_given_inline_as_json() {
     assert_eq!(reply["error"]["kind"], "invalid_request", "{reply}");
 }
 
-/// `meshctl status` as user `uid` (group `gid`).
+/// `meshctl status` as user `uid` (group `gid`). The binary is copied next
+/// to the socket first: the build tree may sit under a directory only its
+/// owner can enter (a `mktemp -d` clone), which the other user could not
+/// execute from.
 fn meshctl_as(socket: &Path, uid: u32, gid: u32) -> Output {
     use std::os::unix::process::CommandExt;
-    Command::new(meshgate_bin().with_file_name("meshctl"))
+    let copy = socket.with_file_name("meshctl");
+    if !copy.exists() {
+        std::fs::copy(meshgate_bin().with_file_name("meshctl"), &copy).expect("copy meshctl");
+    }
+    Command::new(&copy)
         .arg("--socket")
         .arg(socket)
         .arg("status")
