@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
             proto: "https",
             new_request_id: "00000000-0000-0000-0000-000000000001",
             xfcc: Some("Hash=00;URI=spiffe://x/y"),
+            keep_request_id: true,
         };
         let mut out = Vec::new();
         http::write_upstream_request(&head, &fwd, &mut out);
