@@ -1,6 +1,7 @@
 //! The daemon: loads and compiles the configuration, binds every shard's
 //! listening sockets, starts the pinned shards, then serves signals on the
-//! control thread (SIGHUP reloads, SIGINT/SIGTERM stop).
+//! control thread (SIGHUP reloads, SIGUSR1 reopens the access logs,
+//! SIGINT/SIGTERM stop).
 //!
 //! Sockets are bound ([`crate::listeners`]) before any shard starts, so a
 //! bad or busy address fails the start with a message naming the listener.
@@ -22,6 +23,7 @@ use dataplane::runtime::signals::{self, Signal};
 use dataplane::runtime::{RuntimeConfig, privileges};
 use dataplane::telemetry::ShardStats;
 
+use crate::access_log::AccessLogWriter;
 use crate::commands::Commands;
 use crate::config::{Config, ConfigError};
 use crate::error::DaemonError;
@@ -53,6 +55,10 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     let user = config.dataplane.user.clone();
     let snapshot = config.compile(1)?;
     let shards = config.dataplane.shards.resolve();
+    let access_log = Arc::new(AccessLogWriter::start().map_err(DaemonError::Spawn)?);
+    access_log
+        .prepare(&snapshot)
+        .map_err(DaemonError::Rejected)?;
     let (per_shard, bound) = bind_all(&snapshot, shards)?;
     for l in &bound {
         let scheme = if l.tls { "https" } else { "http" };
@@ -89,6 +95,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             stats: shard_stats[id].clone(),
             commands: command_rx.next().expect("one receiver per shard"),
             runtime: RuntimeConfig::default(),
+            access_log: Some(access_log.queue()),
         })
         .collect();
     let threads = spawn_shards(inits, true, |id, init| {
@@ -103,18 +110,21 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         shards,
         path.display()
     );
-    let gateway = Arc::new(Gateway::new(
-        path.to_owned(),
-        config,
-        text,
-        snapshots,
-        shard_stats,
-        canaries,
-        command_tx,
-        bound,
-        stop.clone(),
-        drain,
-    ));
+    let gateway = Arc::new(
+        Gateway::new(
+            path.to_owned(),
+            config,
+            text,
+            snapshots,
+            shard_stats,
+            canaries,
+            command_tx,
+            bound,
+            stop.clone(),
+            drain,
+        )
+        .with_access_log(access_log.clone()),
+    );
     // The control socket is served by its own threads (never a shard).
     let control_server = match &control.socket {
         Some(socket) => {
@@ -214,6 +224,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             Some(Signal::Terminate) => {
                 gateway.start_drain(None);
             }
+            Some(Signal::User1) => access_log.reopen(),
             Some(Signal::Hangup) => match gateway.reload_file() {
                 Ok(applied) => log::info!(
                     "configuration reloaded from {} (generation {})",
@@ -235,6 +246,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     for t in threads {
         let _ = t.handle.join();
     }
+    access_log.shutdown();
     result
 }
 

@@ -3,6 +3,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`access_log`] | the access-log writer thread: queue, files, reopen |
 //! | [`config`] | TOML schema, validation with positioned errors, compile → `Snapshot` |
 //! | [`daemon`] | starting shards, signals, reload: the process's main loop |
 //! | [`listeners`] | binding every shard's listening sockets |
@@ -15,6 +16,7 @@
 //! | [`commands`] | control-socket commands carried out against the running gateway |
 //! | [`socket`] | the control socket: versioned protocol, server, client (`meshctl`) |
 
+pub mod access_log;
 pub mod commands;
 pub mod config;
 pub mod daemon;

@@ -155,6 +155,9 @@ pub struct Gateway {
     pub drain: Arc<AtomicBool>,
     drain_deadline: Mutex<Option<Instant>>,
     current: Mutex<Current>,
+    /// Opens the access-log files a configuration names before it goes
+    /// live, reopens them on request.
+    pub access_log: Option<Arc<crate::access_log::AccessLogWriter>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -210,6 +213,23 @@ impl Gateway {
                 drained: BTreeSet::new(),
                 unhealthy: BTreeSet::new(),
             }),
+            access_log: None,
+        }
+    }
+
+    /// Hands the access-log writer to the gateway (files of applied
+    /// configurations are opened through it).
+    pub fn with_access_log(mut self, writer: Arc<crate::access_log::AccessLogWriter>) -> Gateway {
+        self.access_log = Some(writer);
+        self
+    }
+
+    /// Opens the access-log files `snapshot` names; `Err` (naming the
+    /// listener and the file) refuses the change.
+    fn open_access_logs(&self, snapshot: &Snapshot) -> Result<(), DaemonError> {
+        match &self.access_log {
+            Some(writer) => writer.prepare(snapshot).map_err(DaemonError::Rejected),
+            None => Ok(()),
         }
     }
 
@@ -293,6 +313,7 @@ impl Gateway {
         let generation = current.generation + 1;
         let mut snapshot = config.compile(generation)?;
         current.overlay_health(&config, &mut snapshot);
+        self.open_access_logs(&snapshot)?;
         let old = self.snapshots.load_full();
         // New sockets are bound before anything is published: a bad or busy
         // address refuses the whole apply and nothing changes.
@@ -423,6 +444,7 @@ impl Gateway {
         snapshot.generation = generation;
         let snapshot = Arc::new(snapshot);
         self.same_listeners(&snapshot, path)?;
+        self.open_access_logs(&snapshot)?;
         let before: Vec<Window> = self.shard_stats.iter().map(|s| Window::read(s)).collect();
         self.canaries[shard].store(Some(snapshot.clone()));
         log::info!(

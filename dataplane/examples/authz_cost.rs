@@ -65,6 +65,7 @@ fn listener(rules: usize) -> Listener {
         routes: vec![route],
         limits: Default::default(),
         authz: Policy::default(),
+        access_log: None,
     }
 }
 

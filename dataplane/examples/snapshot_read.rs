@@ -52,6 +52,7 @@ fn snapshot(generation: u64) -> Snapshot {
             routes,
             limits: Default::default(),
             authz: Default::default(),
+            access_log: None,
         }],
         clusters: vec![Cluster::new("backend", endpoints)],
     }

@@ -14,6 +14,7 @@ use dataplane::route::{
     Listener, PathMatch, PoolSettings, Protocol, RateKey, RateLimit, Redirect, RequestIdPolicy,
     RetryPolicy, Route, RouteMatch, RouteTarget, Snapshot, SplitTarget, Underscores,
 };
+use dataplane::telemetry::access_log::{AccessLogSpec, DEFAULT_TEMPLATE, LogFormat, Template};
 use dataplane::tls::{ClientAuth, ServerTls, ServerTlsSettings, TlsVersion};
 use dataplane::upstream::hash::{Maglev, RingHash};
 use dataplane::upstream::outlier::OutlierSettings;
@@ -21,10 +22,10 @@ use dataplane::upstream::retry::{RetryBudget, RetryOn};
 
 use super::problem::Problem;
 use super::schema::{
-    AllUnhealthyConfig, AuthzConfig, AuthzRuleConfig, ClientAuthConfig, ClusterConfig, Config,
-    EncodedSlashesConfig, HashOnConfig, HeaderEditsConfig, LbPolicyConfig, ListenerConfig,
-    ListenerProtocol, MatchConfig, MinVersion, RateKeyConfig, RequestIdConfig, RouteConfig,
-    TlsConfig, UnderscoresConfig, route_name,
+    AccessLogConfig, AccessLogFormatConfig, AllUnhealthyConfig, AuthzConfig, AuthzRuleConfig,
+    ClientAuthConfig, ClusterConfig, Config, EncodedSlashesConfig, HashOnConfig, HeaderEditsConfig,
+    LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, RateKeyConfig,
+    RequestIdConfig, RouteConfig, TlsConfig, UnderscoresConfig, route_name,
 };
 use super::tls_build;
 
@@ -51,6 +52,13 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
                     None
                 }
             },
+        };
+        let access_log = match l.access_log.as_ref().map(|c| access_log(i, c)).transpose() {
+            Ok(spec) => spec,
+            Err(p) => {
+                problems.push(p);
+                None
+            }
         };
         let routes = config
             .routes
@@ -100,6 +108,7 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
                 },
             },
             authz: policy(&format!("listener {}", l.name), &l.authz),
+            access_log,
         });
     }
     if !problems.is_empty() {
@@ -256,6 +265,25 @@ fn route(
 
 /// The policy of `scope` (`listener NAME` / `route NAME`): rules named by
 /// their `name`, else by their place (`route orders allow[0]`).
+/// Listener `i`'s `access_log` table.
+fn access_log(i: usize, c: &AccessLogConfig) -> Result<Arc<AccessLogSpec>, Problem> {
+    let format = match c.format {
+        AccessLogFormatConfig::Json => LogFormat::Json,
+        AccessLogFormatConfig::Text => {
+            let text = c.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+            LogFormat::Template(Template::parse(text).map_err(|message| Problem {
+                path: format!("listeners[{i}].access_log.template"),
+                message,
+            })?)
+        }
+    };
+    Ok(Arc::new(AccessLogSpec {
+        path: c.path.to_string_lossy().into_owned(),
+        format,
+        sample_percent: c.sample_percent.0,
+    }))
+}
+
 fn policy(scope: &str, authz: &AuthzConfig) -> Policy {
     let rules = |kind: &str, rules: &[AuthzRuleConfig]| -> Vec<Rule> {
         rules

@@ -50,6 +50,12 @@ pub(super) fn normalize(config: &mut Config, base_dir: &Path) {
         *socket = resolve_path(base_dir, socket);
     }
     for l in &mut config.listeners {
+        if let Some(log) = &mut l.access_log
+            && log.path != Path::new("stdout")
+            && !log.path.as_os_str().is_empty()
+        {
+            log.path = resolve_path(base_dir, &log.path);
+        }
         if let Some(tls) = &mut l.tls {
             tls.cert = resolve_path(base_dir, &tls.cert);
             tls.key = resolve_path(base_dir, &tls.key);
@@ -105,6 +111,32 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
     check_clusters(config, &mut p);
     check_routes(config, &mut p);
     p.0
+}
+
+fn check_access_log(p: &mut Problems, at: &str, log: &super::schema::AccessLogConfig) {
+    use super::schema::AccessLogFormatConfig;
+    if log.path.as_os_str().is_empty() {
+        p.push(format!("{at}.path"), "must be a file path or \"stdout\"");
+    }
+    match (&log.template, log.format) {
+        (Some(_), AccessLogFormatConfig::Json) => p.push(
+            format!("{at}.template"),
+            "a template needs format = \"text\"",
+        ),
+        (Some(t), AccessLogFormatConfig::Text) => {
+            if let Err(e) = dataplane::telemetry::access_log::Template::parse(t) {
+                p.push(format!("{at}.template"), e);
+            }
+        }
+        (None, _) => {}
+    }
+    let pct = log.sample_percent.0;
+    if !(0.0..=100.0).contains(&pct) {
+        p.push(
+            format!("{at}.sample_percent"),
+            format!("{pct} is out of range (0 to 100)"),
+        );
+    }
 }
 
 fn check_name(p: &mut Problems, path: &str, what: &str, name: &str) {
@@ -194,6 +226,9 @@ fn check_listeners(config: &Config, p: &mut Problems) {
             None => {
                 addresses.insert(l.address, i);
             }
+        }
+        if let Some(log) = &l.access_log {
+            check_access_log(p, &at("access_log"), log);
         }
         check_range(p, &at("max_header_count"), l.max_header_count, 1..=128);
         check_timeout(p, &at("min_body_rate_grace_ms"), l.min_body_rate_grace_ms);

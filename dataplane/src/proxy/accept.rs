@@ -161,6 +161,12 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
             match TlsStream::accept(tcp, &tls, limit).await {
                 Ok(mut stream) => {
                     ctx.stats.tls_handshakes.incr();
+                    let tls_version = stream.protocol_version().unwrap_or("unknown");
+                    let tls_cipher = stream.cipher_suite().unwrap_or("unknown");
+                    ctx.named.borrow_mut().tls_handshake(
+                        tls_version,
+                        stream.key_exchange_group().unwrap_or("unknown"),
+                    );
                     stream.release_buffers();
                     let identity = stream.peer_identity();
                     // Over the per-identity limit: closed before any
@@ -186,6 +192,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
                         xfcc: identity.as_ref().map(|id| id.xfcc()),
                         spiffe_id: identity.as_ref().and_then(|id| id.spiffe_id.clone()),
                         authenticated: identity.is_some(),
+                        tls: Some((tls_version, tls_cipher)),
                         listener: name,
                     };
                     serve(ctx, snapshot, stream, info, protocol).await;
@@ -209,6 +216,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
                 authenticated: false,
                 peer_chain: None,
                 verified_by: None,
+                tls: None,
                 listener: name,
             };
             serve(ctx, snapshot, Plain(tcp), info, protocol).await;

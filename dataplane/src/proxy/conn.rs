@@ -22,6 +22,9 @@ pub struct ConnInfo {
     /// last verified it (checked again when a reload replaces it).
     pub peer_chain: Option<crate::tls::PeerChain>,
     pub verified_by: Option<crate::tls::ServerTls>,
+    /// The TLS protocol version and cipher suite (TLS listeners), for the
+    /// access log.
+    pub tls: Option<(&'static str, &'static str)>,
     /// The listener it arrived on.
     pub listener: Rc<str>,
 }

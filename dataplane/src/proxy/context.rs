@@ -28,6 +28,9 @@ use crate::upstream::UpstreamPool;
 /// `connections` gauge.
 pub type PooledConn = (Stream, GaugeGuard);
 
+/// The bounded queue to the access-log writer thread.
+pub type AccessLogQueue = std::sync::mpsc::SyncSender<crate::telemetry::access_log::AccessRecord>;
+
 /// A connection waiting idle on a listener.
 type IdleWaiter = (Rc<str>, Waker);
 
@@ -52,6 +55,8 @@ pub struct ShardContext {
     pub latency: RefCell<hdrhistogram::Histogram<u64>>,
     /// Counters by name (published by the loop).
     pub named: RefCell<crate::telemetry::NamedCounts>,
+    /// The access-log writer's queue (`None`: no listener logs).
+    pub access_log: Option<AccessLogQueue>,
     draining: Cell<bool>,
     /// Connections idle between requests, woken when draining starts or a
     /// listener is removed. A slot per waiting connection, freed when it
@@ -92,10 +97,17 @@ impl ShardContext {
             request_ids: RequestIds::new(seed),
             latency: RefCell::new(crate::telemetry::new_latency_histogram()),
             named: RefCell::new(crate::telemetry::NamedCounts::default()),
+            access_log: None,
             draining: Cell::new(false),
             drain_waiters: RefCell::new(Vec::new()),
             free_waiters: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Hands finished requests' records to `queue`.
+    pub fn with_access_log(mut self, queue: Option<AccessLogQueue>) -> ShardContext {
+        self.access_log = queue;
+        self
     }
 
     /// The current snapshot.

@@ -364,6 +364,7 @@ mod tests {
             authenticated: true,
             peer_chain: None,
             verified_by: None,
+            tls: None,
             listener: Rc::from("l"),
         }
     }

@@ -20,6 +20,7 @@
 //! | TCP listeners: decide, connect tries, then the relay | [`tcp`], `relay` |
 //! | traffic state: balancers, outlier ejection, breaker gauges, buckets | [`traffic`] |
 //! | every way a request fails, its side, retry class and response | [`error`] |
+//! | a finished request or session: its counts and access-log record | `observe` |
 //! | `x-request-id` values | [`request_id`] |
 //! | rechecking live connections after a change (revoked certificates, rules) | `recheck` |
 //!
@@ -40,6 +41,7 @@ pub mod decide;
 pub mod error;
 mod forward;
 pub mod http1;
+mod observe;
 mod recheck;
 mod relay;
 pub mod request_id;

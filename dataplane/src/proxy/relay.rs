@@ -33,6 +33,19 @@ struct Way {
     /// The FIN went to the destination.
     shut: bool,
     sending: Option<Sending>,
+    /// Plaintext bytes delivered to the destination.
+    moved: u64,
+}
+
+/// What a relay moved, and why it ended early (`None`: both directions
+/// closed cleanly).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Relayed {
+    /// Client → upstream.
+    pub(super) up: u64,
+    /// Upstream → client.
+    pub(super) down: u64,
+    pub(super) aborted: Option<&'static str>,
 }
 
 /// What woke the relay.
@@ -56,7 +69,8 @@ pub(super) async fn relay<D, U>(
     down: &mut D,
     up: &mut U,
     idle: Duration,
-) where
+) -> Relayed
+where
     D: ByteStream + Duplex,
     U: ByteStream + Duplex,
 {
@@ -74,7 +88,7 @@ pub(super) async fn relay<D, U>(
     let mut to_down = Way::default();
     let mut from_down = BufPool::take();
     let mut from_up = BufPool::take();
-    let outcome: Result<(), &str> = loop {
+    let outcome: Result<(), &'static str> = loop {
         // A direction whose source closed ends with our close (TLS
         // close_notify) and a FIN once its last bytes went out.
         for (way, dst, tx) in [
@@ -211,11 +225,17 @@ pub(super) async fn relay<D, U>(
         down.abort();
         up.abort();
     }
+    let relayed = Relayed {
+        up: to_up.moved,
+        down: to_down.moved,
+        aborted: outcome.err(),
+    };
     // Sends still in flight are cancelled before the streams close.
     drop(to_up);
     drop(to_down);
     BufPool::give(from_down);
     BufPool::give(from_up);
+    relayed
 }
 
 /// A send of `way` completed: count its bytes, send the FIN it was waiting
@@ -233,6 +253,7 @@ fn sent(
     result.map_err(|_| "send failed")?;
     if let Some(s) = done {
         counter.add(s.bytes as u64);
+        way.moved += s.bytes as u64;
         if s.then_shutdown {
             let _ = tx.shutdown_write();
             way.shut = true;

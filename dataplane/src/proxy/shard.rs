@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::accept;
-use super::context::ShardContext;
+use super::context::{AccessLogQueue, ShardContext};
 use crate::net::{ListenSocket, Listener, Stack};
 use crate::route::Snapshot;
 use crate::runtime::{self, JoinHandle, RuntimeConfig};
@@ -50,6 +50,8 @@ pub struct ShardInit {
     /// Listener changes from the control thread.
     pub commands: crossbeam_channel::Receiver<ShardCommand>,
     pub runtime: RuntimeConfig,
+    /// The access-log writer's queue, shared by all shards.
+    pub access_log: Option<AccessLogQueue>,
 }
 
 /// Orders from the control thread to one shard, carried out on the shard's
@@ -85,6 +87,7 @@ pub async fn shard_loop(init: ShardInit) {
         stats,
         commands,
         runtime: _,
+        access_log,
     } = init;
     let features = runtime::features();
     if features.multishot_recv {
@@ -97,15 +100,10 @@ pub async fn shard_loop(init: ShardInit) {
             "shard {id}: kernel lacks provided buffer rings; using single-shot recv into pooled buffers"
         );
     }
-    let ctx = Rc::new(ShardContext::new(
-        id,
-        shard_count,
-        snapshots,
-        canary,
-        stats,
-        stack,
-        seed,
-    ));
+    let ctx = Rc::new(
+        ShardContext::new(id, shard_count, snapshots, canary, stats, stack, seed)
+            .with_access_log(access_log),
+    );
     let mut accepting: HashMap<String, JoinHandle<()>> = HashMap::new();
     for (name, socket) in listeners {
         listen(&ctx, &mut accepting, name, socket);
@@ -157,6 +155,11 @@ pub async fn shard_loop(init: ShardInit) {
         if snapshot.generation != before {
             ctx.wake_all();
         }
+        let figures = runtime::loop_figures();
+        ctx.stats.loop_turns.set(figures.turns);
+        ctx.stats.loop_polls.set(figures.polls);
+        ctx.stats.loop_completions.set(figures.completions);
+        ctx.stats.tasks.set(runtime::live_tasks() as u64);
         {
             let mut traffic = ctx.traffic.borrow_mut();
             traffic.sync(&snapshot, runtime::now());

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 use super::conn::ConnInfo;
 use super::connect::connect_within_breakers;
 use super::context::{PooledConn, ShardContext};
-use super::decide::decide_connection;
+use super::decide::{RouteRef, decide_connection};
 use super::error::ProxyError;
-use super::relay::relay;
+use super::observe::{Finished, session_finished};
+use super::relay::{Relayed, relay};
 use super::traffic::GaugeGuard;
-use super::tries::{Attempt, TryFailed, TryRules, run_tries};
+use super::tries::{Attempt, TriesReport, TryFailed, TryRules, run_tries};
 use crate::net::{ByteStream, Duplex, Plain};
 use crate::route::{ClusterId, Snapshot};
 use crate::runtime;
@@ -39,16 +40,25 @@ pub async fn serve<S: ByteStream + Duplex>(
     mut down: S,
     mut conn: ConnInfo,
 ) {
-    let (up, guard, _admitted) = match open_upstream(&ctx, &snapshot, &conn).await {
+    let started = runtime::precise_now();
+    let mut opened = Opened::default();
+    let (up, guard, _admitted) = match open_upstream(&ctx, &snapshot, &conn, &mut opened).await {
         Ok(((up, guard), admitted)) => (up, guard, admitted),
-        // Refused by authorization: closed cleanly before any byte went
-        // anywhere (TLS close_notify, FIN).
-        Err(Refused::Forbidden) => {
-            let _ = crate::runtime::timeout(Duration::from_secs(1), down.close_write()).await;
-            return;
-        }
-        Err(Refused::Other) => {
-            down.abort();
+        Err(refused) => {
+            match refused {
+                // Refused by authorization: closed cleanly before any byte
+                // went anywhere (TLS close_notify, FIN).
+                Refused::Forbidden(_) => {
+                    let _ = runtime::timeout(Duration::from_secs(1), down.close_write()).await;
+                }
+                Refused::Other(_) => down.abort(),
+            }
+            let (error, rule) = match refused {
+                Refused::Forbidden(rule) => ("forbidden", Some(rule)),
+                Refused::Other(label) => (label, None),
+            };
+            let finished = opened.finished(&conn, started, Relayed::default(), Some(error), rule);
+            session_finished(&ctx, &snapshot, finished);
             return;
         }
     };
@@ -57,17 +67,51 @@ pub async fn serve<S: ByteStream + Duplex>(
         .map_or(Duration::from_secs(60), |l| l.limits.idle_timeout);
     ctx.stats.tcp_sessions.incr();
     let mut up = Plain(up);
-    relay(&ctx, &mut conn, &mut down, &mut up, idle).await;
+    let relayed = relay(&ctx, &mut conn, &mut down, &mut up, idle).await;
     drop(up);
     drop(guard);
+    let finished = opened.finished(&conn, started, relayed, relayed.aborted, None);
+    session_finished(&ctx, &snapshot, finished);
 }
 
 /// Why a connection gets no upstream.
 enum Refused {
-    /// An authorization rule refused the caller.
-    Forbidden,
-    /// Rate limit, no endpoint, breakers, connect failures.
-    Other,
+    /// An authorization rule (named) refused the caller.
+    Forbidden(Arc<str>),
+    /// Rate limit, no endpoint, breakers, connect failures (the error's
+    /// label).
+    Other(&'static str),
+}
+
+/// What deciding and connecting found, for the session's log.
+#[derive(Default)]
+struct Opened {
+    route: Option<RouteRef>,
+    tries: TriesReport,
+}
+
+impl Opened {
+    fn finished<'a>(
+        self,
+        conn: &'a ConnInfo,
+        started: Instant,
+        relayed: Relayed,
+        error: Option<&'static str>,
+        rule: Option<Arc<str>>,
+    ) -> Finished<'a> {
+        Finished {
+            conn,
+            route: self.route,
+            started,
+            status: None,
+            bytes_in: relayed.up,
+            bytes_out: relayed.down,
+            tries: self.tries,
+            error,
+            rule,
+            request: None,
+        }
+    }
 }
 
 /// Decides the connection and connects upstream; the guard counts the
@@ -78,6 +122,7 @@ async fn open_upstream(
     ctx: &ShardContext,
     snapshot: &Snapshot,
     conn: &ConnInfo,
+    opened: &mut Opened,
 ) -> Result<(PooledConn, GaugeGuard), Refused> {
     let decided = {
         let mut traffic = ctx.traffic.borrow_mut();
@@ -90,28 +135,28 @@ async fn open_upstream(
                 ctx.stats.rate_limited.incr();
             }
             ctx.count_forbidden(&e, snapshot, &conn.listener);
-            let forbidden = matches!(e, ProxyError::Forbidden { .. });
-            if forbidden {
+            if let ProxyError::Forbidden { rule, .. } = &e {
                 log::info!(
                     "listener {:?}: connection from {} ({}) refused: {e}",
                     conn.listener,
                     conn.peer,
                     conn.spiffe_id.as_deref().unwrap_or("no identity"),
                 );
-                return Err(Refused::Forbidden);
+                return Err(Refused::Forbidden(rule.clone()));
             }
             log::debug!(
                 "listener {:?}: connection from {} refused: {e}",
                 conn.listener,
                 conn.peer
             );
-            return Err(Refused::Other);
+            return Err(Refused::Other(e.label()));
         }
     };
     let route = snapshot.listeners[target.listener]
         .routes
         .first()
-        .ok_or(Refused::Other)?;
+        .ok_or(Refused::Other("no_route"))?;
+    opened.route = Some((0, target.cluster));
     let rules = TryRules {
         cluster: target.cluster,
         hash: target.hash,
@@ -123,7 +168,7 @@ async fn open_upstream(
         snapshot,
         cluster: target.cluster,
     };
-    match run_tries(ctx, snapshot, rules, &mut connect).await {
+    match run_tries(ctx, snapshot, rules, &mut connect, &mut opened.tries).await {
         Ok(up) => Ok((up, target.admitted)),
         Err(e) => {
             log::debug!(
@@ -132,7 +177,7 @@ async fn open_upstream(
                 snapshot.cluster(target.cluster).name,
                 conn.peer
             );
-            Err(Refused::Other)
+            Err(Refused::Other(e.label()))
         }
     }
 }

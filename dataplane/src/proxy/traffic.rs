@@ -488,6 +488,7 @@ mod tests {
                 routes: vec![route],
                 limits: Default::default(),
                 authz: Default::default(),
+                access_log: None,
             }],
             clusters: vec![c],
         }

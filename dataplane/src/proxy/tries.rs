@@ -86,6 +86,18 @@ pub(crate) struct TryRules {
     pub(crate) retry: Option<RetryPolicy>,
 }
 
+/// What the tries of one request did, for its metrics and access log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TriesReport {
+    /// Tries made (a resend on a fresh connection counts as one).
+    pub(crate) attempts: u32,
+    /// The endpoint of the last try.
+    pub(crate) endpoint: Option<SocketAddr>,
+    /// How long the try that answered took to its answer (for HTTP: the
+    /// response head, i.e. the upstream's time to first byte).
+    pub(crate) ttfb: Option<std::time::Duration>,
+}
+
 /// Tries endpoints of `rules.cluster` until one answers or the policy
 /// gives up. `Ok`: an answer to forward (which may be a retriable status
 /// whose retries ran out); `Err`: the last try's error, to answer locally.
@@ -94,6 +106,7 @@ pub(crate) async fn run_tries<A: Attempt>(
     snapshot: &Snapshot,
     rules: TryRules,
     attempt: &mut A,
+    report: &mut TriesReport,
 ) -> Result<A::Ok, ProxyError> {
     let cluster_index = rules.cluster.0 as usize;
     let mut retries = 0u32;
@@ -130,6 +143,9 @@ pub(crate) async fn run_tries<A: Attempt>(
         fresh = false;
         let end = runtime::now();
         let took = end.saturating_duration_since(now);
+        report.attempts += 1;
+        report.endpoint = Some(addr);
+        report.ttfb = outcome.is_ok().then_some(took);
         // What went wrong, as the retry policy sees it.
         let failure = match &outcome {
             Ok(ok) => {

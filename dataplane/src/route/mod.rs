@@ -100,6 +100,8 @@ pub struct Listener {
     pub limits: HttpLimits,
     /// Who may use the listener at all (checked before its routes').
     pub authz: authz::Policy,
+    /// Where and how its requests are logged; `None`: not logged.
+    pub access_log: Option<std::sync::Arc<crate::telemetry::access_log::AccessLogSpec>>,
 }
 
 impl Listener {

@@ -13,6 +13,7 @@ fn listener(routes: Vec<Route>) -> Listener {
         routes,
         limits: HttpLimits::default(),
         authz: Default::default(),
+        access_log: None,
     }
 }
 

@@ -46,6 +46,19 @@ struct Executor {
     main_woken: Cell<bool>,
     live_tasks: Cell<usize>,
     id: Cell<u64>,
+    /// What the loop has done since the runtime started.
+    figures: Cell<LoopFigures>,
+}
+
+/// What a shard's loop has done since its runtime started (for metrics).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LoopFigures {
+    /// Loop turns (each ends by going to the kernel).
+    pub turns: u64,
+    /// Task polls.
+    pub polls: u64,
+    /// io_uring completions dispatched.
+    pub completions: u64,
 }
 
 /// A task index meaning "the future passed to block_on".
@@ -229,6 +242,19 @@ pub fn live_tasks() -> usize {
     EXECUTOR.with(|e| e.live_tasks.get())
 }
 
+/// What this shard's loop has done since its runtime started.
+pub fn loop_figures() -> LoopFigures {
+    EXECUTOR.with(|e| e.figures.get())
+}
+
+fn count_turn(e: &Executor, polls: usize, completions: usize) {
+    let mut f = e.figures.get();
+    f.turns += 1;
+    f.polls += polls as u64;
+    f.completions += completions as u64;
+    e.figures.set(f);
+}
+
 /// Yields once, letting other ready tasks and the kernel run.
 pub async fn yield_now() {
     struct YieldNow(bool);
@@ -303,7 +329,10 @@ pub fn block_on<F: Future>(config: &RuntimeConfig, future: F) -> io::Result<F::O
     drop(tasks);
     timer::clear();
     driver::uninstall();
-    EXECUTOR.with(|e| e.id.set(0));
+    EXECUTOR.with(|e| {
+        e.id.set(0);
+        e.figures.set(LoopFigures::default());
+    });
     Ok(out)
 }
 
@@ -328,7 +357,8 @@ fn run_loop<F: Future>(e: &Executor, config: &RuntimeConfig, future: F) -> F::Ou
         }
         let busy = !e.ready.borrow().is_empty() || e.main_woken.get();
         if config.clock == Clock::Virtual {
-            virtual_turn(e, busy);
+            let completions = virtual_turn(e, busy);
+            count_turn(e, polls, completions);
             continue;
         }
         let wait = if busy {
@@ -336,10 +366,11 @@ fn run_loop<F: Future>(e: &Executor, config: &RuntimeConfig, future: F) -> F::Ou
         } else {
             timer::next_deadline().map(|d| d.saturating_duration_since(timer::now()))
         };
-        driver::with(|d| {
+        let completions = driver::with(|d| {
             d.park(wait);
-            d.dispatch();
+            d.dispatch()
         });
+        count_turn(e, polls, completions);
         timer::advance();
     }
 }
@@ -348,7 +379,8 @@ fn run_loop<F: Future>(e: &Executor, config: &RuntimeConfig, future: F) -> F::Ou
 /// finished without waiting; when nothing can run, move the clock to the
 /// next deadline. Kernel operations still in flight (a test that mixes in
 /// real sockets) are waited for on the real clock before time jumps.
-fn virtual_turn(e: &Executor, busy: bool) {
+/// Returns how many completions it dispatched.
+fn virtual_turn(e: &Executor, busy: bool) -> usize {
     let dispatched = driver::with(|d| {
         d.park(Some(Duration::ZERO));
         d.dispatch()
@@ -356,17 +388,17 @@ fn virtual_turn(e: &Executor, busy: bool) {
     timer::advance();
     let runnable = busy || dispatched > 0 || !e.ready.borrow().is_empty() || e.main_woken.get();
     if runnable {
-        return;
+        return dispatched;
     }
     if driver::with(|d| d.in_flight()) > 0 {
-        driver::with(|d| {
+        return driver::with(|d| {
             d.park(Some(Duration::from_millis(1)));
-            d.dispatch();
+            d.dispatch()
         });
-        return;
     }
     assert!(
         timer::jump_to_next_deadline(),
         "virtual-time runtime stalled: no task can run, no timer is armed and no I/O is in flight"
     );
+    0
 }

@@ -42,7 +42,7 @@ pub mod wheel;
 mod tests;
 
 pub use driver::features;
-pub use executor::{JoinHandle, block_on, live_tasks, spawn, yield_now};
+pub use executor::{JoinHandle, LoopFigures, block_on, live_tasks, loop_figures, spawn, yield_now};
 pub use pool::BufPool;
 pub use select::{Either, first_of};
 pub use tcp::{BoundSocket, MAX_RECV_PER_ARM, RxChunk, TcpListener, TcpSender, TcpStream};

@@ -13,6 +13,8 @@ pub enum Signal {
     Interrupt,
     /// Drain and stop.
     Terminate,
+    /// Reopen the access log files (after logrotate moved them).
+    User1,
 }
 
 fn set() -> libc::sigset_t {
@@ -23,11 +25,12 @@ fn set() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGHUP);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         set
     }
 }
 
-/// Blocks SIGHUP, SIGINT and SIGTERM in the calling thread and every thread
+/// Blocks SIGHUP, SIGINT, SIGTERM and SIGUSR1 in the calling thread and every thread
 /// it starts afterwards. Call first thing in `main`.
 pub fn block() -> io::Result<()> {
     let set = set();
@@ -53,6 +56,7 @@ pub fn wait(timeout: std::time::Duration) -> Option<Signal> {
         libc::SIGHUP => Some(Signal::Hangup),
         libc::SIGINT => Some(Signal::Interrupt),
         libc::SIGTERM => Some(Signal::Terminate),
+        libc::SIGUSR1 => Some(Signal::User1),
         _ => None,
     }
 }

@@ -12,6 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwapOption;
 pub use hdrhistogram::Histogram;
 
+pub mod access_log;
+mod buckets;
+
+pub use buckets::{BOUNDS_US, Buckets};
+
 /// Latency histograms record microseconds from 1 µs to 60 s, 3 significant
 /// figures.
 pub fn new_latency_histogram() -> Histogram<u64> {
@@ -75,25 +80,66 @@ impl Counter {
     }
 }
 
+/// How one finished request went, as its listener, route and cluster
+/// count it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The status answered (`None`: the client got no response).
+    pub status: Option<u16>,
+    /// Request bytes read from the client (head and body).
+    pub bytes_in: u64,
+    /// Response bytes written to the client (head and body).
+    pub bytes_out: u64,
+    /// Head received → response written, µs.
+    pub duration_us: Option<u64>,
+    /// Start of the try that answered → its response head, µs.
+    pub upstream_ttfb_us: Option<u64>,
+}
+
 /// Counters of one listener, route or cluster.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Counts {
     pub requests: u64,
     /// Responses by status class: index 1..=5 for 1xx..5xx.
     pub responses: [u64; 6],
+    /// Responses by status code (at most 500 entries: 100..=599).
+    pub codes: BTreeMap<u16, u64>,
+    /// Request bytes read from clients (head and body).
+    pub bytes_in: u64,
     /// Response bytes written downstream (head and body).
     pub bytes_out: u64,
     /// Requests (or TCP connections) refused by authorization.
     pub forbidden: u64,
+    /// Request durations (head received → response written).
+    pub duration: Buckets,
+    /// Upstream time to the response head, of the try that answered.
+    pub upstream_ttfb: Buckets,
 }
 
 impl Counts {
-    fn record(&mut self, status: Option<u16>, bytes_out: u64) {
+    fn record(&mut self, o: &Outcome) {
         self.requests += 1;
-        if let Some(c) = status.and_then(|s| self.responses.get_mut((s / 100) as usize)) {
-            *c += 1;
+        if let Some(s) = o.status {
+            if let Some(c) = self.responses.get_mut((s / 100) as usize) {
+                *c += 1;
+            }
+            if (100..=599).contains(&s) {
+                match self.codes.get_mut(&s) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.codes.insert(s, 1);
+                    }
+                }
+            }
         }
-        self.bytes_out += bytes_out;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        if let Some(us) = o.duration_us {
+            self.duration.record(us);
+        }
+        if let Some(us) = o.upstream_ttfb_us {
+            self.upstream_ttfb.record(us);
+        }
     }
 
     fn add(&mut self, other: &Counts) {
@@ -101,8 +147,14 @@ impl Counts {
         for (a, b) in self.responses.iter_mut().zip(other.responses) {
             *a += b;
         }
+        for (code, n) in &other.codes {
+            *self.codes.entry(*code).or_default() += n;
+        }
+        self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.forbidden += other.forbidden;
+        self.duration.add(&other.duration);
+        self.upstream_ttfb.add(&other.upstream_ttfb);
     }
 }
 
@@ -117,15 +169,14 @@ pub struct NamedCounts {
     pub tls_failures: BTreeMap<String, u64>,
     /// Refusals by the authorization rule that decided.
     pub authz_denied: BTreeMap<String, u64>,
+    /// Completed handshakes by (protocol version, key exchange group).
+    pub tls_handshakes: BTreeMap<(&'static str, &'static str), u64>,
 }
 
-fn bump(map: &mut BTreeMap<String, Counts>, name: &str, status: Option<u16>, bytes_out: u64) {
+fn bump(map: &mut BTreeMap<String, Counts>, name: &str, outcome: &Outcome) {
     match map.get_mut(name) {
-        Some(c) => c.record(status, bytes_out),
-        None => map
-            .entry(name.to_owned())
-            .or_default()
-            .record(status, bytes_out),
+        Some(c) => c.record(outcome),
+        None => map.entry(name.to_owned()).or_default().record(outcome),
     }
 }
 
@@ -141,18 +192,18 @@ fn bump_count(map: &mut BTreeMap<String, u64>, name: &str) {
 impl NamedCounts {
     /// Counts one request of `listener` (and its route and cluster, when it
     /// was routed). No allocation once a name has been seen.
-    pub fn record(
-        &mut self,
-        listener: &str,
-        route: Option<(&str, &str)>,
-        status: Option<u16>,
-        bytes_out: u64,
-    ) {
-        bump(&mut self.listeners, listener, status, bytes_out);
+    pub fn record(&mut self, listener: &str, route: Option<(&str, &str)>, outcome: &Outcome) {
+        bump(&mut self.listeners, listener, outcome);
         if let Some((route, cluster)) = route {
-            bump(&mut self.routes, route, status, bytes_out);
-            bump(&mut self.clusters, cluster, status, bytes_out);
+            bump(&mut self.routes, route, outcome);
+            bump(&mut self.clusters, cluster, outcome);
         }
+    }
+
+    /// Counts a completed TLS handshake by protocol version and key
+    /// exchange group.
+    pub fn tls_handshake(&mut self, version: &'static str, group: &'static str) {
+        *self.tls_handshakes.entry((version, group)).or_default() += 1;
     }
 
     /// Counts a failed TLS handshake.
@@ -195,6 +246,9 @@ impl NamedCounts {
             for (name, n) in theirs {
                 *mine.entry(name.clone()).or_default() += n;
             }
+        }
+        for (key, n) in &other.tls_handshakes {
+            *self.tls_handshakes.entry(*key).or_default() += n;
         }
     }
 }
@@ -310,6 +364,14 @@ pub struct ShardStats {
     pub outlier_returns: Counter,
     /// Generation of the snapshot this shard last loaded.
     pub generation: Counter,
+    /// The shard's loop since start: turns, task polls, io_uring
+    /// completions, and the tasks alive now (set every 100 ms).
+    pub loop_turns: Counter,
+    pub loop_polls: Counter,
+    pub loop_completions: Counter,
+    pub tasks: Counter,
+    /// Access log records dropped because the writer's queue was full.
+    pub access_log_dropped: Counter,
     /// Request latency (head received → response written), µs.
     pub latency: PublishedLatency,
     /// Per listener / route / cluster counters and TLS failure reasons.
@@ -369,6 +431,11 @@ impl ShardStats {
             ("tcp_bytes_down", self.tcp_bytes_down.get()),
             ("outlier_ejections", self.outlier_ejections.get()),
             ("outlier_returns", self.outlier_returns.get()),
+            ("loop_turns", self.loop_turns.get()),
+            ("loop_polls", self.loop_polls.get()),
+            ("loop_completions", self.loop_completions.get()),
+            ("tasks", self.tasks.get()),
+            ("access_log_dropped", self.access_log_dropped.get()),
         ]
     }
 }

@@ -126,6 +126,7 @@ struct Facts {
     alpn: Option<Vec<u8>>,
     version: Option<ProtocolVersion>,
     group: Option<&'static str>,
+    cipher: Option<&'static str>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -334,6 +335,12 @@ impl TlsSession {
         self.facts.group
     }
 
+    /// The negotiated cipher suite by its IANA name, e.g.
+    /// `TLS13_AES_128_GCM_SHA256`.
+    pub fn cipher_suite(&self) -> Option<&'static str> {
+        self.facts.cipher
+    }
+
     /// The identity in the verified client certificate, once the handshake
     /// is complete; `None` without a certificate. (A verified certificate
     /// whose names cannot be read is logged and also yields `None`, i.e. the
@@ -430,6 +437,9 @@ impl TlsSession {
             group: conn
                 .negotiated_key_exchange_group()
                 .and_then(|g| super::config::group_config_name(g.name())),
+            cipher: conn
+                .negotiated_cipher_suite()
+                .and_then(|c| c.suite().as_str()),
         };
         let (secrets, keys) = conn
             .dangerous_into_kernel_connection()

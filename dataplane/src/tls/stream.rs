@@ -134,6 +134,16 @@ impl TlsStream {
         self.session.protocol_version()
     }
 
+    /// The negotiated key exchange group, e.g. `x25519`.
+    pub fn key_exchange_group(&self) -> Option<&'static str> {
+        self.session.key_exchange_group()
+    }
+
+    /// The negotiated cipher suite, e.g. `TLS13_AES_128_GCM_SHA256`.
+    pub fn cipher_suite(&self) -> Option<&'static str> {
+        self.session.cipher_suite()
+    }
+
     /// Gives the idle send buffer back to the shard pool.
     pub fn release_buffers(&mut self) {
         BufPool::release_if_empty(&mut self.out);

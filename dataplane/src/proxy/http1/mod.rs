@@ -124,11 +124,7 @@ pub async fn serve<S: ByteStream>(
         {
             Ok(next) => next,
             Err(e) => {
-                let at = Counted {
-                    snapshot: &snapshot,
-                    listener: &conn.listener,
-                    route: None,
-                };
+                let at = Counted::unread(&snapshot, &conn, runtime::precise_now());
                 // Answered (when there is anyone to answer), then closed.
                 let _ = local_response(&ctx, &mut down, &e, false, &limits, at).await;
                 Next::Close
@@ -195,17 +191,23 @@ async fn request<S: ByteStream>(
     let mut out = BufPool::take();
     let read = read_request(ctx, snapshot, down, inbuf, conn, limits, first, &mut out).await;
     let conn: &ConnInfo = conn;
-    let Some(Incoming { facts, decision }) = read? else {
+    let Some(Incoming {
+        facts,
+        decision,
+        log,
+    }) = read?
+    else {
         BufPool::give(out);
         return Ok(Next::Close); // closed cleanly between requests
     };
     let started = runtime::precise_now();
     inbuf.drain(..facts.head_len);
     let snapshot: &Snapshot = snapshot;
-    let at = Counted {
-        snapshot,
-        listener: &conn.listener,
+    let mut at = Counted {
         route: decision.route,
+        bytes_in: facts.head_len as u64,
+        request: log,
+        ..Counted::unread(snapshot, conn, started)
     };
     ctx.stats.requests.incr();
     // Answer locally; keep the connection only if no body follows.
@@ -246,6 +248,7 @@ async fn request<S: ByteStream>(
             read_body(down, inbuf, n as usize, body_pace(limits)).await?;
             out.extend_from_slice(&inbuf[..n as usize]);
             inbuf.drain(..n as usize);
+            at.bytes_in += n;
             true
         }
         _ => false,
@@ -271,8 +274,10 @@ async fn request<S: ByteStream>(
         replayable: facts.body == BodyKind::None || buffered,
         body_follows,
         body_pace: body_pace(limits),
+        body_streamed: 0,
     };
-    let answered = run_tries(ctx, snapshot, rules, &mut tries).await;
+    let answered = run_tries(ctx, snapshot, rules, &mut tries, &mut at.tries).await;
+    at.bytes_in += tries.body_streamed;
     BufPool::give(out);
     let Answered {
         mut up,

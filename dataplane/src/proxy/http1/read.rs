@@ -18,6 +18,7 @@ use crate::proxy::conn::ConnInfo;
 use crate::proxy::context::ShardContext;
 use crate::proxy::decide::{Action, Decision, RequestView, decide};
 use crate::proxy::error::ProxyError;
+use crate::proxy::observe::RequestLog;
 use crate::route::{HttpLimits, Snapshot, Underscores};
 use crate::runtime::{self, Either, first_of, timeout, timeout_at};
 
@@ -25,6 +26,8 @@ use crate::runtime::{self, Either, first_of, timeout, timeout_at};
 pub(super) struct Incoming {
     pub(super) facts: RequestFacts,
     pub(super) decision: Decision,
+    /// The head's facts for the access log, on a listener that logs.
+    pub(super) log: Option<Box<RequestLog>>,
 }
 
 /// Reads until a full request head is buffered, then decides it and (when
@@ -162,11 +165,18 @@ fn decide_head(
         decide(snapshot, &mut traffic, &view, conn, runtime::now())
     };
     ctx.count_decision(&decision, snapshot, &conn.listener);
+    let logs = snapshot
+        .listener(&conn.listener)
+        .is_some_and(|l| l.access_log.is_some());
+    let mut sent_id = None;
     match &decision.action {
         Action::Proxy(target) => {
             let request_id = ctx.request_ids.next();
             let id = request_id.as_str();
-            write_request_head(snapshot, head, path, target, conn, id, upstream_head);
+            let kept = write_request_head(snapshot, head, path, target, conn, id, upstream_head);
+            if logs && !(kept && head.header("x-request-id").is_some()) {
+                sent_id = Some(request_id);
+            }
         }
         // The rule is named in the log, never in the response.
         Action::Refuse(e @ ProxyError::Forbidden { .. }) => log::info!(
@@ -179,5 +189,17 @@ fn decide_head(
         ),
         _ => {}
     }
-    Incoming { facts, decision }
+    let log = logs.then(|| {
+        let path = path.unwrap_or(head.path);
+        Box::new(RequestLog::of(
+            head,
+            path,
+            sent_id.as_ref().map(|id| id.as_str()),
+        ))
+    });
+    Incoming {
+        facts,
+        decision,
+        log,
+    }
 }

@@ -3,15 +3,21 @@
 //! through [`ProxyError::write_response`], redirects, `100 Continue`), and
 //! where a finished request is counted ([`Counted`]).
 //!
-//! Uses `http` (head writers), [`crate::proxy::context`] (counters) and the
-//! runtime's timers and buffer pool.
+//! Uses `http` (head writers), [`crate::proxy::observe`] (counts and the
+//! access log) and the runtime's timers and buffer pool.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::{Next, ResponseFacts};
 use crate::http::{self, BodyKind, HeaderEdits, Limits, Parse};
 use crate::net::ByteStream;
+use crate::proxy::conn::ConnInfo;
 use crate::proxy::context::ShardContext;
 use crate::proxy::decide::RouteRef;
 use crate::proxy::error::ProxyError;
+use crate::proxy::observe::{Finished, RequestLog, request_finished};
+use crate::proxy::tries::TriesReport;
 use crate::route::{HttpLimits, Snapshot};
 use crate::runtime::{BufPool, timeout};
 
@@ -85,9 +91,13 @@ pub(super) async fn local_response<S: ByteStream>(
     e: &ProxyError,
     keep_alive: bool,
     limits: &HttpLimits,
-    at: Counted<'_>,
+    mut at: Counted<'_>,
 ) -> Result<Next, ProxyError> {
     log::debug!("shard {}: {e}", ctx.id);
+    at.error = Some(e.label());
+    if let ProxyError::Forbidden { rule, .. } = e {
+        at.rule = Some(rule.clone());
+    }
     if matches!(e, ProxyError::SlowRequestBody) {
         ctx.stats.slow_request_bodies.incr();
     }
@@ -123,29 +133,57 @@ async fn send_local<S: ByteStream>(
     Ok(Next::keep_if(keep_alive))
 }
 
-/// Where a finished request is counted: its listener, and its route and
-/// cluster once it was routed.
-#[derive(Clone, Copy)]
+/// A request being answered: what its count and access log line need
+/// besides the status and the bytes sent.
 pub(super) struct Counted<'a> {
     pub(super) snapshot: &'a Snapshot,
-    pub(super) listener: &'a str,
+    pub(super) conn: &'a ConnInfo,
+    /// Its route and cluster, once it was routed.
     pub(super) route: Option<RouteRef>,
+    /// When its head arrived.
+    pub(super) started: Instant,
+    /// Bytes read from the client for it (head and body).
+    pub(super) bytes_in: u64,
+    pub(super) tries: TriesReport,
+    /// The gateway's error label, when the gateway answers it.
+    pub(super) error: Option<&'static str>,
+    /// The authorization rule that refused it.
+    pub(super) rule: Option<Arc<str>>,
+    /// Its head's facts for the access log (listeners that log).
+    pub(super) request: Option<Box<RequestLog>>,
 }
 
-impl Counted<'_> {
-    pub(super) fn count(&self, ctx: &ShardContext, status: Option<u16>, bytes_out: u64) {
-        if let Some(s) = status {
-            ctx.stats.response(s);
+impl<'a> Counted<'a> {
+    /// A request that ended before it was read whole (or decided).
+    pub(super) fn unread(snapshot: &'a Snapshot, conn: &'a ConnInfo, started: Instant) -> Self {
+        Counted {
+            snapshot,
+            conn,
+            route: None,
+            started,
+            bytes_in: 0,
+            tries: TriesReport::default(),
+            error: None,
+            rule: None,
+            request: None,
         }
-        let names = self.route.and_then(|(index, cluster)| {
-            let l = self.snapshot.listener(self.listener)?;
-            Some((
-                l.routes.get(index)?.name.as_str(),
-                self.snapshot.cluster(cluster).name.as_str(),
-            ))
-        });
-        ctx.named
-            .borrow_mut()
-            .record(self.listener, names, status, bytes_out);
+    }
+
+    /// Counts it as answered with `status` (`None`: unanswered) after
+    /// `bytes_out` bytes, and logs it.
+    pub(super) fn count(self, ctx: &ShardContext, status: Option<u16>, bytes_out: u64) {
+        let finished = Finished {
+            conn: self.conn,
+            route: self.route,
+            started: self.started,
+            status,
+            bytes_in: self.bytes_in,
+            bytes_out,
+            tries: self.tries,
+            error: self.error,
+            rule: self.rule,
+            request: self.request,
+        };
+        request_finished(ctx, self.snapshot, finished);
     }
 }

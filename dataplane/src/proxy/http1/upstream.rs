@@ -31,7 +31,8 @@ use crate::runtime::{BufPool, timeout_at};
 
 /// Writes the head sent upstream for `head` (with its normalised `path`,
 /// when normalising changed it): forwarding headers, the route's header
-/// edits and prefix rewrite.
+/// edits and prefix rewrite. Returns whether the listener's policy keeps a
+/// client's `x-request-id` (instead of sending `request_id`).
 pub(super) fn write_request_head(
     snapshot: &Snapshot,
     head: &http::RequestHead<'_>,
@@ -40,7 +41,7 @@ pub(super) fn write_request_head(
     conn: &ConnInfo,
     request_id: &str,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     let route = &snapshot.listeners[target.listener].routes[target.route];
     let keep_request_id = match snapshot.listeners[target.listener].limits.request_id {
         crate::route::RequestIdPolicy::Keep => true,
@@ -65,6 +66,7 @@ pub(super) fn write_request_head(
         path,
     };
     http::write_upstream_request_edited(head, &fwd, &edits, out);
+    keep_request_id
 }
 
 /// A try that got a response head.
@@ -98,6 +100,8 @@ pub(crate) struct H1Try<'a, S> {
     pub(crate) body_follows: bool,
     /// How the body must arrive from the client.
     pub(crate) body_pace: ReadPace,
+    /// Body bytes streamed from the client to the upstream.
+    pub(crate) body_streamed: u64,
 }
 
 impl<S: ByteStream> Attempt for H1Try<'_, S> {
@@ -145,7 +149,8 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
             }
         } else {
             let mut decoder = BodyDecoder::for_request(self.request.body);
-            let (r, back, _) = forward(
+            let head_len = buf.len() as u64;
+            let (r, back, reached) = forward(
                 self.down,
                 self.inbuf,
                 &mut decoder,
@@ -156,6 +161,7 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
             )
             .await;
             *self.out = back;
+            self.body_streamed += reached.saturating_sub(head_len);
             // The body went (partly) upstream: never sent twice.
             self.out.clear();
             if let Err(e) = r {

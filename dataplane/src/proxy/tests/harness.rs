@@ -83,6 +83,7 @@ impl World {
                     routes: Vec::new(),
                     limits: HttpLimits::default(),
                     authz: Default::default(),
+                    access_log: None,
                 }],
                 clusters: Vec::new(),
             },
@@ -174,6 +175,7 @@ impl World {
             stats: stats.clone(),
             commands,
             runtime: config,
+            access_log: None,
         };
         let gateway = Gateway {
             stats,

@@ -1,0 +1,198 @@
+//! Where a finished request or TCP session is counted and logged: the
+//! per-name counters and histograms the admin endpoint exports and, on a
+//! listener with an `access_log`, one [`AccessRecord`] handed to the
+//! writer thread through a bounded queue (a full queue drops the record
+//! and counts it; the shard never waits on a disk).
+//!
+//! Uses `telemetry` (counters, records), [`super::tries`] (what the tries
+//! did) and the runtime's clocks.
+
+use std::sync::Arc;
+use std::sync::mpsc::TrySendError;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use super::conn::ConnInfo;
+use super::context::ShardContext;
+use super::decide::RouteRef;
+use super::tries::TriesReport;
+use crate::http::RequestHead;
+use crate::route::Snapshot;
+use crate::runtime;
+use crate::telemetry::Outcome;
+use crate::telemetry::access_log::{AccessRecord, traceparent_trace_id};
+
+/// What the access log needs of a request head, copied before the head's
+/// bytes leave the buffer (only on listeners that log).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct RequestLog {
+    pub(crate) method: String,
+    pub(crate) authority: Option<String>,
+    pub(crate) path: String,
+    /// The `x-request-id` the upstream saw, or the client's.
+    pub(crate) request_id: Option<String>,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) protocol: &'static str,
+}
+
+impl RequestLog {
+    /// The log's view of `head`, routed on `path`; `request_id` is the id
+    /// sent upstream (`None`: the client's own, if it sent one).
+    pub(crate) fn of(head: &RequestHead<'_>, path: &str, request_id: Option<&str>) -> RequestLog {
+        let text = |name: &str| {
+            head.header(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .filter(|v| !v.is_empty())
+        };
+        RequestLog {
+            method: head.method.to_owned(),
+            authority: head.host.map(str::to_owned),
+            path: path.to_owned(),
+            request_id: request_id
+                .or_else(|| text("x-request-id"))
+                .map(str::to_owned),
+            trace_id: text("traceparent")
+                .and_then(traceparent_trace_id)
+                .map(str::to_owned),
+            protocol: if head.minor_version == 0 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            },
+        }
+    }
+}
+
+/// One finished request (or TCP session).
+#[derive(Debug)]
+pub(crate) struct Finished<'a> {
+    pub(crate) conn: &'a ConnInfo,
+    /// The route and cluster, once it was routed.
+    pub(crate) route: Option<RouteRef>,
+    /// When the head (or the connection) arrived, by
+    /// [`runtime::precise_now`].
+    pub(crate) started: Instant,
+    /// `None`: nothing was answered.
+    pub(crate) status: Option<u16>,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) tries: TriesReport,
+    /// The gateway's error label, when the gateway ended it.
+    pub(crate) error: Option<&'static str>,
+    /// The authorization rule that refused it.
+    pub(crate) rule: Option<Arc<str>>,
+    /// `None` for a TCP session, or a request refused before its head was
+    /// read whole.
+    pub(crate) request: Option<Box<RequestLog>>,
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u64::MAX as u128) as u64
+}
+
+/// Counts a finished HTTP request (totals, and by listener, route and
+/// cluster), then logs it.
+pub(crate) fn request_finished(ctx: &ShardContext, snapshot: &Snapshot, f: Finished<'_>) {
+    if let Some(s) = f.status {
+        ctx.stats.response(s);
+    }
+    let duration = runtime::precise_now().saturating_duration_since(f.started);
+    let names = names(snapshot, &f.conn.listener, f.route);
+    let outcome = Outcome {
+        status: f.status,
+        bytes_in: f.bytes_in,
+        bytes_out: f.bytes_out,
+        duration_us: Some(micros(duration).max(1)),
+        upstream_ttfb_us: f.tries.ttfb.map(|d| micros(d).max(1)),
+    };
+    ctx.named
+        .borrow_mut()
+        .record(&f.conn.listener, names, &outcome);
+    log(ctx, snapshot, f, duration);
+}
+
+/// Logs a finished TCP session (its bytes are counted by the relay).
+pub(crate) fn session_finished(ctx: &ShardContext, snapshot: &Snapshot, f: Finished<'_>) {
+    let duration = runtime::precise_now().saturating_duration_since(f.started);
+    log(ctx, snapshot, f, duration);
+}
+
+/// The route's and the cluster's names.
+fn names<'s>(
+    snapshot: &'s Snapshot,
+    listener: &str,
+    route: Option<RouteRef>,
+) -> Option<(&'s str, &'s str)> {
+    let (index, cluster) = route?;
+    let l = snapshot.listener(listener)?;
+    Some((
+        l.routes.get(index)?.name.as_str(),
+        snapshot.cluster(cluster).name.as_str(),
+    ))
+}
+
+/// Hands `f` to the access log writer, if its listener logs and the
+/// sampling keeps it.
+fn log(ctx: &ShardContext, snapshot: &Snapshot, f: Finished<'_>, duration: Duration) {
+    let Some(sender) = &ctx.access_log else {
+        return;
+    };
+    let Some(spec) = snapshot
+        .listener(&f.conn.listener)
+        .and_then(|l| l.access_log.clone())
+    else {
+        return;
+    };
+    let draw = ctx.traffic.borrow_mut().random();
+    if !spec.logs(f.status, draw) {
+        return;
+    }
+    let started_wall = runtime::wall_clock()
+        .checked_sub(duration)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, micros);
+    let (route, cluster) = match names(snapshot, &f.conn.listener, f.route) {
+        Some((r, c)) => (Some(r.to_owned()), Some(c.to_owned())),
+        None => (None, None),
+    };
+    let request = f.request.map(|r| *r);
+    let (method, authority, path, request_id, trace_id, protocol) = match request {
+        Some(r) => (
+            r.method,
+            r.authority,
+            r.path,
+            r.request_id,
+            r.trace_id,
+            r.protocol,
+        ),
+        None => (String::new(), None, String::new(), None, None, "TCP"),
+    };
+    let record = AccessRecord {
+        spec,
+        start_unix_us: started_wall,
+        duration_us: micros(duration),
+        request_id,
+        trace_id,
+        spiffe_id: f.conn.spiffe_id.as_deref().map(str::to_owned),
+        client: f.conn.peer,
+        listener: f.conn.listener.to_string(),
+        route,
+        cluster,
+        endpoint: f.tries.endpoint,
+        method,
+        authority,
+        path,
+        protocol,
+        status: f.status,
+        error: f.error,
+        authz_rule: f.rule.map(|r| r.to_string()),
+        bytes_in: f.bytes_in,
+        bytes_out: f.bytes_out,
+        upstream_ttfb_us: f.tries.ttfb.map(micros),
+        attempts: f.tries.attempts,
+        tls_version: f.conn.tls.map(|t| t.0),
+        tls_cipher: f.conn.tls.map(|t| t.1),
+    };
+    if let Err(TrySendError::Full(_)) = sender.try_send(record) {
+        ctx.stats.access_log_dropped.incr();
+    }
+}
