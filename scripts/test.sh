@@ -16,6 +16,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v sha256sum >/dev/null || need+=(coreutils)
 command -v testssl >/dev/null || need+=(testssl.sh)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool and a server for the metrics tests
 if [ ${#need[@]} -gt 0 ]; then
   log "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

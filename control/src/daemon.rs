@@ -24,6 +24,7 @@ use dataplane::runtime::{RuntimeConfig, privileges};
 use dataplane::telemetry::ShardStats;
 
 use crate::access_log::AccessLogWriter;
+use crate::admin::AdminServer;
 use crate::commands::Commands;
 use crate::config::{Config, ConfigError};
 use crate::error::DaemonError;
@@ -43,8 +44,12 @@ pub fn check(path: &Path) -> Result<Config, DaemonError> {
 }
 
 /// Runs the gateway with the configuration at `path` until SIGINT/SIGTERM.
-/// `on_ready` is called once every listener is bound and the shards run.
-pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), DaemonError> {
+/// `on_ready` is called once every listener is bound and the shards run,
+/// with the listeners and the admin listener's address.
+pub fn run(
+    path: &Path,
+    on_ready: impl FnOnce(&[BoundListener], Option<std::net::SocketAddr>),
+) -> Result<(), DaemonError> {
     signals::block().map_err(DaemonError::Signals)?;
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -52,6 +57,7 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     })?;
     let config = Config::from_file(path)?;
     let control = config.control.clone();
+    let config_admin = config.admin.as_ref().map(|a| a.address);
     let user = config.dataplane.user.clone();
     let snapshot = config.compile(1)?;
     let shards = config.dataplane.shards.resolve();
@@ -162,6 +168,27 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
         }
         None => None,
     };
+    let admin = match config_admin {
+        Some(address) => {
+            match AdminServer::start(address, gateway.clone(), Some(access_log.stats.clone())) {
+                Ok(a) => {
+                    log::info!("admin listening on http://{}", a.address());
+                    Some(a)
+                }
+                Err(source) => {
+                    stop.store(true, Ordering::Relaxed);
+                    for t in threads {
+                        let _ = t.handle.join();
+                    }
+                    if let Some(server) = control_server {
+                        server.shutdown();
+                    }
+                    return Err(DaemonError::Admin { address, source });
+                }
+            }
+        }
+        None => None,
+    };
     let health = match HealthChecker::start(gateway.clone()) {
         Ok(h) => Some(h),
         Err(e) => {
@@ -194,7 +221,10 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
             }
         }
     }
-    on_ready(&gateway.listeners());
+    on_ready(
+        &gateway.listeners(),
+        admin.as_ref().map(AdminServer::address),
+    );
     // Expiring certificates are warned about at start, then hourly.
     warn_soon_expiring(&gateway.expiries(), unix_now());
     let mut expiry_checked = std::time::Instant::now();
@@ -241,6 +271,9 @@ pub fn run(path: &Path, on_ready: impl FnOnce(&[BoundListener])) -> Result<(), D
     }
     if let Some(health) = health {
         health.shutdown();
+    }
+    if let Some(admin) = admin {
+        admin.shutdown();
     }
     stop.store(true, Ordering::Relaxed);
     for t in threads {

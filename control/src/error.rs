@@ -30,6 +30,11 @@ pub enum DaemonError {
         user: String,
         source: std::io::Error,
     },
+    #[error("admin.address: cannot listen on {address}: {source}")]
+    Admin {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("control.socket: cannot serve the control socket at {path}: {source}")]
     ControlSocket {
         path: PathBuf,

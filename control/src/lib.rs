@@ -3,6 +3,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`admin`] | the admin HTTP listener: `/metrics`, `/ready`, `/live` |
 //! | [`access_log`] | the access-log writer thread: queue, files, reopen |
 //! | [`config`] | TOML schema, validation with positioned errors, compile → `Snapshot` |
 //! | [`daemon`] | starting shards, signals, reload: the process's main loop |
@@ -17,6 +18,7 @@
 //! | [`socket`] | the control socket: versioned protocol, server, client (`meshctl`) |
 
 pub mod access_log;
+pub mod admin;
 pub mod commands;
 pub mod config;
 pub mod daemon;

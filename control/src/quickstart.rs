@@ -97,10 +97,14 @@ shards = "auto"
 [control]
 socket = "control.sock"   # meshctl --socket <this folder>/control.sock status
 
+[admin]
+address = "127.0.0.1:0"   # /metrics, /ready, /live; port 0: the kernel picks one (printed at start)
+
 [[listeners]]
 name = "public"
 address = "{listen}"
 protocol = "http"
+access_log = {{ path = "access.log", format = "json" }}
 [listeners.tls]
 cert = "server.pem"
 key = "server.key"

@@ -100,6 +100,10 @@ pub struct GatewayConfig {
     pub protocol: Option<String>,
     /// Raw TOML appended to the route's table (`[routes.retry]`, ...).
     pub route_extra: String,
+    /// `listeners.access_log`, as an inline table.
+    pub access_log: Option<String>,
+    /// An `[admin]` listener on 127.0.0.1:0 ([`Gateway::admin_url`]).
+    pub admin: bool,
 }
 
 impl GatewayConfig {
@@ -119,7 +123,21 @@ impl GatewayConfig {
             lb: None,
             protocol: None,
             route_extra: String::new(),
+            access_log: None,
+            admin: false,
         }
+    }
+
+    /// `listeners.access_log = <inline table>`.
+    pub fn access_log(mut self, table: &str) -> Self {
+        self.access_log = Some(table.to_owned());
+        self
+    }
+
+    /// Turns the admin listener on (127.0.0.1, a port the kernel picks).
+    pub fn admin(mut self) -> Self {
+        self.admin = true;
+        self
     }
 
     /// `listeners.protocol`, e.g. `tcp`.
@@ -230,6 +248,9 @@ impl GatewayConfig {
         if let Some(ms) = self.idle_timeout_ms {
             line(format!("idle_timeout_ms = {ms}"));
         }
+        if let Some(table) = &self.access_log {
+            line(format!("access_log = {table}"));
+        }
         if let Some(tls) = &self.tls {
             line("[listeners.tls]".into());
             line(format!("cert = {}", toml_str(&path_str(&tls.cert))));
@@ -272,6 +293,11 @@ impl GatewayConfig {
         }
         if let Some(lb) = &self.lb {
             line(format!("lb = {}", toml_str(lb)));
+        }
+        if self.admin {
+            line(String::new());
+            line("[admin]".into());
+            line("address = \"127.0.0.1:0\"".into());
         }
         t
     }
@@ -326,6 +352,8 @@ pub struct Gateway {
     listeners: Vec<Announced>,
     /// The control socket (added to the config when it has none).
     control: Option<PathBuf>,
+    /// The admin listener, as announced.
+    admin: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -370,6 +398,7 @@ impl Gateway {
             stderr_path,
             listeners: Vec::new(),
             control,
+            admin: None,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut stdout_seen = Vec::new();
@@ -397,6 +426,9 @@ impl Gateway {
                     if let Some(l) = parse_announcement(&line) {
                         gw.listeners.push(l);
                     }
+                    if let Some(a) = line.strip_prefix("admin http ") {
+                        gw.admin = a.trim().parse().ok();
+                    }
                     stdout_seen.push(line);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -407,6 +439,13 @@ impl Gateway {
             }
         }
         gw
+    }
+
+    /// `http://<admin address><path>`; panics when the config has no
+    /// `[admin]` table.
+    pub fn admin_url(&self, path: &str) -> String {
+        let a = self.admin.expect("the gateway announced no admin listener");
+        format!("http://{a}{path}")
     }
 
     /// Where listener `name` listens.

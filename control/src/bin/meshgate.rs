@@ -76,14 +76,23 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            finish(daemon::run(&path, |bound| {
-                announce(bound);
+            finish(daemon::run(&path, |bound, admin| {
+                announce(bound, admin);
                 if let Some(l) = bound.first() {
                     println!(
                         "\nmeshgate quickstart is running. Files are in {}/. Try:\n",
                         dir.display()
                     );
                     println!("  {}\n", quickstart::curl_command(&dir, l.address));
+                    if let Some(a) = admin {
+                        println!(
+                            "Its metrics (Prometheus text format):\n\n  curl http://{a}/metrics\n"
+                        );
+                        println!(
+                            "Each request is logged as a JSON line in {}/access.log.\n",
+                            dir.display()
+                        );
+                    }
                     println!("Operate it with meshctl, e.g.:\n");
                     println!(
                         "  cargo run --release --bin meshctl -- --socket {}/control.sock status\n",
@@ -96,8 +105,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints one machine-readable line per listener on stdout.
-fn announce(bound: &[control::listeners::BoundListener]) {
+/// Prints one machine-readable line for the admin listener and one per
+/// listener on stdout.
+fn announce(bound: &[control::listeners::BoundListener], admin: Option<std::net::SocketAddr>) {
+    if let Some(a) = admin {
+        println!("admin http {a}");
+    }
     for l in bound {
         println!(
             "listening {} {} {}",

@@ -10,6 +10,29 @@ use serde_json::{Value, json};
 
 use super::Gateway;
 
+/// One endpoint of a cluster as the gateway sees it now.
+#[derive(Debug, Clone)]
+pub struct EndpointRow {
+    pub cluster: String,
+    pub endpoint: std::net::SocketAddr,
+    pub lb: &'static str,
+    pub weight: u32,
+    /// `active`, `ejected`, `drained`, `unhealthy`, or
+    /// `unhealthy (panic: in use)`.
+    pub state: &'static str,
+    /// `healthy`, `unhealthy` or `unchecked` (no health check).
+    pub health: &'static str,
+    /// Shards ejecting it now, and the longest remaining ejection.
+    pub ejected_shards: u64,
+    pub ejected_for_ms: u64,
+    pub times_ejected: u64,
+    pub in_flight: u64,
+    pub requests: u64,
+    pub failures: u64,
+    /// Time to the response head of successful tries, µs.
+    pub latency: dataplane::telemetry::Histogram<u64>,
+}
+
 impl Gateway {
     /// `status`.
     pub fn status_json(&self) -> Value {
@@ -76,9 +99,9 @@ impl Gateway {
         Value::Array(rows)
     }
 
-    /// `clusters`: one row per endpoint, with what the shards last
-    /// published about it (in flight, tries, failures, ejections).
-    pub fn clusters_json(&self) -> Value {
+    /// Every endpoint of every cluster, with what the shards last
+    /// published about it (for `clusters` and the metrics).
+    pub fn endpoint_rows(&self) -> Vec<EndpointRow> {
         let s = self.snapshots.load();
         let now = Instant::now();
         let checked = self.health_checked();
@@ -87,61 +110,100 @@ impl Gateway {
             .iter()
             .filter_map(|st| st.endpoints.get())
             .collect();
-        let rows: Vec<Value> = s
-            .clusters
-            .iter()
-            .flat_map(|c| {
-                let reports = &reports;
-                let checked = &checked;
-                c.endpoints.iter().enumerate().map(move |(i, e)| {
-                    let mine = reports
-                        .iter()
-                        .flat_map(|r| r.iter())
-                        .filter(|r| r.cluster == c.name && r.endpoint == *e);
-                    let (mut in_flight, mut requests, mut failures) = (0u64, 0u64, 0u64);
-                    let (mut ejected_on, mut ejected_ms, mut ejections) = (0u64, 0u64, 0u64);
-                    let mut latency = dataplane::telemetry::new_endpoint_histogram();
-                    for r in mine {
-                        if let Some(h) = &r.latency {
-                            let _ = latency.add(h);
-                        }
-                        in_flight += u64::from(r.in_flight);
-                        requests += r.requests;
-                        failures += r.failures;
-                        ejections += u64::from(r.times_ejected);
-                        if let Some(until) = r.ejected_until.filter(|u| *u > now) {
-                            ejected_on += 1;
-                            ejected_ms = ejected_ms.max(until.duration_since(now).as_millis() as u64);
-                        }
-                    }
-                    let state = if c.drained[i] {
-                        "drained"
-                    } else if !c.healthy[i] {
-                        if c.in_rotation(i) { "unhealthy (panic: in use)" } else { "unhealthy" }
-                    } else if ejected_on > 0 {
-                        "ejected"
+        let mut rows = Vec::new();
+        for c in &s.clusters {
+            for (i, e) in c.endpoints.iter().enumerate() {
+                let mut row = EndpointRow {
+                    cluster: c.name.clone(),
+                    endpoint: *e,
+                    lb: c.lb.name(),
+                    weight: c.weights.get(i).copied().unwrap_or(1),
+                    state: "active",
+                    health: if !checked.contains(&c.name) {
+                        "unchecked"
+                    } else if c.healthy[i] {
+                        "healthy"
                     } else {
-                        "active"
-                    };
-                    json!({
-                        "cluster": c.name,
-                        "endpoint": e.to_string(),
-                        "lb": c.lb.name(),
-                        "weight": c.weights.get(i).copied().unwrap_or(1),
-                        "state": state,
-                        "health": if !checked.contains(&c.name) { "unchecked" } else if c.healthy[i] { "healthy" } else { "unhealthy" },
-                        "ejected_shards": ejected_on,
-                        "ejected_for_ms": ejected_ms,
-                        "times_ejected": ejections,
-                        "in_flight": in_flight,
-                        "requests": requests,
-                        "failures": failures,
-                        "p99_ms": if latency.is_empty() { Value::Null } else { json!(latency.value_at_quantile(0.99) as f64 / 1000.0) },
-                    })
-                })
+                        "unhealthy"
+                    },
+                    ejected_shards: 0,
+                    ejected_for_ms: 0,
+                    times_ejected: 0,
+                    in_flight: 0,
+                    requests: 0,
+                    failures: 0,
+                    latency: dataplane::telemetry::new_endpoint_histogram(),
+                };
+                let mine = reports
+                    .iter()
+                    .flat_map(|r| r.iter())
+                    .filter(|r| r.cluster == c.name && r.endpoint == *e);
+                for r in mine {
+                    if let Some(h) = &r.latency {
+                        let _ = row.latency.add(h);
+                    }
+                    row.in_flight += u64::from(r.in_flight);
+                    row.requests += r.requests;
+                    row.failures += r.failures;
+                    row.times_ejected += u64::from(r.times_ejected);
+                    if let Some(until) = r.ejected_until.filter(|u| *u > now) {
+                        row.ejected_shards += 1;
+                        row.ejected_for_ms = row
+                            .ejected_for_ms
+                            .max(until.duration_since(now).as_millis() as u64);
+                    }
+                }
+                row.state = if c.drained[i] {
+                    "drained"
+                } else if !c.healthy[i] {
+                    if c.in_rotation(i) {
+                        "unhealthy (panic: in use)"
+                    } else {
+                        "unhealthy"
+                    }
+                } else if row.ejected_shards > 0 {
+                    "ejected"
+                } else {
+                    "active"
+                };
+                rows.push(row);
+            }
+        }
+        rows
+    }
+
+    /// `clusters`: one row per endpoint.
+    pub fn clusters_json(&self) -> Value {
+        let rows = self.endpoint_rows().into_iter().map(|r| {
+            json!({
+                "cluster": r.cluster,
+                "endpoint": r.endpoint.to_string(),
+                "lb": r.lb,
+                "weight": r.weight,
+                "state": r.state,
+                "health": r.health,
+                "ejected_shards": r.ejected_shards,
+                "ejected_for_ms": r.ejected_for_ms,
+                "times_ejected": r.times_ejected,
+                "in_flight": r.in_flight,
+                "requests": r.requests,
+                "failures": r.failures,
+                "p99_ms": if r.latency.is_empty() { Value::Null } else { json!(r.latency.value_at_quantile(0.99) as f64 / 1000.0) },
             })
-            .collect();
-        Value::Array(rows)
+        });
+        Value::Array(rows.collect())
+    }
+
+    /// Per listener / route / cluster counts, merged from what the shards
+    /// last published.
+    pub fn named_counts(&self) -> dataplane::telemetry::NamedCounts {
+        let mut named = dataplane::telemetry::NamedCounts::default();
+        for s in &self.shard_stats {
+            if let Some(n) = s.named.get() {
+                named.add(&n);
+            }
+        }
+        named
     }
 
     /// `stats`: counters summed over shards, and per shard.
@@ -187,13 +249,7 @@ impl Gateway {
                 "max_us": merged.max(),
             })
         };
-        // Per listener / route / cluster, merged from what shards publish.
-        let mut named = dataplane::telemetry::NamedCounts::default();
-        for s in &self.shard_stats {
-            if let Some(n) = s.named.get() {
-                named.add(&n);
-            }
-        }
+        let named = self.named_counts();
         let rows = |map: &std::collections::BTreeMap<String, dataplane::telemetry::Counts>,
                     key: &str| {
             map.iter()

@@ -139,13 +139,16 @@ pub(crate) async fn run_tries<A: Attempt>(
             (d, None) => d,
             (None, Some(p)) => Some(now + p),
         };
+        let sent = runtime::precise_now();
         let outcome = attempt.attempt(addr, fresh, try_deadline).await;
         fresh = false;
         let end = runtime::now();
         let took = end.saturating_duration_since(now);
         report.attempts += 1;
         report.endpoint = Some(addr);
-        report.ttfb = outcome.is_ok().then_some(took);
+        report.ttfb = outcome
+            .is_ok()
+            .then(|| runtime::precise_now().saturating_duration_since(sent));
         // What went wrong, as the retry policy sees it.
         let failure = match &outcome {
             Ok(ok) => {
