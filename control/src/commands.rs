@@ -174,6 +174,16 @@ impl Handler for Commands {
                     headers,
                 })
                 .map_err(failed),
+            Command::LogReopen => match &g.access_log {
+                Some(writer) => {
+                    writer.reopen();
+                    Ok(json!({ "reopening": true }))
+                }
+                None => Err(ErrorBody::new(
+                    ErrorKind::Invalid,
+                    "this gateway writes no access logs",
+                )),
+            },
             Command::LogLevel { level } => match crate::logging::parse_level(&level) {
                 Some(filter) => {
                     log::set_max_level(filter);

@@ -471,6 +471,12 @@ impl Gateway {
             .unwrap_or_else(|| panic!("no listener {name:?} announced: {:?}", self.listeners))
     }
 
+    /// The control socket's path (every gateway [`Gateway::start`]s with one
+    /// unless its config names none).
+    pub fn control_socket(&self) -> Option<&Path> {
+        self.control.as_deref()
+    }
+
     /// The gateway's counters summed over shards (`meshctl stats`'s
     /// `total`), read over the control socket.
     pub fn stats(&self) -> serde_json::Value {

@@ -153,6 +153,8 @@ enum CertsCmd {
 enum LogCmd {
     /// Set the log level (error, warn, info, debug, trace)
     Level { level: String },
+    /// Reopen the access log files (after logrotate moved them)
+    Reopen,
 }
 
 /// A failure of meshctl itself: message and exit status.
@@ -259,6 +261,7 @@ fn to_command(cmd: &Cmd) -> Result<Command, Failure> {
         Cmd::Log(LogCmd::Level { level }) => Command::LogLevel {
             level: level.clone(),
         },
+        Cmd::Log(LogCmd::Reopen) => Command::LogReopen,
         Cmd::Authz(AuthzCmd::Explain {
             listener,
             spiffe_id,
@@ -419,6 +422,7 @@ mod tests {
                     level: "debug".into(),
                 },
             ),
+            (vec!["log", "reopen"], Command::LogReopen),
         ];
         for (args, expected) in cases {
             let cli = parse(&args).unwrap();

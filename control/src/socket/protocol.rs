@@ -180,6 +180,8 @@ pub enum Command {
     LogLevel {
         level: String,
     },
+    /// Reopen the access log files (after logrotate moved them).
+    LogReopen,
     /// Which route a request would match and which authorization rule
     /// would decide, without sending traffic.
     AuthzExplain {
@@ -217,6 +219,7 @@ impl Command {
             Command::Stats => "stats",
             Command::Drain { .. } => "drain",
             Command::LogLevel { .. } => "log_level",
+            Command::LogReopen => "log_reopen",
             Command::AuthzExplain { .. } => "authz_explain",
         }
     }
@@ -707,6 +710,7 @@ mod tests {
             Command::LogLevel {
                 level: "debug".into(),
             },
+            Command::LogReopen,
             Command::AuthzExplain {
                 listener: "public".into(),
                 spiffe_id: Some("spiffe://mesh.local/ns/a/sa/b".into()),
