@@ -100,6 +100,20 @@ fn metrics_and_json_access_log_follow_real_requests() {
         s.up.addr()
     );
     assert_eq!(sample(&scrape, &endpoint), Some(6.0), "{scrape}");
+    // The series count README gives: (L + R + C) × (57 + codes) + 6 × E
+    // + 6 × S + certificates + 32 + TLS version × group; here listener
+    // codes 200 and 404, route and cluster 200, one endpoint, two shards,
+    // a cert and a client CA, one handshake kind.
+    let series = scrape.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(series, 3 * 57 + 4 + 6 + 2 * 6 + 2 + 32 + 1, "{scrape}");
+    // Every metric the Grafana dashboard uses is exported.
+    for name in dashboard_metrics() {
+        let family = name.strip_suffix("_bucket").unwrap_or(&name);
+        assert!(
+            scrape.contains(&format!("# TYPE {family} ")),
+            "the dashboard uses {name}, which /metrics does not export"
+        );
+    }
     // Every family has HELP and TYPE.
     let families = scrape.lines().filter(|l| l.starts_with("# TYPE ")).count();
     let helps = scrape.lines().filter(|l| l.starts_with("# HELP ")).count();
@@ -179,6 +193,48 @@ fn metrics_and_json_access_log_follow_real_requests() {
         sample(&scrape, "meshgate_access_log_dropped_total"),
         Some(0.0)
     );
+}
+
+/// The dashboard in configs/, parsed.
+fn dashboard() -> serde_json::Value {
+    let path = harness::workspace_root().join("configs/grafana-meshgate.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every PromQL expression of the dashboard, with Grafana's
+/// `$__rate_interval` filled in.
+fn dashboard_queries() -> Vec<String> {
+    dashboard()["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| {
+            t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "30s")
+        })
+        .collect()
+}
+
+/// The `meshgate_*` names the dashboard's queries use.
+fn dashboard_metrics() -> Vec<String> {
+    let mut names = Vec::new();
+    for q in dashboard_queries() {
+        let mut rest = q.as_str();
+        while let Some(at) = rest.find("meshgate_") {
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            names.push(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+    }
+    assert!(names.len() > 10, "{names:?}");
+    names
 }
 
 #[test]
@@ -372,6 +428,12 @@ impl Prometheus {
 
     /// The single value of an instant query, when there is one.
     fn query(&self, promql: &str) -> Option<f64> {
+        let v = self.answer(promql)?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Prometheus' whole answer to an instant query.
+    fn answer(&self, promql: &str) -> Option<serde_json::Value> {
         let out = curl(&[
             "-s",
             "--max-time",
@@ -381,8 +443,7 @@ impl Prometheus {
             "--data-urlencode",
             &format!("query={promql}"),
         ]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+        serde_json::from_slice(&out.stdout).ok()
     }
 }
 
@@ -436,4 +497,16 @@ fn prometheus_scrapes_the_rate_meshbench_drives() {
         "{promql} = {rate}, meshbench drove {achieved}/s: {report}"
     );
     assert_eq!(prom.query("up"), Some(1.0));
+    // The dashboard's queries parse and find data.
+    for q in dashboard_queries() {
+        let answer = prom
+            .answer(&q)
+            .unwrap_or_else(|| panic!("no answer to {q}"));
+        assert_eq!(answer["status"], "success", "{q}: {answer}");
+    }
+    let by_route = "histogram_quantile(0.99, sum by (route, le) (rate(meshgate_route_request_duration_seconds_bucket[30s])))";
+    let p99 = prom
+        .query(by_route)
+        .unwrap_or_else(|| panic!("no p99 from {by_route}"));
+    assert!(p99 > 0.0 && p99 < 1.0, "{by_route} = {p99}");
 }
