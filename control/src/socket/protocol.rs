@@ -110,6 +110,7 @@ pub const COMMANDS: &[&str] = &[
     "stats",
     "drain",
     "log_level",
+    "log_reopen",
     "authz_explain",
 ];
 
