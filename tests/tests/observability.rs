@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::bench::LoadRun;
-use harness::gateway::toml_str;
+use harness::gateway::{run_to_exit, toml_str};
 use harness::pki::SPIFFE_ID;
 use harness::{GatewayConfig, Setup, curl, describe, find_on_path, free_port, wait_until};
 
@@ -313,12 +313,7 @@ fn bad_observability_config_is_refused_naming_the_field() {
         ),
     ] {
         let text = base.clone().access_log(table).to_toml();
-        let config = harness::gateway::write_config(dir.path(), &text);
-        let out = harness::meshgate_command()
-            .args(["run", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
+        let (out, _) = run_to_exit(&["run"], Some(&text), dir.path(), Duration::from_secs(20));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{table} was accepted");
         assert!(err.contains(field) && err.contains(says), "{table}: {err}");
@@ -330,12 +325,7 @@ fn bad_observability_config_is_refused_naming_the_field() {
         base.to_toml(),
         busy.local_addr().unwrap()
     );
-    let config = harness::gateway::write_config(dir.path(), &text);
-    let out = harness::meshgate_command()
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let (out, _) = run_to_exit(&["run"], Some(&text), dir.path(), Duration::from_secs(20));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("admin.address"),

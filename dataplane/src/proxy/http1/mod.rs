@@ -203,12 +203,10 @@ async fn request<S: ByteStream>(
     let started = runtime::precise_now();
     inbuf.drain(..facts.head_len);
     let snapshot: &Snapshot = snapshot;
-    let mut at = Counted {
-        route: decision.route,
-        bytes_in: facts.head_len as u64,
-        request: log,
-        ..Counted::unread(snapshot, conn, started)
-    };
+    let mut at = Counted::unread(snapshot, conn, started);
+    at.done.route = decision.route;
+    at.done.bytes_in = facts.head_len as u64;
+    at.done.request = log;
     ctx.stats.requests.incr();
     // Answer locally; keep the connection only if no body follows.
     let local_keep = facts.keep_alive && !facts.http10 && facts.body == BodyKind::None;
@@ -248,7 +246,7 @@ async fn request<S: ByteStream>(
             read_body(down, inbuf, n as usize, body_pace(limits)).await?;
             out.extend_from_slice(&inbuf[..n as usize]);
             inbuf.drain(..n as usize);
-            at.bytes_in += n;
+            at.done.bytes_in += n;
             true
         }
         _ => false,
@@ -276,8 +274,8 @@ async fn request<S: ByteStream>(
         body_pace: body_pace(limits),
         body_streamed: 0,
     };
-    let answered = run_tries(ctx, snapshot, rules, &mut tries, &mut at.tries).await;
-    at.bytes_in += tries.body_streamed;
+    let answered = run_tries(ctx, snapshot, rules, &mut tries, &mut at.done.tries).await;
+    at.done.bytes_in += tries.body_streamed;
     BufPool::give(out);
     let Answered {
         mut up,

@@ -6,7 +6,6 @@
 //! Uses `http` (head writers), [`crate::proxy::observe`] (counts and the
 //! access log) and the runtime's timers and buffer pool.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Next, ResponseFacts};
@@ -14,9 +13,8 @@ use crate::http::{self, BodyKind, HeaderEdits, Limits, Parse};
 use crate::net::ByteStream;
 use crate::proxy::conn::ConnInfo;
 use crate::proxy::context::ShardContext;
-use crate::proxy::decide::RouteRef;
 use crate::proxy::error::ProxyError;
-use crate::proxy::observe::{Finished, RequestLog, request_finished};
+use crate::proxy::observe::{Finished, request_finished};
 use crate::proxy::tries::TriesReport;
 use crate::route::{HttpLimits, Snapshot};
 use crate::runtime::{BufPool, timeout};
@@ -94,9 +92,9 @@ pub(super) async fn local_response<S: ByteStream>(
     mut at: Counted<'_>,
 ) -> Result<Next, ProxyError> {
     log::debug!("shard {}: {e}", ctx.id);
-    at.error = Some(e.label());
+    at.done.error = Some(e.label());
     if let ProxyError::Forbidden { rule, .. } = e {
-        at.rule = Some(rule.clone());
+        at.done.rule = Some(rule.clone());
     }
     if matches!(e, ProxyError::SlowRequestBody) {
         ctx.stats.slow_request_bodies.incr();
@@ -133,24 +131,11 @@ async fn send_local<S: ByteStream>(
     Ok(Next::keep_if(keep_alive))
 }
 
-/// A request being answered: what its count and access log line need
-/// besides the status and the bytes sent.
+/// A request being answered: its snapshot and what its count and access
+/// log line need (status and bytes sent are filled in by [`Counted::count`]).
 pub(super) struct Counted<'a> {
     pub(super) snapshot: &'a Snapshot,
-    pub(super) conn: &'a ConnInfo,
-    /// Its route and cluster, once it was routed.
-    pub(super) route: Option<RouteRef>,
-    /// When its head arrived.
-    pub(super) started: Instant,
-    /// Bytes read from the client for it (head and body).
-    pub(super) bytes_in: u64,
-    pub(super) tries: TriesReport,
-    /// The gateway's error label, when the gateway answers it.
-    pub(super) error: Option<&'static str>,
-    /// The authorization rule that refused it.
-    pub(super) rule: Option<Arc<str>>,
-    /// Its head's facts for the access log (listeners that log).
-    pub(super) request: Option<Box<RequestLog>>,
+    pub(super) done: Finished<'a>,
 }
 
 impl<'a> Counted<'a> {
@@ -158,32 +143,26 @@ impl<'a> Counted<'a> {
     pub(super) fn unread(snapshot: &'a Snapshot, conn: &'a ConnInfo, started: Instant) -> Self {
         Counted {
             snapshot,
-            conn,
-            route: None,
-            started,
-            bytes_in: 0,
-            tries: TriesReport::default(),
-            error: None,
-            rule: None,
-            request: None,
+            done: Finished {
+                conn,
+                route: None,
+                started,
+                status: None,
+                bytes_in: 0,
+                bytes_out: 0,
+                tries: TriesReport::default(),
+                error: None,
+                rule: None,
+                request: None,
+            },
         }
     }
 
     /// Counts it as answered with `status` (`None`: unanswered) after
     /// `bytes_out` bytes, and logs it.
-    pub(super) fn count(self, ctx: &ShardContext, status: Option<u16>, bytes_out: u64) {
-        let finished = Finished {
-            conn: self.conn,
-            route: self.route,
-            started: self.started,
-            status,
-            bytes_in: self.bytes_in,
-            bytes_out,
-            tries: self.tries,
-            error: self.error,
-            rule: self.rule,
-            request: self.request,
-        };
-        request_finished(ctx, self.snapshot, finished);
+    pub(super) fn count(mut self, ctx: &ShardContext, status: Option<u16>, bytes_out: u64) {
+        self.done.status = status;
+        self.done.bytes_out = bytes_out;
+        request_finished(ctx, self.snapshot, self.done);
     }
 }
