@@ -55,6 +55,7 @@ fn snapshot(generation: u64) -> Snapshot {
             access_log: None,
         }],
         clusters: vec![Cluster::new("backend", endpoints)],
+        tracing: None,
     }
 }
 

@@ -45,7 +45,8 @@ pub use head::{RequestHead, ResponseHead, parse_request, parse_response};
 pub use path::{PathError, PathRules};
 pub use scan::HeadScanner;
 pub use write::{
-    CONTINUE_RESPONSE, ForwardInfo, OriginForm, RequestEdits, origin_form, reason_phrase,
+    CONTINUE_RESPONSE, ForwardInfo, OriginForm, RequestEdits, TraceFields, origin_form,
+    reason_phrase,
     write_downstream_response, write_downstream_response_edited, write_downstream_response_for,
     write_local_response, write_upstream_request, write_upstream_request_edited,
 };

@@ -239,18 +239,39 @@ pub struct RequestEdits<'a> {
     /// The normalised path, sent in place of the target's path (its query
     /// kept); `None`: the path as received.
     pub path: Option<&'a str>,
+    /// Trace context fields written in place of the client's.
+    pub trace: Option<TraceFields<'a>>,
+}
+
+/// Trace context fields the gateway writes in place of the client's (the
+/// client's lines of the fields they replace are left out).
+#[derive(Clone, Copy)]
+pub struct TraceFields<'a> {
+    /// Whole field lines, each ending in CRLF.
+    pub lines: &'a [u8],
+    /// Whether a client field (by name) is one `lines` replaces.
+    pub replaces: &'a dyn Fn(&str) -> bool,
+}
+
+impl std::fmt::Debug for TraceFields<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceFields")
+            .field("lines", &String::from_utf8_lossy(self.lines))
+            .finish_non_exhaustive()
+    }
 }
 
 /// [`write_upstream_request`] with route edits applied: fields the edits
 /// drop are left out (framing and forwarding fields cannot be edited: they
 /// are regenerated after), edited fields are appended, and the target's
-/// prefix is rewritten.
+/// prefix is rewritten. Returns where in `out` the trace fields were
+/// written (`edits.trace`; else where they would have gone).
 pub fn write_upstream_request_edited(
     head: &RequestHead<'_>,
     fwd: &ForwardInfo<'_>,
     edits: &RequestEdits<'_>,
     out: &mut Vec<u8>,
-) {
+) -> usize {
     let fields = &head.fields;
     let conn = &fields.connection;
     out.extend_from_slice(head.method.as_bytes());
@@ -292,6 +313,7 @@ pub fn write_upstream_request_edited(
     let replaced = |name: &str| {
         (absolute && name.eq_ignore_ascii_case("host"))
             || (edits.drop_underscores && name.contains('_'))
+            || edits.trace.is_some_and(|t| (t.replaces)(name))
     };
     for h in fields.lines() {
         let is_id = h.name.eq_ignore_ascii_case("x-request-id");
@@ -344,7 +366,12 @@ pub fn write_upstream_request_edited(
     if let Some(xfcc) = fwd.xfcc {
         push_field(out, b"x-forwarded-client-cert", xfcc.as_bytes());
     }
+    let trace_at = out.len();
+    if let Some(t) = edits.trace {
+        out.extend_from_slice(t.lines);
+    }
     out.extend_from_slice(b"\r\n");
+    trace_at
 }
 
 fn push_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {

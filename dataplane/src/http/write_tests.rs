@@ -249,6 +249,7 @@ fn absolute_form_goes_upstream_as_origin_form_with_its_host() {
         prefix_rewrite: Some(("/v1/", "/internal/")),
         drop_underscores: false,
         path: None,
+        trace: None,
     };
     let out = upstream_edited(
         b"GET http://orders.mesh/v1/x HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -273,6 +274,7 @@ fn connection_cannot_remove_fields_the_route_adds() {
             prefix_rewrite: None,
             drop_underscores: false,
             path: None,
+            trace: None,
         },
     );
     assert!(out.contains("x-tenant: blue\r\n"), "{out}");
@@ -346,4 +348,26 @@ fn at_most_one_request_id_goes_upstream() {
         &fwd(None),
     );
     assert!(out.contains("x-request-id: rid-1\r\n"), "{out}");
+}
+
+#[test]
+fn upstream_request_trace_fields_replace_the_clients() {
+    let buf = b"GET / HTTP/1.1\r\nHost: a\r\nTraceparent: 00-old\r\nX-A: 1\r\n\r\n";
+    let h = req(buf).unwrap();
+    let replaces = |name: &str| name.eq_ignore_ascii_case("traceparent");
+    let lines = b"traceparent: 00-new\r\n";
+    let edits = RequestEdits {
+        trace: Some(crate::http::TraceFields {
+            lines,
+            replaces: &replaces,
+        }),
+        ..RequestEdits::default()
+    };
+    let mut out = Vec::new();
+    let at = write_upstream_request_edited(&h, &fwd(None), &edits, &mut out);
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert!(!text.contains("00-old"), "{text}");
+    assert_eq!(&out[at..at + lines.len()], lines);
+    assert!(text.ends_with("traceparent: 00-new\r\n\r\n"), "{text}");
+    assert!(text.contains("X-A: 1\r\n"));
 }

@@ -23,6 +23,7 @@ use crate::route::Snapshot;
 use crate::runtime;
 use crate::telemetry::ShardStats;
 use crate::upstream::UpstreamPool;
+use crate::upstream::balancer::XorShift;
 
 /// An idle upstream connection and its place in its cluster's
 /// `connections` gauge.
@@ -30,6 +31,9 @@ pub type PooledConn = (Stream, GaugeGuard);
 
 /// The bounded queue to the access-log writer thread.
 pub type AccessLogQueue = std::sync::mpsc::SyncSender<crate::telemetry::access_log::AccessRecord>;
+
+/// The bounded queue to the span exporter thread.
+pub type SpanQueue = std::sync::mpsc::SyncSender<Box<crate::telemetry::trace::FinishedTrace>>;
 
 /// A connection waiting idle on a listener.
 type IdleWaiter = (Rc<str>, Waker);
@@ -57,6 +61,12 @@ pub struct ShardContext {
     pub named: RefCell<crate::telemetry::NamedCounts>,
     /// The access-log writer's queue (`None`: no listener logs).
     pub access_log: Option<AccessLogQueue>,
+    /// The span exporter's queue (`None`: spans are never recorded).
+    pub spans: Option<SpanQueue>,
+    /// Trace and span ids and sampling draws: seeded apart from the other
+    /// draws, so gateways sharing a `[dataplane] seed` still make distinct
+    /// trace ids.
+    pub trace_rng: RefCell<XorShift>,
     draining: Cell<bool>,
     /// Connections idle between requests, woken when draining starts or a
     /// listener is removed. A slot per waiting connection, freed when it
@@ -98,6 +108,8 @@ impl ShardContext {
             latency: RefCell::new(crate::telemetry::new_latency_histogram()),
             named: RefCell::new(crate::telemetry::NamedCounts::default()),
             access_log: None,
+            spans: None,
+            trace_rng: RefCell::new(XorShift::new(seed ^ 0x7AC3_11D5_0B0E_2C49)),
             draining: Cell::new(false),
             drain_waiters: RefCell::new(Vec::new()),
             free_waiters: RefCell::new(Vec::new()),
@@ -107,6 +119,14 @@ impl ShardContext {
     /// Hands finished requests' records to `queue`.
     pub fn with_access_log(mut self, queue: Option<AccessLogQueue>) -> ShardContext {
         self.access_log = queue;
+        self
+    }
+
+    /// Hands sampled requests' spans to `queue`, with trace ids drawn
+    /// from `seed`.
+    pub fn with_spans(mut self, queue: Option<SpanQueue>, seed: u64) -> ShardContext {
+        self.spans = queue;
+        self.trace_rng = RefCell::new(XorShift::new(seed));
         self
     }
 

@@ -21,6 +21,7 @@
 //! | traffic state: balancers, outlier ejection, breaker gauges, buckets | [`traffic`] |
 //! | every way a request fails, its side, retry class and response | [`error`] |
 //! | a finished request or session: its counts and access-log record | `observe` |
+//! | a request's trace: context, upstream trace fields, spans to export | `tracing` |
 //! | `x-request-id` values | [`request_id`] |
 //! | rechecking live connections after a change (revoked certificates, rules) | `recheck` |
 //!
@@ -48,6 +49,7 @@ pub mod request_id;
 pub mod shard;
 pub mod tcp;
 pub mod traffic;
+mod tracing;
 mod tries;
 
 #[cfg(test)]

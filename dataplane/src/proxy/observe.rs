@@ -14,12 +14,14 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use super::conn::ConnInfo;
 use super::context::ShardContext;
 use super::decide::RouteRef;
+use super::tracing::{self, RequestTrace};
 use super::tries::TriesReport;
 use crate::http::RequestHead;
 use crate::route::Snapshot;
 use crate::runtime;
 use crate::telemetry::Outcome;
 use crate::telemetry::access_log::{AccessRecord, traceparent_trace_id};
+use crate::telemetry::trace::ServerSpan;
 
 /// What the access log needs of a request head, copied before the head's
 /// bytes leave the buffer (only on listeners that log).
@@ -36,8 +38,14 @@ pub(crate) struct RequestLog {
 
 impl RequestLog {
     /// The log's view of `head`, routed on `path`; `request_id` is the id
-    /// sent upstream (`None`: the client's own, if it sent one).
-    pub(crate) fn of(head: &RequestHead<'_>, path: &str, request_id: Option<&str>) -> RequestLog {
+    /// sent upstream (`None`: the client's own, if it sent one), `trace_id`
+    /// the request's trace (`None`: the client's `traceparent`'s, if any).
+    pub(crate) fn of(
+        head: &RequestHead<'_>,
+        path: &str,
+        request_id: Option<&str>,
+        trace_id: Option<String>,
+    ) -> RequestLog {
         let text = |name: &str| {
             head.header(name)
                 .and_then(|v| std::str::from_utf8(v).ok())
@@ -50,9 +58,11 @@ impl RequestLog {
             request_id: request_id
                 .or_else(|| text("x-request-id"))
                 .map(str::to_owned),
-            trace_id: text("traceparent")
-                .and_then(traceparent_trace_id)
-                .map(str::to_owned),
+            trace_id: trace_id.or_else(|| {
+                text("traceparent")
+                    .and_then(traceparent_trace_id)
+                    .map(str::to_owned)
+            }),
             protocol: if head.minor_version == 0 {
                 "HTTP/1.0"
             } else {
@@ -83,6 +93,8 @@ pub(crate) struct Finished<'a> {
     /// `None` for a TCP session, or a request refused before its head was
     /// read whole.
     pub(crate) request: Option<Box<RequestLog>>,
+    /// Its trace, when `[tracing]` is on.
+    pub(crate) trace: Option<Box<RequestTrace>>,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -107,7 +119,38 @@ pub(crate) fn request_finished(ctx: &ShardContext, snapshot: &Snapshot, f: Finis
     ctx.named
         .borrow_mut()
         .record(&f.conn.listener, names, &outcome);
+    let mut f = f;
+    if let Some(t) = f.trace.take().filter(|t| t.records) {
+        export_spans(ctx, snapshot, &mut f, &t);
+    }
     log(ctx, snapshot, f, duration);
+}
+
+/// Hands a recorded request's server span and try spans to the exporter.
+fn export_spans(ctx: &ShardContext, snapshot: &Snapshot, f: &mut Finished<'_>, t: &RequestTrace) {
+    let (route, cluster) = match names(snapshot, &f.conn.listener, f.route) {
+        Some((r, c)) => (Some(r.to_owned()), Some(c.to_owned())),
+        None => (None, None),
+    };
+    let request = f.request.as_deref();
+    let server = ServerSpan {
+        span_id: t.context.span_id,
+        parent: t.context.parent,
+        start_unix_ns: tracing::unix_ns(f.started),
+        end_unix_ns: tracing::unix_ns(runtime::precise_now()),
+        method: request.map(|r| r.method.clone()).unwrap_or_default(),
+        path: request.map(|r| r.path.clone()).unwrap_or_default(),
+        authority: request.and_then(|r| r.authority.clone()),
+        protocol: request.map_or("HTTP/1.1", |r| r.protocol),
+        listener: f.conn.listener.to_string(),
+        route,
+        cluster,
+        status: f.status,
+        error: f.error,
+        spiffe_id: f.conn.spiffe_id.as_deref().map(str::to_owned),
+        client: f.conn.peer,
+    };
+    tracing::finish(ctx, t, server, std::mem::take(&mut f.tries.spans));
 }
 
 /// Logs a finished TCP session (its bytes are counted by the relay).

@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::accept;
-use super::context::{AccessLogQueue, ShardContext};
+use super::context::{AccessLogQueue, ShardContext, SpanQueue};
 use crate::net::{ListenSocket, Listener, Stack};
 use crate::route::Snapshot;
 use crate::runtime::{self, JoinHandle, RuntimeConfig};
@@ -52,6 +52,9 @@ pub struct ShardInit {
     pub runtime: RuntimeConfig,
     /// The access-log writer's queue, shared by all shards.
     pub access_log: Option<AccessLogQueue>,
+    /// The span exporter's queue, shared by all shards, and the seed of
+    /// this shard's trace ids (fresh per process, whatever `seed` is).
+    pub spans: Option<(SpanQueue, u64)>,
 }
 
 /// Orders from the control thread to one shard, carried out on the shard's
@@ -88,6 +91,7 @@ pub async fn shard_loop(init: ShardInit) {
         commands,
         runtime: _,
         access_log,
+        spans,
     } = init;
     let features = runtime::features();
     if features.multishot_recv {
@@ -102,7 +106,11 @@ pub async fn shard_loop(init: ShardInit) {
     }
     let ctx = Rc::new(
         ShardContext::new(id, shard_count, snapshots, canary, stats, stack, seed)
-            .with_access_log(access_log),
+            .with_access_log(access_log)
+            .with_spans(
+                spans.as_ref().map(|(q, _)| q.clone()),
+                spans.map_or(seed, |(_, s)| s),
+            ),
     );
     let mut accepting: HashMap<String, JoinHandle<()>> = HashMap::new();
     for (name, socket) in listeners {

@@ -110,6 +110,7 @@ impl Opened {
             error,
             rule,
             request: None,
+            trace: None,
         }
     }
 }
@@ -162,6 +163,7 @@ async fn open_upstream(
         hash: target.hash,
         deadline: None,
         retry: route.retry,
+        traced: false,
     };
     let mut connect = ConnectTry {
         ctx,

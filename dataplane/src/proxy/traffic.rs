@@ -491,6 +491,7 @@ mod tests {
                 access_log: None,
             }],
             clusters: vec![c],
+            tracing: None,
         }
     }
 

@@ -16,9 +16,11 @@ use std::time::Instant;
 
 use super::context::ShardContext;
 use super::error::ProxyError;
+use super::tracing;
 use super::traffic::{GaugeGuard, PickInput};
 use crate::route::{ClusterId, RetryPolicy, Snapshot};
 use crate::runtime;
+use crate::telemetry::trace::{SpanId, TrySpan};
 use crate::upstream::retry::{Failure, backoff};
 
 /// How one try to an endpoint ended without a usable answer.
@@ -72,6 +74,10 @@ pub(crate) trait Attempt {
     /// Whether a try that died silently on a pooled connection may be sent
     /// once more on a new one (an idempotent request without a body).
     fn resend_on_fresh_connection(&self) -> bool;
+
+    /// The next try is client span `span` of a recorded trace (a protocol
+    /// that propagates trace context names it as the upstream's parent).
+    fn set_span(&mut self, _span: SpanId) {}
 }
 
 /// The rules the tries of one request follow.
@@ -84,10 +90,13 @@ pub(crate) struct TryRules {
     /// try is still bounded by its own connect timeout).
     pub(crate) deadline: Option<Instant>,
     pub(crate) retry: Option<RetryPolicy>,
+    /// Record a client span per try (the request's trace is recorded).
+    pub(crate) traced: bool,
 }
 
-/// What the tries of one request did, for its metrics and access log.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What the tries of one request did, for its metrics, access log and
+/// trace.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct TriesReport {
     /// Tries made (a resend on a fresh connection counts as one).
     pub(crate) attempts: u32,
@@ -96,6 +105,8 @@ pub(crate) struct TriesReport {
     /// How long the try that answered took to its answer (for HTTP: the
     /// response head, i.e. the upstream's time to first byte).
     pub(crate) ttfb: Option<std::time::Duration>,
+    /// A client span per try, when [`TryRules::traced`].
+    pub(crate) spans: Vec<TrySpan>,
 }
 
 /// Tries endpoints of `rules.cluster` until one answers or the policy
@@ -139,9 +150,21 @@ pub(crate) async fn run_tries<A: Attempt>(
             (d, None) => d,
             (None, Some(p)) => Some(now + p),
         };
+        let span = rules.traced.then(|| tracing::try_span_id(ctx));
+        if let Some(span) = span {
+            attempt.set_span(span);
+        }
         let sent = runtime::precise_now();
         let outcome = attempt.attempt(addr, fresh, try_deadline).await;
         fresh = false;
+        if let Some(span) = span {
+            let (status, error) = match &outcome {
+                Ok(ok) => (A::status(ok), None),
+                Err(failed) => (None, Some(failed.error.label())),
+            };
+            let s = tracing::try_span(span, sent, addr, status, error);
+            report.spans.push(s);
+        }
         let end = runtime::now();
         let took = end.saturating_duration_since(now);
         report.attempts += 1;

@@ -59,6 +59,9 @@ pub struct Snapshot {
     pub listeners: Vec<Listener>,
     /// In configuration order; [`ClusterId`] `n` is `clusters[n]`.
     pub clusters: Vec<Cluster>,
+    /// `[tracing]`: trace context propagation and sampling (`None`: trace
+    /// headers pass through untouched, nothing is sampled).
+    pub tracing: Option<std::sync::Arc<crate::telemetry::trace::TraceSpec>>,
 }
 
 impl Snapshot {

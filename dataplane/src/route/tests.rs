@@ -207,6 +207,7 @@ fn snapshot_lookups() {
             "backend",
             vec!["127.0.0.1:9000".parse().unwrap()],
         )],
+        tracing: None,
     };
     assert_eq!(snap.cluster(ClusterId(0)).name, "backend");
     assert_eq!(snap.cluster(ClusterId(0)).rotation, [0]);

@@ -13,6 +13,7 @@ use arc_swap::ArcSwapOption;
 pub use hdrhistogram::Histogram;
 
 pub mod access_log;
+pub mod trace;
 mod buckets;
 
 pub use buckets::{BOUNDS_US, Buckets};
@@ -372,6 +373,9 @@ pub struct ShardStats {
     pub tasks: Counter,
     /// Access log records dropped because the writer's queue was full.
     pub access_log_dropped: Counter,
+    /// Sampled requests whose spans were dropped because the exporter's
+    /// queue was full.
+    pub spans_dropped: Counter,
     /// Request latency (head received → response written), µs.
     pub latency: PublishedLatency,
     /// Per listener / route / cluster counters and TLS failure reasons.
@@ -436,6 +440,7 @@ impl ShardStats {
             ("loop_completions", self.loop_completions.get()),
             ("tasks", self.tasks.get()),
             ("access_log_dropped", self.access_log_dropped.get()),
+            ("spans_dropped", self.spans_dropped.get()),
         ]
     }
 }

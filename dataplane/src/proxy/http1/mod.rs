@@ -195,6 +195,7 @@ async fn request<S: ByteStream>(
         facts,
         decision,
         log,
+        trace,
     }) = read?
     else {
         BufPool::give(out);
@@ -207,6 +208,8 @@ async fn request<S: ByteStream>(
     at.done.route = decision.route;
     at.done.bytes_in = facts.head_len as u64;
     at.done.request = log;
+    let span_slots = trace.as_ref().filter(|t| t.records).map(|t| t.slots);
+    at.done.trace = trace;
     ctx.stats.requests.incr();
     // Answer locally; keep the connection only if no body follows.
     let local_keep = facts.keep_alive && !facts.http10 && facts.body == BodyKind::None;
@@ -258,6 +261,7 @@ async fn request<S: ByteStream>(
         hash: target.hash,
         deadline: Some(runtime::now() + target.timeout),
         retry: target.retry,
+        traced: span_slots.is_some(),
     };
     let mut tries = H1Try {
         ctx,
@@ -273,6 +277,7 @@ async fn request<S: ByteStream>(
         body_follows,
         body_pace: body_pace(limits),
         body_streamed: 0,
+        span_slots,
     };
     let answered = run_tries(ctx, snapshot, rules, &mut tries, &mut at.done.tries).await;
     at.done.bytes_in += tries.body_streamed;

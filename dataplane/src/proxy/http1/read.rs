@@ -19,6 +19,7 @@ use crate::proxy::context::ShardContext;
 use crate::proxy::decide::{Action, Decision, RequestView, decide};
 use crate::proxy::error::ProxyError;
 use crate::proxy::observe::RequestLog;
+use crate::proxy::tracing::{self, RequestTrace};
 use crate::route::{HttpLimits, Snapshot, Underscores};
 use crate::runtime::{self, Either, first_of, timeout, timeout_at};
 
@@ -28,6 +29,8 @@ pub(super) struct Incoming {
     pub(super) decision: Decision,
     /// The head's facts for the access log, on a listener that logs.
     pub(super) log: Option<Box<RequestLog>>,
+    /// Its trace, when `[tracing]` is on.
+    pub(super) trace: Option<Box<RequestTrace>>,
 }
 
 /// Reads until a full request head is buffered, then decides it and (when
@@ -165,15 +168,22 @@ fn decide_head(
         decide(snapshot, &mut traffic, &view, conn, runtime::now())
     };
     ctx.count_decision(&decision, snapshot, &conn.listener);
+    let mut trace = snapshot
+        .tracing
+        .as_deref()
+        .map(|spec| Box::new(tracing::start(ctx, spec, head)));
+    // The head's facts are kept for an access log line or a span.
     let logs = snapshot
         .listener(&conn.listener)
-        .is_some_and(|l| l.access_log.is_some());
+        .is_some_and(|l| l.access_log.is_some())
+        || trace.as_ref().is_some_and(|t| t.records);
     let mut sent_id = None;
     match &decision.action {
         Action::Proxy(target) => {
             let request_id = ctx.request_ids.next();
             let id = request_id.as_str();
-            let kept = write_request_head(snapshot, head, path, target, conn, id, upstream_head);
+            let (t, out) = (trace.as_deref_mut(), &mut *upstream_head);
+            let kept = write_request_head(snapshot, head, path, target, conn, id, t, out);
             if logs && !(kept && head.header("x-request-id").is_some()) {
                 sent_id = Some(request_id);
             }
@@ -191,15 +201,18 @@ fn decide_head(
     }
     let log = logs.then(|| {
         let path = path.unwrap_or(head.path);
+        let trace_id = trace.as_ref().map(|t| t.context.trace_id.hex());
         Box::new(RequestLog::of(
             head,
             path,
             sent_id.as_ref().map(|id| id.as_str()),
+            trace_id,
         ))
     });
     Incoming {
         facts,
         decision,
         log,
+        trace,
     }
 }

@@ -154,6 +154,7 @@ impl<'a> Counted<'a> {
                 error: None,
                 rule: None,
                 request: None,
+                trace: None,
             },
         }
     }

@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::respond::send_continue;
 use super::{RequestFacts, ResponseFacts};
 use crate::http::{
-    self, BodyDecoder, BodyKind, ForwardInfo, HttpError, Limits, Parse, RequestEdits,
+    self, BodyDecoder, BodyKind, ForwardInfo, HttpError, Limits, Parse, RequestEdits, TraceFields,
 };
 use crate::net::{ByteStream, Plain};
 use crate::proxy::conn::ConnInfo;
@@ -24,15 +24,20 @@ use crate::proxy::context::ShardContext;
 use crate::proxy::decide::Target;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward::{ReadPace, forward};
+use crate::proxy::tracing::RequestTrace;
 use crate::proxy::traffic::GaugeGuard;
 use crate::proxy::tries::{Attempt, TryFailed};
 use crate::route::{HttpLimits, Snapshot};
 use crate::runtime::{BufPool, timeout_at};
+use crate::telemetry::trace::{self, SpanId, SpanSlots};
 
 /// Writes the head sent upstream for `head` (with its normalised `path`,
 /// when normalising changed it): forwarding headers, the route's header
 /// edits and prefix rewrite. Returns whether the listener's policy keeps a
-/// client's `x-request-id` (instead of sending `request_id`).
+/// client's `x-request-id` (instead of sending `request_id`). With a
+/// `trace`, its fields replace the client's and its span slots are set to
+/// where they landed in `out`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn write_request_head(
     snapshot: &Snapshot,
     head: &http::RequestHead<'_>,
@@ -40,6 +45,7 @@ pub(super) fn write_request_head(
     target: &Target,
     conn: &ConnInfo,
     request_id: &str,
+    mut trace: Option<&mut RequestTrace>,
     out: &mut Vec<u8>,
 ) -> bool {
     let route = &snapshot.listeners[target.listener].routes[target.route];
@@ -55,6 +61,19 @@ pub(super) fn write_request_head(
         new_request_id: request_id,
         xfcc: conn.xfcc.as_deref(),
     };
+    let mut trace_lines = Vec::new();
+    let spec = snapshot.tracing.as_deref();
+    let replaces = |name: &str| spec.is_some_and(|s| trace::is_propagation_header(s, name));
+    let trace_fields = match (trace.as_deref_mut(), spec) {
+        (Some(t), Some(spec)) => {
+            t.upstream_fields(spec, &mut trace_lines);
+            Some(TraceFields {
+                lines: &trace_lines,
+                replaces: &replaces,
+            })
+        }
+        _ => None,
+    };
     let edits = RequestEdits {
         headers: Some(&route.request_headers).filter(|e| !e.is_empty()),
         prefix_rewrite: route
@@ -64,8 +83,12 @@ pub(super) fn write_request_head(
         drop_underscores: snapshot.listeners[target.listener].limits.underscores
             == crate::route::Underscores::Drop,
         path,
+        trace: trace_fields,
     };
-    http::write_upstream_request_edited(head, &fwd, &edits, out);
+    let at = http::write_upstream_request_edited(head, &fwd, &edits, out);
+    if let Some(t) = trace {
+        t.slots = t.slots.shifted(at);
+    }
     keep_request_id
 }
 
@@ -102,6 +125,8 @@ pub(crate) struct H1Try<'a, S> {
     pub(crate) body_pace: ReadPace,
     /// Body bytes streamed from the client to the upstream.
     pub(crate) body_streamed: u64,
+    /// Where each try's span id goes in `out` (a recorded trace only).
+    pub(crate) span_slots: Option<SpanSlots>,
 }
 
 impl<S: ByteStream> Attempt for H1Try<'_, S> {
@@ -185,6 +210,12 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
                 BufPool::give(upbuf);
                 Err(failed)
             }
+        }
+    }
+
+    fn set_span(&mut self, span: SpanId) {
+        if let Some(slots) = self.span_slots {
+            slots.set(self.out, span);
         }
     }
 

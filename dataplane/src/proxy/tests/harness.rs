@@ -58,6 +58,8 @@ pub const C: SocketAddr = SocketAddr::new(
 pub struct World {
     pub snapshot: Snapshot,
     pub seed: u64,
+    /// The span exporter's queue, when the test reads spans.
+    pub spans: Option<crate::proxy::context::SpanQueue>,
 }
 
 impl World {
@@ -86,8 +88,10 @@ impl World {
                     access_log: None,
                 }],
                 clusters: Vec::new(),
+                tracing: None,
             },
             seed: 1,
+            spans: None,
         }
     }
 
@@ -133,6 +137,22 @@ impl World {
         self
     }
 
+    /// Turns `[tracing]` on with `spec`; finished spans arrive on the
+    /// returned receiver (a queue of `capacity`).
+    pub fn tracing(
+        mut self,
+        spec: crate::telemetry::trace::TraceSpec,
+        capacity: usize,
+    ) -> (
+        World,
+        std::sync::mpsc::Receiver<Box<crate::telemetry::trace::FinishedTrace>>,
+    ) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+        self.snapshot.tracing = Some(Arc::new(spec));
+        self.spans = Some(tx);
+        (self, rx)
+    }
+
     /// Seeds the shard's random draws.
     pub fn seed(mut self, seed: u64) -> World {
         self.seed = seed;
@@ -176,6 +196,7 @@ impl World {
             commands,
             runtime: config,
             access_log: None,
+            spans: self.spans.map(|q| (q, 7)),
         };
         let gateway = Gateway {
             stats,

@@ -6,3 +6,4 @@ mod determinism;
 pub(super) mod harness;
 mod http1;
 mod tcp;
+mod tracing;
