@@ -24,6 +24,7 @@ use dataplane::runtime::{RuntimeConfig, privileges};
 use dataplane::telemetry::ShardStats;
 
 use crate::access_log::AccessLogWriter;
+use crate::trace_export::SpanExporter;
 use crate::admin::AdminServer;
 use crate::commands::Commands;
 use crate::config::{Config, ConfigError};
@@ -65,6 +66,8 @@ pub fn run(
     access_log
         .prepare(&snapshot)
         .map_err(DaemonError::Rejected)?;
+    let spans = Arc::new(SpanExporter::start().map_err(DaemonError::Spawn)?);
+    spans.configure(config.export_settings());
     let (per_shard, bound) = bind_all(&snapshot, shards)?;
     for l in &bound {
         let scheme = if l.tls { "https" } else { "http" };
@@ -102,6 +105,9 @@ pub fn run(
             commands: command_rx.next().expect("one receiver per shard"),
             runtime: RuntimeConfig::default(),
             access_log: Some(access_log.queue()),
+            // Trace ids are unique per process, whatever `[dataplane] seed`
+            // says.
+            spans: Some((spans.queue(), shard_seed(None, id))),
         })
         .collect();
     let threads = spawn_shards(inits, true, |id, init| {
@@ -129,7 +135,8 @@ pub fn run(
             stop.clone(),
             drain,
         )
-        .with_access_log(access_log.clone()),
+        .with_access_log(access_log.clone())
+        .with_spans(spans.clone()),
     );
     // The control socket is served by its own threads (never a shard).
     let control_server = match &control.socket {
@@ -280,6 +287,7 @@ pub fn run(
         let _ = t.handle.join();
     }
     access_log.shutdown();
+    spans.shutdown();
     result
 }
 

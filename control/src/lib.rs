@@ -30,3 +30,4 @@ pub mod logging;
 pub mod quickstart;
 pub mod running;
 pub mod socket;
+pub mod trace_export;

@@ -159,6 +159,8 @@ pub struct Gateway {
     /// Opens the access-log files a configuration names before it goes
     /// live, reopens them on request.
     pub access_log: Option<Arc<crate::access_log::AccessLogWriter>>,
+    /// Sends sampled requests' spans where `[tracing]` says.
+    pub spans: Option<Arc<crate::trace_export::SpanExporter>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -215,6 +217,7 @@ impl Gateway {
                 unhealthy: BTreeSet::new(),
             }),
             access_log: None,
+            spans: None,
         }
     }
 
@@ -223,6 +226,20 @@ impl Gateway {
     pub fn with_access_log(mut self, writer: Arc<crate::access_log::AccessLogWriter>) -> Gateway {
         self.access_log = Some(writer);
         self
+    }
+
+    /// Hands the span exporter to the gateway (each applied configuration
+    /// points it at its collectors).
+    pub fn with_spans(mut self, exporter: Arc<crate::trace_export::SpanExporter>) -> Gateway {
+        self.spans = Some(exporter);
+        self
+    }
+
+    /// Points the span exporter at `config`'s collectors.
+    fn configure_spans(&self, config: &Config) {
+        if let Some(exporter) = &self.spans {
+            exporter.configure(config.export_settings());
+        }
     }
 
     /// Opens the access-log files `snapshot` names; `Err` (naming the
@@ -378,6 +395,7 @@ impl Gateway {
         }
         let bound = bound_now.clone();
         drop(bound_now);
+        self.configure_spans(&config);
         let unhealthy = std::mem::take(&mut current.unhealthy);
         *current = Current {
             generation,
@@ -476,6 +494,7 @@ impl Gateway {
                 ));
             }
             self.snapshots.store(snapshot);
+            self.configure_spans(&config);
             let unhealthy = std::mem::take(&mut current.unhealthy);
             *current = Current {
                 generation,

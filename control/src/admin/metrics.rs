@@ -13,6 +13,7 @@ use dataplane::telemetry::{Counts, NamedCounts, ShardStats};
 
 use super::exposition::{Exposition, Format, Kind};
 use crate::access_log::WriterStats;
+use crate::trace_export::ExportStats;
 use crate::running::Gateway;
 use crate::running::{EndpointRow, Expiry};
 
@@ -261,6 +262,9 @@ pub fn render(gateway: &Gateway, extra: &Extra<'_>, format: Format) -> String {
     named_families(&mut e, &gateway.named_counts());
     endpoint_families(&mut e, gateway);
     certificate_families(&mut e, extra.expiries);
+    if let Some(exporter) = &gateway.spans {
+        trace_families(&mut e, shards, &exporter.stats);
+    }
     if let Some(w) = extra.writer {
         use std::sync::atomic::Ordering::Relaxed;
         for (name, help, v) in [
@@ -285,6 +289,30 @@ pub fn render(gateway: &Gateway, extra: &Extra<'_>, format: Format) -> String {
         }
     }
     e.finish()
+}
+
+/// The span exporter's figures: spans accepted by each collector, spans
+/// dropped by reason.
+fn trace_families(e: &mut Exposition, shards: &[std::sync::Arc<ShardStats>], stats: &ExportStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let exported = "meshgate_trace_spans_exported_total";
+    e.family(
+        exported,
+        Kind::Counter,
+        "Spans a collector accepted, by exporter (otlp, zipkin).",
+    );
+    e.sample(exported, &[("exporter", "otlp")], stats.otlp.exported.load(Relaxed));
+    e.sample(exported, &[("exporter", "zipkin")], stats.zipkin.exported.load(Relaxed));
+    let dropped = "meshgate_trace_spans_dropped_total";
+    e.family(
+        dropped,
+        Kind::Counter,
+        "Spans lost, by reason: queue_full (the shard found the exporter's queue full), export_failed (every try to post their batch failed).",
+    );
+    let queue_full = shards.iter().map(|s| s.spans_dropped.get()).sum();
+    let failed = stats.otlp.failed.load(Relaxed) + stats.zipkin.failed.load(Relaxed);
+    e.sample(dropped, &[("reason", "queue_full")], queue_full);
+    e.sample(dropped, &[("reason", "export_failed")], failed);
 }
 
 /// The per-listener, per-route and per-cluster families, and TLS and

@@ -15,6 +15,7 @@ use dataplane::route::{
     RetryPolicy, Route, RouteMatch, RouteTarget, Snapshot, SplitTarget, Underscores,
 };
 use dataplane::telemetry::access_log::{AccessLogSpec, DEFAULT_TEMPLATE, LogFormat, Template};
+use dataplane::telemetry::trace::{Propagation, TraceSpec};
 use dataplane::tls::{ClientAuth, ServerTls, ServerTlsSettings, TlsVersion};
 use dataplane::upstream::hash::{Maglev, RingHash};
 use dataplane::upstream::outlier::OutlierSettings;
@@ -25,9 +26,11 @@ use super::schema::{
     AccessLogConfig, AccessLogFormatConfig, AllUnhealthyConfig, AuthzConfig, AuthzRuleConfig,
     ClientAuthConfig, ClusterConfig, Config, EncodedSlashesConfig, HashOnConfig, HeaderEditsConfig,
     LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, RateKeyConfig,
-    RequestIdConfig, RouteConfig, TlsConfig, UnderscoresConfig, route_name,
+    OtlpEncoding, PropagationConfig, RequestIdConfig, RouteConfig, TlsConfig, TracingConfig,
+    UnderscoresConfig, route_name,
 };
 use super::tls_build;
+use crate::trace_export::{Collector, Endpoint, ExportSettings, Format};
 
 /// Builds the snapshot; the config must have passed `validate::check`.
 /// Collects every TLS failure rather than stopping at the first.
@@ -118,7 +121,59 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
         generation,
         listeners,
         clusters,
+        tracing: config.tracing.as_ref().map(|t| Arc::new(trace_spec(t))),
     })
+}
+
+/// What shards need of `[tracing]`.
+fn trace_spec(t: &TracingConfig) -> TraceSpec {
+    TraceSpec {
+        sample_percent: t.sample_percent.0,
+        propagation: t
+            .propagation
+            .iter()
+            .map(|p| match p {
+                PropagationConfig::W3c => Propagation::W3c,
+                PropagationConfig::B3 => Propagation::B3,
+            })
+            .collect(),
+        force_header: (!t.force_header.is_empty()).then(|| t.force_header.to_ascii_lowercase()),
+        records: t.otlp.is_some() || t.zipkin.is_some(),
+    }
+}
+
+/// Where `[tracing]` sends spans. Endpoints were checked by validation; one
+/// that does not parse (a config built in code) is left out.
+pub(super) fn export_settings(t: Option<&TracingConfig>) -> ExportSettings {
+    let Some(t) = t else {
+        return ExportSettings::default();
+    };
+    let mut collectors = Vec::new();
+    if let Some(o) = &t.otlp
+        && let Ok(endpoint) = Endpoint::parse(&o.endpoint)
+    {
+        collectors.push(Collector {
+            endpoint,
+            format: match o.encoding {
+                OtlpEncoding::Protobuf => Format::OtlpProtobuf,
+                OtlpEncoding::Json => Format::OtlpJson,
+            },
+            timeout: Duration::from_millis(o.timeout_ms),
+        });
+    }
+    if let Some(z) = &t.zipkin
+        && let Ok(endpoint) = Endpoint::parse(&z.endpoint)
+    {
+        collectors.push(Collector {
+            endpoint,
+            format: Format::Zipkin,
+            timeout: Duration::from_millis(z.timeout_ms),
+        });
+    }
+    ExportSettings {
+        service_name: t.service_name.clone(),
+        collectors,
+    }
 }
 
 /// A cluster as the data plane runs it.

@@ -24,10 +24,12 @@
 mod compile;
 mod problem;
 mod schema;
+mod schema_observability;
 mod span;
 mod tls_build;
 mod validate;
 mod validate_authz;
+mod validate_tracing;
 
 #[cfg(test)]
 mod tests;
@@ -42,6 +44,7 @@ pub use schema::{
     MinVersion, OutlierConfig, PoolConfig, RateLimitConfig, RedirectConfig, RetryBudgetConfig,
     RetryConfig, RouteConfig, Shards, SplitConfig, Stack, TlsConfig,
 };
+pub use schema_observability::{OtlpConfig, Percent, ZipkinConfig};
 pub use span::Location;
 pub use validate::{HEADER_BYTES_RANGE, MAX_NAME_LEN, MAX_TIMEOUT_MS};
 
@@ -161,6 +164,12 @@ impl Config {
         self.validate()?;
         compile::compile(self, generation)
             .map_err(|problems| ConfigError::Invalid(locate(&self.origin(), None, problems)))
+    }
+
+    /// Where `[tracing]` sends spans (no collectors when it is absent).
+    /// The config must have passed validation.
+    pub fn export_settings(&self) -> crate::trace_export::ExportSettings {
+        compile::export_settings(self.tracing.as_ref())
     }
 
     fn origin(&self) -> String {

@@ -16,6 +16,11 @@ use dataplane::upstream::retry::RetryOn;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
+pub use super::schema_observability::{
+    AccessLogConfig, AccessLogFormatConfig, AdminConfig, OtlpEncoding, PropagationConfig,
+    TracingConfig,
+};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +31,9 @@ pub struct Config {
     pub control: ControlConfig,
     /// `[admin]`: the admin HTTP listener. Absent: none.
     pub admin: Option<AdminConfig>,
+    /// `[tracing]`: trace propagation, sampling and export. Absent: trace
+    /// headers pass through untouched.
+    pub tracing: Option<TracingConfig>,
     #[serde(default)]
     pub listeners: Vec<ListenerConfig>,
     #[serde(default)]
@@ -199,63 +207,6 @@ fn default_min_body_rate_grace_ms() -> u64 {
 fn default_drain_timeout_ms() -> u64 {
     30_000
 }
-
-/// `[admin]`: plain HTTP on the control side (never a shard) serving
-/// `/metrics`, `/ready`, `/live` and `/`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// `IP:port`; keep it on loopback or a management network: it is not
-    /// authenticated.
-    #[serde(deserialize_with = "de_socket_addr")]
-    pub address: SocketAddr,
-}
-
-/// `access_log` of a listener.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AccessLogConfig {
-    /// A file, appended to (relative: to the config file's folder;
-    /// reopened on SIGUSR1 and `meshctl log reopen`), or `"stdout"`.
-    pub path: PathBuf,
-    #[serde(default)]
-    pub format: AccessLogFormatConfig,
-    /// With `format = "text"`: the line, `%FIELD%` placeholders (README
-    /// lists the fields); default: an Envoy-like line.
-    pub template: Option<String>,
-    /// Share of requests answered with a status below 400 that are logged,
-    /// percent in `0..=100` (default 100); errors are always logged.
-    #[serde(default = "default_sample_percent")]
-    pub sample_percent: Percent,
-}
-
-fn default_sample_percent() -> Percent {
-    Percent(100.0)
-}
-
-/// `access_log.format`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AccessLogFormatConfig {
-    /// One JSON object per line.
-    #[default]
-    Json,
-    /// One line from `template`.
-    Text,
-}
-
-/// A percentage as written (range checked by validation).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(transparent)]
-pub struct Percent(pub f64);
-
-impl PartialEq for Percent {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.to_bits() == other.0.to_bits()
-    }
-}
-
-impl Eq for Percent {}
 
 /// `[[listeners]]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -1115,7 +1066,7 @@ pub(super) fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     Err(format!("invalid socket address \"{s}\": {hint}"))
 }
 
-fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+pub(super) fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let s = String::deserialize(d)?;
     parse_socket_addr(&s).map_err(de::Error::custom)
 }

@@ -107,6 +107,9 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
             "stack \"userspace\" is not supported yet; use \"kernel\"",
         );
     }
+    if let Some(t) = &config.tracing {
+        super::validate_tracing::check(t, &mut p.0);
+    }
     check_listeners(config, &mut p);
     check_clusters(config, &mut p);
     check_routes(config, &mut p);

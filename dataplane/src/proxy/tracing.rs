@@ -105,12 +105,13 @@ pub(crate) fn finish(ctx: &ShardContext, t: &RequestTrace, server: ServerSpan, t
     let Some(queue) = &ctx.spans else {
         return;
     };
+    let spans = 1 + tries.len() as u64;
     let record = Box::new(FinishedTrace {
         trace_id: t.context.trace_id,
         server,
         tries,
     });
     if let Err(std::sync::mpsc::TrySendError::Full(_)) = queue.try_send(record) {
-        ctx.stats.spans_dropped.incr();
+        ctx.stats.spans_dropped.add(spans);
     }
 }

@@ -373,8 +373,8 @@ pub struct ShardStats {
     pub tasks: Counter,
     /// Access log records dropped because the writer's queue was full.
     pub access_log_dropped: Counter,
-    /// Sampled requests whose spans were dropped because the exporter's
-    /// queue was full.
+    /// Spans (of sampled requests) dropped because the exporter's queue
+    /// was full.
     pub spans_dropped: Counter,
     /// Request latency (head received → response written), µs.
     pub latency: PublishedLatency,
