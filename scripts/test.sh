@@ -17,6 +17,8 @@ command -v valgrind >/dev/null || need+=(valgrind)
 command -v sha256sum >/dev/null || need+=(coreutils)
 command -v testssl >/dev/null || need+=(testssl.sh)
 command -v promtool >/dev/null || need+=(prometheus)  # promtool and a server for the metrics tests
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -24,6 +26,16 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
+
+# --- set-up: Python packages, in a local venv ----------------------------------
+# The tracing tests decode what meshgate exports with the official
+# opentelemetry-proto package.
+if ! target/venv/bin/python -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+  log "python venv: target/venv (opentelemetry-proto)"
+  mkdir -p target
+  python3 -m venv target/venv
+  target/venv/bin/pip install --quiet --disable-pip-version-check opentelemetry-proto
+fi
 
 # --- build -------------------------------------------------------------------
 log "build"

@@ -24,7 +24,6 @@ use dataplane::runtime::{RuntimeConfig, privileges};
 use dataplane::telemetry::ShardStats;
 
 use crate::access_log::AccessLogWriter;
-use crate::trace_export::SpanExporter;
 use crate::admin::AdminServer;
 use crate::commands::Commands;
 use crate::config::{Config, ConfigError};
@@ -34,6 +33,7 @@ use crate::listeners::{BoundListener, bind_all};
 use crate::running::{Gateway, unix_now, warn_soon_expiring};
 use crate::socket::protocol::DEFAULT_MAX_REQUEST_BYTES;
 use crate::socket::server::{ControlServer, resolve_group};
+use crate::trace_export::SpanExporter;
 
 /// Checks a configuration file the way `run` would load it (including
 /// certificates), without binding anything.

@@ -13,9 +13,9 @@ use dataplane::telemetry::{Counts, NamedCounts, ShardStats};
 
 use super::exposition::{Exposition, Format, Kind};
 use crate::access_log::WriterStats;
-use crate::trace_export::ExportStats;
 use crate::running::Gateway;
 use crate::running::{EndpointRow, Expiry};
+use crate::trace_export::ExportStats;
 
 /// A counter or gauge summed over shards: name, type, help, and how to
 /// read it from one shard.
@@ -301,8 +301,16 @@ fn trace_families(e: &mut Exposition, shards: &[std::sync::Arc<ShardStats>], sta
         Kind::Counter,
         "Spans a collector accepted, by exporter (otlp, zipkin).",
     );
-    e.sample(exported, &[("exporter", "otlp")], stats.otlp.exported.load(Relaxed));
-    e.sample(exported, &[("exporter", "zipkin")], stats.zipkin.exported.load(Relaxed));
+    e.sample(
+        exported,
+        &[("exporter", "otlp")],
+        stats.otlp.exported.load(Relaxed),
+    );
+    e.sample(
+        exported,
+        &[("exporter", "zipkin")],
+        stats.zipkin.exported.load(Relaxed),
+    );
     let dropped = "meshgate_trace_spans_dropped_total";
     e.family(
         dropped,

@@ -25,8 +25,8 @@ use super::problem::Problem;
 use super::schema::{
     AccessLogConfig, AccessLogFormatConfig, AllUnhealthyConfig, AuthzConfig, AuthzRuleConfig,
     ClientAuthConfig, ClusterConfig, Config, EncodedSlashesConfig, HashOnConfig, HeaderEditsConfig,
-    LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, RateKeyConfig,
-    OtlpEncoding, PropagationConfig, RequestIdConfig, RouteConfig, TlsConfig, TracingConfig,
+    LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, OtlpEncoding,
+    PropagationConfig, RateKeyConfig, RequestIdConfig, RouteConfig, TlsConfig, TracingConfig,
     UnderscoresConfig, route_name,
 };
 use super::tls_build;

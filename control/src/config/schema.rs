@@ -17,8 +17,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 pub use super::schema_observability::{
-    AccessLogConfig, AccessLogFormatConfig, AdminConfig, OtlpEncoding, PropagationConfig,
-    TracingConfig,
+    AccessLogConfig, AccessLogFormatConfig, OtlpEncoding, PropagationConfig, TracingConfig,
 };
 
 /// The whole configuration file.
@@ -206,6 +205,17 @@ fn default_min_body_rate_grace_ms() -> u64 {
 
 fn default_drain_timeout_ms() -> u64 {
     30_000
+}
+
+/// `[admin]`: plain HTTP on the control side (never a shard) serving
+/// `/metrics`, `/ready`, `/live` and `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `IP:port`; keep it on loopback or a management network: it is not
+    /// authenticated.
+    #[serde(deserialize_with = "de_socket_addr")]
+    pub address: SocketAddr,
 }
 
 /// `[[listeners]]`
@@ -1066,7 +1076,7 @@ pub(super) fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     Err(format!("invalid socket address \"{s}\": {hint}"))
 }
 
-pub(super) fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     let s = String::deserialize(d)?;
     parse_socket_addr(&s).map_err(de::Error::custom)
 }

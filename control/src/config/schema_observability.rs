@@ -1,25 +1,11 @@
-//! The serde model of the observability tables: `[admin]`, a listener's
+//! The serde model of the observability tables: a listener's
 //! `access_log` and `[tracing]` (see `schema.rs` for the conventions:
 //! `deny_unknown_fields`, defaults next to the fields, cross-field rules in
 //! validation).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
-
-use super::schema::de_socket_addr;
-
-/// `[admin]`: plain HTTP on the control side (never a shard) serving
-/// `/metrics`, `/ready`, `/live` and `/`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// `IP:port`; keep it on loopback or a management network: it is not
-    /// authenticated.
-    #[serde(deserialize_with = "de_socket_addr")]
-    pub address: SocketAddr,
-}
 
 /// `access_log` of a listener.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -32,7 +32,10 @@ pub(super) fn check(t: &TracingConfig, out: &mut Vec<Problem>) {
     }
     for (i, p) in t.propagation.iter().enumerate() {
         if t.propagation[..i].contains(p) {
-            push(&format!("propagation[{i}]"), format!("{p:?} is listed twice"));
+            push(
+                &format!("propagation[{i}]"),
+                format!("{p:?} is listed twice"),
+            );
         }
     }
     let name = &t.service_name;
@@ -50,7 +53,10 @@ pub(super) fn check(t: &TracingConfig, out: &mut Vec<Problem>) {
     }
     let collectors = [
         ("otlp", t.otlp.as_ref().map(|o| (&o.endpoint, o.timeout_ms))),
-        ("zipkin", t.zipkin.as_ref().map(|z| (&z.endpoint, z.timeout_ms))),
+        (
+            "zipkin",
+            t.zipkin.as_ref().map(|z| (&z.endpoint, z.timeout_ms)),
+        ),
     ];
     for (key, collector) in collectors {
         let Some((url, timeout_ms)) = collector else {

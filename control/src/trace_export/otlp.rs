@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn protobuf_holds_the_ids_and_times() {
         let s = span();
-        let body = protobuf("svc", &[s.clone()]);
+        let body = protobuf("svc", std::slice::from_ref(&s));
         let find = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
         // trace_id: field 1, LEN 16.
         let mut trace = vec![0x0A, 16];
@@ -226,7 +226,7 @@ mod tests {
     #[test]
     fn json_uses_hex_ids_and_string_integers() {
         let s = span();
-        let v: Json = serde_json::from_str(&json("svc", &[s.clone()])).unwrap();
+        let v: Json = serde_json::from_str(&json("svc", std::slice::from_ref(&s))).unwrap();
         let span = &v["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
         assert_eq!(span["traceId"], s.trace_id.hex());
         assert_eq!(span["parentSpanId"], s.parent.unwrap().hex());

@@ -34,7 +34,9 @@ impl Endpoint {
             None => (rest, "/"),
         };
         if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(format!("{url:?}: the path has spaces or control characters"));
+            return Err(format!(
+                "{url:?}: the path has spaces or control characters"
+            ));
         }
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
@@ -131,7 +133,10 @@ mod tests {
     #[test]
     fn endpoints_parse_or_say_why() {
         let e = Endpoint::parse("http://127.0.0.1:4318/v1/traces").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.path.as_str()), ("127.0.0.1", 4318, "/v1/traces"));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.path.as_str()),
+            ("127.0.0.1", 4318, "/v1/traces")
+        );
         let e = Endpoint::parse("http://collector").unwrap();
         assert_eq!((e.port, e.path.as_str()), (80, "/"));
         let e = Endpoint::parse("http://[::1]:9411/api/v2/spans").unwrap();

@@ -75,7 +75,10 @@ mod tests {
         assert_eq!(s["traceId"].as_str().unwrap().len(), 32);
         assert_eq!(s["id"].as_str().unwrap().len(), 16);
         assert!(s.get("parentId").is_none());
-        assert_eq!((s["timestamp"].as_u64(), s["duration"].as_u64()), (Some(5), Some(1)));
+        assert_eq!(
+            (s["timestamp"].as_u64(), s["duration"].as_u64()),
+            (Some(5), Some(1))
+        );
         assert_eq!(s["kind"], "CLIENT");
         assert_eq!(s["name"], "get orders");
         assert_eq!(s["remoteEndpoint"]["ipv6"], "::1");

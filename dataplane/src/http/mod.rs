@@ -46,9 +46,9 @@ pub use path::{PathError, PathRules};
 pub use scan::HeadScanner;
 pub use write::{
     CONTINUE_RESPONSE, ForwardInfo, OriginForm, RequestEdits, TraceFields, origin_form,
-    reason_phrase,
-    write_downstream_response, write_downstream_response_edited, write_downstream_response_for,
-    write_local_response, write_upstream_request, write_upstream_request_edited,
+    reason_phrase, write_downstream_response, write_downstream_response_edited,
+    write_downstream_response_for, write_local_response, write_upstream_request,
+    write_upstream_request_edited,
 };
 
 /// Most header field lines accepted in one head; more is

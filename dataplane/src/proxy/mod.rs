@@ -48,8 +48,8 @@ mod relay;
 pub mod request_id;
 pub mod shard;
 pub mod tcp;
-pub mod traffic;
 mod tracing;
+pub mod traffic;
 mod tries;
 
 #[cfg(test)]

@@ -101,7 +101,12 @@ pub(crate) fn try_span(
 }
 
 /// Hands a recorded request's spans to the exporter.
-pub(crate) fn finish(ctx: &ShardContext, t: &RequestTrace, server: ServerSpan, tries: Vec<TrySpan>) {
+pub(crate) fn finish(
+    ctx: &ShardContext,
+    t: &RequestTrace,
+    server: ServerSpan,
+    tries: Vec<TrySpan>,
+) {
     let Some(queue) = &ctx.spans else {
         return;
     };

@@ -13,8 +13,8 @@ use arc_swap::ArcSwapOption;
 pub use hdrhistogram::Histogram;
 
 pub mod access_log;
-pub mod trace;
 mod buckets;
+pub mod trace;
 
 pub use buckets::{BOUNDS_US, Buckets};
 

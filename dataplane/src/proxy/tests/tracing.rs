@@ -104,7 +104,10 @@ fn an_unsampled_request_is_propagated_but_not_recorded() {
         let tp = first.header("traceparent").expect("both formats written");
         assert_eq!(tp, format!("00-{TRACE}-{PARENT}-00"));
         let second = seen[1].header("traceparent").expect("a new trace");
-        assert!(!second.contains(TRACE) && second.ends_with("-00"), "{second}");
+        assert!(
+            !second.contains(TRACE) && second.ends_with("-00"),
+            "{second}"
+        );
     });
 }
 

@@ -15,7 +15,9 @@ mod tests;
 
 use std::fmt;
 
-pub use propagation::{Extracted, SpanSlots, extract, forced, is_propagation_header, write_headers};
+pub use propagation::{
+    Extracted, SpanSlots, extract, forced, is_propagation_header, write_headers,
+};
 pub use span::{FinishedTrace, ServerSpan, TrySpan};
 
 /// A 16-byte trace id; never all zeros.
@@ -117,8 +119,7 @@ impl TraceSpec {
     /// Whether a new trace is sampled at the configured rate, `draw` being
     /// a uniform random number.
     pub fn samples(&self, draw: u64) -> bool {
-        self.sample_percent >= 100.0
-            || (draw % 1_000_000) as f64 / 10_000.0 < self.sample_percent
+        self.sample_percent >= 100.0 || (draw % 1_000_000) as f64 / 10_000.0 < self.sample_percent
     }
 }
 

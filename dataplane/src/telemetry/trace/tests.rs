@@ -60,7 +60,10 @@ fn b3_single_forms() {
     assert_eq!((e.sampled, e.debug, e.b3_single), (Some(true), false, true));
     // 64-bit trace ids are widened.
     let e = parse_b3_single(format!("a3ce929d0e0e4736-{PARENT}").as_bytes()).unwrap();
-    assert_eq!(e.trace_id.unwrap().hex(), "0000000000000000a3ce929d0e0e4736");
+    assert_eq!(
+        e.trace_id.unwrap().hex(),
+        "0000000000000000a3ce929d0e0e4736"
+    );
     assert_eq!(e.sampled, None);
     let e = parse_b3_single(format!("{TRACE}-{PARENT}-d-{PARENT}").as_bytes()).unwrap();
     assert!(e.debug && e.sampled == Some(true));
@@ -69,7 +72,7 @@ fn b3_single_forms() {
     for bad in [
         "".to_string(),
         "x".into(),
-        format!("{TRACE}"),
+        TRACE.to_string(),
         format!("{TRACE}-{PARENT}-2"),
         format!("{TRACE}-{PARENT}-1-zz"),
         format!("{TRACE}-{PARENT}-1-{PARENT}-more"),
