@@ -152,6 +152,7 @@ impl Handler for Commands {
                 Ok(applied.to_json())
             }
             Command::Stats => Ok(g.stats_json()),
+            Command::Top => Ok(g.top_json()),
             Command::Drain { timeout_s } => Ok(g.start_drain(timeout_s.map(Duration::from_secs))),
             Command::AuthzExplain {
                 listener,

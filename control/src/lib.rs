@@ -30,4 +30,5 @@ pub mod logging;
 pub mod quickstart;
 pub mod running;
 pub mod socket;
+pub mod top;
 pub mod trace_export;

@@ -206,6 +206,48 @@ impl Gateway {
         named
     }
 
+    /// `top`: what `meshctl top` turns into rates each second — per route
+    /// and per cluster, cumulative requests, responses by class and the
+    /// request-duration buckets (bounds in `bounds_us`); clusters also
+    /// with their requests in flight and endpoints in rotation.
+    pub fn top_json(&self) -> Value {
+        let named = self.named_counts();
+        let row = |name: &str, c: &dataplane::telemetry::Counts| {
+            json!({
+                "name": name,
+                "requests": c.requests,
+                "responses": c.responses,
+                "duration": c.duration.counts,
+            })
+        };
+        let endpoints = self.endpoint_rows();
+        let clusters: Vec<Value> = self
+            .snapshots
+            .load()
+            .clusters
+            .iter()
+            .map(|cluster| {
+                let mut r = named.clusters.get(&cluster.name).map_or_else(
+                    || row(&cluster.name, &Default::default()),
+                    |c| row(&cluster.name, c),
+                );
+                let mine = endpoints.iter().filter(|e| e.cluster == cluster.name);
+                r["in_flight"] = json!(mine.clone().map(|e| e.in_flight).sum::<u64>());
+                r["endpoints"] = json!(mine.clone().count());
+                r["active_endpoints"] = json!(mine.filter(|e| e.state == "active").count());
+                r
+            })
+            .collect();
+        json!({
+            "generation": self.snapshots.load().generation,
+            "uptime_s": self.started.elapsed().as_secs(),
+            "connections_active": self.shard_stats.iter().map(|s| s.connections_active.get()).sum::<u64>(),
+            "bounds_us": dataplane::telemetry::BOUNDS_US,
+            "routes": named.routes.iter().map(|(n, c)| row(n, c)).collect::<Vec<_>>(),
+            "clusters": clusters,
+        })
+    }
+
     /// `stats`: counters summed over shards, and per shard.
     pub fn stats_json(&self) -> Value {
         let mut total: Vec<(&'static str, u64)> = Vec::new();

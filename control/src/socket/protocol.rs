@@ -108,6 +108,7 @@ pub const COMMANDS: &[&str] = &[
     "endpoint_enable",
     "certs_reload",
     "stats",
+    "top",
     "drain",
     "log_level",
     "log_reopen",
@@ -174,6 +175,8 @@ pub enum Command {
     },
     CertsReload,
     Stats,
+    /// Cumulative per-route and per-cluster figures for `meshctl top`.
+    Top,
     Drain {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_s: Option<u64>,
@@ -218,6 +221,7 @@ impl Command {
             Command::EndpointEnable { .. } => "endpoint_enable",
             Command::CertsReload => "certs_reload",
             Command::Stats => "stats",
+            Command::Top => "top",
             Command::Drain { .. } => "drain",
             Command::LogLevel { .. } => "log_level",
             Command::LogReopen => "log_reopen",
@@ -705,6 +709,7 @@ mod tests {
             },
             Command::CertsReload,
             Command::Stats,
+            Command::Top,
             Command::Drain {
                 timeout_s: Some(30),
             },

@@ -28,6 +28,63 @@ pub fn render_table(rows: &[Map<String, Value>]) -> String {
     out
 }
 
+/// Shards shown one column each without `wide`; more get min and max.
+const SHARD_COLUMNS: usize = 4;
+
+/// The `stats` result, readable in 100 columns: everything but the
+/// counters as [`render`] does it, then the counters transposed — one row
+/// per counter, a total column and one per shard (more than four shards:
+/// min and max per shard instead, unless `wide`). Counters at zero
+/// everywhere are left out unless `wide`.
+pub fn render_stats(value: &Value, wide: bool) -> String {
+    let Some(map) = value.as_object() else {
+        return render(value);
+    };
+    let mut rest = map.clone();
+    let totals = rest.remove("total");
+    let shards = rest.remove("shards");
+    let mut out = String::new();
+    render_object(&rest, 0, &mut out);
+    let (Some(Value::Object(totals)), Some(Value::Array(shards))) = (totals, shards) else {
+        return out;
+    };
+    let per_shard = wide || shards.len() <= SHARD_COLUMNS;
+    let mut rows = Vec::new();
+    let mut hidden = 0;
+    for (name, total) in &totals {
+        let values: Vec<u64> = shards
+            .iter()
+            .map(|s| s.get(name).and_then(Value::as_u64).unwrap_or(0))
+            .collect();
+        if !wide && total.as_u64() == Some(0) {
+            hidden += 1;
+            continue;
+        }
+        let mut row = Map::new();
+        row.insert("counter".into(), Value::String(name.clone()));
+        row.insert("total".into(), total.clone());
+        if per_shard {
+            for (i, v) in values.iter().enumerate() {
+                row.insert(format!("shard {i}"), Value::from(*v));
+            }
+        } else {
+            let min = values.iter().min().copied().unwrap_or(0);
+            let max = values.iter().max().copied().unwrap_or(0);
+            row.insert("shard min".into(), Value::from(min));
+            row.insert("shard max".into(), Value::from(max));
+        }
+        rows.push(row);
+    }
+    out.push_str("counters:\n");
+    table(&rows, 2, &mut out);
+    if hidden > 0 || !per_shard {
+        out.push_str(&format!(
+            "  ({hidden} counters at zero not shown; --wide shows them and every shard)\n"
+        ));
+    }
+    out
+}
+
 fn render_object(map: &Map<String, Value>, indent: usize, out: &mut String) {
     let width = map
         .iter()
@@ -223,6 +280,46 @@ mod tests {
             .iter()
             .map(|r| r.as_object().unwrap().clone())
             .collect()
+    }
+
+    fn stats(shards: usize) -> Value {
+        let names = ["requests", "retries", "tls_failures"];
+        let shard_rows: Vec<Value> = (0..shards)
+            .map(|i| json!({"shard": i, "requests": 1000 + i, "retries": i, "tls_failures": 0}))
+            .collect();
+        let mut total = Map::new();
+        for n in names {
+            let sum: u64 = shard_rows.iter().map(|r| r[n].as_u64().unwrap()).sum();
+            total.insert(n.into(), json!(sum));
+        }
+        json!({"total": total, "latency_us": {"count": 0}, "shards": shard_rows})
+    }
+
+    #[test]
+    fn stats_transposes_the_counters_and_fits_100_columns() {
+        let two = render_stats(&stats(2), false);
+        assert!(two.contains("COUNTER") && two.contains("SHARD 1"), "{two}");
+        let row = two
+            .lines()
+            .find(|l| l.trim_start().starts_with("requests"))
+            .unwrap();
+        assert!(
+            row.contains("2001") && row.contains("1000") && row.contains("1001"),
+            "{row}"
+        );
+        assert!(
+            !two.contains("tls_failures"),
+            "zero counters are left out: {two}"
+        );
+        assert!(two.contains("1 counters at zero"), "{two}");
+        let many = render_stats(&stats(64), false);
+        assert!(many.lines().all(|l| l.chars().count() <= 100), "{many}");
+        assert!(
+            many.contains("SHARD MIN") && !many.contains("SHARD 63"),
+            "{many}"
+        );
+        let wide = render_stats(&stats(64), true);
+        assert!(wide.contains("SHARD 63") && wide.contains("tls_failures"));
     }
 
     #[test]

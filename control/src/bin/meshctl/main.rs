@@ -13,12 +13,14 @@
 //! running, permission denied, protocol version mismatch, bad file, no
 //! reply).
 
+mod top;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use control::socket::render::render;
+use control::socket::render::{render, render_stats};
 use control::socket::{Client, ClientError, Command, ErrorKind, PROTOCOL_VERSION, Response};
 
 #[global_allocator]
@@ -72,8 +74,18 @@ enum Cmd {
     /// Certificates
     #[command(subcommand)]
     Certs(CertsCmd),
-    /// Counters and latency percentiles
-    Stats,
+    /// Counters and latency percentiles (per shard: all shards with --wide)
+    Stats {
+        /// A column per shard, however many there are
+        #[arg(long)]
+        wide: bool,
+    },
+    /// A live view of routes and clusters: rps, error %, p50/p99, in flight
+    Top {
+        /// Print this many frames (a second apart) and exit, no terminal needed
+        #[arg(long, value_name = "N")]
+        iterations: Option<u64>,
+    },
     /// Stop accepting, finish in-flight requests, then exit
     Drain {
         /// Give up waiting after S seconds [default: the daemon's]
@@ -196,6 +208,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         _ => cli.timeout_s,
     };
     let timeout = (wait > 0).then(|| Duration::from_secs(wait));
+    if let Cmd::Top { iterations } = &cli.command {
+        return top::run(&socket, timeout, *iterations);
+    }
     let response = Client::connect(&socket, timeout)
         .and_then(|mut c| c.call(command))
         .map_err(|e| client_failure(&e, &socket))?;
@@ -203,6 +218,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     if cli.json {
         let text = serde_json::to_string_pretty(&result).unwrap_or_else(|_| result.to_string());
         println!("{text}");
+    } else if let Cmd::Stats { wide } = &cli.command {
+        print!("{}", render_stats(&result, *wide));
     } else {
         print!("{}", render(&result));
     }
@@ -254,7 +271,8 @@ fn to_command(cmd: &Cmd) -> Result<Command, Failure> {
             address: address.clone(),
         },
         Cmd::Certs(CertsCmd::Reload) => Command::CertsReload,
-        Cmd::Stats => Command::Stats,
+        Cmd::Stats { .. } => Command::Stats,
+        Cmd::Top { .. } => Command::Top,
         Cmd::Drain { timeout } => Command::Drain {
             timeout_s: *timeout,
         },
@@ -409,6 +427,8 @@ mod tests {
             ),
             (vec!["certs", "reload"], Command::CertsReload),
             (vec!["stats"], Command::Stats),
+            (vec!["stats", "--wide"], Command::Stats),
+            (vec!["top"], Command::Top),
             (vec!["drain"], Command::Drain { timeout_s: None }),
             (
                 vec!["drain", "--timeout", "20"],
