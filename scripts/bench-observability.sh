@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # What observability costs: keep-alive requests per gateway-CPU-second with
 # nothing on (no admin listener, no access log) against everything built on
-# (the admin listener scraped every second and a JSON access log to a file),
+# (the admin listener scraped every second, a JSON access log to a file and
+# 1 % of requests traced, their spans posted as OTLP protobuf to a
+# collector on loopback),
 # alternating in the same run; then how long a /metrics scrape of a config
 # with 1,000 endpoints takes. The gateway's CPU is read from /proc (all its
-# threads: shard, control, admin, access-log writer). Loopback only; stops
+# threads: shard, control, admin, access-log writer, span exporter).
+# Loopback only; stops
 # what it started.
 #
 # Usage: scripts/bench-observability.sh [ROUNDS] [SECONDS]
@@ -27,6 +30,18 @@ taskset -c 1 "$BIN/meshbench" upstream --listen "127.0.0.1:$UP" --threads 1 > "$
 pids+=($!)
 wait_port "$UP" upstream "${pids[-1]}"
 
+# A collector that takes every post (what it costs is not the gateway's).
+COL=$(free_port)
+python3 -c 'import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$COL" > "$W/collector.log" 2>&1 &
+pids+=($!)
+wait_port "$COL" collector "${pids[-1]}"
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 field() { sed -n "s/^ *\"$1\": \([0-9.]*\).*/\1/p" "$2" | head -1; }
 
@@ -37,7 +52,11 @@ run() { # on|off round
   port=$(free_port)
   {
     echo "[dataplane]"; echo "shards = 1"
-    if [ "$mode" = on ]; then admin=$(free_port); echo "[admin]"; echo "address = \"127.0.0.1:$admin\""; fi
+    if [ "$mode" = on ]; then
+      admin=$(free_port); echo "[admin]"; echo "address = \"127.0.0.1:$admin\""
+      echo "[tracing]"; echo "sample_percent = 1.0"
+      echo "otlp = { endpoint = \"http://127.0.0.1:$COL/v1/traces\" }"
+    fi
     echo "[[listeners]]"; echo "name = \"l\""; echo "address = \"127.0.0.1:$port\""
     [ "$mode" = on ] && echo "access_log = { path = \"$W/access-$2.log\", format = \"json\" }"
     echo "[[routes]]"; echo "listener = \"l\""; echo "cluster = \"c\""
