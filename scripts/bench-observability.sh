@@ -119,7 +119,7 @@ ADMIN=$(free_port); PORT=$(free_port)
   for c in $(seq 0 99); do
     echo "[[clusters]]"; echo "name = \"c$c\""
     printf 'endpoints = ['
-    for e in $(seq 0 9); do printf '"127.0.%d.%d:9"%s' "$(( c / 50 + 10 ))" "$(( (c % 50) * 5 + e % 5 + 1 ))" "$([ "$e" -lt 9 ] && echo , )"; done
+    for e in $(seq 0 9); do printf '"127.0.%d.%d:9"%s' "$(( c / 25 + 10 ))" "$(( (c % 25) * 10 + e + 1 ))" "$([ "$e" -lt 9 ] && echo , )"; done
     echo "]"
   done
 } > "$W/big.toml"

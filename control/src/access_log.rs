@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -28,6 +28,10 @@ pub const QUEUE_RECORDS: usize = 16_384;
 
 /// Records written per batch at most (one write per file per batch).
 const BATCH: usize = 1024;
+
+/// How long the writer sleeps when the queue is empty (the longest a
+/// record waits before it is written).
+const POLL: Duration = Duration::from_millis(20);
 
 /// The file name that means standard output.
 const STDOUT: &str = "stdout";
@@ -172,10 +176,15 @@ fn write_loop(
 ) {
     let mut lines: HashMap<String, String> = HashMap::new();
     loop {
-        let first = match records.recv_timeout(Duration::from_millis(100)) {
+        // Polled, never waited on: a shard's `try_send` to a receiver
+        // blocked in `recv` would wake it with a futex call per record.
+        let first = match records.try_recv() {
             Ok(r) => Some(r),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(TryRecvError::Empty) => {
+                std::thread::sleep(POLL);
+                None
+            }
+            Err(TryRecvError::Disconnected) => return,
         };
         if reopen.swap(false, Ordering::Relaxed) {
             let mut files = files.lock().unwrap_or_else(PoisonError::into_inner);

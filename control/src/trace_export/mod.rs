@@ -17,7 +17,7 @@ mod zipkin;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -176,13 +176,17 @@ fn export_loop(
             FLUSH_EVERY.saturating_sub(t.elapsed())
         });
         let stopping = stop.load(Ordering::Relaxed);
-        match traces.recv_timeout(wait.min(Duration::from_millis(100))) {
+        // Polled, never waited on: a shard's `try_send` to a receiver
+        // blocked in `recv` would wake it with a futex call per trace.
+        match traces.try_recv() {
             Ok(t) => {
                 batch.extend(model::spans(&t));
                 since.get_or_insert_with(Instant::now);
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
+            Err(TryRecvError::Empty) => {
+                std::thread::sleep(wait.min(Duration::from_millis(50)));
+            }
+            Err(TryRecvError::Disconnected) => {
                 flush(&mut batch, settings, stats);
                 return;
             }
