@@ -16,10 +16,11 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dataplane::proxy::context::AccessLogQueue;
+
+use crate::worker::Worker;
 use dataplane::route::Snapshot;
 use dataplane::telemetry::access_log::AccessRecord;
 
@@ -53,9 +54,8 @@ pub struct AccessLogWriter {
     queue: AccessLogQueue,
     files: Arc<Mutex<Files>>,
     reopen: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
     pub stats: Arc<WriterStats>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 /// The open files, by path as configured.
@@ -105,22 +105,19 @@ impl AccessLogWriter {
         let (queue, records) = sync_channel(QUEUE_RECORDS);
         let files = Arc::new(Mutex::new(Files::default()));
         let reopen = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(WriterStats::default());
-        let thread = {
-            let (files, reopen, stop, stats) =
-                (files.clone(), reopen.clone(), stop.clone(), stats.clone());
-            std::thread::Builder::new()
-                .name("meshgate-access-log".into())
-                .spawn(move || write_loop(&records, &files, &reopen, &stop, &stats))?
+        let worker = {
+            let (files, reopen, stats) = (files.clone(), reopen.clone(), stats.clone());
+            Worker::spawn("meshgate-access-log", move |stop| {
+                write_loop(&records, &files, &reopen, stop, &stats)
+            })?
         };
         Ok(AccessLogWriter {
             queue,
             files,
             reopen,
-            stop,
             stats,
-            thread: Mutex::new(Some(thread)),
+            worker,
         })
     }
 
@@ -154,15 +151,7 @@ impl AccessLogWriter {
     /// Writes what is queued, then stops the thread (once the shards
     /// stopped, so nothing more arrives).
     pub fn shutdown(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(t) = thread {
-            let _ = t.join();
-        }
+        self.worker.shutdown();
     }
 }
 

@@ -32,3 +32,4 @@ pub mod running;
 pub mod socket;
 pub mod top;
 pub mod trace_export;
+pub mod worker;

@@ -19,13 +19,14 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dataplane::proxy::context::SpanQueue;
 use dataplane::telemetry::trace::FinishedTrace;
 
 pub use post::Endpoint;
+
+use crate::worker::Worker;
 
 /// Finished traces the queue holds before shards start dropping them.
 pub const QUEUE_TRACES: usize = 8192;
@@ -110,9 +111,8 @@ impl ExportStats {
 pub struct SpanExporter {
     queue: SpanQueue,
     settings: Arc<Mutex<ExportSettings>>,
-    stop: Arc<AtomicBool>,
     pub stats: Arc<ExportStats>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    worker: Worker,
 }
 
 impl SpanExporter {
@@ -120,20 +120,18 @@ impl SpanExporter {
     pub fn start() -> io::Result<SpanExporter> {
         let (queue, traces) = sync_channel(QUEUE_TRACES);
         let settings = Arc::new(Mutex::new(ExportSettings::default()));
-        let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(ExportStats::default());
-        let thread = {
-            let (settings, stop, stats) = (settings.clone(), stop.clone(), stats.clone());
-            std::thread::Builder::new()
-                .name("meshgate-spans".into())
-                .spawn(move || export_loop(&traces, &settings, &stop, &stats))?
+        let worker = {
+            let (settings, stats) = (settings.clone(), stats.clone());
+            Worker::spawn("meshgate-spans", move |stop| {
+                export_loop(&traces, &settings, stop, &stats)
+            })?
         };
         Ok(SpanExporter {
             queue,
             settings,
-            stop,
             stats,
-            thread: Mutex::new(Some(thread)),
+            worker,
         })
     }
 
@@ -150,15 +148,7 @@ impl SpanExporter {
     /// Posts what is queued, then stops the thread (once the shards
     /// stopped, so nothing more arrives).
     pub fn shutdown(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(t) = thread {
-            let _ = t.join();
-        }
+        self.worker.shutdown();
     }
 }
 
