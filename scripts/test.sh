@@ -19,6 +19,7 @@ command -v testssl >/dev/null || need+=(testssl.sh)
 command -v promtool >/dev/null || need+=(prometheus)  # promtool and a server for the metrics tests
 command -v python3 >/dev/null || need+=(python3)
 command -v tmux >/dev/null || need+=(tmux)  # meshctl top in a real terminal
+command -v chromium >/dev/null || need+=(chromium)  # the traffic map, drawn by a real browser
 python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing: ${need[*]}"

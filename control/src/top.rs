@@ -17,6 +17,8 @@ pub struct Totals {
     pub requests: u64,
     /// Responses by status class (index 1..=5).
     pub responses: [u64; 6],
+    /// Requests without a response and TCP sessions ended on an error.
+    pub failed: u64,
     pub duration: Buckets,
     /// Clusters: requests in flight now, endpoints, endpoints in rotation.
     pub in_flight: Option<u64>,
@@ -91,6 +93,7 @@ fn totals(v: &Value) -> Result<Totals, String> {
         name,
         requests: v["requests"].as_u64().unwrap_or(0),
         responses,
+        failed: v["failed"].as_u64().unwrap_or(0),
         duration,
         in_flight: v["in_flight"].as_u64(),
         endpoints,
@@ -166,7 +169,7 @@ impl Frame {
                     let b = before
                         .iter()
                         .find(|b| b.name == a.name && b.requests <= a.requests);
-                    rate(b, a, seconds)
+                    Rate::between(b, a, seconds)
                 })
                 .collect()
         };
@@ -232,31 +235,33 @@ impl Frame {
     }
 }
 
-fn rate(before: Option<&Totals>, after: &Totals, seconds: f64) -> Rate {
-    let zero = Totals {
-        name: String::new(),
-        requests: 0,
-        responses: [0; 6],
-        duration: Buckets::default(),
-        in_flight: None,
-        endpoints: None,
-    };
-    let b = before.unwrap_or(&zero);
-    let requests = after.requests.saturating_sub(b.requests);
-    let answered: u64 = (1..6)
-        .map(|i| after.responses[i].saturating_sub(b.responses[i]))
-        .sum();
-    let errors =
-        after.responses[5].saturating_sub(b.responses[5]) + requests.saturating_sub(answered);
-    let duration = after.duration.since(&b.duration);
-    Rate {
-        name: after.name.clone(),
-        rps: requests as f64 / seconds,
-        error_pct: (requests > 0).then(|| errors as f64 * 100.0 / requests as f64),
-        p50_us: duration.quantile(0.50),
-        p99_us: duration.quantile(0.99),
-        in_flight: after.in_flight,
-        endpoints: after.endpoints,
+impl Rate {
+    /// The rates of one row from `before` (`None`: it is new, count from
+    /// zero) to `after`, `seconds` apart.
+    pub fn between(before: Option<&Totals>, after: &Totals, seconds: f64) -> Rate {
+        let zero = Totals {
+            name: String::new(),
+            requests: 0,
+            responses: [0; 6],
+            failed: 0,
+            duration: Buckets::default(),
+            in_flight: None,
+            endpoints: None,
+        };
+        let b = before.unwrap_or(&zero);
+        let requests = after.requests.saturating_sub(b.requests);
+        let errors = after.responses[5].saturating_sub(b.responses[5])
+            + after.failed.saturating_sub(b.failed);
+        let duration = after.duration.since(&b.duration);
+        Rate {
+            name: after.name.clone(),
+            rps: requests as f64 / seconds,
+            error_pct: (requests > 0).then(|| errors as f64 * 100.0 / requests as f64),
+            p50_us: duration.quantile(0.50),
+            p99_us: duration.quantile(0.99),
+            in_flight: after.in_flight,
+            endpoints: after.endpoints,
+        }
     }
 }
 

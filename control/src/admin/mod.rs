@@ -8,13 +8,15 @@
 //! | `/metrics` | Prometheus text 0.0.4, or OpenMetrics when `Accept` asks ([`metrics`]) |
 //! | `/ready` | 200 once every shard loaded the configuration and accepts; 503 while draining |
 //! | `/live` | 200 while the control thread runs |
-//! | `/` | an index of these paths |
+//! | `/` | the traffic map, an HTML page drawing `/map.json` ([`traffic_map`]) |
+//! | `/map.json` | listeners → routes → clusters → endpoints with their rates |
 //!
 //! Uses `running` (the gateway it reports on), `access_log` (the writer's
 //! figures) and the data plane's HTTP head parser.
 
 pub mod exposition;
 pub mod metrics;
+pub mod traffic_map;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -67,6 +69,7 @@ impl AdminServer {
                         writer,
                         expiries: Vec::new(),
                         expiries_read: None,
+                        map: traffic_map::History::default(),
                     };
                     for conn in listener.incoming() {
                         if stop.load(Ordering::Relaxed) {
@@ -112,7 +115,12 @@ struct State {
     writer: Option<Arc<WriterStats>>,
     expiries: Vec<Expiry>,
     expiries_read: Option<Instant>,
+    /// The traffic map's samples.
+    map: traffic_map::History,
 }
+
+/// The traffic map page.
+const MAP_PAGE: &str = include_str!("traffic_map.html");
 
 /// One answer.
 struct Answer {
@@ -208,10 +216,26 @@ impl State {
                 Err(why) => Answer::text(503, &format!("not ready: {why}\n")),
             },
             "/live" => Answer::text(200, "live\n"),
-            "/" => Answer::text(
-                200,
-                "meshgate admin\n\n/metrics  Prometheus text format (OpenMetrics with Accept: application/openmetrics-text)\n/ready    200 when every shard accepts, 503 while draining\n/live     200 while the process runs\n",
-            ),
+            "/" => Answer {
+                status: 200,
+                content_type: "text/html; charset=utf-8",
+                body: MAP_PAGE.to_owned(),
+            },
+            "/map.json" => {
+                let rows = self.gateway.endpoint_rows();
+                let sample = traffic_map::Sample::of(&self.gateway.named_counts(), &rows);
+                let rates = self.map.rates(Instant::now(), sample);
+                let topology = traffic_map::Topology::of(
+                    &self.gateway.snapshots.load(),
+                    &rows,
+                    &self.gateway.listeners(),
+                );
+                Answer {
+                    status: 200,
+                    content_type: "application/json",
+                    body: traffic_map::graph_json(&topology, rates.as_ref()).to_string(),
+                }
+            }
             _ => Answer::text(404, "not found; see /\n"),
         }
     }

@@ -217,6 +217,7 @@ impl Gateway {
                 "name": name,
                 "requests": c.requests,
                 "responses": c.responses,
+                "failed": c.failed,
                 "duration": c.duration.counts,
             })
         };

@@ -115,6 +115,7 @@ pub(crate) fn request_finished(ctx: &ShardContext, snapshot: &Snapshot, f: Finis
         bytes_out: f.bytes_out,
         duration_us: Some(micros(duration).max(1)),
         upstream_ttfb_us: f.tries.ttfb.map(|d| micros(d).max(1)),
+        failed: f.status.is_none(),
     };
     ctx.named
         .borrow_mut()
@@ -153,9 +154,24 @@ fn export_spans(ctx: &ShardContext, snapshot: &Snapshot, f: &mut Finished<'_>, t
     tracing::finish(ctx, t, server, std::mem::take(&mut f.tries.spans));
 }
 
-/// Logs a finished TCP session (its bytes are counted by the relay).
+/// Counts a finished TCP session by listener, route and cluster (as a
+/// request without a status: its duration is the session's, an error
+/// label makes it failed), then logs it. Its bytes are also counted by the
+/// relay.
 pub(crate) fn session_finished(ctx: &ShardContext, snapshot: &Snapshot, f: Finished<'_>) {
     let duration = runtime::precise_now().saturating_duration_since(f.started);
+    let outcome = Outcome {
+        status: None,
+        bytes_in: f.bytes_in,
+        bytes_out: f.bytes_out,
+        duration_us: Some(micros(duration).max(1)),
+        upstream_ttfb_us: None,
+        failed: f.error.is_some(),
+    };
+    let names = names(snapshot, &f.conn.listener, f.route);
+    ctx.named
+        .borrow_mut()
+        .record(&f.conn.listener, names, &outcome);
     log(ctx, snapshot, f, duration);
 }
 

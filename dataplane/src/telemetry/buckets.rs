@@ -38,6 +38,14 @@ impl Buckets {
         self.sum_us = self.sum_us.saturating_add(us);
     }
 
+    /// Records `n` samples of `us` microseconds (moving an HDR
+    /// histogram's counts into these buckets).
+    pub fn record_n(&mut self, us: u64, n: u64) {
+        let i = BOUNDS_US.partition_point(|&b| b < us);
+        self.counts[i] += n;
+        self.sum_us = self.sum_us.saturating_add(us.saturating_mul(n));
+    }
+
     /// How many samples were recorded.
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()

@@ -95,6 +95,9 @@ pub struct Outcome {
     pub duration_us: Option<u64>,
     /// Start of the try that answered → its response head, µs.
     pub upstream_ttfb_us: Option<u64>,
+    /// It failed without a response: an HTTP request the client got no
+    /// answer to, or a TCP session that ended on an error.
+    pub failed: bool,
 }
 
 /// Counters of one listener, route or cluster.
@@ -111,6 +114,9 @@ pub struct Counts {
     pub bytes_out: u64,
     /// Requests (or TCP connections) refused by authorization.
     pub forbidden: u64,
+    /// Requests that got no response and TCP sessions that ended on an
+    /// error ([`Outcome::failed`]).
+    pub failed: u64,
     /// Request durations (head received → response written).
     pub duration: Buckets,
     /// Upstream time to the response head, of the try that answered.
@@ -120,6 +126,7 @@ pub struct Counts {
 impl Counts {
     fn record(&mut self, o: &Outcome) {
         self.requests += 1;
+        self.failed += u64::from(o.failed);
         if let Some(s) = o.status {
             if let Some(c) = self.responses.get_mut((s / 100) as usize) {
                 *c += 1;
@@ -154,6 +161,7 @@ impl Counts {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.forbidden += other.forbidden;
+        self.failed += other.failed;
         self.duration.add(&other.duration);
         self.upstream_ttfb.add(&other.upstream_ttfb);
     }

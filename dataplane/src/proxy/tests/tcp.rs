@@ -49,6 +49,46 @@ fn a_half_close_is_passed_on_and_the_answer_still_comes_back() {
                 g.stats.tcp_bytes_up.get() == 11 && g.stats.tcp_bytes_down.get() == 15
             })
             .await;
+            // Counted like a request by listener, route and cluster: no
+            // status, not failed, the session's bytes.
+            gw.until(
+                Duration::from_secs(3),
+                "the session in the named counts",
+                |g| {
+                    g.stats.named.get().is_some_and(|n| {
+                        [&n.listeners, &n.routes, &n.clusters].iter().all(|m| {
+                            m.len() == 1
+                                && m.values().all(|c| {
+                                    (c.requests, c.failed, c.bytes_in, c.bytes_out, c.responses)
+                                        == (1, 0, 11, 15, [0; 6])
+                                })
+                        })
+                    })
+                },
+            )
+            .await;
+        });
+}
+
+#[test]
+fn a_session_without_an_upstream_counts_as_failed() {
+    World::tcp()
+        .cluster("c", &[A])
+        .route_to("c")
+        .run(|gw| async move {
+            // Nothing listens on A.
+            let mut client = gw.client().await;
+            let _ = client.read_to_end().await;
+            gw.until(
+                Duration::from_secs(3),
+                "a failed session on its route",
+                |g| {
+                    g.stats.named.get().is_some_and(|n| {
+                        n.routes.values().any(|c| c.requests == 1 && c.failed == 1)
+                    })
+                },
+            )
+            .await;
         });
 }
 
