@@ -11,11 +11,19 @@
 # what it started.
 #
 # Usage: scripts/bench-observability.sh [ROUNDS] [SECONDS]
+# RATE=N drives N requests a second instead of closed loop.
+# ON="scrape log trace" (the default) picks what "on" turns on, to measure
+# one alone; BIG=0 skips the 1,000-endpoint scrape; PERF=FILE records the last "on" gateway with `perf record -g`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/bench-common.sh
 die() { echo "bench-observability: $*" >&2; exit 1; }
-ROUNDS=${1:-3}; SECS=${2:-10}
+ROUNDS=${1:-3}; SECS=${2:-10}; ON=${ON:-scrape log trace}
+has() { [[ " $ON " == *" $1 "* ]]; }
+# RATE=N: open loop at N requests a second (both sides get the same load,
+# so batching in the event loop is the same); unset: closed loop, as fast
+# as it goes.
+LOAD=""; [ -n "${RATE:-}" ] && LOAD="--rate $RATE"
 BIN=target/release
 [ -x "$BIN/meshgate" ] && [ -x "$BIN/meshbench" ] || cargo build --release -p meshgate-control -p meshbench >&2
 
@@ -52,13 +60,17 @@ run() { # on|off round
   port=$(free_port)
   {
     echo "[dataplane]"; echo "shards = 1"
-    if [ "$mode" = on ]; then
+    if [ "$mode" = on ] && has scrape; then
       admin=$(free_port); echo "[admin]"; echo "address = \"127.0.0.1:$admin\""
+    fi
+    if [ "$mode" = on ] && has trace; then
       echo "[tracing]"; echo "sample_percent = 1.0"
       echo "otlp = { endpoint = \"http://127.0.0.1:$COL/v1/traces\" }"
     fi
     echo "[[listeners]]"; echo "name = \"l\""; echo "address = \"127.0.0.1:$port\""
-    [ "$mode" = on ] && echo "access_log = { path = \"$W/access-$2.log\", format = \"json\" }"
+    if [ "$mode" = on ] && has log; then
+      echo "access_log = { path = \"$W/access-$2.log\", format = \"json\" }"
+    fi
     echo "[[routes]]"; echo "listener = \"l\""; echo "cluster = \"c\""
     echo "[[clusters]]"; echo "name = \"c\""; echo "endpoints = [\"127.0.0.1:$UP\"]"
   } > "$conf"
@@ -66,36 +78,44 @@ run() { # on|off round
   local gw=$!; pids+=($gw)
   wait_port "$port" meshgate "$gw"
   local scraper=""
-  if [ "$mode" = on ]; then
+  if [ "$mode" = on ] && has scrape; then
     wait_port "$admin" admin "$gw"
     ( while :; do curl -s -o /dev/null "http://127.0.0.1:$admin/metrics"; sleep 1; done ) &
     scraper=$!; pids+=($scraper)
   fi
-  local before after
+  local before after perf=""
+  if [ "$mode" = on ] && [ -n "${PERF:-}" ] && [ "$2" = "$ROUNDS" ]; then
+    perf record ${PERF_CG:--g} -o "$PERF" -p "$gw" -- sleep "$SECS" > /dev/null 2>&1 &
+    perf=$!
+  fi
   before=$(cpu_ticks "$gw")
-  taskset -c 1 "$BIN/meshbench" "http://127.0.0.1:$port/" -c 16 -d "${SECS}s" --threads 1 -q \
+  taskset -c 1 "$BIN/meshbench" "http://127.0.0.1:$port/" -c 16 -d "${SECS}s" --threads 1 -q $LOAD \
     --json "$W/$mode-$2.json" > /dev/null 2>&1 || true
   after=$(cpu_ticks "$gw")
+  [ -n "$perf" ] && wait "$perf"
   [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
   kill "$gw"; wait "$gw" 2>/dev/null || true
   local n errors
   n=$(field requests "$W/$mode-$2.json"); errors=$(field errors "$W/$mode-$2.json")
   [ "${errors:-1}" = 0 ] || die "$mode round $2: $errors errors (see $W)"
-  if [ "$mode" = on ]; then
+  if [ "$mode" = on ] && has log; then
     local lines; lines=$(wc -l < "$W/access-$2.log")
     [ "$lines" -ge "$n" ] || die "on round $2: $lines log lines for $n requests"
   fi
   echo "$n $(( after - before ))"
 }
 
+echo "on: $ON"
+echo
 echo "| round | off: req | off: CPU s | off: req/CPU-s | on: req | on: CPU s | on: req/CPU-s | on/off |"
 echo "|---|---|---|---|---|---|---|---|"
-tot_off_n=0; tot_off_t=0; tot_on_n=0; tot_on_t=0
+tot_off_n=0; tot_off_t=0; tot_on_n=0; tot_on_t=0; ratios=()
 for r in $(seq "$ROUNDS"); do
   read -r on_n on_t < <(run on "$r")
   read -r off_n off_t < <(run off "$r")
   tot_off_n=$(( tot_off_n + off_n )); tot_off_t=$(( tot_off_t + off_t ))
   tot_on_n=$(( tot_on_n + on_n )); tot_on_t=$(( tot_on_t + on_t ))
+  ratios+=("$(awk -v a="$off_n" -v b="$off_t" -v c="$on_n" -v d="$on_t" 'BEGIN { printf "%.4f", (c / d) / (a / b) }')")
   awk -v r="$r" -v a="$off_n" -v b="$off_t" -v c="$on_n" -v d="$on_t" -v k="$TICKS" 'BEGIN {
     x = a / (b / k); y = c / (d / k);
     printf "| %d | %d | %.2f | %.0f | %d | %.2f | %.0f | %.3f |\n", r, a, b / k, x, c, d / k, y, y / x }'
@@ -104,7 +124,13 @@ awk -v a="$tot_off_n" -v b="$tot_off_t" -v c="$tot_on_n" -v d="$tot_on_t" -v k="
   x = a / (b / k); y = c / (d / k);
   printf "| all | %d | %.2f | %.0f | %d | %.2f | %.0f | %.3f |\n", a, b / k, x, c, d / k, y, y / x
   printf "\nCPU per request: %.2f us off, %.2f us on (%+.1f %%)\n", 1e6 / x, 1e6 / y, (x / y - 1) * 100 }'
+# The median of the rounds' ratios: rounds are paired (on, then off, a few
+# seconds apart), so a neighbour's load on this shared machine shifts both.
+printf '%s\n' "${ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END {
+  m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
+  printf "median of the rounds: on/off %.3f, CPU per request %+.1f %%\n", m, (1 / m - 1) * 100 }'
 
+[ "${BIG:-1}" = 1 ] || exit 0
 # A scrape of 100 clusters x 10 endpoints (nothing listens there; no
 # request is sent to them, only their series are exported).
 ADMIN=$(free_port); PORT=$(free_port)

@@ -306,13 +306,13 @@ impl AccessRecord {
             if i > 0 {
                 out.push(',');
             }
-            json_string(field.name(), out);
-            out.push(':');
+            // Field names are plain ASCII words (a test checks): no escapes.
+            out.push('"');
+            out.push_str(field.name());
+            out.push_str("\":");
             match self.value(field) {
                 Value::Text(s) => json_string(s, out),
-                Value::Number(n) => {
-                    let _ = write!(out, "{n}");
-                }
+                Value::Number(n) => push_u64(n, out),
                 Value::Addr(a) => {
                     out.push('"');
                     let _ = write!(out, "{a}");
@@ -336,6 +336,7 @@ impl AccessRecord {
                 Piece::Field(f) => match self.value(*f) {
                     // One record, one line: control characters never reach
                     // the file as themselves.
+                    Value::Text(s) if !s.chars().any(char::is_control) => out.push_str(s),
                     Value::Text(s) => {
                         for c in s.chars() {
                             if c.is_control() {
@@ -345,9 +346,7 @@ impl AccessRecord {
                             }
                         }
                     }
-                    Value::Number(n) => {
-                        let _ = write!(out, "{n}");
-                    }
+                    Value::Number(n) => push_u64(n, out),
                     Value::Addr(a) => {
                         let _ = write!(out, "{a}");
                     }
@@ -359,23 +358,59 @@ impl AccessRecord {
     }
 }
 
-/// `s` as a JSON string (RFC 8259 escapes).
+/// `s` as a JSON string (RFC 8259 escapes). Runs of bytes that need no
+/// escape are copied whole; they end only at ASCII bytes, so every run is
+/// whole UTF-8.
 fn json_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..0x20 | 0x7f => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        run = i + 1;
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(escape);
         }
     }
+    out.push_str(&s[run..]);
     out.push('"');
+}
+
+/// `n` in decimal, without the formatting machinery.
+fn push_u64(mut n: u64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+}
+
+/// `n` with at least `width` digits (zero-padded; `width` ≤ 4).
+fn push_padded(n: u64, width: usize, out: &mut String) {
+    for bound in [1000, 100, 10].into_iter().skip(4 - width.clamp(1, 4)) {
+        if n < bound {
+            out.push('0');
+        }
+    }
+    push_u64(n, out);
 }
 
 /// `unix_us` as RFC 3339 UTC with milliseconds, e.g.
@@ -386,13 +421,20 @@ pub fn rfc3339(unix_us: u64, out: &mut String) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    );
+    push_padded(y.max(0) as u64, 4, out);
+    out.push('-');
+    push_padded(u64::from(m), 2, out);
+    out.push('-');
+    push_padded(u64::from(d), 2, out);
+    out.push('T');
+    push_padded(rem / 3600, 2, out);
+    out.push(':');
+    push_padded((rem % 3600) / 60, 2, out);
+    out.push(':');
+    push_padded(rem % 60, 2, out);
+    out.push('.');
+    push_padded(millis, 3, out);
+    out.push('Z');
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
@@ -557,6 +599,60 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
         ] {
             assert_eq!(traceparent_trace_id(bad), None, "{bad}");
+        }
+    }
+
+    /// The escaper as RFC 8259 says it, a char at a time: the oracle.
+    fn json_string_slow(s: &str) -> String {
+        let mut out = String::from('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                    out.push_str(&format!("\\u{:04x}", c as u32))
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_escaper_matches_the_char_by_char_one(s in "(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}é✓])*") {
+            let mut out = String::new();
+            json_string(&s, &mut out);
+            proptest::prop_assert_eq!(out, json_string_slow(&s));
+        }
+
+        #[test]
+        fn numbers_and_padding_match_the_formatter(n in proptest::num::u64::ANY, small in 0u64..10_000) {
+            let mut out = String::new();
+            push_u64(n, &mut out);
+            proptest::prop_assert_eq!(&out, &n.to_string());
+            for width in 1..=4 {
+                out.clear();
+                push_padded(small, width, &mut out);
+                proptest::prop_assert_eq!(&out, &format!("{small:0width$}"));
+            }
+        }
+    }
+
+    #[test]
+    fn field_names_need_no_json_escape() {
+        for f in Field::ALL {
+            assert!(
+                f.name()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "{}",
+                f.name()
+            );
         }
     }
 }
