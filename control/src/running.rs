@@ -32,7 +32,7 @@ mod views;
 
 pub use expiry::{Expiry, WARN_DAYS, unix_now, warn_soon_expiring};
 pub use explain::ExplainQuery;
-pub use views::EndpointRow;
+pub use views::{EndpointRow, Latency};
 
 use views::target_text;
 

@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use dataplane::telemetry::access_log::push_u64;
 use dataplane::telemetry::{BOUNDS_US, Buckets};
 
 /// Which format the scraper asked for.
@@ -61,13 +62,26 @@ impl Kind {
 pub struct Exposition {
     format: Format,
     out: String,
+    /// The `le` label of each histogram bound, then `+Inf`.
+    le: Vec<String>,
 }
 
 impl Exposition {
-    pub fn new(format: Format) -> Exposition {
+    /// An empty exposition with room for about `bytes` of text.
+    pub fn new(format: Format, bytes: usize) -> Exposition {
+        let le = BOUNDS_US
+            .iter()
+            .map(|&us| {
+                let mut s = String::new();
+                seconds(us, &mut s);
+                s
+            })
+            .chain(["+Inf".to_owned()])
+            .collect();
         Exposition {
             format,
-            out: String::with_capacity(64 * 1024),
+            out: String::with_capacity(bytes.max(4096)),
+            le,
         }
     }
 
@@ -86,7 +100,9 @@ impl Exposition {
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
         self.out.push_str(name);
         self.labels(labels, None);
-        let _ = writeln!(self.out, " {value}");
+        self.out.push(' ');
+        push_u64(value, &mut self.out);
+        self.out.push('\n');
     }
 
     /// One sample of a float value.
@@ -101,25 +117,28 @@ impl Exposition {
     /// A histogram's samples (`_bucket`, `_sum`, `_count`) from µs
     /// buckets, in seconds.
     pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], b: &Buckets) {
-        let mut le = String::new();
-        for (bound, cumulative) in b.cumulative() {
-            le.clear();
-            match bound {
-                Some(us) => seconds(us, &mut le),
-                None => le.push_str("+Inf"),
-            }
-            let _ = write!(self.out, "{name}_bucket");
-            self.labels(labels, Some(&le));
-            let _ = writeln!(self.out, " {cumulative}");
+        let le = std::mem::take(&mut self.le);
+        for ((_, cumulative), le) in b.cumulative().zip(&le) {
+            self.out.push_str(name);
+            self.out.push_str("_bucket");
+            self.labels(labels, Some(le));
+            self.out.push(' ');
+            push_u64(cumulative, &mut self.out);
+            self.out.push('\n');
         }
-        let _ = write!(self.out, "{name}_sum");
+        self.le = le;
+        self.out.push_str(name);
+        self.out.push_str("_sum");
         self.labels(labels, None);
         self.out.push(' ');
         float(b.sum_us as f64 / 1e6, &mut self.out);
         self.out.push('\n');
-        let _ = write!(self.out, "{name}_count");
+        self.out.push_str(name);
+        self.out.push_str("_count");
         self.labels(labels, None);
-        let _ = writeln!(self.out, " {}", b.count());
+        self.out.push(' ');
+        push_u64(b.count(), &mut self.out);
+        self.out.push('\n');
     }
 
     fn labels(&mut self, labels: &[(&str, &str)], le: Option<&str>) {
@@ -134,6 +153,11 @@ impl Exposition {
             }
             self.out.push_str(k);
             self.out.push_str("=\"");
+            if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+                self.out.push_str(v);
+                self.out.push('"');
+                continue;
+            }
             for c in v.chars() {
                 match c {
                     '\\' => self.out.push_str("\\\\"),
@@ -192,7 +216,7 @@ mod tests {
 
     #[test]
     fn counters_gauges_and_labels_in_the_text_format() {
-        let mut e = Exposition::new(Format::Prometheus);
+        let mut e = Exposition::new(Format::Prometheus, 0);
         e.family("meshgate_requests_total", Kind::Counter, "Requests.\nAll.");
         e.sample("meshgate_requests_total", &[("listener", "a\"b\\c\nd")], 7);
         e.family("meshgate_up", Kind::Gauge, "Up.");
@@ -211,7 +235,7 @@ mod tests {
 
     #[test]
     fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
-        let mut e = Exposition::new(Format::OpenMetrics);
+        let mut e = Exposition::new(Format::OpenMetrics, 0);
         e.family("meshgate_requests_total", Kind::Counter, "Requests.");
         e.sample("meshgate_requests_total", &[], 1);
         let text = e.finish();
@@ -233,7 +257,7 @@ mod tests {
         b.record(40);
         b.record(120);
         b.record(90_000_000);
-        let mut e = Exposition::new(Format::Prometheus);
+        let mut e = Exposition::new(Format::Prometheus, 0);
         e.family("x_seconds", Kind::Histogram, "X.");
         e.histogram("x_seconds", &[("route", "r")], &b);
         let text = e.finish();

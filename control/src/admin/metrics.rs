@@ -193,8 +193,11 @@ pub struct Extra<'a> {
 }
 
 /// The whole exposition of `gateway`.
-pub fn render(gateway: &Gateway, extra: &Extra<'_>, format: Format) -> String {
-    let mut e = Exposition::new(format);
+///
+/// `size_hint`: the length of the last one (the text is built in one
+/// allocation of about that size).
+pub fn render(gateway: &Gateway, extra: &Extra<'_>, format: Format, size_hint: usize) -> String {
+    let mut e = Exposition::new(format, size_hint + size_hint / 8);
     e.family(
         "meshgate_build_info",
         Kind::Gauge,
@@ -435,7 +438,7 @@ fn named_families(e: &mut Exposition, named: &NamedCounts) {
 
 /// Endpoint health, ejection and traffic.
 fn endpoint_families(e: &mut Exposition, gateway: &Gateway) {
-    let rows = gateway.endpoint_rows();
+    let rows = gateway.endpoint_rows(crate::running::Latency::Skip);
     let labels = |r: &EndpointRow| (r.cluster.clone(), r.endpoint.to_string());
     type ReadEndpoint = fn(&EndpointRow) -> u64;
     let families: [(&str, Kind, &str, ReadEndpoint); 6] = [

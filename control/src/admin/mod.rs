@@ -70,6 +70,7 @@ impl AdminServer {
                         expiries: Vec::new(),
                         expiries_read: None,
                         map: traffic_map::History::default(),
+                        metrics_len: 0,
                     };
                     for conn in listener.incoming() {
                         if stop.load(Ordering::Relaxed) {
@@ -117,6 +118,8 @@ struct State {
     expiries_read: Option<Instant>,
     /// The traffic map's samples.
     map: traffic_map::History,
+    /// The length of the last `/metrics` answer.
+    metrics_len: usize,
 }
 
 /// The traffic map page.
@@ -185,10 +188,10 @@ impl State {
             out.push_str("allow: GET, HEAD\r\n");
         }
         out.push_str("\r\n");
-        if !is_head {
-            out.push_str(&answer.body);
-        }
         conn.write_all(out.as_bytes())?;
+        if !is_head {
+            conn.write_all(answer.body.as_bytes())?;
+        }
         let _ = conn.shutdown(std::net::Shutdown::Write);
         Ok(())
     }
@@ -205,10 +208,12 @@ impl State {
                     expiries: &self.expiries,
                     writer: self.writer.as_deref(),
                 };
+                let body = metrics::render(&self.gateway, &extra, format, self.metrics_len);
+                self.metrics_len = body.len();
                 Answer {
                     status: 200,
                     content_type: format.content_type(),
-                    body: metrics::render(&self.gateway, &extra, format),
+                    body,
                 }
             }
             "/ready" => match readiness(&self.gateway) {
@@ -222,7 +227,7 @@ impl State {
                 body: MAP_PAGE.to_owned(),
             },
             "/map.json" => {
-                let rows = self.gateway.endpoint_rows();
+                let rows = self.gateway.endpoint_rows(crate::running::Latency::Merge);
                 let sample = traffic_map::Sample::of(&self.gateway.named_counts(), &rows);
                 let rates = self.map.rates(Instant::now(), sample);
                 let topology = traffic_map::Topology::of(

@@ -193,7 +193,7 @@ impl Sample {
         for r in rows {
             let id = format!("e:{}/{}", r.cluster, r.endpoint);
             let mut duration = Buckets::default();
-            for v in r.latency.iter_recorded() {
+            for v in r.latency.iter().flat_map(|h| h.iter_recorded()) {
                 duration.record_n(v.value_iterated_to(), v.count_at_value());
             }
             out.insert(

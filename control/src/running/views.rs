@@ -2,6 +2,8 @@
 //! views of the running gateway, built on the control thread from the
 //! published snapshot and what the shards last published.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -29,8 +31,17 @@ pub struct EndpointRow {
     pub in_flight: u64,
     pub requests: u64,
     pub failures: u64,
-    /// Time to the response head of successful tries, µs.
-    pub latency: dataplane::telemetry::Histogram<u64>,
+    /// Time to the response head of successful tries, µs (`None`: not
+    /// asked for, or no shard has one).
+    pub latency: Option<dataplane::telemetry::Histogram<u64>>,
+}
+
+/// Whether [`Gateway::endpoint_rows`] merges the shards' latency
+/// histograms (a copy per endpoint: the metrics do not need them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Latency {
+    Merge,
+    Skip,
 }
 
 impl Gateway {
@@ -100,8 +111,10 @@ impl Gateway {
     }
 
     /// Every endpoint of every cluster, with what the shards last
-    /// published about it (for `clusters` and the metrics).
-    pub fn endpoint_rows(&self) -> Vec<EndpointRow> {
+    /// published about it (for `clusters`, the metrics and the traffic
+    /// map). Linear in endpoints × shards: the shards' reports are indexed
+    /// by (cluster, endpoint) first.
+    pub fn endpoint_rows(&self, latency: Latency) -> Vec<EndpointRow> {
         let s = self.snapshots.load();
         let now = Instant::now();
         let checked = self.health_checked();
@@ -110,6 +123,16 @@ impl Gateway {
             .iter()
             .filter_map(|st| st.endpoints.get())
             .collect();
+        let mut by_endpoint: HashMap<
+            (&str, SocketAddr),
+            Vec<&dataplane::telemetry::EndpointReport>,
+        > = HashMap::new();
+        for r in reports.iter().flat_map(|r| r.iter()) {
+            by_endpoint
+                .entry((r.cluster.as_str(), r.endpoint))
+                .or_default()
+                .push(r);
+        }
         let mut rows = Vec::new();
         for c in &s.clusters {
             for (i, e) in c.endpoints.iter().enumerate() {
@@ -132,15 +155,19 @@ impl Gateway {
                     in_flight: 0,
                     requests: 0,
                     failures: 0,
-                    latency: dataplane::telemetry::new_endpoint_histogram(),
+                    latency: None,
                 };
-                let mine = reports
-                    .iter()
-                    .flat_map(|r| r.iter())
-                    .filter(|r| r.cluster == c.name && r.endpoint == *e);
+                let mine = by_endpoint
+                    .get(&(c.name.as_str(), *e))
+                    .map_or(&[][..], Vec::as_slice);
                 for r in mine {
-                    if let Some(h) = &r.latency {
-                        let _ = row.latency.add(h);
+                    if let (Some(h), Latency::Merge) = (&r.latency, latency) {
+                        match &mut row.latency {
+                            Some(sum) => {
+                                let _ = sum.add(h);
+                            }
+                            None => row.latency = Some(h.clone()),
+                        }
                     }
                     row.in_flight += u64::from(r.in_flight);
                     row.requests += r.requests;
@@ -174,7 +201,7 @@ impl Gateway {
 
     /// `clusters`: one row per endpoint.
     pub fn clusters_json(&self) -> Value {
-        let rows = self.endpoint_rows().into_iter().map(|r| {
+        let rows = self.endpoint_rows(Latency::Merge).into_iter().map(|r| {
             json!({
                 "cluster": r.cluster,
                 "endpoint": r.endpoint.to_string(),
@@ -188,7 +215,10 @@ impl Gateway {
                 "in_flight": r.in_flight,
                 "requests": r.requests,
                 "failures": r.failures,
-                "p99_ms": if r.latency.is_empty() { Value::Null } else { json!(r.latency.value_at_quantile(0.99) as f64 / 1000.0) },
+                "p99_ms": match r.latency.as_ref().filter(|h| !h.is_empty()) {
+                    Some(h) => json!(h.value_at_quantile(0.99) as f64 / 1000.0),
+                    None => Value::Null,
+                },
             })
         });
         Value::Array(rows.collect())
@@ -221,7 +251,7 @@ impl Gateway {
                 "duration": c.duration.counts,
             })
         };
-        let endpoints = self.endpoint_rows();
+        let endpoints = self.endpoint_rows(Latency::Skip);
         let clusters: Vec<Value> = self
             .snapshots
             .load()

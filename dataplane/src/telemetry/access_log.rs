@@ -387,8 +387,9 @@ fn json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// `n` in decimal, without the formatting machinery.
-fn push_u64(mut n: u64, out: &mut String) {
+/// `n` in decimal, without the formatting machinery (the access log's
+/// numbers and the metrics exposition's samples).
+pub fn push_u64(mut n: u64, out: &mut String) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
