@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# What observability costs: keep-alive requests per gateway-CPU-second with
-# nothing on (no admin listener, no access log) against everything built on
-# (the admin listener scraped every second, a JSON access log to a file and
-# 1 % of requests traced, their spans posted as OTLP protobuf to a
-# collector on loopback),
-# alternating in the same run; then how long a /metrics scrape of a config
-# with 1,000 endpoints takes. The gateway's CPU is read from /proc (all its
-# threads: shard, control, admin, access-log writer, span exporter).
-# Loopback only; stops
-# what it started.
+# What observability costs: gateway CPU per keep-alive request with nothing
+# on (no admin listener, no access log, no tracing) against everything on
+# (the admin listener scraped every second, a JSON access log of every
+# request to a file, 1 % of requests traced and their spans posted as OTLP
+# protobuf to a collector on loopback). Each round runs the two gateways
+# at the same time, pinned to the same core and each driven by its own
+# meshbench, so the noise of this shared machine falls on both alike (run
+# one after the other, an A/A test of two identical gateways differed by
+# ±20 % a round). The gateway's CPU is read from /proc (all its threads:
+# shard, control, admin, access-log writer, span exporter). Then how long a
+# /metrics scrape of a config with 1,000 endpoints takes. Loopback only;
+# stops what it started.
 #
 # Usage: scripts/bench-observability.sh [ROUNDS] [SECONDS]
-# RATE=N drives N requests a second instead of closed loop.
+# RATE=N drives N requests a second (each gateway) instead of closed loop.
 # ON="scrape log trace" (the default) picks what "on" turns on, to measure
-# one alone; BIG=0 skips the 1,000-endpoint scrape; PERF=FILE records the last "on" gateway with `perf record -g`.
+# one alone (ON=none: an A/A test). BIG=0 skips the 1,000-endpoint scrape.
+# PERF=FILE records the last round's "on" gateway with `perf record -g`
+# (PERF_CG="--call-graph dwarf" for call graphs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/bench-common.sh
@@ -53,9 +57,9 @@ wait_port "$COL" collector "${pids[-1]}"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 field() { sed -n "s/^ *\"$1\": \([0-9.]*\).*/\1/p" "$2" | head -1; }
 
-# One measurement: starts a gateway (observability on or off), drives it
-# closed loop for SECS, prints "requests cpu_seconds".
-run() { # on|off round
+# One gateway, observability on or off: writes its config, starts it
+# (pinned to core 0) and, when on, its scraper; prints "PID PORT SCRAPER".
+start_gateway() { # on|off round
   local mode=$1 port admin conf="$W/$1-$2.toml"
   port=$(free_port)
   {
@@ -75,34 +79,60 @@ run() { # on|off round
     echo "[[clusters]]"; echo "name = \"c\""; echo "endpoints = [\"127.0.0.1:$UP\"]"
   } > "$conf"
   taskset -c 0 "$BIN/meshgate" run --config "$conf" --log-level warn > "$W/gateway-$mode-$2.log" 2>&1 &
-  local gw=$!; pids+=($gw)
+  local gw=$!
   wait_port "$port" meshgate "$gw"
-  local scraper=""
+  local scraper=0
   if [ "$mode" = on ] && has scrape; then
     wait_port "$admin" admin "$gw"
-    ( while :; do curl -s -o /dev/null "http://127.0.0.1:$admin/metrics"; sleep 1; done ) &
-    scraper=$!; pids+=($scraper)
+    ( while :; do curl -s -o /dev/null "http://127.0.0.1:$admin/metrics"; sleep 1; done ) > /dev/null 2>&1 &
+    scraper=$!
   fi
-  local before after perf=""
-  if [ "$mode" = on ] && [ -n "${PERF:-}" ] && [ "$2" = "$ROUNDS" ]; then
-    perf record ${PERF_CG:--g} -o "$PERF" -p "$gw" -- sleep "$SECS" > /dev/null 2>&1 &
+  echo "$gw $port $scraper"
+}
+
+# One round: both gateways run at the same time on the same core, each
+# driven closed loop by its own meshbench for SECS, so whatever else this
+# shared machine does falls on both alike; prints "on_req on_ticks off_req
+# off_ticks".
+round() { # round
+  local on off
+  on=$(start_gateway on "$1"); off=$(start_gateway off "$1")
+  read -r on_gw on_port on_scraper <<< "$on"
+  read -r off_gw off_port off_scraper <<< "$off"
+  pids+=("$on_gw" "$off_gw"); [ "$on_scraper" = 0 ] || pids+=("$on_scraper")
+  local perf=""
+  if [ -n "${PERF:-}" ] && [ "$1" = "$ROUNDS" ]; then
+    perf record ${PERF_CG:--g} -o "$PERF" -p "$on_gw" -- sleep "$SECS" > /dev/null 2>&1 &
     perf=$!
   fi
-  before=$(cpu_ticks "$gw")
-  taskset -c 1 "$BIN/meshbench" "http://127.0.0.1:$port/" -c 16 -d "${SECS}s" --threads 1 -q $LOAD \
-    --json "$W/$mode-$2.json" > /dev/null 2>&1 || true
-  after=$(cpu_ticks "$gw")
+  local on_before off_before
+  on_before=$(cpu_ticks "$on_gw"); off_before=$(cpu_ticks "$off_gw")
+  taskset -c 1 "$BIN/meshbench" "http://127.0.0.1:$on_port/" -c 16 -d "${SECS}s" --threads 1 -q $LOAD \
+    --json "$W/on-$1.json" > /dev/null 2>&1 &
+  local on_bench=$!
+  taskset -c 1 "$BIN/meshbench" "http://127.0.0.1:$off_port/" -c 16 -d "${SECS}s" --threads 1 -q $LOAD \
+    --json "$W/off-$1.json" > /dev/null 2>&1 &
+  local off_bench=$!
+  wait "$on_bench" "$off_bench" || true
+  local on_after off_after
+  on_after=$(cpu_ticks "$on_gw"); off_after=$(cpu_ticks "$off_gw")
   [ -n "$perf" ] && wait "$perf"
-  [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
-  kill "$gw"; wait "$gw" 2>/dev/null || true
-  local n errors
-  n=$(field requests "$W/$mode-$2.json"); errors=$(field errors "$W/$mode-$2.json")
-  [ "${errors:-1}" = 0 ] || die "$mode round $2: $errors errors (see $W)"
-  if [ "$mode" = on ] && has log; then
-    local lines; lines=$(wc -l < "$W/access-$2.log")
-    [ "$lines" -ge "$n" ] || die "on round $2: $lines log lines for $n requests"
-  fi
-  echo "$n $(( after - before ))"
+  [ "$on_scraper" = 0 ] || kill "$on_scraper" 2>/dev/null
+  # Not this shell's children (started in a command substitution): poll
+  # until they are gone, so the access log is flushed and closed.
+  kill "$on_gw" "$off_gw"
+  while kill -0 "$on_gw" 2>/dev/null || kill -0 "$off_gw" 2>/dev/null; do sleep 0.05; done
+  local mode n errors out=""
+  for mode in on off; do
+    n=$(field requests "$W/$mode-$1.json"); errors=$(field errors "$W/$mode-$1.json")
+    [ "${errors:-1}" = 0 ] || die "$mode round $1: $errors errors (see $W)"
+    if [ "$mode" = on ] && has log; then
+      local lines; lines=$(wc -l < "$W/access-$1.log")
+      [ "$lines" -ge "$n" ] || die "on round $1: $lines log lines for $n requests"
+    fi
+    if [ "$mode" = on ]; then out="$n $(( on_after - on_before ))"; else out="$out $n $(( off_after - off_before ))"; fi
+  done
+  echo "$out"
 }
 
 echo "on: $ON"
@@ -111,8 +141,7 @@ echo "| round | off: req | off: CPU s | off: req/CPU-s | on: req | on: CPU s | o
 echo "|---|---|---|---|---|---|---|---|"
 tot_off_n=0; tot_off_t=0; tot_on_n=0; tot_on_t=0; ratios=()
 for r in $(seq "$ROUNDS"); do
-  read -r on_n on_t < <(run on "$r")
-  read -r off_n off_t < <(run off "$r")
+  read -r on_n on_t off_n off_t < <(round "$r")
   tot_off_n=$(( tot_off_n + off_n )); tot_off_t=$(( tot_off_t + off_t ))
   tot_on_n=$(( tot_on_n + on_n )); tot_on_t=$(( tot_on_t + on_t ))
   ratios+=("$(awk -v a="$off_n" -v b="$off_t" -v c="$on_n" -v d="$on_t" 'BEGIN { printf "%.4f", (c / d) / (a / b) }')")
@@ -124,8 +153,7 @@ awk -v a="$tot_off_n" -v b="$tot_off_t" -v c="$tot_on_n" -v d="$tot_on_t" -v k="
   x = a / (b / k); y = c / (d / k);
   printf "| all | %d | %.2f | %.0f | %d | %.2f | %.0f | %.3f |\n", a, b / k, x, c, d / k, y, y / x
   printf "\nCPU per request: %.2f us off, %.2f us on (%+.1f %%)\n", 1e6 / x, 1e6 / y, (x / y - 1) * 100 }'
-# The median of the rounds' ratios: rounds are paired (on, then off, a few
-# seconds apart), so a neighbour's load on this shared machine shifts both.
+# The median of the rounds' ratios (each round measures both at once).
 printf '%s\n' "${ratios[@]}" | sort -n | awk '{ r[NR] = $1 } END {
   m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
   printf "median of the rounds: on/off %.3f, CPU per request %+.1f %%\n", m, (1 / m - 1) * 100 }'
