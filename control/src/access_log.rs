@@ -259,6 +259,7 @@ mod tests {
             attempts: 0,
             tls_version: None,
             tls_cipher: None,
+            sni: None,
         }
     }
 

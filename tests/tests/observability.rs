@@ -184,10 +184,29 @@ fn metrics_and_json_access_log_follow_real_requests() {
     assert_eq!(not_found["route"], serde_json::Value::Null);
     let with_id = lines.iter().find(|l| l["path"] == "/bytes/20").unwrap();
     assert_eq!(with_id["request_id"], "client-id-42", "{with_id}");
+    // curl sent no server name to 127.0.0.1; by name it sends one.
+    assert_eq!(first["sni"], serde_json::Value::Null, "{first}");
+    let port = s.gw.addr(listener).port();
+    let out = s.curl(&[
+        "-s",
+        "-k",
+        "-o",
+        "/dev/null",
+        "--resolve",
+        &format!("gw.Mesh.Local:{port}:127.0.0.1"),
+        &format!("https://gw.Mesh.Local:{port}/bytes/30"),
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    wait_until(Duration::from_secs(10), "the 8th access log line", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 8)
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    let by_name: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(by_name["sni"], "gw.mesh.local", "{by_name}");
     let scrape = fetch(&metrics, &[]);
     assert_eq!(
         sample(&scrape, "meshgate_access_log_records_total"),
-        Some(7.0)
+        Some(8.0)
     );
     assert_eq!(
         sample(&scrape, "meshgate_access_log_dropped_total"),

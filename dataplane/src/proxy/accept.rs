@@ -193,6 +193,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
                         spiffe_id: identity.as_ref().and_then(|id| id.spiffe_id.clone()),
                         authenticated: identity.is_some(),
                         tls: Some((tls_version, tls_cipher)),
+                        sni: stream.server_name().map(Into::into),
                         listener: name,
                     };
                     serve(ctx, snapshot, stream, info, protocol).await;
@@ -217,6 +218,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
                 peer_chain: None,
                 verified_by: None,
                 tls: None,
+                sni: None,
                 listener: name,
             };
             serve(ctx, snapshot, Plain(tcp), info, protocol).await;

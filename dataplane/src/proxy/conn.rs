@@ -25,6 +25,8 @@ pub struct ConnInfo {
     /// The TLS protocol version and cipher suite (TLS listeners), for the
     /// access log.
     pub tls: Option<(&'static str, &'static str)>,
+    /// The server name (SNI) the client's ClientHello asked for.
+    pub sni: Option<std::sync::Arc<str>>,
     /// The listener it arrived on.
     pub listener: Rc<str>,
 }

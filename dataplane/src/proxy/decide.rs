@@ -365,6 +365,7 @@ mod tests {
             peer_chain: None,
             verified_by: None,
             tls: None,
+            sni: None,
             listener: Rc::from("l"),
         }
     }

@@ -250,6 +250,7 @@ fn log(ctx: &ShardContext, snapshot: &Snapshot, f: Finished<'_>, duration: Durat
         attempts: f.tries.attempts,
         tls_version: f.conn.tls.map(|t| t.0),
         tls_cipher: f.conn.tls.map(|t| t.1),
+        sni: f.conn.sni.clone(),
     };
     if let Err(TrySendError::Full(_)) = sender.try_send(record) {
         ctx.stats.access_log_dropped.incr();

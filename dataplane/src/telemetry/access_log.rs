@@ -71,11 +71,12 @@ pub enum Field {
     Attempts,
     TlsVersion,
     TlsCipher,
+    Sni,
 }
 
 impl Field {
     /// Every field, in JSON order.
-    pub const ALL: [Field; 23] = [
+    pub const ALL: [Field; 24] = [
         Field::StartTime,
         Field::DurationUs,
         Field::RequestId,
@@ -99,6 +100,7 @@ impl Field {
         Field::Attempts,
         Field::TlsVersion,
         Field::TlsCipher,
+        Field::Sni,
     ];
 
     /// The JSON key; upper-cased, the template's `%NAME%`.
@@ -127,6 +129,7 @@ impl Field {
             Field::Attempts => "attempts",
             Field::TlsVersion => "tls_version",
             Field::TlsCipher => "tls_cipher",
+            Field::Sni => "sni",
         }
     }
 
@@ -243,6 +246,8 @@ pub struct AccessRecord {
     pub attempts: u32,
     pub tls_version: Option<&'static str>,
     pub tls_cipher: Option<&'static str>,
+    /// The server name (SNI) of the client's ClientHello.
+    pub sni: Option<Arc<str>>,
 }
 
 fn text(s: Option<&str>) -> Value<'_> {
@@ -288,6 +293,7 @@ impl AccessRecord {
             Field::Attempts => Value::Number(u64::from(self.attempts)),
             Field::TlsVersion => text(self.tls_version),
             Field::TlsCipher => text(self.tls_cipher),
+            Field::Sni => text(self.sni.as_deref()),
         }
     }
 
@@ -510,6 +516,7 @@ mod tests {
             attempts: 1,
             tls_version: Some("TLSv1.3"),
             tls_cipher: Some("TLS13_AES_128_GCM_SHA256"),
+            sni: Some("api.mesh.local".into()),
         }
     }
 

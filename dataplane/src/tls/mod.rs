@@ -39,6 +39,7 @@ mod config;
 mod identity;
 pub mod record;
 mod session;
+pub mod sni;
 mod stream;
 mod trust_domains;
 

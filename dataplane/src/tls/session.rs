@@ -31,7 +31,7 @@ use rustls::{
 use super::record::{
     ALERT, APPLICATION_DATA, Format, HANDSHAKE, MAX_PLAINTEXT, Opener, RecordError, Sealer,
 };
-use super::{PeerIdentity, ServerTls};
+use super::{PeerIdentity, ServerTls, sni};
 
 /// TLS 1.3 handshake message type of KeyUpdate (RFC 8446 §4.6.3).
 const KEY_UPDATE: u8 = 24;
@@ -57,6 +57,9 @@ pub struct TlsSession {
     close_sent: bool,
     /// The error every later `feed` returns.
     failed: Option<TlsError>,
+    /// The server name the ClientHello asked for (`None`: its record has
+    /// not arrived whole yet), read before rustls takes the record.
+    client_hello_sni: Option<Option<String>>,
     /// What the handshake settled, read once it completes.
     facts: Facts,
 }
@@ -127,6 +130,7 @@ struct Facts {
     version: Option<ProtocolVersion>,
     group: Option<&'static str>,
     cipher: Option<&'static str>,
+    sni: Option<String>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -154,6 +158,7 @@ impl TlsSession {
             eof: false,
             close_sent: false,
             failed: None,
+            client_hello_sni: None,
             facts: Facts::default(),
         })
     }
@@ -341,6 +346,12 @@ impl TlsSession {
         self.facts.cipher
     }
 
+    /// The server name (SNI) the client asked for, lower-cased, once the
+    /// handshake completed; `None` when it sent none (or an IP address).
+    pub fn server_name(&self) -> Option<&str> {
+        self.facts.sni.as_deref()
+    }
+
     /// The identity in the verified client certificate, once the handshake
     /// is complete; `None` without a certificate. (A verified certificate
     /// whose names cannot be read is logged and also yields `None`, i.e. the
@@ -368,6 +379,11 @@ impl TlsSession {
             let Phase::Handshake(conn) = &mut self.phase else {
                 return Ok(());
             };
+            if self.client_hello_sni.is_none()
+                && let sni::FirstRecord::Read(name) = sni::server_name(&self.incoming)
+            {
+                self.client_hello_sni = Some(name);
+            }
             let status = conn.process_tls_records(&mut self.incoming);
             let discard = status.discard;
             let next = match status.state {
@@ -440,6 +456,7 @@ impl TlsSession {
             cipher: conn
                 .negotiated_cipher_suite()
                 .and_then(|c| c.suite().as_str()),
+            sni: self.client_hello_sni.take().flatten(),
         };
         let (secrets, keys) = conn
             .dangerous_into_kernel_connection()

@@ -139,6 +139,11 @@ impl TlsStream {
         self.session.key_exchange_group()
     }
 
+    /// The server name (SNI) the client asked for.
+    pub fn server_name(&self) -> Option<&str> {
+        self.session.server_name()
+    }
+
     /// The negotiated cipher suite, e.g. `TLS13_AES_128_GCM_SHA256`.
     pub fn cipher_suite(&self) -> Option<&'static str> {
         self.session.cipher_suite()

@@ -217,6 +217,15 @@ pub fn client_for(config: Arc<rustls::ClientConfig>) -> rustls::ClientConnection
         .expect("client connection")
 }
 
+/// The client's pending records as wire bytes.
+pub fn client_wire(client: &mut rustls::ClientConnection) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut wire).unwrap();
+    }
+    wire
+}
+
 /// What went wrong while pumping, and on which side.
 #[derive(Debug)]
 pub enum PumpError {

@@ -9,7 +9,7 @@ use rustls::{HandshakeKind, NamedGroup};
 use super::*;
 use crate::tls::record::MAX_PLAINTEXT;
 use crate::tls::testutil::{
-    ClientSpec, Fixture, PumpError, SPIFFE_ID, client_for, handshake, pump,
+    ClientSpec, Fixture, PumpError, SPIFFE_ID, client_for, client_wire, handshake, pump,
 };
 use crate::tls::{ClientAuth, ServerTls, TlsVersion};
 
@@ -42,6 +42,8 @@ fn mtls_with_uri_only_spiffe_cert() {
     let (client, server) = handshake(&tls, &ClientSpec::new(&f.ca, Some(&leaf))).unwrap();
     assert!(!server.is_handshaking() && !client.is_handshaking());
     assert_eq!(server.protocol_version(), Some("TLSv1.3"));
+    // The name the client asked for, read from its ClientHello.
+    assert_eq!(server.server_name(), Some("localhost"));
     let id = server.peer_identity().expect("client identity");
     assert_eq!(id.spiffe_id.as_deref(), Some(SPIFFE_ID));
     assert_eq!(id.principal(), Some(SPIFFE_ID));
@@ -274,15 +276,6 @@ fn one_mebibyte_round_trips_both_ways() {
     pump(&mut client, &mut server, &mut client_rx, &mut server_rx).unwrap();
     assert!(server_rx == up, "client → server data differs");
     assert!(client_rx == down, "server → client data differs");
-}
-
-/// The client's pending records as wire bytes.
-fn client_wire(client: &mut rustls::ClientConnection) -> Vec<u8> {
-    let mut wire = Vec::new();
-    while client.wants_write() {
-        client.write_tls(&mut wire).unwrap();
-    }
-    wire
 }
 
 #[test]
