@@ -129,62 +129,64 @@ pub fn write_headers(
     span: SpanId,
     out: &mut Vec<u8>,
 ) -> SpanSlots {
+    // Written straight into `out`: no allocation per request.
     let mut slots = SpanSlots::default();
-    let mut line = String::with_capacity(96);
-    let trace = ctx.trace_id.hex();
+    let trace = &ctx.trace_id.0;
     for p in &spec.propagation {
         match p {
             Propagation::W3c => {
-                line.clear();
-                line.push_str("traceparent: 00-");
-                line.push_str(&trace);
-                line.push('-');
-                slots.push(out.len() + line.len());
-                push_hex(&mut line, &span.0);
-                line.push_str(if ctx.sampled { "-01\r\n" } else { "-00\r\n" });
+                out.extend_from_slice(b"traceparent: 00-");
+                push_hex_bytes(out, trace);
+                out.push(b'-');
+                slots.push(out.len());
+                push_hex_bytes(out, &span.0);
+                out.extend_from_slice(if ctx.sampled { b"-01\r\n" } else { b"-00\r\n" });
                 if let Some(state) = &ctx.tracestate {
-                    line.push_str("tracestate: ");
-                    line.push_str(state);
-                    line.push_str("\r\n");
+                    out.extend_from_slice(b"tracestate: ");
+                    out.extend_from_slice(state.as_bytes());
+                    out.extend_from_slice(b"\r\n");
                 }
-                out.extend_from_slice(line.as_bytes());
             }
             Propagation::B3 if ctx.b3_single => {
-                line.clear();
-                line.push_str("b3: ");
-                line.push_str(&trace);
-                line.push('-');
-                slots.push(out.len() + line.len());
-                push_hex(&mut line, &span.0);
-                line.push_str(match (ctx.debug, ctx.sampled) {
-                    (true, _) => "-d-",
-                    (false, true) => "-1-",
-                    (false, false) => "-0-",
+                out.extend_from_slice(b"b3: ");
+                push_hex_bytes(out, trace);
+                out.push(b'-');
+                slots.push(out.len());
+                push_hex_bytes(out, &span.0);
+                out.extend_from_slice(match (ctx.debug, ctx.sampled) {
+                    (true, _) => b"-d-",
+                    (false, true) => b"-1-",
+                    (false, false) => b"-0-",
                 });
-                push_hex(&mut line, &ctx.span_id.0);
-                line.push_str("\r\n");
-                out.extend_from_slice(line.as_bytes());
+                push_hex_bytes(out, &ctx.span_id.0);
+                out.extend_from_slice(b"\r\n");
             }
             Propagation::B3 => {
-                line.clear();
-                line.push_str("x-b3-traceid: ");
-                line.push_str(&trace);
-                line.push_str("\r\nx-b3-spanid: ");
-                slots.push(out.len() + line.len());
-                push_hex(&mut line, &span.0);
-                line.push_str("\r\nx-b3-parentspanid: ");
-                push_hex(&mut line, &ctx.span_id.0);
+                out.extend_from_slice(b"x-b3-traceid: ");
+                push_hex_bytes(out, trace);
+                out.extend_from_slice(b"\r\nx-b3-spanid: ");
+                slots.push(out.len());
+                push_hex_bytes(out, &span.0);
+                out.extend_from_slice(b"\r\nx-b3-parentspanid: ");
+                push_hex_bytes(out, &ctx.span_id.0);
                 // Debug implies sampled; B3 says not to send both.
-                line.push_str(match (ctx.debug, ctx.sampled) {
-                    (true, _) => "\r\nx-b3-flags: 1\r\n",
-                    (false, true) => "\r\nx-b3-sampled: 1\r\n",
-                    (false, false) => "\r\nx-b3-sampled: 0\r\n",
+                out.extend_from_slice(match (ctx.debug, ctx.sampled) {
+                    (true, _) => b"\r\nx-b3-flags: 1\r\n",
+                    (false, true) => b"\r\nx-b3-sampled: 1\r\n",
+                    (false, false) => b"\r\nx-b3-sampled: 0\r\n",
                 });
-                out.extend_from_slice(line.as_bytes());
             }
         }
     }
     slots
+}
+
+/// Appends the lowercase hex of `bytes`.
+fn push_hex_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]);
+    }
 }
 
 /// One byte from two lowercase hex digits.
