@@ -56,11 +56,24 @@ fn varint_field(out: &mut Vec<u8>, field: u64, v: u64) {
     varint(out, v);
 }
 
-/// A sub-message written by `f`, length-prefixed.
+/// A sub-message written by `f`, length-prefixed. Written in place and
+/// the length put in front after (a copy of the tail, no buffer per
+/// message: nested messages used to copy the whole batch into fresh
+/// memory at every level).
 fn message_field(out: &mut Vec<u8>, field: u64, f: impl FnOnce(&mut Vec<u8>)) {
-    let mut inner = Vec::new();
-    f(&mut inner);
-    bytes_field(out, field, &inner);
+    tag(out, field, LEN);
+    let start = out.len();
+    f(out);
+    let mut len = (out.len() - start) as u64;
+    let mut prefix = [0u8; 10];
+    let mut n = 0;
+    while len >= 0x80 {
+        prefix[n] = (len as u8) | 0x80;
+        len >>= 7;
+        n += 1;
+    }
+    prefix[n] = len as u8;
+    out.splice(start..start, prefix[..=n].iter().copied());
 }
 
 /// `KeyValue { key = 1; AnyValue value = 2 }`, `AnyValue { string_value
@@ -205,6 +218,23 @@ mod tests {
         out.clear();
         varint(&mut out, u64::MAX);
         assert_eq!(out.len(), 10);
+    }
+
+    #[test]
+    fn sub_messages_are_prefixed_with_their_length() {
+        let mut out = vec![0xFF];
+        message_field(&mut out, 2, |m| {
+            bytes_field(m, 1, &[7; 200]);
+            message_field(m, 3, |inner| varint_field(inner, 1, 300));
+        });
+        // Field 2, LEN, then 208 (203 + 5) as a varint.
+        let mut inner = vec![0x0A, 0xC8, 0x01];
+        inner.extend_from_slice(&[7; 200]);
+        inner.extend_from_slice(&[0x1A, 3, 0x08, 0xAC, 0x02]);
+        let mut want = vec![0xFF, 0x12];
+        varint(&mut want, inner.len() as u64);
+        want.extend_from_slice(&inner);
+        assert_eq!(out, want);
     }
 
     #[test]
