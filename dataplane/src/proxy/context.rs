@@ -29,8 +29,9 @@ use crate::upstream::balancer::XorShift;
 /// `connections` gauge.
 pub type PooledConn = (Stream, GaugeGuard);
 
-/// The bounded queue to the access-log writer thread.
-pub type AccessLogQueue = std::sync::mpsc::SyncSender<crate::telemetry::access_log::AccessRecord>;
+/// The bounded queue to the access-log writer thread: batches of
+/// rendered lines.
+pub type AccessLogQueue = std::sync::mpsc::SyncSender<crate::telemetry::access_batch::LogBatch>;
 
 /// The bounded queue to the span exporter thread.
 pub type SpanQueue = std::sync::mpsc::SyncSender<Box<crate::telemetry::trace::FinishedTrace>>;
@@ -61,6 +62,8 @@ pub struct ShardContext {
     pub named: RefCell<crate::telemetry::NamedCounts>,
     /// The access-log writer's queue (`None`: no listener logs).
     pub access_log: Option<AccessLogQueue>,
+    /// Lines rendered and not handed to the writer yet.
+    pub access_batches: RefCell<crate::telemetry::access_batch::Batches>,
     /// The span exporter's queue (`None`: spans are never recorded).
     pub spans: Option<SpanQueue>,
     /// Trace and span ids and sampling draws: seeded apart from the other
@@ -80,6 +83,13 @@ impl std::fmt::Debug for ShardContext {
         f.debug_struct("ShardContext")
             .field("id", &self.id)
             .finish_non_exhaustive()
+    }
+}
+
+/// Lines still batched when the shard ends are not lost.
+impl Drop for ShardContext {
+    fn drop(&mut self) {
+        self.flush_access_log();
     }
 }
 
@@ -108,6 +118,7 @@ impl ShardContext {
             latency: RefCell::new(crate::telemetry::new_latency_histogram()),
             named: RefCell::new(crate::telemetry::NamedCounts::default()),
             access_log: None,
+            access_batches: RefCell::default(),
             spans: None,
             trace_rng: RefCell::new(XorShift::new(seed ^ 0x7AC3_11D5_0B0E_2C49)),
             draining: Cell::new(false),
@@ -128,6 +139,27 @@ impl ShardContext {
         self.spans = queue;
         self.trace_rng = RefCell::new(XorShift::new(seed));
         self
+    }
+
+    /// Hands a batch of access-log lines to the writer; a full queue (or a
+    /// writer gone) drops them, counted.
+    pub fn send_access_batch(&self, batch: crate::telemetry::access_batch::LogBatch) {
+        let Some(queue) = &self.access_log else {
+            return;
+        };
+        let records = batch.records;
+        if queue.try_send(batch).is_err() {
+            self.stats.access_log_dropped.add(records);
+        }
+    }
+
+    /// Hands every access-log line rendered so far to the writer (the
+    /// housekeeping tick, and the shard's end).
+    pub fn flush_access_log(&self) {
+        let batches = self.access_batches.borrow_mut().take();
+        for batch in batches {
+            self.send_access_batch(batch);
+        }
     }
 
     /// The current snapshot.

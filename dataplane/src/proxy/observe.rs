@@ -1,14 +1,14 @@
 //! Where a finished request or TCP session is counted and logged: the
 //! per-name counters and histograms the admin endpoint exports and, on a
-//! listener with an `access_log`, one [`AccessRecord`] handed to the
-//! writer thread through a bounded queue (a full queue drops the record
-//! and counts it; the shard never waits on a disk).
+//! listener with an `access_log`, one [`AccessRecord`] rendered into the
+//! shard's batch for the writer thread, which takes the batches through a
+//! bounded queue (a full queue drops a batch and counts its records; the
+//! shard never waits on a disk).
 //!
 //! Uses `telemetry` (counters, records), [`super::tries`] (what the tries
 //! did) and the runtime's clocks.
 
 use std::sync::Arc;
-use std::sync::mpsc::TrySendError;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::conn::ConnInfo;
@@ -21,22 +21,28 @@ use crate::route::Snapshot;
 use crate::runtime;
 use crate::telemetry::Outcome;
 use crate::telemetry::access_log::{AccessRecord, traceparent_trace_id};
-use crate::telemetry::trace::ServerSpan;
+use crate::telemetry::trace::{ServerSpan, TraceId};
 
-/// What the access log needs of a request head, copied before the head's
-/// bytes leave the buffer (only on listeners that log).
+/// What the access log (and a span) needs of a request head, copied
+/// before the head's bytes leave the buffer (only on listeners that log,
+/// or for a recorded trace): one buffer holding the method, authority,
+/// path, request id and trace id back to back.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct RequestLog {
-    pub(crate) method: String,
-    pub(crate) authority: Option<String>,
-    pub(crate) path: String,
-    /// The `x-request-id` the upstream saw, or the client's.
-    pub(crate) request_id: Option<String>,
-    pub(crate) trace_id: Option<String>,
+    text: String,
+    /// Where each part ends in `text` (`None`: absent), in the order of
+    /// [`RequestLog::METHOD`] and the others.
+    ends: [Option<u32>; 5],
     pub(crate) protocol: &'static str,
 }
 
 impl RequestLog {
+    const METHOD: usize = 0;
+    const AUTHORITY: usize = 1;
+    const PATH: usize = 2;
+    const REQUEST_ID: usize = 3;
+    const TRACE_ID: usize = 4;
+
     /// The log's view of `head`, routed on `path`; `request_id` is the id
     /// sent upstream (`None`: the client's own, if it sent one), `trace_id`
     /// the request's trace (`None`: the client's `traceparent`'s, if any).
@@ -44,31 +50,73 @@ impl RequestLog {
         head: &RequestHead<'_>,
         path: &str,
         request_id: Option<&str>,
-        trace_id: Option<String>,
+        trace_id: Option<TraceId>,
     ) -> RequestLog {
         let text = |name: &str| {
             head.header(name)
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .filter(|v| !v.is_empty())
         };
-        RequestLog {
-            method: head.method.to_owned(),
-            authority: head.host.map(str::to_owned),
-            path: path.to_owned(),
-            request_id: request_id
-                .or_else(|| text("x-request-id"))
-                .map(str::to_owned),
-            trace_id: trace_id.or_else(|| {
-                text("traceparent")
-                    .and_then(traceparent_trace_id)
-                    .map(str::to_owned)
-            }),
+        let request_id = request_id.or_else(|| text("x-request-id"));
+        let digits = trace_id.map(|t| t.hex_digits());
+        let trace_id = match &digits {
+            // Hex digits are ASCII.
+            Some(d) => std::str::from_utf8(d).ok(),
+            None => text("traceparent").and_then(traceparent_trace_id),
+        };
+        let parts = [
+            Some(head.method),
+            head.host,
+            Some(path),
+            request_id,
+            trace_id,
+        ];
+        let mut log = RequestLog {
+            text: String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum()),
+            ends: [None; 5],
             protocol: if head.minor_version == 0 {
                 "HTTP/1.0"
             } else {
                 "HTTP/1.1"
             },
+        };
+        for (end, part) in log.ends.iter_mut().zip(parts) {
+            if let Some(part) = part {
+                log.text.push_str(part);
+                *end = u32::try_from(log.text.len()).ok();
+            }
         }
+        log
+    }
+
+    fn part(&self, which: usize) -> Option<&str> {
+        let end = self.ends[which]? as usize;
+        let start = self.ends[..which]
+            .iter()
+            .rev()
+            .find_map(|e| *e)
+            .unwrap_or(0) as usize;
+        self.text.get(start..end)
+    }
+
+    pub(crate) fn method(&self) -> &str {
+        self.part(Self::METHOD).unwrap_or_default()
+    }
+
+    pub(crate) fn authority(&self) -> Option<&str> {
+        self.part(Self::AUTHORITY)
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        self.part(Self::PATH).unwrap_or_default()
+    }
+
+    pub(crate) fn request_id(&self) -> Option<&str> {
+        self.part(Self::REQUEST_ID)
+    }
+
+    pub(crate) fn trace_id(&self) -> Option<&str> {
+        self.part(Self::TRACE_ID)
     }
 }
 
@@ -139,9 +187,9 @@ fn export_spans(ctx: &ShardContext, snapshot: &Snapshot, f: &mut Finished<'_>, t
         parent: t.context.parent,
         start_unix_ns: tracing::unix_ns(f.started),
         end_unix_ns: tracing::unix_ns(runtime::precise_now()),
-        method: request.map(|r| r.method.clone()).unwrap_or_default(),
-        path: request.map(|r| r.path.clone()).unwrap_or_default(),
-        authority: request.and_then(|r| r.authority.clone()),
+        method: request.map(|r| r.method().to_owned()).unwrap_or_default(),
+        path: request.map(|r| r.path().to_owned()).unwrap_or_default(),
+        authority: request.and_then(|r| r.authority().map(str::to_owned)),
         protocol: request.map_or("HTTP/1.1", |r| r.protocol),
         listener: f.conn.listener.to_string(),
         route,
@@ -189,15 +237,15 @@ fn names<'s>(
     ))
 }
 
-/// Hands `f` to the access log writer, if its listener logs and the
-/// sampling keeps it.
+/// Renders `f` into the shard's batch for its listener's access log, if
+/// it logs and the sampling keeps it (a full batch goes to the writer).
 fn log(ctx: &ShardContext, snapshot: &Snapshot, f: Finished<'_>, duration: Duration) {
-    let Some(sender) = &ctx.access_log else {
+    if ctx.access_log.is_none() {
         return;
-    };
+    }
     let Some(spec) = snapshot
         .listener(&f.conn.listener)
-        .and_then(|l| l.access_log.clone())
+        .and_then(|l| l.access_log.as_deref())
     else {
         return;
     };
@@ -209,50 +257,37 @@ fn log(ctx: &ShardContext, snapshot: &Snapshot, f: Finished<'_>, duration: Durat
         .checked_sub(duration)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, micros);
-    let (route, cluster) = match names(snapshot, &f.conn.listener, f.route) {
-        Some((r, c)) => (Some(r.to_owned()), Some(c.to_owned())),
-        None => (None, None),
-    };
-    let request = f.request.map(|r| *r);
-    let (method, authority, path, request_id, trace_id, protocol) = match request {
-        Some(r) => (
-            r.method,
-            r.authority,
-            r.path,
-            r.request_id,
-            r.trace_id,
-            r.protocol,
-        ),
-        None => (String::new(), None, String::new(), None, None, "TCP"),
-    };
+    let (route, cluster) = names(snapshot, &f.conn.listener, f.route).unzip();
+    let request = f.request.as_deref();
     let record = AccessRecord {
-        spec,
+        format: &spec.format,
         start_unix_us: started_wall,
         duration_us: micros(duration),
-        request_id,
-        trace_id,
-        spiffe_id: f.conn.spiffe_id.as_deref().map(str::to_owned),
+        request_id: request.and_then(RequestLog::request_id),
+        trace_id: request.and_then(RequestLog::trace_id),
+        spiffe_id: f.conn.spiffe_id.as_deref(),
         client: f.conn.peer,
-        listener: f.conn.listener.to_string(),
+        listener: &f.conn.listener,
         route,
         cluster,
         endpoint: f.tries.endpoint,
-        method,
-        authority,
-        path,
-        protocol,
+        method: request.map_or("", RequestLog::method),
+        authority: request.and_then(RequestLog::authority),
+        path: request.map_or("", RequestLog::path),
+        protocol: request.map_or("TCP", |r| r.protocol),
         status: f.status,
         error: f.error,
-        authz_rule: f.rule.map(|r| r.to_string()),
+        authz_rule: f.rule.as_deref(),
         bytes_in: f.bytes_in,
         bytes_out: f.bytes_out,
         upstream_ttfb_us: f.tries.ttfb.map(micros),
         attempts: f.tries.attempts,
         tls_version: f.conn.tls.map(|t| t.0),
         tls_cipher: f.conn.tls.map(|t| t.1),
-        sni: f.conn.sni.clone(),
+        sni: f.conn.sni.as_deref(),
     };
-    if let Err(TrySendError::Full(_)) = sender.try_send(record) {
-        ctx.stats.access_log_dropped.incr();
+    let full = ctx.access_batches.borrow_mut().push(&spec.path, &record);
+    if let Some(batch) = full {
+        ctx.send_access_batch(batch);
     }
 }

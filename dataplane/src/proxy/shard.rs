@@ -163,6 +163,7 @@ pub async fn shard_loop(init: ShardInit) {
         if snapshot.generation != before {
             ctx.wake_all();
         }
+        ctx.flush_access_log();
         let figures = runtime::loop_figures();
         ctx.stats.loop_turns.set(figures.turns);
         ctx.stats.loop_polls.set(figures.polls);
@@ -181,6 +182,7 @@ pub async fn shard_loop(init: ShardInit) {
             last_publish = runtime::now();
         }
     }
+    ctx.flush_access_log();
     log::info!("shard {id}: stopping");
 }
 

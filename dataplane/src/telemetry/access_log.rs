@@ -9,7 +9,6 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// A listener's `access_log` table, compiled.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,31 +205,34 @@ fn truncate(s: &str, n: usize) -> &str {
     }
 }
 
-/// One finished request (or TCP session), as its listener logs it.
+/// One finished request (or TCP session), as its listener logs it. It
+/// borrows everything from the request's state: a shard renders it at
+/// once into its batch (see [`super::access_batch`]), with no copy of a
+/// name or a header.
 #[derive(Debug, Clone)]
-pub struct AccessRecord {
-    /// Where and how to write it.
-    pub spec: Arc<AccessLogSpec>,
+pub struct AccessRecord<'a> {
+    /// How to write it.
+    pub format: &'a LogFormat,
     /// When the request head (or the connection) arrived, µs since the
     /// Unix epoch.
     pub start_unix_us: u64,
     /// Arrival → response written (or session closed), µs.
     pub duration_us: u64,
     /// The `x-request-id` the upstream saw (the client's, kept, or ours).
-    pub request_id: Option<String>,
+    pub request_id: Option<&'a str>,
     /// From the client's W3C `traceparent`, when it sent a valid one.
-    pub trace_id: Option<String>,
-    pub spiffe_id: Option<String>,
+    pub trace_id: Option<&'a str>,
+    pub spiffe_id: Option<&'a str>,
     pub client: SocketAddr,
-    pub listener: String,
-    pub route: Option<String>,
-    pub cluster: Option<String>,
+    pub listener: &'a str,
+    pub route: Option<&'a str>,
+    pub cluster: Option<&'a str>,
     /// The endpoint of the last try.
     pub endpoint: Option<SocketAddr>,
     /// Empty for a TCP session.
-    pub method: String,
-    pub authority: Option<String>,
-    pub path: String,
+    pub method: &'a str,
+    pub authority: Option<&'a str>,
+    pub path: &'a str,
     /// `HTTP/1.1`, `HTTP/1.0` or `TCP`.
     pub protocol: &'static str,
     /// `None`: no response was written.
@@ -239,7 +241,7 @@ pub struct AccessRecord {
     /// itself, e.g. `upstream_timeout`.
     pub error: Option<&'static str>,
     /// The authorization rule that refused the request.
-    pub authz_rule: Option<String>,
+    pub authz_rule: Option<&'a str>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub upstream_ttfb_us: Option<u64>,
@@ -247,7 +249,7 @@ pub struct AccessRecord {
     pub tls_version: Option<&'static str>,
     pub tls_cipher: Option<&'static str>,
     /// The server name (SNI) of the client's ClientHello.
-    pub sni: Option<Arc<str>>,
+    pub sni: Option<&'a str>,
 }
 
 fn text(s: Option<&str>) -> Value<'_> {
@@ -263,43 +265,43 @@ enum Value<'a> {
     Missing,
 }
 
-impl AccessRecord {
+impl AccessRecord<'_> {
     fn value(&self, field: Field) -> Value<'_> {
         match field {
             Field::StartTime => Value::Time(self.start_unix_us),
             Field::DurationUs => Value::Number(self.duration_us),
-            Field::RequestId => text(self.request_id.as_deref()),
-            Field::TraceId => text(self.trace_id.as_deref()),
-            Field::SpiffeId => text(self.spiffe_id.as_deref()),
+            Field::RequestId => text(self.request_id),
+            Field::TraceId => text(self.trace_id),
+            Field::SpiffeId => text(self.spiffe_id),
             Field::Client => Value::Addr(self.client),
-            Field::Listener => Value::Text(&self.listener),
-            Field::Route => text(self.route.as_deref()),
-            Field::Cluster => text(self.cluster.as_deref()),
+            Field::Listener => Value::Text(self.listener),
+            Field::Route => text(self.route),
+            Field::Cluster => text(self.cluster),
             Field::Endpoint => self.endpoint.map_or(Value::Missing, Value::Addr),
             Field::Method if self.method.is_empty() => Value::Missing,
-            Field::Method => Value::Text(&self.method),
-            Field::Authority => text(self.authority.as_deref()),
+            Field::Method => Value::Text(self.method),
+            Field::Authority => text(self.authority),
             Field::Path if self.path.is_empty() => Value::Missing,
-            Field::Path => Value::Text(&self.path),
+            Field::Path => Value::Text(self.path),
             Field::Protocol => Value::Text(self.protocol),
             Field::Status => self
                 .status
                 .map_or(Value::Missing, |s| Value::Number(u64::from(s))),
             Field::Error => text(self.error),
-            Field::AuthzRule => text(self.authz_rule.as_deref()),
+            Field::AuthzRule => text(self.authz_rule),
             Field::BytesIn => Value::Number(self.bytes_in),
             Field::BytesOut => Value::Number(self.bytes_out),
             Field::UpstreamTtfbUs => self.upstream_ttfb_us.map_or(Value::Missing, Value::Number),
             Field::Attempts => Value::Number(u64::from(self.attempts)),
             Field::TlsVersion => text(self.tls_version),
             Field::TlsCipher => text(self.tls_cipher),
-            Field::Sni => text(self.sni.as_deref()),
+            Field::Sni => text(self.sni),
         }
     }
 
-    /// Appends the record as one line (with its `\n`) in its spec's format.
+    /// Appends the record as one line (with its `\n`) in its format.
     pub fn render(&self, out: &mut String) {
-        match &self.spec.format {
+        match self.format {
             LogFormat::Json => self.render_json(out),
             LogFormat::Template(t) => self.render_template(t, out),
         }
@@ -321,7 +323,7 @@ impl AccessRecord {
                 Value::Number(n) => push_u64(n, out),
                 Value::Addr(a) => {
                     out.push('"');
-                    let _ = write!(out, "{a}");
+                    push_addr(a, out);
                     out.push('"');
                 }
                 Value::Time(us) => {
@@ -353,9 +355,7 @@ impl AccessRecord {
                         }
                     }
                     Value::Number(n) => push_u64(n, out),
-                    Value::Addr(a) => {
-                        let _ = write!(out, "{a}");
-                    }
+                    Value::Addr(a) => push_addr(a, out),
                     Value::Time(us) => rfc3339(us, out),
                     Value::Missing => out.push('-'),
                 },
@@ -408,6 +408,26 @@ pub fn push_u64(mut n: u64, out: &mut String) {
     }
     // Only ASCII digits were written.
     out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+}
+
+/// `addr` as `Display` writes it (`1.2.3.4:80`, `[::1]:80`); IPv4
+/// without the formatting machinery.
+fn push_addr(addr: SocketAddr, out: &mut String) {
+    match addr {
+        SocketAddr::V4(a) => {
+            for (i, octet) in a.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u64(u64::from(octet), out);
+            }
+            out.push(':');
+            push_u64(u64::from(a.port()), out);
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{addr}");
+        }
+    }
 }
 
 /// `n` with at least `width` digits (zero-padded; `width` ≤ 4).
@@ -486,26 +506,22 @@ pub fn traceparent_trace_id(value: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    fn record(format: LogFormat) -> AccessRecord {
+    fn record(format: &LogFormat) -> AccessRecord<'_> {
         AccessRecord {
-            spec: Arc::new(AccessLogSpec {
-                path: "stdout".into(),
-                format,
-                sample_percent: 100.0,
-            }),
+            format,
             start_unix_us: 1_796_246_345_123_456,
             duration_us: 1500,
-            request_id: Some("rid".into()),
+            request_id: Some("rid"),
             trace_id: None,
-            spiffe_id: Some("spiffe://mesh.local/ns/a/sa/\"b\"".into()),
+            spiffe_id: Some("spiffe://mesh.local/ns/a/sa/\"b\""),
             client: "127.0.0.1:5555".parse().unwrap(),
-            listener: "public".into(),
-            route: Some("api".into()),
-            cluster: Some("backend".into()),
+            listener: "public",
+            route: Some("api"),
+            cluster: Some("backend"),
             endpoint: Some("127.0.0.1:8080".parse().unwrap()),
-            method: "GET".into(),
-            authority: Some("svc".into()),
-            path: "/a\nb".into(),
+            method: "GET",
+            authority: Some("svc"),
+            path: "/a\nb",
             protocol: "HTTP/1.1",
             status: Some(200),
             error: None,
@@ -516,14 +532,14 @@ mod tests {
             attempts: 1,
             tls_version: Some("TLSv1.3"),
             tls_cipher: Some("TLS13_AES_128_GCM_SHA256"),
-            sni: Some("api.mesh.local".into()),
+            sni: Some("api.mesh.local"),
         }
     }
 
     #[test]
     fn json_lines_name_every_field_and_escape_text() {
         let mut out = String::new();
-        record(LogFormat::Json).render(&mut out);
+        record(&LogFormat::Json).render(&mut out);
         assert!(
             out.ends_with("}\n") && out.matches('\n').count() == 1,
             "{out}"
@@ -548,7 +564,7 @@ mod tests {
     fn templates_fill_fields_and_mark_missing_ones() {
         let t = Template::parse("%METHOD% %PATH% %status% %TRACE_ID% 100%% %ENDPOINT%").unwrap();
         let mut out = String::new();
-        record(LogFormat::Template(t)).render(&mut out);
+        record(&LogFormat::Template(t)).render(&mut out);
         assert_eq!(out, "GET /a\\x0ab 200 - 100% 127.0.0.1:8080\n");
         Template::parse(DEFAULT_TEMPLATE).unwrap();
     }
@@ -636,6 +652,18 @@ mod tests {
             let mut out = String::new();
             json_string(&s, &mut out);
             proptest::prop_assert_eq!(out, json_string_slow(&s));
+        }
+
+        #[test]
+        fn addresses_match_the_formatter(v4 in proptest::num::u32::ANY, v6 in proptest::num::u128::ANY, port in proptest::num::u16::ANY) {
+            for addr in [
+                SocketAddr::from((std::net::Ipv4Addr::from(v4), port)),
+                SocketAddr::from((std::net::Ipv6Addr::from(v6), port)),
+            ] {
+                let mut out = String::new();
+                push_addr(addr, &mut out);
+                proptest::prop_assert_eq!(out, addr.to_string());
+            }
         }
 
         #[test]

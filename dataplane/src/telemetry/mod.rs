@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwapOption;
 pub use hdrhistogram::Histogram;
 
+pub mod access_batch;
 pub mod access_log;
 mod buckets;
 pub mod trace;

@@ -201,7 +201,7 @@ fn decide_head(
     }
     let log = logs.then(|| {
         let path = path.unwrap_or(head.path);
-        let trace_id = trace.as_ref().map(|t| t.context.trace_id.hex());
+        let trace_id = trace.as_ref().map(|t| t.context.trace_id);
         Box::new(RequestLog::of(
             head,
             path,

@@ -42,6 +42,22 @@ impl TraceId {
     pub fn hex(&self) -> String {
         hex(&self.0)
     }
+
+    /// The same 32 digits, on the stack.
+    pub fn hex_digits(&self) -> [u8; 32] {
+        let mut digits = [0u8; 32];
+        hex_into(&self.0, &mut digits);
+        digits
+    }
+}
+
+/// The lowercase hex of `bytes` into the front of `out` (twice as long).
+pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
 }
 
 impl SpanId {

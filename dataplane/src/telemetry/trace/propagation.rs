@@ -10,7 +10,7 @@
 //! ([`SpanSlots`]) so each try can write its own in place, without
 //! rewriting the head.
 
-use super::{Propagation, SpanId, TraceContext, TraceId, TraceSpec, push_hex};
+use super::{Propagation, SpanId, TraceContext, TraceId, TraceSpec};
 
 /// What a request's headers said about its trace.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -104,11 +104,11 @@ impl SpanSlots {
     /// Writes `span` into `head` at every slot (slots past the end, which
     /// a correct caller never has, are skipped).
     pub fn set(&self, head: &mut [u8], span: SpanId) {
-        let mut digits = String::with_capacity(16);
-        push_hex(&mut digits, &span.0);
+        let mut digits = [0u8; 16];
+        super::hex_into(&span.0, &mut digits);
         for at in self.at.iter().flatten() {
             if let Some(slot) = head.get_mut(*at..*at + 16) {
-                slot.copy_from_slice(digits.as_bytes());
+                slot.copy_from_slice(&digits);
             }
         }
     }
@@ -182,11 +182,10 @@ pub fn write_headers(
 }
 
 /// Appends the lowercase hex of `bytes`.
-fn push_hex_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]);
-    }
+fn push_hex_bytes<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N]) {
+    let mut digits = [[0u8; 2]; N];
+    super::hex_into(bytes, digits.as_flattened_mut());
+    out.extend_from_slice(digits.as_flattened());
 }
 
 /// One byte from two lowercase hex digits.
