@@ -12,7 +12,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption, Cache};
 
@@ -70,6 +70,10 @@ pub struct ShardContext {
     /// draws, so gateways sharing a `[dataplane] seed` still make distinct
     /// trace ids.
     pub trace_rng: RefCell<XorShift>,
+    /// The wall clock's reading against the shard's clock, taken on each
+    /// housekeeping tick: a finished request's time of day without a clock
+    /// read per request.
+    wall_anchor: Cell<(Instant, SystemTime)>,
     draining: Cell<bool>,
     /// Connections idle between requests, woken when draining starts or a
     /// listener is removed. A slot per waiting connection, freed when it
@@ -121,6 +125,7 @@ impl ShardContext {
             access_batches: RefCell::default(),
             spans: None,
             trace_rng: RefCell::new(XorShift::new(seed ^ 0x7AC3_11D5_0B0E_2C49)),
+            wall_anchor: Cell::new((runtime::precise_now(), runtime::wall_clock())),
             draining: Cell::new(false),
             drain_waiters: RefCell::new(Vec::new()),
             free_waiters: RefCell::new(Vec::new()),
@@ -139,6 +144,22 @@ impl ShardContext {
         self.spans = queue;
         self.trace_rng = RefCell::new(XorShift::new(seed));
         self
+    }
+
+    /// The time of day at `at` (an instant of the shard's clock), from the
+    /// last tick's reading.
+    pub fn wall_time(&self, at: Instant) -> SystemTime {
+        let (instant, wall) = self.wall_anchor.get();
+        match at.checked_duration_since(instant) {
+            Some(after) => wall + after,
+            None => wall.checked_sub(instant - at).unwrap_or(wall),
+        }
+    }
+
+    /// Reads the wall clock again (the housekeeping tick).
+    pub fn read_wall_clock(&self) {
+        self.wall_anchor
+            .set((runtime::precise_now(), runtime::wall_clock()));
     }
 
     /// Hands a batch of access-log lines to the writer; a full queue (or a

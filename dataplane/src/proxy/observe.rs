@@ -253,9 +253,9 @@ fn log(ctx: &ShardContext, snapshot: &Snapshot, f: Finished<'_>, duration: Durat
     if !spec.logs(f.status, draw) {
         return;
     }
-    let started_wall = runtime::wall_clock()
-        .checked_sub(duration)
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+    let started_wall = ctx
+        .wall_time(f.started)
+        .duration_since(UNIX_EPOCH)
         .map_or(0, micros);
     let (route, cluster) = names(snapshot, &f.conn.listener, f.route).unzip();
     let request = f.request.as_deref();

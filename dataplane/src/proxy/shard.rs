@@ -163,6 +163,7 @@ pub async fn shard_loop(init: ShardInit) {
         if snapshot.generation != before {
             ctx.wake_all();
         }
+        ctx.read_wall_clock();
         ctx.flush_access_log();
         let figures = runtime::loop_figures();
         ctx.stats.loop_turns.set(figures.turns);

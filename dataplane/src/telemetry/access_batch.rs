@@ -6,7 +6,7 @@
 //!
 //! Sans-IO: the shard sends the batches this hands out (`proxy::observe`).
 
-use super::access_log::AccessRecord;
+use super::access_log::{AccessRecord, DateCache};
 
 /// A batch is handed over once it holds this many bytes.
 pub const BATCH_BYTES: usize = 64 * 1024;
@@ -37,6 +37,7 @@ impl LogBatch {
 #[derive(Debug, Default)]
 pub struct Batches {
     open: Vec<LogBatch>,
+    dates: DateCache,
 }
 
 impl Batches {
@@ -51,7 +52,7 @@ impl Batches {
             }
         };
         let batch = &mut self.open[at];
-        record.render(&mut batch.lines);
+        record.render_with(&mut batch.lines, &mut self.dates);
         batch.records += 1;
         (batch.lines.len() >= BATCH_BYTES).then(|| std::mem::replace(batch, LogBatch::new(path)))
     }

@@ -132,6 +132,38 @@ impl Field {
         }
     }
 
+    /// What comes before the field's value in a JSON line: the separator
+    /// (`{` for the first field), the quoted key and the colon, as one
+    /// string.
+    fn json_key(self) -> &'static str {
+        match self {
+            Field::StartTime => "{\"start_time\":",
+            Field::DurationUs => ",\"duration_us\":",
+            Field::RequestId => ",\"request_id\":",
+            Field::TraceId => ",\"trace_id\":",
+            Field::SpiffeId => ",\"spiffe_id\":",
+            Field::Client => ",\"client\":",
+            Field::Listener => ",\"listener\":",
+            Field::Route => ",\"route\":",
+            Field::Cluster => ",\"cluster\":",
+            Field::Endpoint => ",\"endpoint\":",
+            Field::Method => ",\"method\":",
+            Field::Authority => ",\"authority\":",
+            Field::Path => ",\"path\":",
+            Field::Protocol => ",\"protocol\":",
+            Field::Status => ",\"status\":",
+            Field::Error => ",\"error\":",
+            Field::AuthzRule => ",\"authz_rule\":",
+            Field::BytesIn => ",\"bytes_in\":",
+            Field::BytesOut => ",\"bytes_out\":",
+            Field::UpstreamTtfbUs => ",\"upstream_ttfb_us\":",
+            Field::Attempts => ",\"attempts\":",
+            Field::TlsVersion => ",\"tls_version\":",
+            Field::TlsCipher => ",\"tls_cipher\":",
+            Field::Sni => ",\"sni\":",
+        }
+    }
+
     fn from_template_name(name: &str) -> Option<Field> {
         Field::ALL
             .into_iter()
@@ -301,23 +333,24 @@ impl AccessRecord<'_> {
 
     /// Appends the record as one line (with its `\n`) in its format.
     pub fn render(&self, out: &mut String) {
+        self.render_with(out, &mut DateCache::default());
+    }
+
+    /// [`AccessRecord::render`], with the date of the last second
+    /// rendered kept in `dates` (a shard renders many lines a second).
+    pub fn render_with(&self, out: &mut String, dates: &mut DateCache) {
         match self.format {
-            LogFormat::Json => self.render_json(out),
-            LogFormat::Template(t) => self.render_template(t, out),
+            LogFormat::Json => self.render_json(out, dates),
+            LogFormat::Template(t) => self.render_template(t, out, dates),
         }
         out.push('\n');
     }
 
-    fn render_json(&self, out: &mut String) {
-        out.push('{');
-        for (i, field) in Field::ALL.into_iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
+    fn render_json(&self, out: &mut String, dates: &mut DateCache) {
+        out.reserve(512);
+        for field in Field::ALL {
             // Field names are plain ASCII words (a test checks): no escapes.
-            out.push('"');
-            out.push_str(field.name());
-            out.push_str("\":");
+            out.push_str(field.json_key());
             match self.value(field) {
                 Value::Text(s) => json_string(s, out),
                 Value::Number(n) => push_u64(n, out),
@@ -328,7 +361,7 @@ impl AccessRecord<'_> {
                 }
                 Value::Time(us) => {
                     out.push('"');
-                    rfc3339(us, out);
+                    dates.push(us, out);
                     out.push('"');
                 }
                 Value::Missing => out.push_str("null"),
@@ -337,7 +370,7 @@ impl AccessRecord<'_> {
         out.push('}');
     }
 
-    fn render_template(&self, t: &Template, out: &mut String) {
+    fn render_template(&self, t: &Template, out: &mut String, dates: &mut DateCache) {
         for piece in &t.0 {
             match piece {
                 Piece::Text(s) => out.push_str(s),
@@ -356,7 +389,7 @@ impl AccessRecord<'_> {
                     }
                     Value::Number(n) => push_u64(n, out),
                     Value::Addr(a) => push_addr(a, out),
-                    Value::Time(us) => rfc3339(us, out),
+                    Value::Time(us) => dates.push(us, out),
                     Value::Missing => out.push('-'),
                 },
             }
@@ -440,11 +473,40 @@ fn push_padded(n: u64, width: usize, out: &mut String) {
     push_u64(n, out);
 }
 
+/// The RFC 3339 text of the last second rendered (`…T21:19:05.`), so
+/// that lines of the same second only add their milliseconds.
+#[derive(Debug, Default, Clone)]
+pub struct DateCache {
+    second: Option<u64>,
+    text: String,
+}
+
+impl DateCache {
+    /// Appends `unix_us` as [`rfc3339`] does.
+    pub fn push(&mut self, unix_us: u64, out: &mut String) {
+        let second = unix_us / 1_000_000;
+        if self.second != Some(second) {
+            self.text.clear();
+            rfc3339_second(second, &mut self.text);
+            self.second = Some(second);
+        }
+        out.push_str(&self.text);
+        push_padded((unix_us % 1_000_000) / 1000, 3, out);
+        out.push('Z');
+    }
+}
+
 /// `unix_us` as RFC 3339 UTC with milliseconds, e.g.
 /// `2026-12-02T21:19:05.123Z`.
 pub fn rfc3339(unix_us: u64, out: &mut String) {
-    let secs = unix_us / 1_000_000;
-    let millis = (unix_us % 1_000_000) / 1000;
+    rfc3339_second(unix_us / 1_000_000, out);
+    push_padded((unix_us % 1_000_000) / 1000, 3, out);
+    out.push('Z');
+}
+
+/// The date and time of `secs` since the epoch, up to the `.` before
+/// the milliseconds.
+fn rfc3339_second(secs: u64, out: &mut String) {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
@@ -460,8 +522,6 @@ pub fn rfc3339(unix_us: u64, out: &mut String) {
     out.push(':');
     push_padded(rem % 60, 2, out);
     out.push('.');
-    push_padded(millis, 3, out);
-    out.push('Z');
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
@@ -676,6 +736,32 @@ mod tests {
                 push_padded(small, width, &mut out);
                 proptest::prop_assert_eq!(&out, &format!("{small:0width$}"));
             }
+        }
+    }
+
+    #[test]
+    fn json_keys_are_the_names_with_their_separator() {
+        for (i, f) in Field::ALL.into_iter().enumerate() {
+            let separator = if i == 0 { '{' } else { ',' };
+            assert_eq!(f.json_key(), format!("{separator}\"{}\":", f.name()));
+        }
+    }
+
+    #[test]
+    fn cached_dates_match_fresh_ones() {
+        let mut dates = DateCache::default();
+        for us in [
+            0,
+            999_999,
+            1_000_000,
+            1_709_208_000_500_000,
+            1_709_208_000_999_000,
+            1_709_208_001_000_001,
+        ] {
+            let (mut cached, mut fresh) = (String::new(), String::new());
+            dates.push(us, &mut cached);
+            rfc3339(us, &mut fresh);
+            assert_eq!(cached, fresh);
         }
     }
 
