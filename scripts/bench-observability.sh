@@ -16,8 +16,12 @@
 # RATE=N drives N requests a second (each gateway) instead of closed loop.
 # ON="scrape log trace" (the default) picks what "on" turns on, to measure
 # one alone (ON=none: an A/A test). BIG=0 skips the 1,000-endpoint scrape.
+# ON_ENV="NAME=VALUE ..." sets environment variables of the "on" gateway
+# only (e.g. ON=none ON_ENV=MIMALLOC_PURGE_DELAY=-1: what an allocator
+# setting is worth).
 # PERF=FILE records the last round's "on" gateway with `perf record -g`
-# (PERF_CG="--call-graph dwarf" for call graphs).
+# (PERF_CG="--call-graph dwarf" for call graphs), and the "off" one into
+# FILE.off, to compare the two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/bench-common.sh
@@ -78,7 +82,9 @@ start_gateway() { # on|off round
     echo "[[routes]]"; echo "listener = \"l\""; echo "cluster = \"c\""
     echo "[[clusters]]"; echo "name = \"c\""; echo "endpoints = [\"127.0.0.1:$UP\"]"
   } > "$conf"
-  taskset -c 0 "$BIN/meshgate" run --config "$conf" --log-level warn > "$W/gateway-$mode-$2.log" 2>&1 &
+  local env=()
+  [ "$mode" = on ] && [ -n "${ON_ENV:-}" ] && env=(env $ON_ENV)
+  taskset -c 0 "${env[@]}" "$BIN/meshgate" run --config "$conf" --log-level warn > "$W/gateway-$mode-$2.log" 2>&1 &
   local gw=$!
   wait_port "$port" meshgate "$gw"
   local scraper=0
@@ -100,10 +106,12 @@ round() { # round
   read -r on_gw on_port on_scraper <<< "$on"
   read -r off_gw off_port off_scraper <<< "$off"
   pids+=("$on_gw" "$off_gw"); [ "$on_scraper" = 0 ] || pids+=("$on_scraper")
-  local perf=""
+  local perf="" perf_off=""
   if [ -n "${PERF:-}" ] && [ "$1" = "$ROUNDS" ]; then
     perf record ${PERF_CG:--g} -o "$PERF" -p "$on_gw" -- sleep "$SECS" > /dev/null 2>&1 &
     perf=$!
+    perf record ${PERF_CG:--g} -o "$PERF.off" -p "$off_gw" -- sleep "$SECS" > /dev/null 2>&1 &
+    perf_off=$!
   fi
   local on_before off_before
   on_before=$(cpu_ticks "$on_gw"); off_before=$(cpu_ticks "$off_gw")
@@ -116,7 +124,7 @@ round() { # round
   wait "$on_bench" "$off_bench" || true
   local on_after off_after
   on_after=$(cpu_ticks "$on_gw"); off_after=$(cpu_ticks "$off_gw")
-  [ -n "$perf" ] && wait "$perf"
+  [ -n "$perf" ] && wait "$perf" "$perf_off"
   [ "$on_scraper" = 0 ] || kill "$on_scraper" 2>/dev/null
   # Not this shell's children (started in a command substitution): poll
   # until they are gone, so the access log is flushed and closed.

@@ -142,7 +142,7 @@ pub(crate) struct Finished<'a> {
     /// read whole.
     pub(crate) request: Option<Box<RequestLog>>,
     /// Its trace, when `[tracing]` is on.
-    pub(crate) trace: Option<Box<RequestTrace>>,
+    pub(crate) trace: Option<RequestTrace>,
 }
 
 fn micros(d: Duration) -> u64 {

@@ -30,7 +30,7 @@ pub(super) struct Incoming {
     /// The head's facts for the access log, on a listener that logs.
     pub(super) log: Option<Box<RequestLog>>,
     /// Its trace, when `[tracing]` is on.
-    pub(super) trace: Option<Box<RequestTrace>>,
+    pub(super) trace: Option<RequestTrace>,
 }
 
 /// Reads until a full request head is buffered, then decides it and (when
@@ -171,7 +171,7 @@ fn decide_head(
     let mut trace = snapshot
         .tracing
         .as_deref()
-        .map(|spec| Box::new(tracing::start(ctx, spec, head)));
+        .map(|spec| tracing::start(ctx, spec, head));
     // The head's facts are kept for an access log line or a span.
     let logs = snapshot
         .listener(&conn.listener)
@@ -182,7 +182,7 @@ fn decide_head(
         Action::Proxy(target) => {
             let request_id = ctx.request_ids.next();
             let id = request_id.as_str();
-            let (t, out) = (trace.as_deref_mut(), &mut *upstream_head);
+            let (t, out) = (trace.as_mut(), &mut *upstream_head);
             let kept = write_request_head(snapshot, head, path, target, conn, id, t, out);
             if logs && !(kept && head.header("x-request-id").is_some()) {
                 sent_id = Some(request_id);

@@ -61,8 +61,9 @@ pub(super) fn write_request_head(
         new_request_id: request_id,
         xfcc: conn.xfcc.as_deref(),
     };
-    let mut trace_lines = Vec::new();
     let spec = snapshot.tracing.as_deref();
+    // Room for `traceparent` and the multi-header B3 fields in one go.
+    let mut trace_lines = Vec::with_capacity(if spec.is_some() { 320 } else { 0 });
     let replaces = |name: &str| spec.is_some_and(|s| trace::is_propagation_header(s, name));
     let trace_fields = match (trace.as_deref_mut(), spec) {
         (Some(t), Some(spec)) => {
