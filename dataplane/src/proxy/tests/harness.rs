@@ -60,6 +60,8 @@ pub struct World {
     pub seed: u64,
     /// The span exporter's queue, when the test reads spans.
     pub spans: Option<crate::proxy::context::SpanQueue>,
+    /// The access-log writer's queue, when the test reads log lines.
+    pub access_log: Option<crate::proxy::context::AccessLogQueue>,
 }
 
 impl World {
@@ -92,6 +94,7 @@ impl World {
             },
             seed: 1,
             spans: None,
+            access_log: None,
         }
     }
 
@@ -153,6 +156,27 @@ impl World {
         (self, rx)
     }
 
+    /// Logs every request of the listener as JSON to `path`; the batches
+    /// arrive on the returned queue, which holds `capacity` of them.
+    pub fn access_log(
+        mut self,
+        path: &str,
+        capacity: usize,
+    ) -> (
+        World,
+        std::sync::mpsc::Receiver<crate::telemetry::access_batch::LogBatch>,
+    ) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+        self.snapshot.listeners[0].access_log =
+            Some(Arc::new(crate::telemetry::access_log::AccessLogSpec {
+                path: path.into(),
+                format: crate::telemetry::access_log::LogFormat::Json,
+                sample_percent: 100.0,
+            }));
+        self.access_log = Some(tx);
+        (self, rx)
+    }
+
     /// Seeds the shard's random draws.
     pub fn seed(mut self, seed: u64) -> World {
         self.seed = seed;
@@ -195,7 +219,7 @@ impl World {
             stats: stats.clone(),
             commands,
             runtime: config,
-            access_log: None,
+            access_log: self.access_log,
             spans: self.spans.map(|q| (q, 7)),
         };
         let gateway = Gateway {

@@ -2,6 +2,7 @@
 //! in-memory transport ([`harness`]): they run in milliseconds, without
 //! sockets or sleeps, and replay exactly with the same seed.
 
+mod access_log;
 mod determinism;
 pub(super) mod harness;
 mod http1;
