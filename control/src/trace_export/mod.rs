@@ -160,6 +160,7 @@ fn export_loop(
     stats: &ExportStats,
 ) {
     let mut batch: Vec<model::Span> = Vec::new();
+    let mut protobuf = Vec::new();
     let mut since: Option<Instant> = None;
     loop {
         let wait = since.map_or(Duration::from_millis(100), |t| {
@@ -177,13 +178,13 @@ fn export_loop(
                 std::thread::sleep(wait.min(Duration::from_millis(50)));
             }
             Err(TryRecvError::Disconnected) => {
-                flush(&mut batch, settings, stats);
+                flush(&mut batch, &mut protobuf, settings, stats);
                 return;
             }
         }
         let due = since.is_some_and(|t| t.elapsed() >= FLUSH_EVERY);
         if batch.len() >= BATCH_SPANS || due || (stopping && !batch.is_empty()) {
-            flush(&mut batch, settings, stats);
+            flush(&mut batch, &mut protobuf, settings, stats);
             since = None;
         }
         if stopping && batch.is_empty() && traces.try_recv().is_err() {
@@ -192,8 +193,14 @@ fn export_loop(
     }
 }
 
-/// Posts `batch` to every collector, then empties it.
-fn flush(batch: &mut Vec<model::Span>, settings: &Mutex<ExportSettings>, stats: &ExportStats) {
+/// Posts `batch` to every collector, then empties it. `protobuf` is the
+/// OTLP body's buffer, kept from batch to batch.
+fn flush(
+    batch: &mut Vec<model::Span>,
+    protobuf: &mut Vec<u8>,
+    settings: &Mutex<ExportSettings>,
+    stats: &ExportStats,
+) {
     if batch.is_empty() {
         return;
     }
@@ -202,14 +209,24 @@ fn flush(batch: &mut Vec<model::Span>, settings: &Mutex<ExportSettings>, stats: 
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     for c in &settings.collectors {
-        let body = match c.format {
-            Format::OtlpProtobuf => otlp::protobuf(&settings.service_name, batch),
-            Format::OtlpJson => otlp::json(&settings.service_name, batch).into_bytes(),
-            Format::Zipkin => zipkin::json(&settings.service_name, batch).into_bytes(),
+        let json;
+        let body: &[u8] = match c.format {
+            Format::OtlpProtobuf => {
+                otlp::protobuf_into(&settings.service_name, batch, protobuf);
+                protobuf
+            }
+            Format::OtlpJson => {
+                json = otlp::json(&settings.service_name, batch);
+                json.as_bytes()
+            }
+            Format::Zipkin => {
+                json = zipkin::json(&settings.service_name, batch);
+                json.as_bytes()
+            }
         };
         let s = stats.of(c.format);
         let n = batch.len() as u64;
-        match post_with_retries(c, &body) {
+        match post_with_retries(c, body) {
             Ok(()) => {
                 s.exported.fetch_add(n, Ordering::Relaxed);
             }

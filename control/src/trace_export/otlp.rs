@@ -90,9 +90,19 @@ fn key_value(out: &mut Vec<u8>, field: u64, key: &str, value: &Value) {
 
 /// `ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1 }`
 /// with one resource (`service.name`) and one scope.
+#[cfg(test)]
 pub fn protobuf(service_name: &str, spans: &[Span]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 * spans.len() + 64);
-    message_field(&mut out, 1, |rs| {
+    let mut out = Vec::new();
+    protobuf_into(service_name, spans, &mut out);
+    out
+}
+
+/// [`protobuf`] into `out` (emptied first), so that one buffer serves
+/// every batch: no fresh memory to fault in per batch.
+pub fn protobuf_into(service_name: &str, spans: &[Span], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(256 * spans.len() + 64);
+    message_field(out, 1, |rs| {
         // ResourceSpans.resource = 1: Resource { attributes = 1 }
         message_field(rs, 1, |resource| {
             let name = Value::Str(service_name.to_owned());
@@ -111,7 +121,6 @@ pub fn protobuf(service_name: &str, spans: &[Span]) -> Vec<u8> {
             }
         });
     });
-    out
 }
 
 /// `Span`: trace_id 1, span_id 2, parent_span_id 4, name 5, kind 6,

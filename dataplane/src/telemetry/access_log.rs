@@ -494,8 +494,10 @@ pub fn push_u64(mut n: u64, out: &mut String) {
             break;
         }
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or("0"));
+    // ASCII digits: a char each, no UTF-8 check of the whole.
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 /// `addr` as `Display` writes it (`1.2.3.4:80`, `[::1]:80`); IPv4

@@ -261,3 +261,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn stack_hex_matches_the_string_hex() {
+    for (a, b) in [
+        (0, 1),
+        (u64::MAX, u64::MAX),
+        (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+    ] {
+        let id = TraceId::random(a, b);
+        assert_eq!(std::str::from_utf8(&id.hex_digits()).unwrap(), id.hex());
+        let span = SpanId::random(a);
+        let mut digits = [0u8; 16];
+        super::hex_into(&span.0, &mut digits);
+        assert_eq!(std::str::from_utf8(&digits).unwrap(), span.hex());
+    }
+}
