@@ -155,19 +155,7 @@ pub(crate) fn request_finished(ctx: &ShardContext, snapshot: &Snapshot, f: Finis
     if let Some(s) = f.status {
         ctx.stats.response(s);
     }
-    let duration = runtime::precise_now().saturating_duration_since(f.started);
-    let names = names(snapshot, &f.conn.listener, f.route);
-    let outcome = Outcome {
-        status: f.status,
-        bytes_in: f.bytes_in,
-        bytes_out: f.bytes_out,
-        duration_us: Some(micros(duration).max(1)),
-        upstream_ttfb_us: f.tries.ttfb.map(|d| micros(d).max(1)),
-        failed: f.status.is_none(),
-    };
-    ctx.named
-        .borrow_mut()
-        .record(&f.conn.listener, names, &outcome);
+    let duration = count(ctx, snapshot, &f, f.tries.ttfb, f.status.is_none());
     let mut f = f;
     if let Some(t) = f.trace.take().filter(|t| t.records) {
         export_spans(ctx, snapshot, &mut f, &t);
@@ -207,20 +195,34 @@ fn export_spans(ctx: &ShardContext, snapshot: &Snapshot, f: &mut Finished<'_>, t
 /// label makes it failed), then logs it. Its bytes are also counted by the
 /// relay.
 pub(crate) fn session_finished(ctx: &ShardContext, snapshot: &Snapshot, f: Finished<'_>) {
+    let duration = count(ctx, snapshot, &f, None, f.error.is_some());
+    log(ctx, snapshot, f, duration);
+}
+
+/// Counts `f` by listener, route and cluster, with the upstream's time to
+/// first byte `ttfb` (`failed`: as an error without a status); returns
+/// how long it took.
+fn count(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    f: &Finished<'_>,
+    ttfb: Option<Duration>,
+    failed: bool,
+) -> Duration {
     let duration = runtime::precise_now().saturating_duration_since(f.started);
     let outcome = Outcome {
-        status: None,
+        status: f.status,
         bytes_in: f.bytes_in,
         bytes_out: f.bytes_out,
         duration_us: Some(micros(duration).max(1)),
-        upstream_ttfb_us: None,
-        failed: f.error.is_some(),
+        upstream_ttfb_us: ttfb.map(|d| micros(d).max(1)),
+        failed,
     };
     let names = names(snapshot, &f.conn.listener, f.route);
     ctx.named
         .borrow_mut()
         .record(&f.conn.listener, names, &outcome);
-    log(ctx, snapshot, f, duration);
+    duration
 }
 
 /// The route's and the cluster's names.
