@@ -5,7 +5,9 @@
 //! Runs on the control thread only. The pipeline is
 //!
 //! ```text
-//! text ─► serde model (schema.rs) ─► normalize + check (validate.rs) ─► Config
+//! text ─► serde model (schema.rs; clusters in schema_cluster.rs, logs and
+//!          tracing in schema_observability.rs, shared values in
+//!          schema_values.rs) ─► normalize + check (validate.rs) ─► Config
 //! Config ─► compile (compile.rs: loads TLS files) ─► Snapshot ─► ArcSwap
 //! ```
 //!
@@ -24,7 +26,9 @@
 mod compile;
 mod problem;
 mod schema;
+mod schema_cluster;
 mod schema_observability;
+mod schema_values;
 mod span;
 mod tls_build;
 mod validate;

@@ -16,8 +16,15 @@ use dataplane::upstream::retry::RetryOn;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
+pub use super::schema_cluster::{
+    AllUnhealthyConfig, ClusterConfig, ClusterLimitsConfig, HashOnConfig, HealthConfig,
+    HealthProtocol, LbPolicyConfig, OutlierConfig, PoolConfig, RetryBudgetConfig,
+};
 pub use super::schema_observability::{
     AccessLogConfig, AccessLogFormatConfig, OtlpEncoding, PropagationConfig, TracingConfig,
+};
+pub(super) use super::schema_values::{
+    ELEMENT_MARKER, de_each, de_socket_addr, is_tchar, is_token,
 };
 
 /// The whole configuration file.
@@ -663,44 +670,6 @@ impl<'de> Deserialize<'de> for RateKeyConfig {
     }
 }
 
-/// `clusters.hash_on`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum HashOnConfig {
-    /// `"client_ip"`.
-    #[default]
-    ClientIp,
-    /// `"header:NAME"` (name lowercased).
-    Header(String),
-    /// `"cookie:NAME"` (case kept: cookie names are case-sensitive).
-    Cookie(String),
-}
-
-impl<'de> Deserialize<'de> for HashOnConfig {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.split_once(':') {
-            None if s == "client_ip" => Ok(HashOnConfig::ClientIp),
-            Some(("header", name)) if is_token(name) => {
-                Ok(HashOnConfig::Header(name.to_ascii_lowercase()))
-            }
-            Some(("cookie", name)) if is_token(name) => Ok(HashOnConfig::Cookie(name.to_owned())),
-            _ => Err(de::Error::custom(format!(
-                "invalid hash key \"{s}\": expected \"client_ip\", \"header:NAME\" or \"cookie:NAME\""
-            ))),
-        }
-    }
-}
-
-/// A non-empty RFC 9110 token (header names, cookie names, methods).
-pub(super) fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_tchar)
-}
-
-/// RFC 9110 §5.6.2 `tchar`.
-pub(super) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
 /// `[routes.request_headers]` / `[routes.response_headers]`
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -754,365 +723,62 @@ pub struct MatchConfig {
     pub methods: Vec<String>,
 }
 
-/// `[[clusters]]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// Unique, non-empty.
-    pub name: String,
-    /// At least one `IP:port`, no duplicates (host names are not resolved).
-    #[serde(deserialize_with = "de_endpoints")]
-    pub endpoints: Vec<SocketAddr>,
-    /// Default 1000.
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
-    /// Per-endpoint weights in `endpoints` order, `0..=1000` (0: no
-    /// traffic); default all 1. Used by `weighted_round_robin`, `ring_hash`
-    /// and `maglev`.
-    #[serde(default)]
-    pub weights: Vec<u32>,
-    /// Load balancing policy; default `least_request`.
-    #[serde(default)]
-    pub lb: LbPolicyConfig,
-    /// What `ring_hash` and `maglev` hash: `"client_ip"` (default),
-    /// `"header:NAME"` or `"cookie:NAME"`.
-    #[serde(default)]
-    pub hash_on: HashOnConfig,
-    /// When no endpoint is healthy: `"panic"` (default; send to all
-    /// endpoints anyway, like Envoy's panic threshold) or `"fail"` (503).
-    #[serde(default)]
-    pub all_unhealthy: AllUnhealthyConfig,
-    #[serde(default)]
-    pub pool: PoolConfig,
-    /// `[clusters.health]`: active health checks; absent: none.
-    pub health: Option<HealthConfig>,
-    /// `[clusters.outlier]`: passive outlier ejection; absent: none.
-    pub outlier: Option<OutlierConfig>,
-    /// `[clusters.limits]`: circuit breakers.
-    #[serde(default)]
-    pub limits: ClusterLimitsConfig,
-    /// `[clusters.retry_budget]`: retries in flight ≤ max(min_concurrent,
-    /// percent % of requests in flight).
-    #[serde(default)]
-    pub retry_budget: RetryBudgetConfig,
-}
-
-/// `clusters.lb`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LbPolicyConfig {
-    RoundRobin,
-    WeightedRoundRobin,
-    #[default]
-    LeastRequest,
-    RingHash,
-    Maglev,
-}
-
-/// `clusters.all_unhealthy`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AllUnhealthyConfig {
-    #[default]
-    Panic,
-    Fail,
-}
-
-/// `[clusters.health]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthConfig {
-    /// `"http"` (default) or `"tcp"` (connect only).
-    #[serde(default)]
-    pub protocol: HealthProtocol,
-    /// HTTP only; default `/healthz`.
-    #[serde(default = "default_health_path")]
-    pub path: String,
-    /// HTTP only: passing statuses, inclusive; default `[200, 399]`.
-    #[serde(default = "default_health_statuses")]
-    pub statuses: [u16; 2],
-    /// Default 5000.
-    #[serde(default = "default_health_interval_ms")]
-    pub interval_ms: u64,
-    /// Random extra delay up to this share of the interval, `0..=100`;
-    /// default 10.
-    #[serde(default = "default_health_jitter")]
-    pub jitter_percent: u32,
-    /// Default 1000; must be below `interval_ms`.
-    #[serde(default = "default_health_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Consecutive passes to come back; default 1.
-    #[serde(default = "default_one")]
-    pub healthy: u32,
-    /// Consecutive failures to go out; default 2.
-    #[serde(default = "default_two")]
-    pub unhealthy: u32,
-}
-
-/// `clusters.health.protocol`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HealthProtocol {
-    #[default]
-    Http,
-    Tcp,
-}
-
-/// `[clusters.outlier]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutlierConfig {
-    /// Consecutive 5xx responses, gateway errors or connect failures that
-    /// eject an endpoint (on the shard that saw them); default 5.
-    #[serde(default = "default_outlier_failures")]
-    pub consecutive_failures: u32,
-    /// The n-th ejection lasts n × this (capped by `max_ejection_ms`);
-    /// default 30 000.
-    #[serde(default = "default_base_ejection_ms")]
-    pub base_ejection_ms: u64,
-    /// Default 300 000.
-    #[serde(default = "default_max_ejection_ms")]
-    pub max_ejection_ms: u64,
-    /// At most this share of the cluster's endpoints ejected at once,
-    /// `0..=100`; default 50.
-    #[serde(default = "default_max_ejection_percent")]
-    pub max_ejection_percent: u32,
-}
-
-/// `[clusters.limits]` — circuit breakers, for the whole gateway (each shard
-/// enforces its even share, rounded up).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClusterLimitsConfig {
-    /// Open upstream connections (idle pooled ones included); default 1024.
-    #[serde(default = "default_cb_1024")]
-    pub max_connections: u32,
-    /// Requests waiting for a connection; default 1024.
-    #[serde(default = "default_cb_1024")]
-    pub max_pending: u32,
-    /// Requests in flight; default 1024.
-    #[serde(default = "default_cb_1024")]
-    pub max_requests: u32,
-    /// Retries in flight; default 3.
-    #[serde(default = "default_cb_retries")]
-    pub max_retries: u32,
-}
-
-impl Default for ClusterLimitsConfig {
-    fn default() -> Self {
-        ClusterLimitsConfig {
-            max_connections: 1024,
-            max_pending: 1024,
-            max_requests: 1024,
-            max_retries: 3,
-        }
-    }
-}
-
-/// `[clusters.retry_budget]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryBudgetConfig {
-    /// `0..=100`; default 20.
-    #[serde(default = "default_budget_percent")]
-    pub percent: u32,
-    /// Default 3.
-    #[serde(default = "default_cb_retries")]
-    pub min_concurrent: u32,
-}
-
-impl Default for RetryBudgetConfig {
-    fn default() -> Self {
-        RetryBudgetConfig {
-            percent: 20,
-            min_concurrent: 3,
-        }
-    }
-}
-
-/// `[clusters.pool]`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolConfig {
-    /// Default 64; 0 disables pooling.
-    #[serde(default = "default_max_idle_per_endpoint")]
-    pub max_idle_per_endpoint: usize,
-    /// Default 30 000.
-    #[serde(default = "default_pool_idle_timeout_ms")]
-    pub idle_timeout_ms: u64,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        PoolConfig {
-            max_idle_per_endpoint: default_max_idle_per_endpoint(),
-            idle_timeout_ms: default_pool_idle_timeout_ms(),
-        }
-    }
-}
-
 /// The default `listeners.tls.groups`.
 pub const DEFAULT_GROUPS: [&str; 3] = ["x25519mlkem768", "x25519", "secp256r1"];
 
 fn default_true() -> bool {
     true
 }
+
 fn default_groups() -> Vec<String> {
     DEFAULT_GROUPS.iter().map(|g| (*g).to_owned()).collect()
 }
+
 fn default_max_header_bytes() -> usize {
     64 * 1024
 }
+
 fn default_header_timeout_ms() -> u64 {
     10_000
 }
+
 fn default_idle_timeout_ms() -> u64 {
     60_000
 }
+
 fn default_route_timeout_ms() -> u64 {
     15_000
 }
-fn default_connect_timeout_ms() -> u64 {
-    1_000
-}
+
 fn default_redirect_status() -> u16 {
     301
 }
+
 fn default_retry_attempts() -> u32 {
     2
 }
+
 fn default_retry_on() -> Vec<RetryCondition> {
     vec![
         RetryCondition(RetryOn::CONNECT_FAILURE),
         RetryCondition(RetryOn::RESET),
     ]
 }
+
 fn default_backoff_base_ms() -> u64 {
     25
 }
+
 fn default_backoff_max_ms() -> u64 {
     250
 }
+
 fn default_retry_buffer_bytes() -> usize {
     64 * 1024
 }
+
 fn default_fault_status() -> u16 {
     503
-}
-fn default_health_path() -> String {
-    "/healthz".to_owned()
-}
-fn default_health_statuses() -> [u16; 2] {
-    [200, 399]
-}
-fn default_health_interval_ms() -> u64 {
-    5_000
-}
-fn default_health_jitter() -> u32 {
-    10
-}
-fn default_health_timeout_ms() -> u64 {
-    1_000
-}
-fn default_one() -> u32 {
-    1
-}
-fn default_two() -> u32 {
-    2
-}
-fn default_outlier_failures() -> u32 {
-    5
-}
-fn default_base_ejection_ms() -> u64 {
-    30_000
-}
-fn default_max_ejection_ms() -> u64 {
-    300_000
-}
-fn default_max_ejection_percent() -> u32 {
-    50
-}
-fn default_cb_1024() -> u32 {
-    1024
-}
-fn default_cb_retries() -> u32 {
-    3
-}
-fn default_budget_percent() -> u32 {
-    20
-}
-fn default_max_idle_per_endpoint() -> usize {
-    64
-}
-fn default_pool_idle_timeout_ms() -> u64 {
-    30_000
-}
-
-/// Parses `IP:port`, saying what is wrong in operator terms.
-pub(super) fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let is_ip = |h: &str| {
-        h.trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok()
-    };
-    let hint = match s.rsplit_once(':') {
-        None => "expected IP:port",
-        Some((host, _)) if host.contains(':') && !host.starts_with('[') => {
-            "IPv6 addresses need brackets, e.g. [::1]:8443"
-        }
-        Some((host, port)) if port.parse::<u16>().is_err() && is_ip(host) => {
-            "the port must be an integer in 0..=65535"
-        }
-        Some((host, _)) if is_ip(host) || host.is_empty() => "expected IP:port",
-        Some((host, _)) if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
-            "invalid IPv4 address"
-        }
-        Some((host, _)) if host.starts_with('[') => "invalid IPv6 address",
-        Some(_) => "host names are not supported yet; use an IP address",
-    };
-    Err(format!("invalid socket address \"{s}\": {hint}"))
-}
-
-fn de_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_socket_addr(&s).map_err(de::Error::custom)
-}
-
-/// Element errors inside arrays start with this marker and the element's
-/// index (`"[3] message"`): the TOML deserializer positions them at the
-/// array, and the loader moves them to the element (`mod.rs`).
-pub(super) const ELEMENT_MARKER: char = '[';
-
-/// A list of strings each parsed by `parse`; an error names the element.
-fn de_each<'de, D: Deserializer<'de>, T>(
-    d: D,
-    what: &'static str,
-    parse: fn(&str) -> Result<T, String>,
-) -> Result<Vec<T>, D::Error> {
-    struct V<T> {
-        what: &'static str,
-        parse: fn(&str) -> Result<T, String>,
-    }
-    impl<'de, T> Visitor<'de> for V<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "an array of {}", self.what)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(s) = seq.next_element::<String>()? {
-                let v = (self.parse)(&s).map_err(|msg| {
-                    de::Error::custom(format!("{ELEMENT_MARKER}{}] \"{s}\": {msg}", out.len()))
-                })?;
-                out.push(v);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(V { what, parse })
 }
 
 fn de_id_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IdPattern>, D::Error> {
@@ -1121,25 +787,4 @@ fn de_id_patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IdPattern>, D::
 
 fn de_ip_nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
     de_each(d, "address ranges", IpNet::parse)
-}
-
-fn de_endpoints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Vec<SocketAddr>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an array of \"IP:port\" strings")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-            while let Some(s) = seq.next_element::<String>()? {
-                let addr = parse_socket_addr(&s).map_err(|msg| {
-                    de::Error::custom(format!("{ELEMENT_MARKER}{}] {msg}", out.len()))
-                })?;
-                out.push(addr);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(V)
 }
