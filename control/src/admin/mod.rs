@@ -227,7 +227,7 @@ impl State {
                 body: MAP_PAGE.to_owned(),
             },
             "/map.json" => {
-                let rows = self.gateway.endpoint_rows(crate::running::Latency::Merge);
+                let rows = self.gateway.endpoint_rows(crate::running::Latency::Buckets);
                 let sample = traffic_map::Sample::of(&self.gateway.named_counts(), &rows);
                 let rates = self.map.rates(Instant::now(), sample);
                 let topology = traffic_map::Topology::of(

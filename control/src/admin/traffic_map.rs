@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use dataplane::route::{Protocol, RouteTarget, Snapshot};
-use dataplane::telemetry::{Buckets, Counts, NamedCounts};
+use dataplane::telemetry::{Counts, NamedCounts};
 use serde_json::{Value, json};
 
 use crate::listeners::BoundListener;
@@ -176,8 +176,9 @@ fn totals(id: String, c: &Counts) -> Totals {
 
 impl Sample {
     /// The counts the shards last published (`named`) and the endpoints'
-    /// tries (`rows`; a failed try counts as an error, latency is the time
-    /// to the response head).
+    /// tries (`rows`, read with [`Latency::Buckets`](crate::running::Latency):
+    /// a failed try counts as an error, latency is the time to the
+    /// response head).
     pub fn of(named: &NamedCounts, rows: &[EndpointRow]) -> Sample {
         let mut out = BTreeMap::new();
         for (prefix, map) in [
@@ -192,10 +193,6 @@ impl Sample {
         }
         for r in rows {
             let id = format!("e:{}/{}", r.cluster, r.endpoint);
-            let mut duration = Buckets::default();
-            for v in r.latency.iter().flat_map(|h| h.iter_recorded()) {
-                duration.record_n(v.value_iterated_to(), v.count_at_value());
-            }
             out.insert(
                 id.clone(),
                 Totals {
@@ -203,7 +200,7 @@ impl Sample {
                     requests: r.requests,
                     responses: [0; 6],
                     failed: r.failures,
-                    duration,
+                    duration: r.buckets.clone(),
                     in_flight: Some(r.in_flight),
                     endpoints: None,
                 },

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use dataplane::route::Snapshot;
+use dataplane::telemetry::Buckets;
 use serde_json::{Value, json};
 
 use super::Gateway;
@@ -34,13 +35,18 @@ pub struct EndpointRow {
     /// Time to the response head of successful tries, µs (`None`: not
     /// asked for, or no shard has one).
     pub latency: Option<dataplane::telemetry::Histogram<u64>>,
+    /// The same times in the exposition's buckets (with
+    /// [`Latency::Buckets`] only).
+    pub buckets: Buckets,
 }
 
 /// Whether [`Gateway::endpoint_rows`] merges the shards' latency
-/// histograms (a copy per endpoint: the metrics do not need them).
+/// histograms (a copy per endpoint: the metrics do not need them), or
+/// only counts them into [`Buckets`] (the traffic map: no copy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Latency {
     Merge,
+    Buckets,
     Skip,
 }
 
@@ -156,18 +162,26 @@ impl Gateway {
                     requests: 0,
                     failures: 0,
                     latency: None,
+                    buckets: Buckets::default(),
                 };
                 let mine = by_endpoint
                     .get(&(c.name.as_str(), *e))
                     .map_or(&[][..], Vec::as_slice);
                 for r in mine {
-                    if let (Some(h), Latency::Merge) = (&r.latency, latency) {
-                        match &mut row.latency {
+                    match (&r.latency, latency) {
+                        (Some(h), Latency::Merge) => match &mut row.latency {
                             Some(sum) => {
                                 let _ = sum.add(h);
                             }
                             None => row.latency = Some(h.clone()),
+                        },
+                        (Some(h), Latency::Buckets) => {
+                            for v in h.iter_recorded() {
+                                row.buckets
+                                    .record_n(v.value_iterated_to(), v.count_at_value());
+                            }
                         }
+                        _ => {}
                     }
                     row.in_flight += u64::from(r.in_flight);
                     row.requests += r.requests;

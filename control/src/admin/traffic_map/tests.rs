@@ -1,4 +1,5 @@
 use super::*;
+use dataplane::telemetry::Buckets;
 
 fn counts(requests: u64, errors: u64, us: u64) -> Totals {
     let mut duration = Buckets::default();
