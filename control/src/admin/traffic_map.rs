@@ -200,7 +200,7 @@ impl Sample {
                     requests: r.requests,
                     responses: [0; 6],
                     failed: r.failures,
-                    duration: r.buckets.clone(),
+                    duration: r.buckets,
                     in_flight: Some(r.in_flight),
                     endpoints: None,
                 },
