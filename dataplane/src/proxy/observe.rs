@@ -178,7 +178,9 @@ fn export_spans(ctx: &ShardContext, snapshot: &Snapshot, f: &mut Finished<'_>, t
         method: request.map(|r| r.method().to_owned()).unwrap_or_default(),
         path: request.map(|r| r.path().to_owned()).unwrap_or_default(),
         authority: request.and_then(|r| r.authority().map(str::to_owned)),
-        protocol: request.map_or("HTTP/1.1", |r| r.protocol),
+        // No request facts: a TCP session (an HTTP request has them
+        // whenever it has a trace).
+        protocol: request.map_or("TCP", |r| r.protocol),
         listener: f.conn.listener.to_string(),
         route,
         cluster,
@@ -192,10 +194,15 @@ fn export_spans(ctx: &ShardContext, snapshot: &Snapshot, f: &mut Finished<'_>, t
 
 /// Counts a finished TCP session by listener, route and cluster (as a
 /// request without a status: its duration is the session's, an error
-/// label makes it failed), then logs it. Its bytes are also counted by the
+/// label makes it failed), hands its spans to the exporter when it was
+/// sampled, then logs it. Its bytes are also counted by the
 /// relay.
 pub(crate) fn session_finished(ctx: &ShardContext, snapshot: &Snapshot, f: Finished<'_>) {
     let duration = count(ctx, snapshot, &f, None, f.error.is_some());
+    let mut f = f;
+    if let Some(t) = f.trace.take().filter(|t| t.records) {
+        export_spans(ctx, snapshot, &mut f, &t);
+    }
     log(ctx, snapshot, f, duration);
 }
 

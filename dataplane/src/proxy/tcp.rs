@@ -27,6 +27,7 @@ use super::decide::{RouteRef, decide_connection};
 use super::error::ProxyError;
 use super::observe::{Finished, session_finished};
 use super::relay::{Relayed, relay};
+use super::tracing::{self, RequestTrace};
 use super::traffic::GaugeGuard;
 use super::tries::{Attempt, TriesReport, TryFailed, TryRules, run_tries};
 use crate::net::{ByteStream, Duplex, Plain};
@@ -41,7 +42,13 @@ pub async fn serve<S: ByteStream + Duplex>(
     mut conn: ConnInfo,
 ) {
     let started = runtime::precise_now();
-    let mut opened = Opened::default();
+    let mut opened = Opened {
+        trace: snapshot
+            .tracing
+            .as_deref()
+            .map(|spec| tracing::start_session(&ctx, spec)),
+        ..Opened::default()
+    };
     let (up, guard, _admitted) = match open_upstream(&ctx, &snapshot, &conn, &mut opened).await {
         Ok(((up, guard), admitted)) => (up, guard, admitted),
         Err(refused) => {
@@ -83,11 +90,14 @@ enum Refused {
     Other(&'static str),
 }
 
-/// What deciding and connecting found, for the session's log.
+/// What deciding and connecting found, for the session's log and trace.
 #[derive(Default)]
 struct Opened {
     route: Option<RouteRef>,
     tries: TriesReport,
+    /// The session's trace, when `[tracing]` is on: a server span for the
+    /// session and a client span per connect try, when sampled.
+    trace: Option<RequestTrace>,
 }
 
 impl Opened {
@@ -110,7 +120,7 @@ impl Opened {
             error,
             rule,
             request: None,
-            trace: None,
+            trace: self.trace,
         }
     }
 }
@@ -163,7 +173,7 @@ async fn open_upstream(
         hash: target.hash,
         deadline: None,
         retry: route.retry,
-        traced: false,
+        traced: opened.trace.as_ref().is_some_and(|t| t.records),
     };
     let mut connect = ConnectTry {
         ctx,

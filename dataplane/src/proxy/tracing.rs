@@ -1,6 +1,6 @@
 //! Where a request joins a distributed trace: its context started from
 //! the request head (continued from the caller's headers or new, sampled
-//! parent-based), the trace fields written into the upstream head, a span
+//! parent-based; a TCP session always starts a new one), the trace fields written into the upstream head, a span
 //! id per try written into those fields in place, and — for a sampled
 //! request — its server span and one client span per try handed to the
 //! exporter through a bounded queue (a full queue drops and counts; the
@@ -35,14 +35,32 @@ pub(crate) fn start(ctx: &ShardContext, spec: &TraceSpec, head: &RequestHead<'_>
     let header = |name: &str| head.header(name);
     let extracted = trace::extract(spec, header);
     let forced = trace::forced(spec, header);
-    let draws = {
-        let mut rng = ctx.trace_rng.borrow_mut();
-        Draws {
-            sample: rng.next_u64(),
-            ids: [rng.next_u64(), rng.next_u64(), rng.next_u64()],
-        }
-    };
-    let context = TraceContext::start(spec, extracted, forced, draws);
+    begin(
+        ctx,
+        spec,
+        TraceContext::start(spec, extracted, forced, draws(ctx)),
+    )
+}
+
+/// The trace context of a TCP session: a new trace (there are no headers
+/// to continue one from), sampled at the configured rate.
+pub(crate) fn start_session(ctx: &ShardContext, spec: &TraceSpec) -> RequestTrace {
+    begin(
+        ctx,
+        spec,
+        TraceContext::start(spec, None, false, draws(ctx)),
+    )
+}
+
+fn draws(ctx: &ShardContext) -> Draws {
+    let mut rng = ctx.trace_rng.borrow_mut();
+    Draws {
+        sample: rng.next_u64(),
+        ids: [rng.next_u64(), rng.next_u64(), rng.next_u64()],
+    }
+}
+
+fn begin(ctx: &ShardContext, spec: &TraceSpec, context: TraceContext) -> RequestTrace {
     let records = context.sampled && spec.records && ctx.spans.is_some();
     RequestTrace {
         context,

@@ -186,3 +186,57 @@ fn a_rule_published_mid_session_cuts_the_caller_off_at_once() {
             assert_eq!(gw.stats.forbidden.get(), 1);
         });
 }
+
+#[test]
+fn a_sampled_session_is_a_session_span_with_a_span_per_connect() {
+    use crate::telemetry::trace::{Propagation, TraceSpec};
+    let spec = TraceSpec {
+        sample_percent: 100.0,
+        propagation: vec![Propagation::W3c],
+        force_header: None,
+        records: true,
+    };
+    // The first endpoint refuses (nothing listens on B): a second connect.
+    let (world, spans) = World::tcp()
+        .cluster("c", &[B, A])
+        .route_to("c")
+        .with_route(|r| {
+            r.retry = Some(crate::route::RetryPolicy {
+                attempts: 1,
+                on: crate::upstream::retry::RetryOn::CONNECT_FAILURE,
+                per_try_timeout: None,
+                backoff_base: Duration::from_millis(10),
+                backoff_max: Duration::from_millis(10),
+                buffer_bytes: 0,
+            })
+        })
+        .tracing(spec, 4);
+    world.run(|gw| async move {
+        let _up = echo_after_fin();
+        let mut client = gw.client().await;
+        client.send(b"ping").await;
+        client.shutdown();
+        assert_eq!(client.read_to_end().await, b"got:ping");
+        let got = std::cell::RefCell::new(None);
+        gw.until(Duration::from_secs(1), "the session's spans", |_| {
+            let mut got = got.borrow_mut();
+            if got.is_none() {
+                *got = spans.try_recv().ok();
+            }
+            got.is_some()
+        })
+        .await;
+        let t = got.into_inner().expect("a sampled session is exported");
+        assert_eq!(t.server.protocol, "TCP");
+        assert_eq!(t.server.parent, None, "a session starts its own trace");
+        assert_eq!((t.server.status, t.server.error), (None, None));
+        assert_eq!(t.server.cluster.as_deref(), Some("c"));
+        let tries: Vec<_> = t
+            .tries
+            .iter()
+            .map(|s| (s.endpoint, s.error.is_some()))
+            .collect();
+        assert_eq!(tries, [(B, true), (A, false)], "a span per connect try");
+        assert!(t.tries.iter().all(|s| s.start_unix_ns <= s.end_unix_ns));
+    });
+}
