@@ -214,6 +214,52 @@ fn spans_decode_with_opentelemetry_proto_and_match_zipkin_v2() {
 }
 
 #[test]
+fn a_tcp_session_is_a_session_span_and_a_connect_span() {
+    use std::io::{Read, Write};
+    let dir = harness::TempDir::new();
+    let collector = Collector::start(dir.path(), 0);
+    let echo = harness::bench::BenchUpstream::start(&["--tcp-echo"]);
+    let table = tracing_table(&format!(
+        "otlp = {{ endpoint = \"{}\", encoding = \"protobuf\" }}",
+        collector.otlp()
+    ));
+    let text = GatewayConfig::plain(&[echo.addr()])
+        .protocol("tcp")
+        .to_toml()
+        + &table;
+    let gw = harness::Gateway::start(&text, dir.path());
+    let mut conn = std::net::TcpStream::connect(gw.addr(harness::gateway::LISTENER)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"ping").unwrap();
+    let mut echoed = [0u8; 4];
+    conn.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"ping");
+    drop(conn);
+
+    let spans = collector.spans("otlp-protobuf", 2);
+    let server = by_kind(&spans, &Value::from(2));
+    let client = by_kind(&spans, &Value::from(3));
+    assert_eq!(server["name"], "TCP main#0", "{spans:?}");
+    assert_eq!(server["attributes"]["network.transport"], "tcp");
+    assert!(
+        server["attributes"].get("http.request.method").is_none(),
+        "{server}"
+    );
+    assert_eq!(
+        server["parent_span_id"], "",
+        "a session starts its own trace"
+    );
+    assert_eq!(client["name"], "connect backend");
+    assert_eq!(client["parent_span_id"], server["span_id"]);
+    assert_eq!(client["trace_id"], server["trace_id"]);
+    assert_eq!(
+        client["attributes"]["server.port"],
+        i64::from(echo.addr().port())
+    );
+}
+
+#[test]
 fn a_trace_through_two_gateways_in_a_row_is_one_trace() {
     let dir = harness::TempDir::new();
     let collector = Collector::start(dir.path(), 0);
