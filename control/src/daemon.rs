@@ -30,7 +30,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::DaemonError;
 use crate::health::HealthChecker;
 use crate::listeners::{BoundListener, bind_all};
-use crate::running::{Gateway, unix_now, warn_soon_expiring};
+use crate::running::{AdminChange, Gateway, unix_now, warn_soon_expiring};
 use crate::socket::protocol::DEFAULT_MAX_REQUEST_BYTES;
 use crate::socket::server::{ControlServer, resolve_group};
 use crate::trace_export::SpanExporter;
@@ -175,7 +175,7 @@ pub fn run(
         }
         None => None,
     };
-    let admin = match config_admin {
+    let mut admin = match config_admin {
         Some(address) => {
             match AdminServer::start(address, gateway.clone(), Some(access_log.stats.clone())) {
                 Ok(a) => {
@@ -249,6 +249,9 @@ pub fn run(
         } else if let Some(dead) = threads.iter().find(|t| t.handle.is_finished()) {
             break Err(DaemonError::ShardDied(dead.id));
         }
+        if let Some(change) = gateway.take_admin_change() {
+            move_admin(&mut admin, change, &gateway, &access_log);
+        }
         if expiry_checked.elapsed() >= Duration::from_secs(3600) {
             warn_soon_expiring(&gateway.expiries(), unix_now());
             expiry_checked = std::time::Instant::now();
@@ -289,6 +292,30 @@ pub fn run(
     access_log.shutdown();
     spans.shutdown();
     result
+}
+
+/// Carries out an apply's change of the `[admin]` listener: the old one
+/// stops, the new one (bound by the apply) starts.
+fn move_admin(
+    admin: &mut Option<AdminServer>,
+    change: AdminChange,
+    gateway: &Arc<Gateway>,
+    access_log: &Arc<AccessLogWriter>,
+) {
+    if let Some(old) = admin.take() {
+        let address = old.address();
+        old.shutdown();
+        log::info!("admin listener on http://{address} stopped");
+    }
+    if let AdminChange::Start(listener) = change {
+        match AdminServer::serve(listener, gateway.clone(), Some(access_log.stats.clone())) {
+            Ok(a) => {
+                log::info!("admin listening on http://{}", a.address());
+                *admin = Some(a);
+            }
+            Err(e) => log::error!("admin listener cannot start: {e}"),
+        }
+    }
 }
 
 /// The seed of shard `id`'s random draws: from `[dataplane] seed` when set

@@ -161,6 +161,32 @@ pub struct Gateway {
     pub access_log: Option<Arc<crate::access_log::AccessLogWriter>>,
     /// Sends sampled requests' spans where `[tracing]` says.
     pub spans: Option<Arc<crate::trace_export::SpanExporter>>,
+    /// A change of the admin listener an apply made, for the daemon's
+    /// loop to carry out.
+    admin_change: Mutex<Option<AdminChange>>,
+}
+
+/// A change of the `[admin]` listener.
+#[derive(Debug)]
+pub enum AdminChange {
+    /// Serve this socket, already bound to the new `admin.address`.
+    Start(std::net::TcpListener),
+    /// The new configuration has no `[admin]`.
+    Stop,
+}
+
+/// What moving from `old`'s admin listener to `new`'s takes: the new
+/// address is bound now, so a busy one refuses the apply (naming
+/// `admin.address`) and nothing changes.
+fn admin_change(old: &Config, new: &Config) -> Result<Option<AdminChange>, DaemonError> {
+    let address = |c: &Config| c.admin.as_ref().map(|a| a.address);
+    match (address(old), address(new)) {
+        (old, new) if old == new => Ok(None),
+        (_, None) => Ok(Some(AdminChange::Stop)),
+        (_, Some(address)) => std::net::TcpListener::bind(address)
+            .map(|l| Some(AdminChange::Start(l)))
+            .map_err(|source| DaemonError::Admin { address, source }),
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -218,6 +244,22 @@ impl Gateway {
             }),
             access_log: None,
             spans: None,
+            admin_change: Mutex::new(None),
+        }
+    }
+
+    /// The admin listener change the last applies asked for, if any (the
+    /// daemon's loop takes it).
+    pub fn take_admin_change(&self) -> Option<AdminChange> {
+        self.admin_change
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    fn ask_admin_change(&self, change: Option<AdminChange>) {
+        if let Some(change) = change {
+            *self.admin_change.lock().unwrap_or_else(|e| e.into_inner()) = Some(change);
         }
     }
 
@@ -335,6 +377,7 @@ impl Gateway {
         let old = self.snapshots.load_full();
         // New sockets are bound before anything is published: a bad or busy
         // address refuses the whole apply and nothing changes.
+        let admin = admin_change(&current.config, &config)?;
         let (bind, unlisten) = listener_changes(&old, &snapshot);
         let mut fresh = Vec::new();
         for l in &bind {
@@ -396,6 +439,7 @@ impl Gateway {
         let bound = bound_now.clone();
         drop(bound_now);
         self.configure_spans(&config);
+        self.ask_admin_change(admin);
         let unhealthy = std::mem::take(&mut current.unhealthy);
         *current = Current {
             generation,
@@ -455,10 +499,15 @@ impl Gateway {
     ) -> Result<Value, DaemonError> {
         let config = parse(text, path)?;
         let mut snapshot = config.compile(0)?;
-        let (generation, limits) = {
+        let (generation, limits, admin) = {
             let mut current = self.lock();
             current.overlay_health(&config, &mut snapshot);
-            (current.generation + 1, current.config.control.clone())
+            let admin = admin_change(&current.config, &config)?;
+            (
+                current.generation + 1,
+                current.config.control.clone(),
+                admin,
+            )
         };
         snapshot.generation = generation;
         let snapshot = Arc::new(snapshot);
@@ -495,6 +544,7 @@ impl Gateway {
             }
             self.snapshots.store(snapshot);
             self.configure_spans(&config);
+            self.ask_admin_change(admin);
             let unhealthy = std::mem::take(&mut current.unhealthy);
             *current = Current {
                 generation,

@@ -519,3 +519,66 @@ fn prometheus_scrapes_the_rate_meshbench_drives() {
         .unwrap_or_else(|| panic!("no p99 from {by_route}"));
     assert!(p99 > 0.0 && p99 < 1.0, "{by_route} = {p99}");
 }
+
+/// Whether something answers `/live` at `addr` (a refused connection:
+/// no).
+fn admin_live(addr: std::net::SocketAddr) -> bool {
+    let out = curl(&["-s", "--max-time", "5", &format!("http://{addr}/live")]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout) == "live\n"
+}
+
+#[test]
+fn the_admin_listener_moves_on_reload_and_a_busy_address_keeps_the_old_one() {
+    let mut s = Setup::plain(|c| c.admin());
+    let first: std::net::SocketAddr =
+        s.gw.admin_url("")
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+    assert!(admin_live(first));
+    let path = s.gw.config_path().to_owned();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let with_admin = |address: &str| {
+        let (head, tail) = text.split_once("[admin]\n").expect("an [admin] table");
+        let rest = tail.split_once('\n').map_or("", |(_, r)| r);
+        format!("{head}[admin]\naddress = \"{address}\"\n{rest}")
+    };
+
+    // Moved: the new address answers, the old one is closed.
+    let second: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    std::fs::write(&path, with_admin(&second.to_string())).unwrap();
+    s.gw.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(10), "the moved admin listener", || {
+        admin_live(second)
+    });
+    wait_until(
+        Duration::from_secs(10),
+        "the old admin listener closed",
+        || !admin_live(first),
+    );
+
+    // A busy address: the reload is refused naming the field, and the
+    // admin listener stays where it was.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap();
+    std::fs::write(&path, with_admin(&busy_addr.to_string())).unwrap();
+    s.gw.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(10), "the refused reload", || {
+        s.gw.stderr()
+            .contains(&format!("admin.address: cannot listen on {busy_addr}"))
+    });
+    assert!(admin_live(second), "{}", s.gw.stderr());
+    drop(busy);
+
+    // No [admin] table: the listener stops.
+    let (head, tail) = text.split_once("[admin]\n").unwrap();
+    let rest = tail.split_once('\n').map_or("", |(_, r)| r);
+    std::fs::write(&path, format!("{head}{rest}")).unwrap();
+    s.gw.signal(libc::SIGHUP);
+    wait_until(
+        Duration::from_secs(10),
+        "the admin listener stopped",
+        || !admin_live(second),
+    );
+    s.curl_ok(&["-o", "/dev/null"], "/bytes/1");
+}

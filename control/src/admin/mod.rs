@@ -56,7 +56,16 @@ impl AdminServer {
         gateway: Arc<Gateway>,
         writer: Option<Arc<WriterStats>>,
     ) -> io::Result<AdminServer> {
-        let listener = TcpListener::bind(address)?;
+        AdminServer::serve(TcpListener::bind(address)?, gateway, writer)
+    }
+
+    /// Serves an already bound `listener` on a new thread (an apply that
+    /// moved the admin listener bound it).
+    pub fn serve(
+        listener: TcpListener,
+        gateway: Arc<Gateway>,
+        writer: Option<Arc<WriterStats>>,
+    ) -> io::Result<AdminServer> {
         let address = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
