@@ -27,8 +27,8 @@ use dataplane::route::Snapshot;
 use dataplane::telemetry::access_batch::LogBatch;
 
 /// Batches the queue holds before shards start dropping them (each up to
-/// about 64 KiB, some 130 JSON lines: 32 MiB, 30,000 lines at most).
-pub const QUEUE_BATCHES: usize = 512;
+/// about 64 KiB, some 130 JSON lines: 16 MiB, some 35,000 lines at most).
+pub const QUEUE_BATCHES: usize = 256;
 
 /// How long the writer sleeps when the queue is empty (the longest a
 /// record waits before it is written).
