@@ -14,11 +14,12 @@
 //! no external assets: a gateway host may have no internet) fetches
 //! `/map.json` every two seconds and draws it.
 //!
-//! The edge into a node carries that node's traffic: listener → route the
-//! route's requests, route → cluster the cluster's (when the cluster has
-//! that one route only; a cluster shared by routes or split across shows
-//! its totals on the node and the split weight on the edge), cluster →
-//! endpoint the endpoint's tries.
+//! The edges carry the traffic that flows along them: listener → route
+//! the route's requests; route → cluster the route's requests too, when
+//! the route has that one cluster (all of them go there, however many
+//! routes share the cluster); a split's edges carry their weights, the
+//! rates being on the cluster nodes; cluster → endpoint the endpoint's
+//! tries.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -282,7 +283,7 @@ fn with(mut base: Value, extra: Value) -> Value {
 }
 
 /// `/map.json`: the nodes (each with its own figures) and the edges (with
-/// the figures of the node they lead into, as the module docs say).
+/// the figures of the traffic along them, as the module docs say).
 pub fn graph_json(t: &Topology, rates: Option<&Rates>) -> Value {
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
@@ -292,12 +293,6 @@ pub fn graph_json(t: &Topology, rates: Option<&Rates>) -> Value {
             json!({"id": id, "kind": "listener", "label": l.name, "detail": format!("{} {}", l.protocol, l.address)}),
             figures(rates, &id),
         ));
-    }
-    let mut feeds: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &t.routes {
-        for (cluster, _) in &r.targets {
-            *feeds.entry(cluster).or_default() += 1;
-        }
     }
     for r in &t.routes {
         let id = format!("r:{}", r.name);
@@ -317,8 +312,9 @@ pub fn graph_json(t: &Topology, rates: Option<&Rates>) -> Value {
         for (cluster, weight) in &r.targets {
             let to = format!("c:{cluster}");
             let edge = json!({"from": id, "to": to, "weight": split.then_some(*weight)});
-            edges.push(if !split && feeds.get(cluster.as_str()) == Some(&1) {
-                with(edge, figures(rates, &to))
+            edges.push(if !split {
+                // Every request of the route goes to its one cluster.
+                with(edge, figures(rates, &id))
             } else {
                 with(
                     edge,

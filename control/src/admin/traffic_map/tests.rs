@@ -153,7 +153,7 @@ fn edge<'a>(g: &'a Value, from: &str, to: &str) -> &'a Value {
 }
 
 #[test]
-fn edges_carry_the_figures_of_the_node_they_lead_into() {
+fn edges_carry_the_figures_of_the_traffic_along_them() {
     let mut h = History::default();
     let t0 = Instant::now();
     h.rates(t0, Sample::default());
@@ -247,4 +247,38 @@ fn the_page_fetches_nothing_but_its_own_json() {
         assert!(!page.contains(asset), "the page loads {asset}…");
     }
     assert!(page.contains("fetch(\"/map.json\""));
+}
+
+#[test]
+fn routes_sharing_a_cluster_each_carry_their_own_requests_into_it() {
+    let mut t = topology();
+    t.routes.push(RouteNode {
+        name: "api-v2".into(),
+        listener: "public".into(),
+        targets: vec![("api".into(), 1)],
+        redirect: None,
+    });
+    let mut h = History::default();
+    let t0 = Instant::now();
+    h.rates(t0, Sample::default());
+    let rates = h
+        .rates(
+            t0 + Duration::from_secs(2),
+            sample(&[("r:api", 20, 2), ("r:api-v2", 60, 0), ("c:api", 80, 2)]),
+        )
+        .unwrap();
+    let g = graph_json(&t, Some(&rates));
+    let api = edge(&g, "r:api", "c:api");
+    assert_eq!(
+        (api["rps"].as_f64(), api["error_pct"].as_f64()),
+        (Some(10.0), Some(10.0))
+    );
+    assert_eq!(edge(&g, "r:api-v2", "c:api")["rps"], 30.0);
+    let cluster = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "c:api")
+        .unwrap();
+    assert_eq!(cluster["rps"], 40.0, "the node has both");
 }
