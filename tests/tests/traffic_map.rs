@@ -304,11 +304,13 @@ fn chromium_draws_the_live_traffic_map() {
     assert!(rps("l:public", "r:web") > 10.0, "{dom}");
     let api1 = format!("e:api/{}", api[0].addr());
     assert!(rps("c:api", &api1) > 0.0, "{dom}");
-    // The split's edges carry its weights.
+    // The split's edges carry its weights and what it sent each way.
     assert!(
         dom.contains(">weight 90<") && dom.contains(">weight 10<"),
         "{dom}"
     );
+    assert!(rps("r:web", "c:web") > 0.0, "{dom}");
+    assert!(rps("r:web", "c:web-canary") > 0.0, "{dom}");
     assert_eq!(
         attribute(
             &dom,

@@ -4,7 +4,8 @@
 //! - [`Topology`]: the published snapshot as a graph — listeners → routes
 //!   → clusters → endpoints, each endpoint with its state.
 //! - [`Sample`]: the cumulative counts of every node, by node id
-//!   (`l:` listener, `r:` route, `c:` cluster, `e:` cluster`/`endpoint).
+//!   (`l:` listener, `r:` route, `c:` cluster, `e:` cluster`/`endpoint),
+//!   and of every split's edge (`s:` route`/`cluster).
 //! - [`History`]: a few samples, taken when the page asks (at most one a
 //!   second, none older than [`WINDOW`]), so each answer carries rates over
 //!   the last seconds without a timer running while nobody looks.
@@ -17,9 +18,9 @@
 //! The edges carry the traffic that flows along them: listener → route
 //! the route's requests; route → cluster the route's requests too, when
 //! the route has that one cluster (all of them go there, however many
-//! routes share the cluster); a split's edges carry their weights, the
-//! rates being on the cluster nodes; cluster → endpoint the endpoint's
-//! tries.
+//! routes share the cluster); a split's edges carry their weights and
+//! the requests the split sent each way; cluster → endpoint the
+//! endpoint's tries.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -192,6 +193,12 @@ impl Sample {
                 out.insert(id.clone(), totals(id, c));
             }
         }
+        for (route, by_cluster) in &named.splits {
+            for (cluster, c) in by_cluster {
+                let id = split_id(route, cluster);
+                out.insert(id.clone(), totals(id, c));
+            }
+        }
         for r in rows {
             let id = format!("e:{}/{}", r.cluster, r.endpoint);
             out.insert(
@@ -262,6 +269,12 @@ impl History {
     }
 }
 
+/// The sample id of the requests split route `route` sent to `cluster`
+/// (an edge's, not a node's).
+fn split_id(route: &str, cluster: &str) -> String {
+    format!("s:{route}/{cluster}")
+}
+
 /// One edge's or node's figures: requests per second, error percent, p99
 /// in µs (`null` when there is nothing to say).
 fn figures(rates: Option<&Rates>, id: &str) -> Value {
@@ -312,15 +325,14 @@ pub fn graph_json(t: &Topology, rates: Option<&Rates>) -> Value {
         for (cluster, weight) in &r.targets {
             let to = format!("c:{cluster}");
             let edge = json!({"from": id, "to": to, "weight": split.then_some(*weight)});
-            edges.push(if !split {
-                // Every request of the route goes to its one cluster.
-                with(edge, figures(rates, &id))
+            // Every request of a route with one cluster goes there; a
+            // split's share is counted apart.
+            let along = if split {
+                split_id(&r.name, cluster)
             } else {
-                with(
-                    edge,
-                    json!({"rps": null, "error_pct": null, "p99_us": null}),
-                )
-            });
+                id.clone()
+            };
+            edges.push(with(edge, figures(rates, &along)));
         }
     }
     for c in &t.clusters {

@@ -225,10 +225,12 @@ fn count(
         upstream_ttfb_us: ttfb.map(|d| micros(d).max(1)),
         failed,
     };
-    let names = names(snapshot, &f.conn.listener, f.route);
-    ctx.named
-        .borrow_mut()
-        .record(&f.conn.listener, names, &outcome);
+    let routed = routed(snapshot, &f.conn.listener, f.route);
+    let mut named = ctx.named.borrow_mut();
+    named.record(&f.conn.listener, routed.map(|(r, c, _)| (r, c)), &outcome);
+    if let Some((route, cluster, true)) = routed {
+        named.record_split(route, cluster, &outcome);
+    }
     duration
 }
 
@@ -238,11 +240,22 @@ fn names<'s>(
     listener: &str,
     route: Option<RouteRef>,
 ) -> Option<(&'s str, &'s str)> {
+    routed(snapshot, listener, route).map(|(r, c, _)| (r, c))
+}
+
+/// The route's and the cluster's names, and whether the route splits its
+/// traffic over clusters.
+fn routed<'s>(
+    snapshot: &'s Snapshot,
+    listener: &str,
+    route: Option<RouteRef>,
+) -> Option<(&'s str, &'s str, bool)> {
     let (index, cluster) = route?;
-    let l = snapshot.listener(listener)?;
+    let r = snapshot.listener(listener)?.routes.get(index)?;
     Some((
-        l.routes.get(index)?.name.as_str(),
+        r.name.as_str(),
         snapshot.cluster(cluster).name.as_str(),
+        matches!(r.target, crate::route::RouteTarget::Split(_)),
     ))
 }
 

@@ -176,6 +176,10 @@ pub struct NamedCounts {
     pub listeners: BTreeMap<String, Counts>,
     pub routes: BTreeMap<String, Counts>,
     pub clusters: BTreeMap<String, Counts>,
+    /// Requests of split routes by the cluster they went to: route →
+    /// cluster → counts. (A route with one cluster sends it everything:
+    /// its own counts say so.)
+    pub splits: BTreeMap<String, BTreeMap<String, Counts>>,
     pub tls_failures: BTreeMap<String, u64>,
     /// Refusals by the authorization rule that decided.
     pub authz_denied: BTreeMap<String, u64>,
@@ -207,6 +211,20 @@ impl NamedCounts {
         if let Some((route, cluster)) = route {
             bump(&mut self.routes, route, outcome);
             bump(&mut self.clusters, cluster, outcome);
+        }
+    }
+
+    /// Counts one request of split route `route` that went to `cluster`
+    /// (besides [`NamedCounts::record`]). No allocation once the names
+    /// have been seen.
+    pub fn record_split(&mut self, route: &str, cluster: &str, outcome: &Outcome) {
+        match self.splits.get_mut(route) {
+            Some(by_cluster) => bump(by_cluster, cluster, outcome),
+            None => bump(
+                self.splits.entry(route.to_owned()).or_default(),
+                cluster,
+                outcome,
+            ),
         }
     }
 
@@ -247,6 +265,12 @@ impl NamedCounts {
         ] {
             for (name, c) in theirs {
                 mine.entry(name.clone()).or_default().add(c);
+            }
+        }
+        for (route, theirs) in &other.splits {
+            let mine = self.splits.entry(route.clone()).or_default();
+            for (cluster, c) in theirs {
+                mine.entry(cluster.clone()).or_default().add(c);
             }
         }
         for (mine, theirs) in [
@@ -474,5 +498,26 @@ mod tests {
         assert_eq!(s.responses_by_class[5].get(), 1);
         assert_eq!(s.connections_active.get(), 0, "gauges never go below zero");
         assert!(s.values().contains(&("responses_5xx", 1)));
+    }
+
+    #[test]
+    fn split_counts_merge_by_route_and_cluster() {
+        let ok = Outcome {
+            status: Some(200),
+            bytes_in: 1,
+            bytes_out: 2,
+            duration_us: Some(100),
+            upstream_ttfb_us: Some(50),
+            failed: false,
+        };
+        let (mut a, mut b) = (NamedCounts::default(), NamedCounts::default());
+        a.record_split("web", "v1", &ok);
+        a.record_split("web", "v1", &ok);
+        b.record_split("web", "v2", &ok);
+        b.record_split("web", "v1", &ok);
+        a.add(&b);
+        let web = &a.splits["web"];
+        assert_eq!((web["v1"].requests, web["v2"].requests), (3, 1));
+        assert_eq!(web["v1"].responses[2], 3);
     }
 }

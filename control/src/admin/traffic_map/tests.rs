@@ -166,6 +166,7 @@ fn edges_carry_the_figures_of_the_traffic_along_them() {
                 ("e:api/127.0.0.1:1", 20, 1),
                 ("r:web", 40, 0),
                 ("c:web", 36, 0),
+                ("s:web/web", 36, 0),
             ]),
         )
         .unwrap();
@@ -181,11 +182,16 @@ fn edges_carry_the_figures_of_the_traffic_along_them() {
     assert_eq!(edge(&g, "c:api", "e:api/127.0.0.1:1")["rps"], 10.0);
     // A node without traffic: zero, not unknown.
     assert_eq!(edge(&g, "c:api", "e:api/127.0.0.1:2")["rps"], 0.0);
-    // A split: the weights on the edges, the rates on the cluster nodes.
+    // A split: the weights on the edges, and what the split sent each way.
     let split = edge(&g, "r:web", "c:web");
     assert_eq!(
-        (split["weight"].as_u64(), split["rps"].is_null()),
-        (Some(90), true)
+        (split["weight"].as_u64(), split["rps"].as_f64()),
+        (Some(90), Some(18.0))
+    );
+    let canary = edge(&g, "r:web", "c:web-canary");
+    assert_eq!(
+        (canary["weight"].as_u64(), canary["rps"].as_f64()),
+        (Some(10), Some(0.0))
     );
     let web = g["nodes"]
         .as_array()
