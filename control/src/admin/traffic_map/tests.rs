@@ -152,24 +152,26 @@ fn edge<'a>(g: &'a Value, from: &str, to: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no edge {from} → {to} in {g}"))
 }
 
-#[test]
-fn edges_carry_the_figures_of_the_traffic_along_them() {
+/// The rates of `counts` (id, requests, errors) reached from nothing in
+/// two seconds.
+fn rates_over_two_seconds(counts: &[(&str, u64, u64)]) -> Rates {
     let mut h = History::default();
     let t0 = Instant::now();
     h.rates(t0, Sample::default());
-    let rates = h
-        .rates(
-            t0 + Duration::from_secs(2),
-            sample(&[
-                ("r:api", 20, 1),
-                ("c:api", 20, 1),
-                ("e:api/127.0.0.1:1", 20, 1),
-                ("r:web", 40, 0),
-                ("c:web", 36, 0),
-                ("s:web/web", 36, 0),
-            ]),
-        )
-        .unwrap();
+    h.rates(t0 + Duration::from_secs(2), sample(counts))
+        .expect("a second sample gives rates")
+}
+
+#[test]
+fn edges_carry_the_figures_of_the_traffic_along_them() {
+    let rates = rates_over_two_seconds(&[
+        ("r:api", 20, 1),
+        ("c:api", 20, 1),
+        ("e:api/127.0.0.1:1", 20, 1),
+        ("r:web", 40, 0),
+        ("c:web", 36, 0),
+        ("s:web/web", 36, 0),
+    ]);
     let g = graph_json(&topology(), Some(&rates));
     assert_eq!(g["generation"], 7);
     assert_eq!(g["window_s"], 2.0);
@@ -264,15 +266,7 @@ fn routes_sharing_a_cluster_each_carry_their_own_requests_into_it() {
         targets: vec![("api".into(), 1)],
         redirect: None,
     });
-    let mut h = History::default();
-    let t0 = Instant::now();
-    h.rates(t0, Sample::default());
-    let rates = h
-        .rates(
-            t0 + Duration::from_secs(2),
-            sample(&[("r:api", 20, 2), ("r:api-v2", 60, 0), ("c:api", 80, 2)]),
-        )
-        .unwrap();
+    let rates = rates_over_two_seconds(&[("r:api", 20, 2), ("r:api-v2", 60, 0), ("c:api", 80, 2)]);
     let g = graph_json(&t, Some(&rates));
     let api = edge(&g, "r:api", "c:api");
     assert_eq!(
