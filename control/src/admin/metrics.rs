@@ -113,6 +113,24 @@ const SHARD_FAMILIES: &[ShardFamily] = &[
         |s| s.tcp_sessions.get(),
     ),
     (
+        "meshgate_h2_connections_total",
+        Kind::Counter,
+        "HTTP/2 downstream connections (ALPN h2).",
+        |s| s.h2_connections.get(),
+    ),
+    (
+        "meshgate_h2_streams_total",
+        Kind::Counter,
+        "HTTP/2 streams (requests) opened by downstream clients.",
+        |s| s.h2_streams.get(),
+    ),
+    (
+        "meshgate_h2_calm_goaways_total",
+        Kind::Counter,
+        "HTTP/2 connections closed with GOAWAY(ENHANCE_YOUR_CALM) for a breached limit.",
+        |s| s.h2_calm_goaways.get(),
+    ),
+    (
         "meshgate_outlier_ejections_total",
         Kind::Counter,
         "Endpoints ejected by passive outlier detection (per shard).",

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use dataplane::http::PathRules;
 use dataplane::route::authz::{HeaderCondition, Policy, Rule};
 use dataplane::route::{
-    Cluster, ClusterId, ClusterLimits, Fault, HashOn, HeaderEdits, HostMatch, HttpLimits, LbPolicy,
-    Listener, PathMatch, PoolSettings, Protocol, RateKey, RateLimit, Redirect, RequestIdPolicy,
-    RetryPolicy, Route, RouteMatch, RouteTarget, Snapshot, SplitTarget, Underscores,
+    Cluster, ClusterId, ClusterLimits, Fault, HashOn, HeaderEdits, HostMatch, Http2Limits,
+    HttpLimits, LbPolicy, Listener, PathMatch, PoolSettings, Protocol, RateKey, RateLimit,
+    Redirect, RequestIdPolicy, RetryPolicy, Route, RouteMatch, RouteTarget, Snapshot, SplitTarget,
+    Underscores,
 };
 use dataplane::telemetry::access_log::{AccessLogSpec, DEFAULT_TEMPLATE, LogFormat, Template};
 use dataplane::telemetry::trace::{Propagation, TraceSpec};
@@ -108,6 +109,14 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
                     RequestIdConfig::Keep => RequestIdPolicy::Keep,
                     RequestIdConfig::Fresh => RequestIdPolicy::Fresh,
                     RequestIdConfig::Mesh => RequestIdPolicy::Mesh,
+                },
+                http2: Http2Limits {
+                    max_concurrent_streams: l.http2.max_concurrent_streams,
+                    max_header_list_bytes: l.http2.max_header_list_bytes,
+                    max_pending_accept_resets: l.http2.max_pending_accept_resets,
+                    max_local_error_resets: l.http2.max_local_error_resets,
+                    initial_stream_window: l.http2.initial_stream_window,
+                    initial_connection_window: l.http2.initial_connection_window,
                 },
             },
             authz: policy(&format!("listener {}", l.name), &l.authz),

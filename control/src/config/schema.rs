@@ -299,6 +299,46 @@ pub struct ListenerConfig {
     pub authz: AuthzConfig,
     /// Absent: requests on this listener are not logged.
     pub access_log: Option<AccessLogConfig>,
+    /// `[listeners.http2]`: limits of HTTP/2 connections (offered with
+    /// `tls.alpn = ["h2", "http/1.1"]`); absent: the defaults.
+    #[serde(default)]
+    pub http2: Http2Config,
+}
+
+/// `[listeners.http2]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2Config {
+    /// Streams a client may have open at once, `1..=1000`; default 100.
+    pub max_concurrent_streams: u32,
+    /// Largest request header list (name + value + 32 bytes per field, as
+    /// RFC 9113 counts), `1024..=1048576`; default 65536.
+    pub max_header_list_bytes: u32,
+    /// Streams a client may reset before the gateway takes them up (Rapid
+    /// Reset), `1..=1000`; more: GOAWAY(ENHANCE_YOUR_CALM). Default 50.
+    pub max_pending_accept_resets: usize,
+    /// Streams the gateway may have to reset for a client's protocol
+    /// errors (MadeYouReset), `1..=100000`; more: GOAWAY. Default 500.
+    pub max_local_error_resets: usize,
+    /// Flow-control window granted per stream, `65535..=2147483647`;
+    /// default 262144.
+    pub initial_stream_window: u32,
+    /// Flow-control window granted per connection, `65535..=2147483647`;
+    /// default 1048576.
+    pub initial_connection_window: u32,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            max_concurrent_streams: 100,
+            max_header_list_bytes: 64 * 1024,
+            max_pending_accept_resets: 50,
+            max_local_error_resets: 500,
+            initial_stream_window: 256 * 1024,
+            initial_connection_window: 1024 * 1024,
+        }
+    }
 }
 
 /// `authz` of a listener or route: allow and deny rules. Deny wins; with

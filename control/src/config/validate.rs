@@ -187,6 +187,48 @@ fn check_timeout(p: &mut Problems, path: &str, ms: u64) {
 }
 
 /// Reports `value` outside `range` as "V is out of range: expected LO..=HI".
+fn check_http2(p: &mut Problems, at: &str, h: &super::schema::Http2Config) {
+    let field = |f: &str| format!("{at}.{f}");
+    check_range(
+        p,
+        &field("max_concurrent_streams"),
+        h.max_concurrent_streams,
+        1..=1000,
+    );
+    check_range(
+        p,
+        &field("max_header_list_bytes"),
+        h.max_header_list_bytes,
+        1024..=1024 * 1024,
+    );
+    check_range(
+        p,
+        &field("max_pending_accept_resets"),
+        h.max_pending_accept_resets,
+        1..=1000,
+    );
+    check_range(
+        p,
+        &field("max_local_error_resets"),
+        h.max_local_error_resets,
+        1..=100_000,
+    );
+    // RFC 9113 §6.9.2: a window above 2^31-1 is a flow-control error.
+    let windows = 65_535..=(1u32 << 31) - 1;
+    check_range(
+        p,
+        &field("initial_stream_window"),
+        h.initial_stream_window,
+        windows.clone(),
+    );
+    check_range(
+        p,
+        &field("initial_connection_window"),
+        h.initial_connection_window,
+        windows,
+    );
+}
+
 fn check_range<T: PartialOrd + std::fmt::Display>(
     p: &mut Problems,
     path: &str,
@@ -234,6 +276,17 @@ fn check_listeners(config: &Config, p: &mut Problems) {
             check_access_log(p, &at("access_log"), log);
         }
         check_range(p, &at("max_header_count"), l.max_header_count, 1..=128);
+        check_http2(p, &at("http2"), &l.http2);
+        let offers_h2 = l
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.alpn.iter().flatten().any(|a| a == "h2"));
+        if tcp && offers_h2 {
+            p.push(
+                at("tls.alpn"),
+                "\"h2\" cannot be offered on a tcp listener (its bytes are relayed, not served)",
+            );
+        }
         check_timeout(p, &at("min_body_rate_grace_ms"), l.min_body_rate_grace_ms);
         if !HEADER_BYTES_RANGE.contains(&l.max_header_bytes) {
             p.push(

@@ -8,6 +8,10 @@
 //!   message framing (RFC 9112 §6) hardened against request smuggling;
 //! * body framing ([`BodyDecoder`]): how many bytes belong to the current
 //!   body, validated incrementally; body bytes are forwarded verbatim;
+//! * de-chunking ([`Dechunker`]): a chunked body's payload and trailers,
+//!   for a downstream that frames bodies itself (HTTP/2);
+//! * HTTP/2 ↔ HTTP/1.1 translation ([`translate`]): the HTTP/1.1 head an
+//!   HTTP/2 request is served as, and the HTTP/2 form of a response;
 //! * writing heads: the rewritten upstream request, the downstream response
 //!   and the gateway's own small responses ([`write_upstream_request`],
 //!   [`write_downstream_response`], [`write_local_response`]).
@@ -22,12 +26,14 @@
 //! §7.1 chunked, §9.3 persistence).
 
 pub mod body;
+mod dechunk;
 mod edits;
 mod error;
 mod fields;
 mod head;
 pub mod path;
 mod scan;
+pub mod translate;
 mod write;
 
 #[cfg(test)]
@@ -38,6 +44,7 @@ mod tests;
 mod write_tests;
 
 pub use body::{BodyDecoder, MAX_CHUNK_LINE_BYTES, MAX_TRAILER_BYTES};
+pub use dechunk::{DechunkError, Dechunker, Step};
 pub use edits::HeaderEdits;
 pub use error::HttpError;
 pub use fields::MAX_CONNECTION_OPTIONS;

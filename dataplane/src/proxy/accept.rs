@@ -1,7 +1,7 @@
 //! The accept loop of one listener on one shard, and the start of each
 //! connection: TLS handshake (with the listener's current config), the
-//! caller's identity, then the HTTP/1.1 request loop or, on a TCP
-//! listener, the byte relay.
+//! caller's identity, then the HTTP/1.1 request loop, the HTTP/2
+//! connection (ALPN `h2`) or, on a TCP listener, the byte relay.
 //!
 //! Uses `net` (listener, streams), `tls` (handshake, identity),
 //! [`super::context`], and hands the connection to [`super::http1`] or
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::conn::ConnInfo;
 use super::context::ShardContext;
-use super::{http1, tcp};
+use super::{http1, http2, tcp};
 use crate::net::{ByteStream, Duplex, Listener, Plain, Stream};
 use crate::route::{Protocol, Snapshot};
 use crate::runtime;
@@ -183,6 +183,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
                             runtime::timeout(Duration::from_secs(1), stream.close_write()).await;
                         return;
                     }
+                    let h2 = stream.alpn() == Some(b"h2");
                     let peer_chain = stream.peer_chain();
                     let info = ConnInfo {
                         verified_by: peer_chain.is_some().then(|| tls.clone()),
@@ -196,7 +197,10 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
                         sni: stream.server_name().map(Into::into),
                         listener: name,
                     };
-                    serve(ctx, snapshot, stream, info, protocol).await;
+                    match protocol {
+                        Protocol::Http if h2 => http2::serve(ctx, snapshot, stream, info).await,
+                        _ => serve(ctx, snapshot, stream, info, protocol).await,
+                    }
                 }
                 Err(e) => {
                     ctx.stats.tls_failures.incr();

@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-/// The facts of one downstream connection.
-#[derive(Debug)]
+/// The facts of one downstream connection (each HTTP/2 stream gets its
+/// own copy).
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     /// `https` or `http`, for `x-forwarded-proto`.

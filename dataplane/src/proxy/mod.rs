@@ -1,7 +1,8 @@
 //! Proxy stage: what happens to a connection after accept.
 //!
 //! ```text
-//! shard ─► accept ─► (TLS, identity) ─► http1 | tcp
+//! shard ─► accept ─► (TLS, identity, ALPN) ─► http1 | http2 | tcp
+//!   http2: h2 connection ─► per stream: the http1 request path
 //!   http1: read head ─► decide ─► tries ─► respond ─► forward body
 //!   tcp:   decide ─► tries (connect) ─► relay
 //! ```
@@ -17,6 +18,7 @@
 //! | upstream connections: pool, or connect within the breakers | `connect` |
 //! | forward: one HTTP/1 body streamed between streams | `forward` |
 //! | HTTP/1.1 downstream: the request loop, its upstream try, its responses | [`http1`] |
+//! | HTTP/2 downstream: the connection driver (`h2`), each stream served by the HTTP/1.1 request path | [`http2`] |
 //! | TCP listeners: decide, connect tries, then the relay | [`tcp`], `relay` |
 //! | traffic state: balancers, outlier ejection, breaker gauges, buckets | [`traffic`] |
 //! | every way a request fails, its side, retry class and response | [`error`] |
@@ -42,6 +44,7 @@ pub mod decide;
 pub mod error;
 mod forward;
 pub mod http1;
+pub mod http2;
 mod observe;
 mod recheck;
 mod relay;

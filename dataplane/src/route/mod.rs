@@ -174,6 +174,43 @@ pub struct HttpLimits {
     /// once `min_body_rate_grace` has passed; 0: no minimum.
     pub min_body_rate: u32,
     pub min_body_rate_grace: Duration,
+    /// HTTP/2 connections (ALPN `h2`).
+    pub http2: Http2Limits,
+}
+
+/// Per-listener HTTP/2 limits (`[listeners.http2]`); `h2` enforces them,
+/// a breach of a flood limit ends the connection with
+/// GOAWAY(ENHANCE_YOUR_CALM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
+    /// Largest header list, counted as RFC 9113 does (name + value + 32
+    /// per field); larger is refused (SETTINGS_MAX_HEADER_LIST_SIZE).
+    pub max_header_list_bytes: u32,
+    /// Streams the client reset before the gateway took them up (Rapid
+    /// Reset, CVE-2023-44487).
+    pub max_pending_accept_resets: usize,
+    /// Streams the gateway had to reset for the client's protocol errors
+    /// (MadeYouReset, CVE-2025-8671).
+    pub max_local_error_resets: usize,
+    /// Flow-control windows the gateway grants: per stream, and for the
+    /// whole connection.
+    pub initial_stream_window: u32,
+    pub initial_connection_window: u32,
+}
+
+impl Default for Http2Limits {
+    fn default() -> Self {
+        Http2Limits {
+            max_concurrent_streams: 100,
+            max_header_list_bytes: 64 * 1024,
+            max_pending_accept_resets: 50,
+            max_local_error_resets: 500,
+            initial_stream_window: 256 * 1024,
+            initial_connection_window: 1024 * 1024,
+        }
+    }
 }
 
 /// `listeners.request_id`: whose `x-request-id` goes upstream (only ever
@@ -220,6 +257,7 @@ impl Default for HttpLimits {
             max_header_count: crate::http::MAX_HEADERS,
             min_body_rate: 256,
             min_body_rate_grace: Duration::from_secs(10),
+            http2: Http2Limits::default(),
         }
     }
 }

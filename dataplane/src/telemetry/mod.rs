@@ -393,6 +393,13 @@ pub struct ShardStats {
     pub tcp_sessions: Counter,
     pub tcp_bytes_up: Counter,
     pub tcp_bytes_down: Counter,
+    /// HTTP/2 downstream connections (ALPN `h2`), the streams (requests)
+    /// they opened, and the connections `h2` closed with
+    /// GOAWAY(ENHANCE_YOUR_CALM) for a breached limit (reset floods,
+    /// too many protocol errors).
+    pub h2_connections: Counter,
+    pub h2_streams: Counter,
+    pub h2_calm_goaways: Counter,
     /// Passive outlier detection.
     pub outlier_ejections: Counter,
     pub outlier_returns: Counter,
@@ -466,6 +473,9 @@ impl ShardStats {
             ("tcp_sessions", self.tcp_sessions.get()),
             ("tcp_bytes_up", self.tcp_bytes_up.get()),
             ("tcp_bytes_down", self.tcp_bytes_down.get()),
+            ("h2_connections", self.h2_connections.get()),
+            ("h2_streams", self.h2_streams.get()),
+            ("h2_calm_goaways", self.h2_calm_goaways.get()),
             ("outlier_ejections", self.outlier_ejections.get()),
             ("outlier_returns", self.outlier_returns.get()),
             ("loop_turns", self.loop_turns.get()),

@@ -1,0 +1,309 @@
+//! HTTP/2 downstream: one connection's driver ([`serve`]), and each of its
+//! streams served by the HTTP/1.1 request path.
+//!
+//! ```text
+//! stream ◄─► driver ◄─► io::Pipe ◄─► h2 (frames, HPACK, flow control, limits)
+//!                                      │ each request
+//!                                      ▼
+//!                     exchange::Exchange ─► http1::serve (one request)
+//! ```
+//!
+//! The `h2` crate is the protocol state machine. The driver owns the
+//! connection's stream and moves bytes between it and the [`io::Pipe`]
+//! `h2` reads and writes; it polls `h2` for new requests and spawns one
+//! task per request on the shard. That task runs the very request path an
+//! HTTP/1.1 connection runs (`super::http1::serve`) over an
+//! [`exchange::Exchange`], which reads as the translated HTTP/1.1 request
+//! and turns the response written to it into HTTP/2 frames — so routing,
+//! authorization, rate limits, faults, retries, breakers, header edits,
+//! redirects, local errors, metrics, access logs and traces are the same
+//! code for both protocols, per stream. The cost is one HTTP/1.1 head
+//! written and parsed per request inside the gateway.
+//!
+//! Limits are `h2`'s, set from the listener's `[listeners.http2]`:
+//! concurrent streams, header list size, streams reset by the client
+//! before we accept them (Rapid Reset, CVE-2023-44487) and resets we are
+//! made to send (MadeYouReset, CVE-2025-8671), each breach answered with
+//! GOAWAY(ENHANCE_YOUR_CALM) by `h2`. The connection is closed when it
+//! has had no stream and no byte for the listener's idle timeout, and
+//! shut down gracefully (GOAWAY, in-flight streams finish) when the shard
+//! drains or the listener is removed.
+
+mod exchange;
+mod io;
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::RecvStream;
+use h2::server::{Connection, Handshake, SendResponse};
+
+use self::exchange::Exchange;
+use self::io::H2Io;
+use super::conn::ConnInfo;
+use super::context::ShardContext;
+use super::http1;
+use crate::http::translate::TranslateError;
+use crate::net::{ByteStream, Duplex, SendFuture};
+use crate::route::{Http2Limits, Snapshot};
+use crate::runtime::{self, BufPool};
+
+/// How long a connection shutting down gets to finish its streams.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Where the connection stands.
+enum Phase {
+    /// Waiting for the client's preface and SETTINGS.
+    Handshake(Pin<Box<Handshake<H2Io, Bytes>>>),
+    Running(Connection<H2Io, Bytes>),
+}
+
+/// What woke the driver.
+enum Event {
+    Established(Connection<H2Io, Bytes>),
+    Accepted(::http::Request<RecvStream>, SendResponse<Bytes>),
+    /// `h2` ended the connection (`Err`: a protocol error or a limit).
+    Ended(Result<(), h2::Error>),
+    /// `h2` queued frames and no send is in flight.
+    Flush,
+    Read(std::io::Result<usize>),
+    Sent(std::io::Result<()>, Vec<u8>),
+    /// The shard drains or the listener went away.
+    Drain,
+    Timer,
+}
+
+/// The `h2` server settings for a listener's limits.
+fn builder(limits: &Http2Limits) -> h2::server::Builder {
+    let mut b = h2::server::Builder::new();
+    b.max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_list_bytes)
+        .max_pending_accept_reset_streams(limits.max_pending_accept_resets)
+        .max_local_error_reset_streams(Some(limits.max_local_error_resets))
+        .initial_window_size(limits.initial_stream_window)
+        .initial_connection_window_size(limits.initial_connection_window);
+    b
+}
+
+/// Serves HTTP/2 on `down` until the client or a limit ends the
+/// connection, or a drain finishes it.
+pub async fn serve<S: ByteStream + Duplex>(
+    ctx: Rc<ShardContext>,
+    mut snapshot: Arc<Snapshot>,
+    mut down: S,
+    conn: ConnInfo,
+) {
+    let Some(listener) = snapshot.listener(&conn.listener) else {
+        return;
+    };
+    let limits = listener.limits;
+    let io = H2Io::default();
+    let pipe = io.0.clone();
+    let mut phase = Phase::Handshake(Box::pin(builder(&limits.http2).handshake(io)));
+    let sender = down.sender();
+    let mut sending: Option<SendFuture> = None;
+    let mut inbuf = Vec::new();
+    // The preface must arrive within the header timeout.
+    let mut deadline: Instant = runtime::now() + limits.header_timeout;
+    let mut shutting_down = false;
+    ctx.stats.h2_connections.incr();
+    let ended: Result<(), String> = loop {
+        let read_wanted = {
+            let p = pipe.borrow();
+            p.rx_drained() && !p.rx_closed
+        };
+        let event = {
+            let mut read = pin!(async {
+                if read_wanted {
+                    down.read_into(&mut inbuf).await
+                } else {
+                    std::future::pending().await
+                }
+            });
+            let mut drain = pin!(ctx.idle_wakeup(conn.listener.clone()));
+            let mut timer = pin!(runtime::sleep_until(deadline));
+            poll_fn(|cx| {
+                if let Some(s) = sending.as_mut()
+                    && let Poll::Ready((r, buf)) = s.as_mut().poll(cx)
+                {
+                    return Poll::Ready(Event::Sent(r, buf));
+                }
+                match &mut phase {
+                    Phase::Handshake(h) => {
+                        if let Poll::Ready(r) = h.as_mut().poll(cx) {
+                            return Poll::Ready(match r {
+                                Ok(c) => Event::Established(c),
+                                Err(e) => Event::Ended(Err(e)),
+                            });
+                        }
+                    }
+                    Phase::Running(c) => match c.poll_accept(cx) {
+                        Poll::Ready(Some(Ok((req, respond)))) => {
+                            return Poll::Ready(Event::Accepted(req, respond));
+                        }
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::Ended(Err(e))),
+                        Poll::Ready(None) => return Poll::Ready(Event::Ended(Ok(()))),
+                        Poll::Pending => {}
+                    },
+                }
+                if sending.is_none() && !pipe.borrow().tx.is_empty() {
+                    return Poll::Ready(Event::Flush);
+                }
+                if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Read(r));
+                }
+                if !shutting_down && drain.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Drain);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        // The read that did not finish is dropped here (cancel-safe).
+        match event {
+            Event::Established(c) => {
+                phase = Phase::Running(c);
+                deadline = runtime::now() + limits.idle_timeout;
+            }
+            Event::Accepted(request, respond) => {
+                ctx.stats.h2_streams.incr();
+                ctx.refresh(&mut snapshot);
+                start_stream(&ctx, &snapshot, &conn, request, respond);
+            }
+            Event::Ended(r) => {
+                break r.map_err(|e| {
+                    if e.is_go_away() && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) {
+                        ctx.stats.h2_calm_goaways.incr();
+                    }
+                    format!("HTTP/2: {e}")
+                });
+            }
+            Event::Flush => {
+                let queued = pipe.borrow_mut().take_queued();
+                match down.wire_bytes(queued) {
+                    Ok(wire) => sending = Some(sender.send_owned(wire)),
+                    Err(e) => break Err(format!("seal: {e}")),
+                }
+            }
+            Event::Sent(r, buf) => {
+                sending = None;
+                BufPool::give(buf);
+                if let Err(e) = r {
+                    break Err(format!("send: {e}"));
+                }
+            }
+            Event::Read(r) => {
+                let mut p = pipe.borrow_mut();
+                match r {
+                    Ok(0) => p.rx_closed = true,
+                    Ok(_) => {
+                        inbuf = p.put_received(std::mem::take(&mut inbuf));
+                        if !shutting_down && matches!(phase, Phase::Running(_)) {
+                            deadline = runtime::now() + limits.idle_timeout;
+                        }
+                    }
+                    Err(e) => {
+                        p.rx_closed = true;
+                        p.rx_error = Some(e.kind());
+                    }
+                }
+            }
+            Event::Drain => {
+                shutting_down = true;
+                deadline = runtime::now() + SHUTDOWN_GRACE;
+                match &mut phase {
+                    Phase::Running(c) => c.graceful_shutdown(),
+                    Phase::Handshake(_) => break Ok(()),
+                }
+            }
+            Event::Timer => match &mut phase {
+                Phase::Handshake(_) => {
+                    ctx.stats.header_timeouts.incr();
+                    break Err("no HTTP/2 preface within the header timeout".into());
+                }
+                Phase::Running(_) if shutting_down => {
+                    break Err("streams still open after the shutdown grace".into());
+                }
+                // A stream in flight keeps the connection.
+                Phase::Running(c) if c.has_streams() => {
+                    deadline = runtime::now() + limits.idle_timeout;
+                }
+                Phase::Running(c) => {
+                    ctx.stats.idle_timeouts.incr();
+                    c.graceful_shutdown();
+                    shutting_down = true;
+                    deadline = runtime::now() + SHUTDOWN_GRACE;
+                }
+            },
+        }
+    };
+    // What `h2` queued last (its GOAWAY) goes out before the close.
+    if let Some(s) = sending.take() {
+        let (_, buf) = runtime::timeout(Duration::from_secs(1), s)
+            .await
+            .unwrap_or((Ok(()), Vec::new()));
+        BufPool::give(buf);
+    }
+    let queued = pipe.borrow_mut().take_queued();
+    if !queued.is_empty()
+        && let Ok(wire) = down.wire_bytes(queued)
+    {
+        let _ = runtime::timeout(Duration::from_secs(1), sender.send_owned(wire)).await;
+    }
+    BufPool::give(inbuf);
+    match ended {
+        Ok(()) => {
+            let _ = runtime::timeout(Duration::from_secs(1), down.close_write()).await;
+        }
+        Err(why) => {
+            log::debug!(
+                "shard {}: HTTP/2 connection from {} ended: {why}",
+                ctx.id,
+                conn.peer
+            );
+            let _ = runtime::timeout(Duration::from_secs(1), down.close_write()).await;
+        }
+    }
+}
+
+/// Starts a task serving one request, or answers a request HTTP/1.1
+/// cannot carry.
+fn start_stream(
+    ctx: &Rc<ShardContext>,
+    snapshot: &Arc<Snapshot>,
+    conn: &ConnInfo,
+    request: ::http::Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+) {
+    match Exchange::new(request, respond) {
+        Ok(exchange) => {
+            runtime::spawn(http1::serve(
+                ctx.clone(),
+                snapshot.clone(),
+                exchange,
+                conn.clone(),
+            ));
+        }
+        Err((e, mut respond)) => {
+            let (status, label) = match e {
+                TranslateError::Connect => (501, "connect_unsupported"),
+                TranslateError::FieldValue | TranslateError::NoPath => (400, "bad_request"),
+            };
+            let mut response = ::http::Response::new(());
+            *response.status_mut() =
+                ::http::StatusCode::from_u16(status).unwrap_or(::http::StatusCode::BAD_REQUEST);
+            response
+                .headers_mut()
+                .insert("x-meshgate-error", ::http::HeaderValue::from_static(label));
+            let _ = respond.send_response(response, true);
+        }
+    }
+}
