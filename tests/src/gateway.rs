@@ -77,6 +77,8 @@ pub struct TlsSettings {
     pub client_auth: Option<String>,
     /// `"1.2"` or `"1.3"`; `None`: not written.
     pub min_version: Option<String>,
+    /// `alpn`; `None`: not written (the gateway offers `http/1.1`).
+    pub alpn: Option<Vec<String>>,
 }
 
 /// One listener named [`LISTENER`] with one route to one cluster, as TOML.
@@ -104,6 +106,9 @@ pub struct GatewayConfig {
     pub access_log: Option<String>,
     /// An `[admin]` listener on 127.0.0.1:0 ([`Gateway::admin_url`]).
     pub admin: bool,
+    /// Raw TOML appended to the listener (sub-tables such as
+    /// `[listeners.http2]`).
+    pub listener_extra: String,
 }
 
 impl GatewayConfig {
@@ -125,6 +130,7 @@ impl GatewayConfig {
             route_extra: String::new(),
             access_log: None,
             admin: false,
+            listener_extra: String::new(),
         }
     }
 
@@ -162,6 +168,7 @@ impl GatewayConfig {
                 client_ca: Some(pki.ca.clone()),
                 client_auth: Some("require".into()),
                 min_version: None,
+                alpn: None,
             }),
             ..GatewayConfig::plain(endpoints)
         }
@@ -175,6 +182,19 @@ impl GatewayConfig {
 
     pub fn client_auth(mut self, auth: &str) -> Self {
         self.tls_mut().client_auth = Some(auth.into());
+        self
+    }
+
+    /// `listeners.tls.alpn`, e.g. `["h2", "http/1.1"]`.
+    pub fn alpn(mut self, protocols: &[&str]) -> Self {
+        self.tls_mut().alpn = Some(protocols.iter().map(|p| (*p).to_owned()).collect());
+        self
+    }
+
+    /// Appends raw TOML to the listener (sub-tables such as
+    /// `[listeners.http2]`).
+    pub fn listener_extra(mut self, toml: &str) -> Self {
+        self.listener_extra.push_str(toml);
         self
     }
 
@@ -264,6 +284,13 @@ impl GatewayConfig {
             if let Some(v) = &tls.min_version {
                 line(format!("min_version = {}", toml_str(v)));
             }
+            if let Some(alpn) = &tls.alpn {
+                let names: Vec<String> = alpn.iter().map(|a| toml_str(a)).collect();
+                line(format!("alpn = [{}]", names.join(", ")));
+            }
+        }
+        if !self.listener_extra.is_empty() {
+            line(self.listener_extra.clone());
         }
         line(String::new());
         line("[[routes]]".into());

@@ -73,6 +73,8 @@ enum Event {
     Flush,
     Read(std::io::Result<usize>),
     Sent(std::io::Result<()>, Vec<u8>),
+    /// `h2` took everything received: the stream is to be read again.
+    Rearm,
     /// The shard drains or the listener went away.
     Drain,
     Timer,
@@ -154,6 +156,15 @@ pub async fn serve<S: ByteStream + Duplex>(
                 if sending.is_none() && !pipe.borrow().tx.is_empty() {
                     return Poll::Ready(Event::Flush);
                 }
+                // The read is armed only while `h2` has nothing left to
+                // read (backpressure); once it has taken what this loop
+                // turn started with, the read must be armed.
+                if !read_wanted && {
+                    let p = pipe.borrow();
+                    p.rx_drained() && !p.rx_closed
+                } {
+                    return Poll::Ready(Event::Rearm);
+                }
                 if let Poll::Ready(r) = read.as_mut().poll(cx) {
                     return Poll::Ready(Event::Read(r));
                 }
@@ -216,6 +227,7 @@ pub async fn serve<S: ByteStream + Duplex>(
                     }
                 }
             }
+            Event::Rearm => {}
             Event::Drain => {
                 shutting_down = true;
                 deadline = runtime::now() + SHUTDOWN_GRACE;

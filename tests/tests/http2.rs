@@ -1,0 +1,212 @@
+//! HTTP/2 downstream through the real binary, driven by curl (libcurl with
+//! nghttp2) over mTLS: ALPN `h2`, every stream routed and forwarded to an
+//! HTTP/1.1 origin like an HTTP/1.1 request, bodies both ways with and
+//! without a length, many streams on one connection, per-stream
+//! authorization, and HTTP/1.1 still served where `h2` is not offered.
+
+use std::io::Write;
+
+use harness::{SPIFFE_ID, Setup, describe, fields_in_head, pattern};
+
+/// An mTLS listener offering `h2` then `http/1.1`.
+fn world() -> Setup {
+    Setup::mtls(|c| c.alpn(&["h2", "http/1.1"]))
+}
+
+/// `curl --http2 <args> URL`, with `-w` printing the protocol version
+/// after the body on its own line; returns (version, body).
+fn h2_get(w: &Setup, args: &[&str], path: &str) -> (String, Vec<u8>) {
+    let mut all = vec!["--http2", "-s", "-w", "\n%{http_version} %{http_code}"];
+    all.extend_from_slice(args);
+    let out = w.curl(&[all.as_slice(), &[&w.url(path)]].concat());
+    assert!(
+        out.status.success(),
+        "curl --http2 {path}: {}\n--- gateway stderr:\n{}",
+        describe(&out),
+        w.gw.stderr()
+    );
+    let text = out.stdout;
+    let nl = text.iter().rposition(|&b| b == b'\n').unwrap_or(0);
+    let version = String::from_utf8_lossy(&text[nl + 1..]).into_owned();
+    (version, text[..nl].to_vec())
+}
+
+#[test]
+fn a_request_over_h2_reaches_the_origin_as_http1_with_the_callers_identity() {
+    let w = world();
+    let (version, body) = h2_get(&w, &["-H", "x-custom: yes"], "/headers?q=1");
+    assert_eq!(version, "2 200", "not served over HTTP/2");
+    let head = String::from_utf8_lossy(&body);
+    assert!(head.starts_with("GET /headers?q=1 HTTP/1.1\r\n"), "{head}");
+    let hosts = fields_in_head(head.as_bytes(), "host");
+    assert_eq!(hosts.len(), 1, "{head}");
+    assert!(hosts[0].starts_with("127.0.0.1:"), "{head}");
+    assert_eq!(fields_in_head(head.as_bytes(), "x-custom"), ["yes"]);
+    let xfcc = fields_in_head(head.as_bytes(), "x-forwarded-client-cert");
+    assert!(
+        xfcc.len() == 1 && xfcc[0].contains(&format!("URI={SPIFFE_ID}")),
+        "{head}"
+    );
+    assert_eq!(
+        fields_in_head(head.as_bytes(), "x-forwarded-proto"),
+        ["https"]
+    );
+    assert_eq!(w.gw.counter("h2_connections"), 1);
+    assert_eq!(w.gw.counter("h2_streams"), 1);
+}
+
+#[test]
+fn response_bodies_arrive_whole_with_or_without_a_length() {
+    let w = world();
+    for path in [
+        "/bytes/300000",
+        "/chunked/300000",
+        "/close-delimited/300000",
+    ] {
+        let (version, body) = h2_get(&w, &[], path);
+        assert_eq!(version, "2 200", "{path}");
+        assert!(
+            body == pattern(300_000),
+            "{path}: body differs ({} bytes)",
+            body.len()
+        );
+    }
+    // HEAD: the head a GET would get, no body.
+    let (version, body) = h2_get(&w, &["-I"], "/bytes/10");
+    assert_eq!(version, "2 200");
+    let head = String::from_utf8_lossy(&body).to_ascii_lowercase();
+    assert!(head.contains("content-length: 10"), "{head}");
+    assert!(!head.contains("connection:"), "{head}");
+}
+
+#[test]
+fn request_bodies_arrive_whole_with_or_without_a_length() {
+    let w = world();
+    let data = pattern(200_000);
+    let file = w.dir.path().join("body.bin");
+    std::fs::write(&file, &data).unwrap();
+    let at_file = format!("@{}", file.display());
+    // With content-length.
+    let (version, body) = h2_get(&w, &["--data-binary", &at_file], "/echo");
+    assert_eq!(version, "2 200", "{}", w.gw.stderr());
+    assert!(body == data, "echoed body differs ({} bytes)", body.len());
+    // Without: curl uploads from stdin of unknown length.
+    let mut child = std::process::Command::new("curl")
+        .args(w.pki.curl_mtls_args())
+        .args(["--http2", "-s", "--fail", "-X", "POST", "-T", "-"])
+        .arg(w.url("/echo"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        out.stdout == data,
+        "streamed body differs ({} bytes)",
+        out.stdout.len()
+    );
+    let log = w.up.requests();
+    assert_eq!(log.len(), 2, "{log:?}");
+}
+
+#[test]
+fn many_streams_share_one_connection() {
+    let w = world();
+    let urls: Vec<String> = (0..20)
+        .map(|i| w.url(&format!("/bytes/{}", 1000 + i)))
+        .collect();
+    let mut args = vec![
+        "--http2",
+        "-s",
+        "--fail",
+        "--parallel",
+        "--parallel-max",
+        "20",
+    ];
+    for u in &urls {
+        args.extend(["-o", "/dev/null", u.as_str()]);
+    }
+    let out = w.curl(&args);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(w.up.served(), 20);
+    assert_eq!(w.gw.counter("h2_streams"), 20);
+    assert_eq!(
+        w.gw.counter("h2_connections"),
+        1,
+        "curl multiplexes parallel transfers on one connection"
+    );
+}
+
+#[test]
+fn authorization_and_local_answers_apply_per_stream() {
+    let w = Setup::mtls(|c| {
+        c.alpn(&["h2", "http/1.1"]).route_extra(&format!(
+            "[[routes.authz.deny]]\nname = \"no-secrets\"\nspiffe_id = [\"{SPIFFE_ID}\"]\npath_exact = [\"/secret\"]\n"
+        ))
+    });
+    let (version, _) = h2_get(&w, &["-D", "-"], "/secret");
+    assert_eq!(version, "2 403");
+    let (_, head) = h2_get(&w, &["-D", "-", "-o", "/dev/null"], "/secret");
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.contains("x-meshgate-error: forbidden"), "{head}");
+    assert_eq!(w.up.served(), 0, "a refused stream reached the origin");
+    // The same connection's other streams are served.
+    let (version, _) = h2_get(&w, &[], "/bytes/5");
+    assert_eq!(version, "2 200");
+}
+
+#[test]
+fn http1_is_served_where_h2_is_not_offered() {
+    let w = Setup::mtls(|c| c);
+    let (version, body) = h2_get(&w, &[], "/bytes/100");
+    assert_eq!(version, "1.1 200");
+    assert_eq!(body, pattern(100));
+    // And on an h2 listener a client that offers only HTTP/1.1 gets it.
+    let w = world();
+    let out = w.curl(&[
+        "--http1.1",
+        "-s",
+        "-w",
+        "%{http_version}",
+        "-o",
+        "/dev/null",
+        &w.url("/bytes/1"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1.1",
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(w.gw.counter("h2_connections"), 0);
+}
+
+#[test]
+fn h2_on_a_tcp_listener_and_bad_limits_are_refused_naming_the_field() {
+    let dir = harness::TempDir::new();
+    let pki = harness::Pki::new(dir.path());
+    let base = harness::GatewayConfig::mtls(&pki, &["127.0.0.1:9".parse().unwrap()]);
+    let bad = base.clone().protocol("tcp").alpn(&["h2"]).to_toml();
+    let (out, _) = harness::gateway::check(&bad, dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("listeners[0].tls.alpn"), "{err}");
+    let bad = base
+        .listener_extra(
+            "[listeners.http2]\nmax_concurrent_streams = 0\ninitial_stream_window = 10\n",
+        )
+        .to_toml();
+    let (out, _) = harness::gateway::check(&bad, dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("listeners[0].http2.max_concurrent_streams"),
+        "{err}"
+    );
+    assert!(
+        err.contains("listeners[0].http2.initial_stream_window"),
+        "{err}"
+    );
+}
