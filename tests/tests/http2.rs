@@ -210,3 +210,42 @@ fn h2_on_a_tcp_listener_and_bad_limits_are_refused_naming_the_field() {
         "{err}"
     );
 }
+
+/// Rapid Reset (CVE-2023-44487): a client opening streams and cancelling
+/// them at once, hundreds in one write, gets GOAWAY(ENHANCE_YOUR_CALM)
+/// and the connection closed; the origin sees at most a few of those
+/// requests, and a well-behaved client on another connection is served.
+#[test]
+fn a_rapid_reset_flood_ends_with_enhance_your_calm_and_others_are_served() {
+    let w = world();
+    let python = harness::workspace_root().join("target/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/test.sh creates it (pip install h2)",
+        python.display()
+    );
+    let addr = w.gw.addr(harness::LISTENER);
+    let out = std::process::Command::new(&python)
+        .arg(harness::workspace_root().join("tests/python/h2_flood.py"))
+        .args(["rapid-reset", "127.0.0.1", &addr.port().to_string()])
+        .arg(&w.pki.ca)
+        .arg(&w.pki.client_cert)
+        .arg(&w.pki.client_key)
+        .arg("500")
+        .output()
+        .expect("run h2_flood.py");
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    // ENHANCE_YOUR_CALM is 0xb (RFC 9113 §7).
+    assert_eq!(report["goaway_error"], 11, "{report}");
+    assert_eq!(report["closed"], true, "{report}");
+    assert_eq!(w.gw.counter("h2_calm_goaways"), 1);
+    let (version, body) = h2_get(&w, &[], "/bytes/7");
+    assert_eq!((version.as_str(), body), ("2 200", pattern(7)));
+    assert!(
+        w.up.served() <= 60,
+        "{} flood requests reached the origin",
+        w.up.served()
+    );
+}

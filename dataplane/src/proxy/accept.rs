@@ -196,6 +196,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
                         tls: Some((tls_version, tls_cipher)),
                         sni: stream.server_name().map(Into::into),
                         listener: name,
+                        http2: false,
                     };
                     match protocol {
                         Protocol::Http if h2 => http2::serve(ctx, snapshot, stream, info).await,
@@ -224,6 +225,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
                 tls: None,
                 sni: None,
                 listener: name,
+                http2: false,
             };
             serve(ctx, snapshot, Plain(tcp), info, protocol).await;
         }

@@ -30,6 +30,9 @@ pub struct ConnInfo {
     pub sni: Option<std::sync::Arc<str>>,
     /// The listener it arrived on.
     pub listener: Rc<str>,
+    /// The request came on an HTTP/2 stream (served by the HTTP/1.1
+    /// request path), for the access log's `protocol`.
+    pub http2: bool,
 }
 
 impl ConnInfo {

@@ -367,6 +367,7 @@ mod tests {
             tls: None,
             sni: None,
             listener: Rc::from("l"),
+            http2: false,
         }
     }
 

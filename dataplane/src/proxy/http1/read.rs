@@ -202,12 +202,11 @@ fn decide_head(
     let log = logs.then(|| {
         let path = path.unwrap_or(head.path);
         let trace_id = trace.as_ref().map(|t| t.context.trace_id);
-        Box::new(RequestLog::of(
-            head,
-            path,
-            sent_id.as_ref().map(|id| id.as_str()),
-            trace_id,
-        ))
+        let mut log = RequestLog::of(head, path, sent_id.as_ref().map(|id| id.as_str()), trace_id);
+        if conn.http2 {
+            log.protocol = "HTTP/2";
+        }
+        Box::new(log)
     });
     Incoming {
         facts,

@@ -271,19 +271,14 @@ pub async fn serve<S: ByteStream + Duplex>(
         let _ = runtime::timeout(Duration::from_secs(1), sender.send_owned(wire)).await;
     }
     BufPool::give(inbuf);
-    match ended {
-        Ok(()) => {
-            let _ = runtime::timeout(Duration::from_secs(1), down.close_write()).await;
-        }
-        Err(why) => {
-            log::debug!(
-                "shard {}: HTTP/2 connection from {} ended: {why}",
-                ctx.id,
-                conn.peer
-            );
-            let _ = runtime::timeout(Duration::from_secs(1), down.close_write()).await;
-        }
+    if let Err(why) = ended {
+        log::debug!(
+            "shard {}: HTTP/2 connection from {} ended: {why}",
+            ctx.id,
+            conn.peer
+        );
     }
+    let _ = runtime::timeout(Duration::from_secs(1), down.close_write()).await;
 }
 
 /// Starts a task serving one request, or answers a request HTTP/1.1
@@ -297,12 +292,9 @@ fn start_stream(
 ) {
     match Exchange::new(request, respond) {
         Ok(exchange) => {
-            runtime::spawn(http1::serve(
-                ctx.clone(),
-                snapshot.clone(),
-                exchange,
-                conn.clone(),
-            ));
+            let mut conn = conn.clone();
+            conn.http2 = true;
+            runtime::spawn(http1::serve(ctx.clone(), snapshot.clone(), exchange, conn));
         }
         Err((e, mut respond)) => {
             let (status, label) = match e {

