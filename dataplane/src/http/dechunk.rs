@@ -207,9 +207,11 @@ fn trim(mut s: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    /// Runs the decoder over `parts` fed one after another; returns the
-    /// payload, whether it ended, and the trailers.
-    fn run(parts: &[&[u8]]) -> Result<(Vec<u8>, bool, Vec<(String, String)>), DechunkError> {
+    /// The payload, whether the body ended, and the trailers.
+    type Decoded = (Vec<u8>, bool, Vec<(String, String)>);
+
+    /// Runs the decoder over `parts` fed one after another.
+    fn run(parts: &[&[u8]]) -> Result<Decoded, DechunkError> {
         let mut d = Dechunker::default();
         let mut data = Vec::new();
         let mut ended = false;

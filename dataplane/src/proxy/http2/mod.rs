@@ -60,12 +60,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 enum Phase {
     /// Waiting for the client's preface and SETTINGS.
     Handshake(Pin<Box<Handshake<H2Io, Bytes>>>),
-    Running(Connection<H2Io, Bytes>),
+    /// Boxed: the connection is a large value, and moves once.
+    Running(Box<Connection<H2Io, Bytes>>),
 }
 
 /// What woke the driver.
 enum Event {
-    Established(Connection<H2Io, Bytes>),
+    Established(Box<Connection<H2Io, Bytes>>),
     Accepted(::http::Request<RecvStream>, SendResponse<Bytes>),
     /// `h2` ended the connection (`Err`: a protocol error or a limit).
     Ended(Result<(), h2::Error>),
@@ -139,7 +140,7 @@ pub async fn serve<S: ByteStream + Duplex>(
                     Phase::Handshake(h) => {
                         if let Poll::Ready(r) = h.as_mut().poll(cx) {
                             return Poll::Ready(match r {
-                                Ok(c) => Event::Established(c),
+                                Ok(c) => Event::Established(Box::new(c)),
                                 Err(e) => Event::Ended(Err(e)),
                             });
                         }
