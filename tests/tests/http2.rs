@@ -249,3 +249,50 @@ fn a_rapid_reset_flood_ends_with_enhance_your_calm_and_others_are_served() {
         w.up.served()
     );
 }
+
+/// h2c by prior knowledge on a plaintext listener with `h2c = true`: a
+/// client starting with the HTTP/2 preface is served HTTP/2, an HTTP/1.1
+/// client on the same listener HTTP/1.1; without `h2c`, the preface is a
+/// bad HTTP/1.1 request.
+#[test]
+fn h2c_by_prior_knowledge_beside_http1_on_a_plaintext_listener() {
+    let w = Setup::plain(|c| c.listener_extra("[listeners.http2]\nh2c = true\n"));
+    let (version, body) = h2_get(&w, &["--http2-prior-knowledge"], "/bytes/300");
+    assert_eq!(version, "2 200");
+    assert_eq!(body, pattern(300));
+    let out = w.curl(&[
+        "--http1.1",
+        "-s",
+        "-w",
+        "%{http_version} %{http_code}",
+        "-o",
+        "/dev/null",
+        &w.url("/bytes/3"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1.1 200",
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(w.gw.counter("h2_connections"), 1);
+
+    let w = Setup::plain(|c| c);
+    let out = w.curl(&[
+        "--http2-prior-knowledge",
+        "-s",
+        "-w",
+        "%{http_version}",
+        "-o",
+        "/dev/null",
+        &w.url("/bytes/3"),
+    ]);
+    assert_ne!(
+        String::from_utf8_lossy(&out.stdout),
+        "2",
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(w.gw.counter("h2_connections"), 0);
+    assert_eq!(w.up.served(), 0);
+}

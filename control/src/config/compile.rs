@@ -117,6 +117,7 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
                     max_local_error_resets: l.http2.max_local_error_resets,
                     initial_stream_window: l.http2.initial_stream_window,
                     initial_connection_window: l.http2.initial_connection_window,
+                    h2c: l.http2.h2c,
                 },
             },
             authz: policy(&format!("listener {}", l.name), &l.authz),

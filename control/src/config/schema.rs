@@ -326,6 +326,10 @@ pub struct Http2Config {
     /// Flow-control window granted per connection, `65535..=2147483647`;
     /// default 1048576.
     pub initial_connection_window: u32,
+    /// Plaintext listeners: serve HTTP/2 by prior knowledge ("h2c") to
+    /// clients that start with its preface, HTTP/1.1 to the rest; default
+    /// false. (TLS listeners offer `h2` with `tls.alpn`.)
+    pub h2c: bool,
 }
 
 impl Default for Http2Config {
@@ -337,6 +341,7 @@ impl Default for Http2Config {
             max_local_error_resets: 500,
             initial_stream_window: 256 * 1024,
             initial_connection_window: 1024 * 1024,
+            h2c: false,
         }
     }
 }

@@ -281,6 +281,12 @@ fn check_listeners(config: &Config, p: &mut Problems) {
             .tls
             .as_ref()
             .is_some_and(|t| t.alpn.iter().flatten().any(|a| a == "h2"));
+        if l.http2.h2c && (tcp || l.tls.is_some()) {
+            p.push(
+                at("http2.h2c"),
+                "h2c is for plaintext http listeners (a TLS listener offers \"h2\" with tls.alpn)",
+            );
+        }
         if tcp && offers_h2 {
             p.push(
                 at("tls.alpn"),

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::conn::ConnInfo;
 use super::context::ShardContext;
+use super::http2::prior_knowledge::{self, Prefixed, Sniffed};
 use super::{http1, http2, tcp};
 use crate::net::{ByteStream, Duplex, Listener, Plain, Stream};
 use crate::route::{Protocol, Snapshot};
@@ -227,6 +228,18 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
                 listener: name,
                 http2: false,
             };
+            if protocol == Protocol::Http && listener.limits.http2.h2c {
+                // HTTP/2 by prior knowledge, or HTTP/1.1: the first bytes tell.
+                let deadline = runtime::now() + listener.limits.header_timeout;
+                let mut plain = Plain(tcp);
+                let (sniffed, seen) = prior_knowledge::read_preface(&mut plain, deadline).await;
+                let down = Prefixed::new(seen, plain);
+                match sniffed {
+                    Sniffed::Http2 => http2::serve(ctx, snapshot, down, info).await,
+                    Sniffed::Http1 => http1::serve(ctx, snapshot, down, info).await,
+                }
+                return;
+            }
             serve(ctx, snapshot, Plain(tcp), info, protocol).await;
         }
     }

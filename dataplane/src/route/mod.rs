@@ -198,6 +198,9 @@ pub struct Http2Limits {
     /// whole connection.
     pub initial_stream_window: u32,
     pub initial_connection_window: u32,
+    /// A plaintext listener serves HTTP/2 to clients that start with its
+    /// connection preface (prior knowledge, "h2c"), HTTP/1.1 to the rest.
+    pub h2c: bool,
 }
 
 impl Default for Http2Limits {
@@ -209,6 +212,7 @@ impl Default for Http2Limits {
             max_local_error_resets: 500,
             initial_stream_window: 256 * 1024,
             initial_connection_window: 1024 * 1024,
+            h2c: false,
         }
     }
 }

@@ -45,12 +45,13 @@ impl Pipe {
     }
 
     /// Hands received bytes to `h2` (the pipe's receive side must be
-    /// drained); gives back the pipe's old, empty buffer for reuse.
-    pub(super) fn put_received(&mut self, bytes: Vec<u8>) -> Vec<u8> {
+    /// drained); the pipe's old buffer goes back to the shard's pool, so
+    /// an idle connection holds none.
+    pub(super) fn put_received(&mut self, bytes: Vec<u8>) {
         self.rx_at = 0;
         let mut old = std::mem::replace(&mut self.rx, bytes);
         old.clear();
-        old
+        BufPool::release_if_empty(&mut old);
     }
 
     /// Takes the queued frames, for sending.

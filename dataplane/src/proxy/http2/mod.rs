@@ -1,5 +1,7 @@
 //! HTTP/2 downstream: one connection's driver ([`serve`]), and each of its
-//! streams served by the HTTP/1.1 request path.
+//! streams served by the HTTP/1.1 request path. A TLS listener speaks it
+//! when ALPN selects `h2`; a plaintext one with `h2c` on when the
+//! connection starts with the HTTP/2 preface ([`prior_knowledge`]).
 //!
 //! ```text
 //! stream ◄─► driver ◄─► io::Pipe ◄─► h2 (frames, HPACK, flow control, limits)
@@ -31,6 +33,7 @@
 
 mod exchange;
 mod io;
+pub(crate) mod prior_knowledge;
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
@@ -217,7 +220,7 @@ pub async fn serve<S: ByteStream + Duplex>(
                 match r {
                     Ok(0) => p.rx_closed = true,
                     Ok(_) => {
-                        inbuf = p.put_received(std::mem::take(&mut inbuf));
+                        p.put_received(std::mem::take(&mut inbuf));
                         if !shutting_down && matches!(phase, Phase::Running(_)) {
                             deadline = runtime::now() + limits.idle_timeout;
                         }
