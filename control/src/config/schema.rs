@@ -333,15 +333,17 @@ pub struct Http2Config {
 }
 
 impl Default for Http2Config {
+    /// The data plane's defaults (one place for the numbers).
     fn default() -> Self {
+        let d = dataplane::route::Http2Limits::default();
         Http2Config {
-            max_concurrent_streams: 100,
-            max_header_list_bytes: 64 * 1024,
-            max_pending_accept_resets: 50,
-            max_local_error_resets: 500,
-            initial_stream_window: 256 * 1024,
-            initial_connection_window: 1024 * 1024,
-            h2c: false,
+            max_concurrent_streams: d.max_concurrent_streams,
+            max_header_list_bytes: d.max_header_list_bytes,
+            max_pending_accept_resets: d.max_pending_accept_resets,
+            max_local_error_resets: d.max_local_error_resets,
+            initial_stream_window: d.initial_stream_window,
+            initial_connection_window: d.initial_connection_window,
+            h2c: d.h2c,
         }
     }
 }
