@@ -32,12 +32,12 @@ export PATH="$PATH:/usr/sbin:/sbin"
 # --- set-up: Python packages, in a local venv ----------------------------------
 # The tracing tests decode what meshgate exports with the official
 # opentelemetry-proto package; the HTTP/2 flood tests craft their frames
-# with the h2 package.
-if ! target/venv/bin/python -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2, h2' 2>/dev/null; then
-  log "python venv: target/venv (opentelemetry-proto, h2)"
+# with the h2 package; the gRPC tests call through the gateway with grpcio.
+if ! target/venv/bin/python -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2, h2, grpc' 2>/dev/null; then
+  log "python venv: target/venv (opentelemetry-proto, h2, grpcio)"
   mkdir -p target
   python3 -m venv target/venv
-  target/venv/bin/pip install --quiet --disable-pip-version-check opentelemetry-proto h2
+  target/venv/bin/pip install --quiet --disable-pip-version-check opentelemetry-proto h2 grpcio
 fi
 
 # --- build -------------------------------------------------------------------

@@ -296,3 +296,67 @@ fn h2c_by_prior_knowledge_beside_http1_on_a_plaintext_listener() {
     assert_eq!(w.gw.counter("h2_connections"), 0);
     assert_eq!(w.up.served(), 0);
 }
+
+/// gRPC through the gateway with Python's grpcio over mTLS: the gateway's
+/// own answers arrive as the gRPC statuses clients act on (trailers-only,
+/// `x-meshgate-error` in the trailing metadata), and a gRPC call routed
+/// to an HTTP/1.1 cluster is refused as UNIMPLEMENTED without reaching
+/// the origin, never sent as a mangled exchange.
+#[test]
+fn grpc_callers_get_grpc_statuses_for_the_gateways_answers() {
+    let w = Setup::mtls(|c| {
+        c.alpn(&["h2", "http/1.1"])
+            .path_prefix("/pay.")
+            .route_extra(&format!(
+                "[routes.rate_limit]\nrps = 1\nburst = 1\n\
+                 [[routes.authz.deny]]\nname = \"no-refunds\"\nspiffe_id = [\"{SPIFFE_ID}\"]\npath_exact = [\"/pay.Payments/Refund\"]\n"
+            ))
+    });
+    let python = harness::workspace_root().join("target/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/test.sh creates it (pip install grpcio)",
+        python.display()
+    );
+    let out = std::process::Command::new(&python)
+        .arg(harness::workspace_root().join("tests/python/grpc_call.py"))
+        .arg(w.gw.addr(harness::LISTENER).to_string())
+        .arg(&w.pki.ca)
+        .arg(&w.pki.client_cert)
+        .arg(&w.pki.client_key)
+        .args([
+            "/other.Svc/Call",
+            "/pay.Payments/Refund",
+            "/pay.Payments/Charge",
+            "/pay.Payments/Charge",
+        ])
+        .output()
+        .expect("run grpc_call.py");
+    assert!(out.status.success(), "{}", describe(&out));
+    let calls: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    let got: Vec<(String, String)> = calls
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|c| {
+            (
+                c["code"].as_str().unwrap_or("?").to_owned(),
+                c["meshgate_error"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("UNIMPLEMENTED", "no_route"),
+        ("PERMISSION_DENIED", "forbidden"),
+        ("UNIMPLEMENTED", "grpc_http1_cluster"),
+        ("RESOURCE_EXHAUSTED", "rate_limited"),
+    ]
+    .map(|(a, b)| (a.to_owned(), b.to_owned()));
+    assert_eq!(got, want, "{calls}");
+    assert_eq!(
+        calls[2]["details"], "meshgate: grpc_http1_cluster",
+        "{calls}"
+    );
+    assert_eq!(w.up.heads(), 0, "a gRPC call reached the HTTP/1.1 origin");
+}

@@ -34,6 +34,12 @@ impl Headers for crate::http::RequestHead<'_> {
     }
 }
 
+impl Headers for ::http::HeaderMap {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.get(name).map(|v| v.as_bytes())
+    }
+}
+
 /// What decide needs of a request, whatever protocol carried it.
 pub struct RequestView<'a> {
     pub method: &'a str,
@@ -214,6 +220,13 @@ pub fn decide(
         }
     }
     let cluster = snapshot.cluster(cluster_id);
+    // gRPC needs HTTP/2 end to end, and every cluster speaks HTTP/1.1
+    // today (only HTTP/2 requests are looked at: gRPC has no HTTP/1.1
+    // form, so HTTP/1.1 requests pay nothing for this).
+    if conn.http2 && is_grpc(req.headers) {
+        let e = ProxyError::GrpcToHttp1Cluster(cluster.name.clone());
+        return Decision::refuse(routed, e);
+    }
     let Some(admitted) = admit_request(traffic, cluster, cluster_id) else {
         let e = ProxyError::Overloaded {
             cluster: cluster.name.clone(),
@@ -237,6 +250,15 @@ pub fn decide(
             admitted,
         }),
     }
+}
+
+/// Whether a request is gRPC: `content-type: application/grpc`, alone or
+/// with a `+format` or `;parameters` suffix.
+pub fn is_grpc(headers: &dyn Headers) -> bool {
+    headers.header("content-type").is_some_and(|v| {
+        let v = v.strip_prefix(b"application/grpc").unwrap_or(b"x");
+        v.is_empty() || v[0] == b'+' || v[0] == b';'
+    })
 }
 
 /// The cluster's `max_requests` breaker: a gauge unit while under this
@@ -353,6 +375,21 @@ mod tests {
         fn header(&self, _: &str) -> Option<&[u8]> {
             None
         }
+    }
+
+    #[test]
+    fn grpc_is_told_by_its_content_type() {
+        let with = |v: &'static str| {
+            let mut h = ::http::HeaderMap::new();
+            h.insert("content-type", ::http::HeaderValue::from_static(v));
+            is_grpc(&h)
+        };
+        assert!(with("application/grpc"));
+        assert!(with("application/grpc+proto"));
+        assert!(with("application/grpc;charset=utf-8"));
+        assert!(!with("application/grpc-web"));
+        assert!(!with("application/json"));
+        assert!(!is_grpc(&NoHeaders));
     }
 
     fn conn() -> ConnInfo {

@@ -77,6 +77,11 @@ pub enum ProxyError {
         /// (index in its listener).
         route: Option<usize>,
     },
+    /// A gRPC request (HTTP/2, `content-type: application/grpc…`) routed
+    /// to a cluster that speaks HTTP/1.1, which cannot carry it: refused
+    /// rather than sent as a mangled exchange.
+    #[error("gRPC request routed to cluster {0:?}, which speaks HTTP/1.1")]
+    GrpcToHttp1Cluster(String),
 }
 
 impl ProxyError {
@@ -92,7 +97,8 @@ impl ProxyError {
             ProxyError::NoRoute
             | ProxyError::NoEndpoint(_)
             | ProxyError::Overloaded { .. }
-            | ProxyError::FaultAbort { .. } => Side::Internal,
+            | ProxyError::FaultAbort { .. }
+            | ProxyError::GrpcToHttp1Cluster(_) => Side::Internal,
             ProxyError::RateLimited { .. } | ProxyError::Forbidden { .. } => Side::Downstream,
             ProxyError::UnsupportedMethod(_) => Side::Downstream,
             ProxyError::ConnectFailed { .. }
@@ -120,9 +126,10 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => Some(429),
             ProxyError::Forbidden { .. } => Some(403),
             ProxyError::FaultAbort { status, .. } => Some(*status),
-            ProxyError::BadResponse(_) | ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => {
-                Some(502)
-            }
+            ProxyError::BadResponse(_)
+            | ProxyError::UpstreamClosed
+            | ProxyError::UpstreamIo(_)
+            | ProxyError::GrpcToHttp1Cluster(_) => Some(502),
             ProxyError::DownstreamIo(_)
             | ProxyError::DownstreamClosed
             | ProxyError::DownstreamTimeout => None,
@@ -171,6 +178,7 @@ impl ProxyError {
             ProxyError::RateLimited { .. } => "rate_limited",
             ProxyError::FaultAbort { .. } => "fault_injected",
             ProxyError::Forbidden { .. } => "forbidden",
+            ProxyError::GrpcToHttp1Cluster(_) => "grpc_http1_cluster",
         }
     }
 
@@ -197,6 +205,33 @@ impl ProxyError {
     }
 }
 
+/// The gRPC status code for the gateway's local answer of HTTP `status`
+/// labelled `label` (its `x-meshgate-error`) to a gRPC request: the
+/// gateway's own errors by name, anything else by gRPC's HTTP-to-gRPC
+/// status mapping (gRPC's `doc/http-grpc-status-mapping.md`).
+pub fn grpc_status(label: &str, status: u16) -> u32 {
+    const PERMISSION_DENIED: u32 = 7;
+    const UNIMPLEMENTED: u32 = 12;
+    const RESOURCE_EXHAUSTED: u32 = 8;
+    const DEADLINE_EXCEEDED: u32 = 4;
+    const UNAVAILABLE: u32 = 14;
+    match label {
+        "forbidden" => PERMISSION_DENIED,
+        "no_route" | "unsupported_method" | "grpc_http1_cluster" => UNIMPLEMENTED,
+        "rate_limited" => RESOURCE_EXHAUSTED,
+        "upstream_timeout" => DEADLINE_EXCEEDED,
+        "overloaded" | "no_endpoint" | "connect_failed" | "connect_timeout" => UNAVAILABLE,
+        _ => match status {
+            400 => 13, // INTERNAL
+            401 => 16, // UNAUTHENTICATED
+            403 => PERMISSION_DENIED,
+            404 => UNIMPLEMENTED,
+            429 | 502 | 503 | 504 => UNAVAILABLE,
+            _ => 2, // UNKNOWN
+        },
+    }
+}
+
 /// `n` in decimal, in `buf`.
 fn format_u64(n: u64, buf: &mut [u8; 20]) -> &str {
     use std::io::Write;
@@ -214,4 +249,46 @@ fn response_text<'a>(e: &ProxyError, buf: &'a mut [u8; 128]) -> &'a [u8] {
     let _ = writeln!(cursor, "{} ({})", http::reason_phrase(status), e.label());
     let n = cursor.position() as usize;
     &buf[..n]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gateway's answers to gRPC callers, by error: the codes gRPC
+    /// clients act on (retry UNAVAILABLE, not PERMISSION_DENIED).
+    #[test]
+    fn local_answers_map_to_grpc_statuses() {
+        let forbidden = ProxyError::Forbidden {
+            rule: "r".into(),
+            stage: crate::route::authz::Stage::Route,
+            route: None,
+        };
+        let rate_limited = ProxyError::RateLimited {
+            route: "r".into(),
+            retry_after_s: 1,
+        };
+        let overloaded = ProxyError::Overloaded {
+            cluster: "c".into(),
+            limit: "max_requests",
+        };
+        let cases: [(ProxyError, u32); 8] = [
+            (forbidden, 7),
+            (ProxyError::NoRoute, 12),
+            (ProxyError::GrpcToHttp1Cluster("c".into()), 12),
+            (rate_limited, 8),
+            (ProxyError::UpstreamTimeout, 4),
+            (overloaded, 14),
+            (ProxyError::NoEndpoint("c".into()), 14),
+            (ProxyError::UpstreamClosed, 14),
+        ];
+        for (e, code) in cases {
+            let status = e.status().unwrap_or(0);
+            assert_eq!(grpc_status(e.label(), status), code, "{e}");
+        }
+        // Unknown labels go by the HTTP status.
+        assert_eq!(grpc_status("x", 400), 13);
+        assert_eq!(grpc_status("x", 401), 16);
+        assert_eq!(grpc_status("x", 418), 2);
+    }
 }

@@ -56,6 +56,8 @@ pub(super) struct Exchange {
     body: Option<RecvStream>,
     chunked: bool,
     is_head: bool,
+    /// A gRPC request: the gateway's own answers become gRPC statuses.
+    grpc: bool,
     response: Response,
 }
 
@@ -76,12 +78,14 @@ impl Exchange {
             }
         };
         let is_head = request.method() == ::http::Method::HEAD;
+        let grpc = crate::proxy::decide::is_grpc(request.headers());
         let body = request.into_body();
         Ok(Exchange {
             pending,
             body: (framing != RequestBody::None).then_some(body),
             chunked: framing == RequestBody::Chunked,
             is_head,
+            grpc,
             response: Response::AwaitingHead {
                 respond,
                 head: Vec::new(),
@@ -112,6 +116,18 @@ impl Exchange {
                         }
                         // Interim responses (100 Continue) are not passed on.
                         Ok(Parse::Complete(h)) if (100..200).contains(&h.status) => h.head_len,
+                        // The gateway's own answer to a gRPC request: a
+                        // gRPC status, trailers-only, its body dropped.
+                        Ok(Parse::Complete(h))
+                            if self.grpc && h.header("x-meshgate-error").is_some() =>
+                        {
+                            let label = h.header("x-meshgate-error").unwrap_or_default();
+                            let response = grpc_local_answer(h.status, label);
+                            respond
+                                .send_response(response, true)
+                                .map_err(io::Error::other)?;
+                            return Ok(());
+                        }
                         Ok(Parse::Complete(h)) => {
                             let framing = match h.body {
                                 BodyKind::None | BodyKind::Length(0) => None,
@@ -174,6 +190,29 @@ impl Exchange {
         }
         e
     }
+}
+
+/// The trailers-only response (one HEADERS frame ending the stream,
+/// gRPC's form for an error without a message) standing for the
+/// gateway's local answer `status` labelled `label`: `:status 200`,
+/// `grpc-status` mapped from them, `grpc-message` and `x-meshgate-error`
+/// naming the label.
+fn grpc_local_answer(status: u16, label: &[u8]) -> ::http::Response<()> {
+    use ::http::HeaderValue;
+    let label = std::str::from_utf8(label).unwrap_or("error");
+    let code = crate::proxy::error::grpc_status(label, status);
+    let mut response = ::http::Response::new(());
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(code));
+    // Labels are lowercase ASCII words: nothing to percent-encode.
+    if let Ok(message) = HeaderValue::from_str(&format!("meshgate: {label}")) {
+        headers.insert("grpc-message", message);
+    }
+    if let Ok(label) = HeaderValue::from_str(label) {
+        headers.insert("x-meshgate-error", label);
+    }
+    response
 }
 
 /// Sends body bytes as the framing says; `Ok(true)` once the body ended.
