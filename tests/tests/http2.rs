@@ -360,3 +360,35 @@ fn grpc_callers_get_grpc_statuses_for_the_gateways_answers() {
     );
     assert_eq!(w.up.heads(), 0, "a gRPC call reached the HTTP/1.1 origin");
 }
+
+/// A client that never opens its flow-control window (a zero-window
+/// stream) holds its stream only until the listener's idle timeout: the
+/// gateway then resets it, and serves other connections meanwhile.
+#[test]
+fn a_zero_window_stream_is_reset_at_the_idle_timeout() {
+    let w = Setup::mtls(|c| c.alpn(&["h2", "http/1.1"]).idle_timeout_ms(1000));
+    let python = harness::workspace_root().join("target/venv/bin/python");
+    let addr = w.gw.addr(harness::LISTENER);
+    let child = std::process::Command::new(&python)
+        .arg(harness::workspace_root().join("tests/python/h2_flood.py"))
+        .args(["zero-window", "127.0.0.1", &addr.port().to_string()])
+        .arg(&w.pki.ca)
+        .arg(&w.pki.client_cert)
+        .arg(&w.pki.client_key)
+        .arg("1000000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run h2_flood.py");
+    // Another client is served while that stream is stuck.
+    let (version, body) = h2_get(&w, &[], "/bytes/9");
+    assert_eq!((version.as_str(), body), ("2 200", pattern(9)));
+    let out = child.wait_with_output().expect("h2_flood.py");
+    assert!(out.status.success(), "{}", describe(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    assert_eq!(report["status"], 200, "{report}");
+    assert_eq!(report["data"], 0, "{report}");
+    // INTERNAL_ERROR (2): the response was cut off, never complete-looking.
+    assert_eq!(report["reset_error"], 2, "{report}\n{}", w.gw.stderr());
+}

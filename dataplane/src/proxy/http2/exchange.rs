@@ -97,7 +97,10 @@ impl Exchange {
     async fn deliver(&mut self, bytes: &[u8]) -> io::Result<()> {
         match std::mem::replace(&mut self.response, Response::Finished) {
             Response::Finished => Ok(()),
-            Response::SendingBody { send, framing } => self.body_bytes(send, framing, bytes).await,
+            body @ Response::SendingBody { .. } => {
+                self.response = body;
+                self.body_bytes(bytes).await
+            }
             Response::AwaitingHead {
                 mut respond,
                 mut head,
@@ -152,29 +155,30 @@ impl Exchange {
                 match framing {
                     None => Ok(()),
                     // Body bytes that came with the head.
-                    Some(framing) => self.body_bytes(send, framing, &head[head_len..]).await,
+                    Some(framing) => {
+                        self.response = Response::SendingBody { send, framing };
+                        self.body_bytes(&head[head_len..]).await
+                    }
                 }
             }
         }
     }
 
     /// Sends body bytes; the stream is reset when they cannot be sent.
-    async fn body_bytes(
-        &mut self,
-        mut send: SendStream<Bytes>,
-        mut framing: Framing,
-        bytes: &[u8],
-    ) -> io::Result<()> {
-        match send_body(&mut send, &mut framing, bytes).await {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                self.response = Response::SendingBody { send, framing };
+    /// The stream stays in `self.response` while its bytes wait for the
+    /// client's window, so a write cancelled by a timeout leaves it there
+    /// for [`ByteStream::abort`] to reset.
+    async fn body_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Response::SendingBody { send, framing } = &mut self.response else {
+            return Ok(());
+        };
+        match send_body(send, framing, bytes).await {
+            Ok(true) => {
+                self.response = Response::Finished;
                 Ok(())
             }
-            Err(e) => {
-                send.send_reset(Reason::INTERNAL_ERROR);
-                Err(e)
-            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(self.fail(e)),
         }
     }
 
