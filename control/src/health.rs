@@ -1,7 +1,8 @@
 //! Active health checks: one thread (never a shard) running the data
 //! plane's io_uring runtime, with one task per checked endpoint. A task
 //! probes its endpoint every `interval_ms` (plus jitter) with a TCP connect
-//! or an HTTP `GET` (pass: a status in `statuses`), feeds the result to a
+//! or an HTTP `GET` (pass: a status in `statuses`; over TLS, verified as
+//! requests are, for a `[clusters.tls]` cluster), feeds the result to a
 //! [`HealthTracker`], and on a transition asks the [`Gateway`] to publish a
 //! snapshot with the endpoint's health changed. Every 200 ms the thread
 //! compares its tasks with the configuration in force and starts, stops or
@@ -19,7 +20,9 @@ use std::time::Duration;
 use dataplane::http::{self, Limits, Parse};
 use dataplane::net::Stack;
 use dataplane::net::{ByteStream, Plain};
+use dataplane::proxy::upstream_conn::UpstreamConn;
 use dataplane::runtime::{self, RuntimeConfig, timeout_at};
+use dataplane::tls::{ClientTls, TlsStream};
 use dataplane::upstream::XorShift;
 use dataplane::upstream::health::{
     HealthThresholds, HealthTracker, Transition, next_check_delay, status_passes,
@@ -66,8 +69,7 @@ impl HealthChecker {
 
 /// Keeps one task per checked endpoint, in step with the configuration.
 async fn supervise(gateway: Arc<Gateway>, stop: Arc<AtomicBool>) {
-    let mut tasks: HashMap<(String, SocketAddr), (HealthConfig, runtime::JoinHandle<()>)> =
-        HashMap::new();
+    let mut tasks: HashMap<(String, SocketAddr), Task> = HashMap::new();
     let mut seed = 0x6A09_E667_F3BC_C908u64 ^ std::process::id() as u64;
     let mut generation = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -75,12 +77,14 @@ async fn supervise(gateway: Arc<Gateway>, stop: Arc<AtomicBool>) {
         if now_generation != generation {
             generation = now_generation;
             let targets = gateway.health_targets();
-            tasks.retain(|key, (settings, task)| {
-                let keep = targets
-                    .iter()
-                    .any(|t| (&t.cluster, &t.addr) == (&key.0, &key.1) && t.settings == *settings);
+            tasks.retain(|key, task| {
+                let keep = targets.iter().any(|t| {
+                    (&t.cluster, &t.addr) == (&key.0, &key.1)
+                        && t.settings == task.settings
+                        && same_tls(&t.tls, &task.tls)
+                });
                 if !keep {
-                    task.abort();
+                    task.handle.abort();
                 }
                 keep
             });
@@ -92,15 +96,38 @@ async fn supervise(gateway: Arc<Gateway>, stop: Arc<AtomicBool>) {
                 seed = seed
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                let settings = t.settings.clone();
-                let task = runtime::spawn(check_loop(gateway.clone(), t, seed));
-                tasks.insert(key, (settings, task));
+                let (settings, tls) = (t.settings.clone(), t.tls.clone());
+                let handle = runtime::spawn(check_loop(gateway.clone(), t, seed));
+                tasks.insert(
+                    key,
+                    Task {
+                        settings,
+                        tls,
+                        handle,
+                    },
+                );
             }
         }
         runtime::sleep(Duration::from_millis(200)).await;
     }
-    for (_, (_, task)) in tasks {
-        task.abort();
+    for (_, task) in tasks {
+        task.handle.abort();
+    }
+}
+
+/// A running check and what it was started with (a change restarts it).
+struct Task {
+    settings: HealthConfig,
+    tls: Option<ClientTls>,
+    handle: runtime::JoinHandle<()>,
+}
+
+/// The same compiled TLS configuration (a reload builds a new one).
+fn same_tls(a: &Option<ClientTls>, b: &Option<ClientTls>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same_as(b),
+        _ => false,
     }
 }
 
@@ -126,7 +153,7 @@ async fn check_loop(gateway: Arc<Gateway>, target: HealthTarget, seed: u64) {
     )
     .await;
     loop {
-        let result = probe(target.addr, h).await;
+        let result = probe(target.addr, h, target.tls.as_ref()).await;
         if let Err(why) = &result {
             log::debug!("health: {} of {:?}: {why}", target.addr, target.cluster);
         }
@@ -145,7 +172,7 @@ async fn check_loop(gateway: Arc<Gateway>, target: HealthTarget, seed: u64) {
 }
 
 /// One probe: `Err` says why it failed.
-async fn probe(addr: SocketAddr, h: &HealthConfig) -> Result<(), String> {
+async fn probe(addr: SocketAddr, h: &HealthConfig, tls: Option<&ClientTls>) -> Result<(), String> {
     let deadline = runtime::now() + Duration::from_millis(h.timeout_ms);
     let conn = match timeout_at(deadline, Stack::Kernel.connect(addr)).await {
         Ok(Ok(c)) => c,
@@ -155,7 +182,16 @@ async fn probe(addr: SocketAddr, h: &HealthConfig) -> Result<(), String> {
     if h.protocol == HealthProtocol::Tcp {
         return Ok(());
     }
-    let mut conn = Plain(conn);
+    let mut conn = match tls {
+        None => UpstreamConn::Plain(Plain(conn)),
+        Some(tls) => {
+            let left = deadline.saturating_duration_since(runtime::now());
+            match TlsStream::connect(conn, tls, addr, left).await {
+                Ok(t) => UpstreamConn::Tls(Box::new(t)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
     let request = format!(
         "GET {} HTTP/1.1\r\nhost: {addr}\r\nuser-agent: meshgate-health/{}\r\nconnection: close\r\n\r\n",
         h.path,

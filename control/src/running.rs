@@ -97,11 +97,14 @@ impl Applied {
 }
 
 /// One endpoint the health checker probes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HealthTarget {
     pub cluster: String,
     pub addr: SocketAddr,
     pub settings: crate::config::HealthConfig,
+    /// The cluster's `[clusters.tls]` as compiled: HTTP checks go over TLS
+    /// with the same verification and identity as requests.
+    pub tls: Option<dataplane::tls::ClientTls>,
     /// Marked unhealthy now (a restarted checker starts from this).
     pub unhealthy: bool,
 }
@@ -690,6 +693,7 @@ impl Gateway {
     /// whether it is currently marked unhealthy.
     pub fn health_targets(&self) -> Vec<HealthTarget> {
         let current = self.lock();
+        let snapshot = self.snapshots.load();
         current
             .config
             .clusters
@@ -697,10 +701,16 @@ impl Gateway {
             .filter_map(|c| Some((c, c.health.as_ref()?)))
             .flat_map(|(c, h)| {
                 let current = &current;
+                let tls = snapshot
+                    .clusters
+                    .iter()
+                    .find(|compiled| compiled.name == c.name)
+                    .and_then(|compiled| compiled.tls.clone());
                 c.endpoints.iter().map(move |addr| HealthTarget {
                     cluster: c.name.clone(),
                     addr: *addr,
                     settings: h.clone(),
+                    tls: tls.clone(),
                     unhealthy: current.unhealthy.contains(&(c.name.clone(), *addr)),
                 })
             })

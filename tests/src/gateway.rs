@@ -109,6 +109,9 @@ pub struct GatewayConfig {
     /// Raw TOML appended to the listener (sub-tables such as
     /// `[listeners.http2]`).
     pub listener_extra: String,
+    /// Raw TOML appended to the cluster (keys, then sub-tables such as
+    /// `[clusters.tls]`).
+    pub cluster_extra: String,
 }
 
 impl GatewayConfig {
@@ -131,6 +134,7 @@ impl GatewayConfig {
             access_log: None,
             admin: false,
             listener_extra: String::new(),
+            cluster_extra: String::new(),
         }
     }
 
@@ -193,6 +197,13 @@ impl GatewayConfig {
 
     /// Appends raw TOML to the listener (sub-tables such as
     /// `[listeners.http2]`).
+    /// Appends TOML to the cluster's table.
+    pub fn cluster_extra(mut self, toml: &str) -> Self {
+        self.cluster_extra.push_str(toml);
+        self.cluster_extra.push('\n');
+        self
+    }
+
     pub fn listener_extra(mut self, toml: &str) -> Self {
         self.listener_extra.push_str(toml);
         self
@@ -320,6 +331,9 @@ impl GatewayConfig {
         }
         if let Some(lb) = &self.lb {
             line(format!("lb = {}", toml_str(lb)));
+        }
+        if !self.cluster_extra.is_empty() {
+            line(self.cluster_extra.clone());
         }
         if self.admin {
             line(String::new());

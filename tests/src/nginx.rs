@@ -30,11 +30,16 @@ pub enum Listen<'a> {
     Http1,
     /// HTTP/2 by prior knowledge, plain ("h2c").
     H2c,
-    /// TLS with this certificate and key; `h2` offers HTTP/2 by ALPN.
+    /// TLS with this certificate and key; `h2` offers HTTP/2 by ALPN;
+    /// `client_ca`: client certificates from this CA are required (mutual
+    /// TLS). TLS listeners also answer `/whoami` with what nginx saw of the
+    /// connection (`verify=SUCCESS reused=r proto=TLSv1.3`) and log
+    /// requests to `access.log` in the test's folder.
     Tls {
         cert: &'a Path,
         key: &'a Path,
         h2: bool,
+        client_ca: Option<&'a Path>,
     },
 }
 
@@ -137,6 +142,12 @@ impl Nginx {
         self.addr
     }
 
+    /// nginx's access log (TLS listeners only), for tests that wait on
+    /// what reached nginx.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
     /// nginx's error log of the running instance, for messages.
     pub fn error_log(&self) -> String {
         let mut out = String::new();
@@ -167,17 +178,30 @@ impl Drop for Nginx {
 
 fn config(dir: &Path, www: &Path, log: &Path, port: u16, listen: Listen<'_>) -> String {
     let d = dir.display();
-    let (flags, tls) = match listen {
-        Listen::Http1 => ("", String::new()),
-        Listen::H2c => (" http2", String::new()),
-        Listen::Tls { cert, key, h2 } => (
-            if h2 { " ssl http2" } else { " ssl" },
-            format!(
-                "ssl_certificate {};\n        ssl_certificate_key {};",
+    let (flags, tls, access_log) = match listen {
+        Listen::Http1 => ("", String::new(), "off".to_owned()),
+        Listen::H2c => (" http2", String::new(), "off".to_owned()),
+        Listen::Tls {
+            cert,
+            key,
+            h2,
+            client_ca,
+        } => {
+            let mut tls = format!(
+                "ssl_certificate {};\n        ssl_certificate_key {};\n        \
+                 location = /whoami {{ return 200 \"verify=$ssl_client_verify reused=$ssl_session_reused proto=$ssl_protocol\\n\"; }}",
                 cert.display(),
                 key.display()
-            ),
-        ),
+            );
+            if let Some(ca) = client_ca {
+                tls += &format!(
+                    "\n        ssl_verify_client on;\n        ssl_client_certificate {};",
+                    ca.display()
+                );
+            }
+            let flags = if h2 { " ssl http2" } else { " ssl" };
+            (flags, tls, format!("{d}/access.log"))
+        }
     };
     format!(
         "daemon off;
@@ -187,7 +211,7 @@ pid {d}/nginx.pid;
 error_log {log} info;
 events {{ worker_connections 256; }}
 http {{
-    access_log off;
+    access_log {access_log};
     default_type application/octet-stream;
     client_body_temp_path {d}/client_body;
     proxy_temp_path {d}/proxy;

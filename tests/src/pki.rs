@@ -188,6 +188,26 @@ impl Pki {
         )
     }
 
+    /// Issues a server certificate (an X.509-SVID: `spiffe_id` is its only
+    /// name, no DNS or IP SAN, no subject) signed by `ca.pem`, written as
+    /// `NAME.pem` / `NAME.key`: what an upstream workload in a mesh holds.
+    pub fn issue_svid_server(&self, name: &str, spiffe_id: &str) -> (PathBuf, PathBuf) {
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem).expect("CA key");
+        let issuer = rcgen::Issuer::new(ca_params(CA_NAME), ca_key);
+        let mut params = client_params();
+        params.subject_alt_names = vec![SanType::URI(spiffe_id.try_into().expect("uri"))];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &issuer).expect("server cert");
+        (
+            write(&self.dir, &format!("{name}.pem"), &cert.pem()),
+            write(&self.dir, &format!("{name}.key"), &key.serialize_pem()),
+        )
+    }
+
     /// Issues a client certificate signed by `other-ca.pem` with
     /// `spiffe_id` as its only SAN, written as `NAME.pem` / `NAME.key`.
     pub fn issue_other_client(&self, name: &str, spiffe_id: &str) -> (PathBuf, PathBuf) {

@@ -30,6 +30,7 @@ fn world(tls: Option<bool>) -> World {
             cert: &pki.server_cert,
             key: &pki.server_key,
             h2,
+            client_ca: None,
         },
     };
     let ngx = Nginx::start_with(dir.path(), &www, listen);

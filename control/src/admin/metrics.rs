@@ -71,6 +71,24 @@ const SHARD_FAMILIES: &[ShardFamily] = &[
         |s| s.upstream_reused.get(),
     ),
     (
+        "meshgate_upstream_tls_handshakes_total",
+        Kind::Counter,
+        "TLS handshakes completed with [clusters.tls] endpoints.",
+        |s| s.upstream_tls_handshakes.get(),
+    ),
+    (
+        "meshgate_upstream_tls_resumed_total",
+        Kind::Counter,
+        "TLS handshakes with [clusters.tls] endpoints that resumed an earlier session.",
+        |s| s.upstream_tls_resumed.get(),
+    ),
+    (
+        "meshgate_upstream_tls_failures_total",
+        Kind::Counter,
+        "TLS handshakes with [clusters.tls] endpoints that failed (certificate, SPIFFE ID, protocol, timeout).",
+        |s| s.upstream_tls_failures.get(),
+    ),
+    (
         "meshgate_retries_total",
         Kind::Counter,
         "Tries after the first, by route retry policies.",

@@ -3,6 +3,7 @@
 //! each listener gets its routes in file order, TLS files are loaded.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -17,7 +18,9 @@ use dataplane::route::{
 };
 use dataplane::telemetry::access_log::{AccessLogSpec, DEFAULT_TEMPLATE, LogFormat, Template};
 use dataplane::telemetry::trace::{Propagation, TraceSpec};
-use dataplane::tls::{ClientAuth, ServerTls, ServerTlsSettings, TlsVersion};
+use dataplane::tls::{
+    ClientAuth, ClientTls, ClientTlsSettings, ServerTls, ServerTlsSettings, TlsVersion,
+};
 use dataplane::upstream::hash::{Maglev, RingHash};
 use dataplane::upstream::outlier::OutlierSettings;
 use dataplane::upstream::retry::{RetryBudget, RetryOn};
@@ -25,10 +28,10 @@ use dataplane::upstream::retry::{RetryBudget, RetryOn};
 use super::problem::Problem;
 use super::schema::{
     AccessLogConfig, AccessLogFormatConfig, AllUnhealthyConfig, AuthzConfig, AuthzRuleConfig,
-    ClientAuthConfig, ClusterConfig, Config, EncodedSlashesConfig, HashOnConfig, HeaderEditsConfig,
-    LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion, OtlpEncoding,
-    PropagationConfig, RateKeyConfig, RequestIdConfig, RouteConfig, TlsConfig, TracingConfig,
-    UnderscoresConfig, route_name,
+    ClientAuthConfig, ClusterConfig, ClusterTlsConfig, Config, EncodedSlashesConfig, HashOnConfig,
+    HeaderEditsConfig, LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion,
+    OtlpEncoding, PropagationConfig, RateKeyConfig, RequestIdConfig, RouteConfig, TlsConfig,
+    TracingConfig, UnderscoresConfig, route_name,
 };
 use super::tls_build;
 use crate::trace_export::{Collector, Endpoint, ExportSettings, Format};
@@ -36,7 +39,16 @@ use crate::trace_export::{Collector, Endpoint, ExportSettings, Format};
 /// Builds the snapshot; the config must have passed `validate::check`.
 /// Collects every TLS failure rather than stopping at the first.
 pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<Problem>> {
-    let clusters: Vec<Cluster> = config.clusters.iter().map(cluster).collect();
+    let mut problems = Vec::new();
+    let mut clusters: Vec<Cluster> = config.clusters.iter().map(cluster).collect();
+    for (i, (c, compiled)) in config.clusters.iter().zip(&mut clusters).enumerate() {
+        if let Some(t) = &c.tls {
+            match build_cluster_tls(i, c, t) {
+                Ok(tls) => compiled.tls = Some(tls),
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+    }
     let ids: HashMap<&str, ClusterId> = config
         .clusters
         .iter()
@@ -44,7 +56,6 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
         .map(|(i, c)| (c.name.as_str(), cluster_id(i)))
         .collect();
 
-    let mut problems = Vec::new();
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for (i, l) in config.listeners.iter().enumerate() {
         let tls = match &l.tls {
@@ -456,10 +467,68 @@ pub(super) fn tls_settings(l: &ListenerConfig, t: &TlsConfig) -> ServerTlsSettin
     }
 }
 
+/// A problem per file that is missing or not a regular file, naming
+/// `{at}.{field}`.
+fn unreadable_files<'a>(
+    at: &str,
+    files: impl IntoIterator<Item = (String, Option<&'a PathBuf>)>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (field, path) in files {
+        let Some(path) = path else { continue };
+        let why = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => continue,
+            Ok(_) => "not a regular file".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        problems.push(Problem {
+            path: format!("{at}.{field}"),
+            message: format!("cannot read \"{}\": {why}", path.display()),
+        });
+    }
+    problems
+}
+
+/// A cluster's `[clusters.tls]`: files checked (naming the field), then
+/// the TLS stage builds the client config.
+fn build_cluster_tls(
+    i: usize,
+    c: &ClusterConfig,
+    t: &ClusterTlsConfig,
+) -> Result<ClientTls, Vec<Problem>> {
+    let at = format!("clusters[{i}].tls");
+    let files = [
+        ("ca".to_owned(), Some(&t.ca)),
+        ("cert".to_owned(), t.cert.as_ref()),
+        ("key".to_owned(), t.key.as_ref()),
+    ];
+    let problems = unreadable_files(&at, files);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let settings = ClientTlsSettings {
+        ca: t.ca.clone(),
+        client_cert: t.cert.clone().zip(t.key.clone()),
+        sni: t.sni.clone(),
+        alpn: t.effective_alpn(c.protocol),
+        verify_spiffe_id: t.verify_spiffe_id.clone(),
+        min_version: match t.min_version {
+            MinVersion::Tls12 => TlsVersion::Tls12,
+            MinVersion::Tls13 => TlsVersion::Tls13,
+        },
+        session_resumption: t.session_resumption,
+    };
+    tls_build::build_client_tls(&settings).map_err(|e| {
+        vec![Problem {
+            path: at,
+            message: e.to_string(),
+        }]
+    })
+}
+
 /// Checks that the files can be read (for a message naming the config field),
 /// then asks the TLS stage to build the config.
 fn build_tls(i: usize, l: &ListenerConfig, t: &TlsConfig) -> Result<ServerTls, Vec<Problem>> {
-    let mut problems = Vec::new();
     let files = [
         ("cert", Some(&t.cert)),
         ("key", Some(&t.key)),
@@ -474,18 +543,7 @@ fn build_tls(i: usize, l: &ListenerConfig, t: &TlsConfig) -> Result<ServerTls, V
         .map(|(f, p)| (f.to_owned(), p))
         .into_iter()
         .chain(crls);
-    for (field, path) in files {
-        let Some(path) = path else { continue };
-        let why = match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => continue,
-            Ok(_) => "not a regular file".to_owned(),
-            Err(e) => e.to_string(),
-        };
-        problems.push(Problem {
-            path: format!("listeners[{i}].tls.{field}"),
-            message: format!("cannot read \"{}\": {why}", path.display()),
-        });
-    }
+    let problems = unreadable_files(&format!("listeners[{i}].tls"), files);
     if !problems.is_empty() {
         return Err(problems);
     }

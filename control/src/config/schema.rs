@@ -17,8 +17,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
 pub use super::schema_cluster::{
-    AllUnhealthyConfig, ClusterConfig, ClusterLimitsConfig, HashOnConfig, HealthConfig,
-    HealthProtocol, LbPolicyConfig, OutlierConfig, PoolConfig, RetryBudgetConfig,
+    AllUnhealthyConfig, ClusterConfig, ClusterLimitsConfig, ClusterTlsConfig, HashOnConfig,
+    HealthConfig, HealthProtocol, LbPolicyConfig, OutlierConfig, PoolConfig, RetryBudgetConfig,
+    UpstreamProtocolConfig,
 };
 pub use super::schema_observability::{
     AccessLogConfig, AccessLogFormatConfig, OtlpEncoding, PropagationConfig, TracingConfig,

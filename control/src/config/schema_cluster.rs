@@ -1,9 +1,10 @@
-//! The serde model of `[[clusters]]`: endpoints, balancing, health
-//! checks, outlier ejection, breakers, the retry budget and the upstream
-//! pool (see `schema.rs` for the conventions: `deny_unknown_fields`,
+//! The serde model of `[[clusters]]`: endpoints, the protocol and TLS
+//! spoken to them, balancing, health checks, outlier ejection, breakers,
+//! the retry budget and the upstream pool (see `schema.rs` for the conventions: `deny_unknown_fields`,
 //! defaults next to the fields, cross-field rules in validation).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
@@ -19,7 +20,16 @@ pub struct ClusterConfig {
     /// At least one `IP:port`, no duplicates (host names are not resolved).
     #[serde(deserialize_with = "de_endpoints")]
     pub endpoints: Vec<SocketAddr>,
-    /// Default 1000.
+    /// What the gateway speaks to the endpoints: `"http1"` (default),
+    /// `"h2"` (HTTP/2 over TLS, needs `[clusters.tls]`) or `"h2c"`
+    /// (HTTP/2 over plaintext, prior knowledge).
+    #[serde(default)]
+    pub protocol: UpstreamProtocolConfig,
+    /// `[clusters.tls]`: open TLS (mutual, with `cert` and `key`) to every
+    /// endpoint; absent: plaintext.
+    pub tls: Option<ClusterTlsConfig>,
+    /// Default 1000: the TCP connect and, with `[clusters.tls]`, the
+    /// handshake.
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Per-endpoint weights in `endpoints` order, `0..=1000` (0: no
@@ -51,6 +61,67 @@ pub struct ClusterConfig {
     /// percent % of requests in flight).
     #[serde(default)]
     pub retry_budget: RetryBudgetConfig,
+}
+
+/// `clusters.protocol`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocolConfig {
+    #[default]
+    Http1,
+    H2,
+    H2c,
+}
+
+impl UpstreamProtocolConfig {
+    /// The name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpstreamProtocolConfig::Http1 => "http1",
+            UpstreamProtocolConfig::H2 => "h2",
+            UpstreamProtocolConfig::H2c => "h2c",
+        }
+    }
+}
+
+/// `[clusters.tls]`: TLS origination to the cluster's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTlsConfig {
+    /// PEM bundle of the CAs the endpoints' certificates must chain to
+    /// (resolved to an absolute path).
+    pub ca: PathBuf,
+    /// Our client certificate chain (mutual TLS); needs `key`.
+    pub cert: Option<PathBuf>,
+    /// Our private key; needs `cert`.
+    pub key: Option<PathBuf>,
+    /// Server name sent and (without `verify_spiffe_id`) verified; absent:
+    /// no SNI, the endpoint's IP address must be in the certificate.
+    pub sni: Option<String>,
+    /// ALPN protocols offered; default `["h2"]` for `protocol = "h2"`,
+    /// `["http/1.1"]` otherwise.
+    pub alpn: Option<Vec<String>>,
+    /// When set, the endpoint's certificate must carry one of these SPIFFE
+    /// IDs (URI SAN); its DNS names are then not checked.
+    #[serde(default)]
+    pub verify_spiffe_id: Vec<String>,
+    /// `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: super::schema::MinVersion,
+    /// Resume TLS sessions with the endpoints (tickets); default true.
+    #[serde(default = "default_true")]
+    pub session_resumption: bool,
+}
+
+impl ClusterTlsConfig {
+    /// `alpn` with its default for `protocol` applied.
+    pub fn effective_alpn(&self, protocol: UpstreamProtocolConfig) -> Vec<String> {
+        match &self.alpn {
+            Some(alpn) => alpn.clone(),
+            None if protocol == UpstreamProtocolConfig::H2 => vec!["h2".to_owned()],
+            None => vec!["http/1.1".to_owned()],
+        }
+    }
 }
 
 /// `clusters.lb`
@@ -205,6 +276,10 @@ impl Default for PoolConfig {
             idle_timeout_ms: default_pool_idle_timeout_ms(),
         }
     }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_connect_timeout_ms() -> u64 {

@@ -70,6 +70,14 @@ pub(super) fn normalize(config: &mut Config, base_dir: &Path) {
             }
         }
     }
+    for c in &mut config.clusters {
+        if let Some(tls) = &mut c.tls {
+            tls.ca = resolve_path(base_dir, &tls.ca);
+            for p in [&mut tls.cert, &mut tls.key].into_iter().flatten() {
+                *p = resolve_path(base_dir, p);
+            }
+        }
+    }
     let mut per_listener: HashMap<String, usize> = HashMap::new();
     for r in &mut config.routes {
         let n = per_listener.entry(r.listener.clone()).or_default();
@@ -437,6 +445,7 @@ fn check_clusters(config: &Config, p: &mut Problems) {
         check_timeout(p, &at("connect_timeout_ms"), c.connect_timeout_ms);
         check_timeout(p, &at("pool.idle_timeout_ms"), c.pool.idle_timeout_ms);
         check_cluster_policies(p, i, c);
+        check_cluster_protocol(p, i, c);
     }
     check_unique(
         p,
@@ -447,6 +456,85 @@ fn check_clusters(config: &Config, p: &mut Problems) {
             .enumerate()
             .map(|(i, c)| (format!("clusters[{i}].name"), c.name.as_str())),
     );
+}
+
+/// `protocol` and `[clusters.tls]`: what is spoken to the endpoints.
+fn check_cluster_protocol(p: &mut Problems, i: usize, c: &ClusterConfig) {
+    use super::schema::UpstreamProtocolConfig as Proto;
+    let at = |field: &str| format!("clusters[{i}].{field}");
+    match (c.protocol, &c.tls) {
+        (Proto::H2, None) => p.push(
+            at("protocol"),
+            "\"h2\" is HTTP/2 over TLS and needs [clusters.tls]; use \"h2c\" for plaintext",
+        ),
+        (Proto::H2c, Some(_)) => p.push(
+            at("protocol"),
+            "\"h2c\" is HTTP/2 over plaintext; with [clusters.tls] use \"h2\"",
+        ),
+        _ => {}
+    }
+    if c.protocol != Proto::Http1 {
+        p.push(
+            at("protocol"),
+            format!(
+                "{:?}: HTTP/2 to upstreams is not supported yet; use \"http1\"",
+                c.protocol.name()
+            ),
+        );
+    }
+    let Some(tls) = &c.tls else { return };
+    match (&tls.cert, &tls.key) {
+        (Some(_), None) => p.push(
+            at("tls.key"),
+            "a client certificate (tls.cert) needs its key",
+        ),
+        (None, Some(_)) => p.push(
+            at("tls.cert"),
+            "a client key (tls.key) needs its certificate",
+        ),
+        _ => {}
+    }
+    if let Some(sni) = &tls.sni
+        && !tls_build::is_server_name(sni)
+    {
+        p.push(
+            at("tls.sni"),
+            format!("{sni:?} is not a DNS name or IP address"),
+        );
+    }
+    let alpn = tls.effective_alpn(c.protocol);
+    for (k, proto) in alpn.iter().enumerate() {
+        let field = at(&format!("tls.alpn[{k}]"));
+        if proto.is_empty() || proto.len() > 255 {
+            p.push(field, "must be 1 to 255 bytes long");
+        } else if proto == "h2" && c.protocol != Proto::H2 {
+            p.push(
+                field,
+                "\"h2\" would let the endpoint pick HTTP/2 on a connection the gateway speaks HTTP/1.1 on; set protocol = \"h2\"",
+            );
+        }
+    }
+    if c.protocol == Proto::H2 && !alpn.iter().any(|a| a == "h2") {
+        p.push(at("tls.alpn"), "protocol = \"h2\" must offer \"h2\"");
+    }
+    for (k, id) in tls.verify_spiffe_id.iter().enumerate() {
+        let field = at(&format!("tls.verify_spiffe_id[{k}]"));
+        let domain = id
+            .strip_prefix("spiffe://")
+            .map(|rest| rest.split('/').next().unwrap_or(""));
+        match domain {
+            None => p.push(
+                field,
+                format!("{id:?} is not a SPIFFE ID (spiffe://trust-domain/path)"),
+            ),
+            Some("") => p.push(field, format!("{id:?} has no trust domain")),
+            Some(_) if id.contains('*') => p.push(
+                field,
+                format!("{id:?}: wildcards are not accepted here, list each identity"),
+            ),
+            Some(_) => {}
+        }
+    }
 }
 
 /// "a, b, c" or a phrase for none.

@@ -1,7 +1,9 @@
 //! Upstream connections for a try: a pooled idle one to the endpoint when
 //! it is still usable, or a new one through the shard's stack within the
 //! cluster's `max_connections` and `max_pending` breakers (each open
-//! connection counted by a gauge guard that travels with it).
+//! connection counted by a gauge guard that travels with it), with TLS
+//! opened on it when the cluster has `[clusters.tls]` — TCP connect and
+//! handshake together within `connect_timeout_ms`.
 //!
 //! Uses `net` (the stack, streams), [`super::context`] (pool, traffic
 //! state, counters) and the runtime's clock and timers.
@@ -11,9 +13,11 @@ use std::time::Duration;
 
 use super::context::{PooledConn, ShardContext};
 use super::error::ProxyError;
-use crate::net::Stream;
+use super::upstream_conn::UpstreamConn;
+use crate::net::{Plain, Stream};
 use crate::route::{ClusterId, Snapshot};
-use crate::runtime::{self, timeout};
+use crate::runtime::{self, timeout_at};
+use crate::tls::{ClientTls, HandshakeError, TlsStream};
 
 /// An upstream connection for one try.
 pub(crate) struct Upstream {
@@ -82,17 +86,67 @@ pub(crate) async fn connect_within_breakers(
     };
     let _pending = pending.enter();
     ctx.stats.upstream_connects.incr();
+    let deadline = runtime::now() + connect_timeout;
     let connected: Result<std::io::Result<Stream>, _> =
-        timeout(connect_timeout, ctx.stack.connect(addr)).await;
-    match connected {
-        Ok(Ok(conn)) => Ok((conn, connections.enter())),
+        timeout_at(deadline, ctx.stack.connect(addr)).await;
+    let stream = match connected {
+        Ok(Ok(stream)) => stream,
         Ok(Err(source)) => {
             ctx.stats.upstream_connect_failures.incr();
-            Err(ProxyError::ConnectFailed { addr, source })
+            return Err(ProxyError::ConnectFailed { addr, source });
         }
         Err(_) => {
             ctx.stats.upstream_connect_failures.incr();
-            Err(ProxyError::ConnectTimeout(addr))
+            return Err(ProxyError::ConnectTimeout(addr));
+        }
+    };
+    let conn = match &cluster.tls {
+        None => UpstreamConn::Plain(Plain(stream)),
+        // Boxed: the handshake's future is large and is needed once per
+        // connection; inline, it would grow every request's future.
+        Some(tls) => Box::pin(originate_tls(ctx, &cluster.name, tls, stream, deadline)).await?,
+    };
+    Ok((conn, connections.enter()))
+}
+
+/// Opens TLS on a new connection to an endpoint of a `[clusters.tls]`
+/// cluster, by `deadline`; counts the handshake and its failures.
+async fn originate_tls(
+    ctx: &ShardContext,
+    cluster: &str,
+    tls: &ClientTls,
+    stream: Stream,
+    deadline: std::time::Instant,
+) -> Result<UpstreamConn, ProxyError> {
+    let addr = stream.peer_addr();
+    let left = deadline.saturating_duration_since(runtime::now());
+    match TlsStream::connect(stream, tls, addr, left).await {
+        Ok(conn) => {
+            ctx.stats.upstream_tls_handshakes.incr();
+            if conn.resumed() {
+                ctx.stats.upstream_tls_resumed.incr();
+            }
+            Ok(UpstreamConn::Tls(Box::new(conn)))
+        }
+        Err(source) => {
+            ctx.stats.upstream_connect_failures.incr();
+            ctx.stats.upstream_tls_failures.incr();
+            // Logged at the 1st, 2nd, 4th, 8th… failure of the shard: a
+            // broken upstream certificate is seen at once, not per request.
+            if ctx.stats.upstream_tls_failures.get().is_power_of_two() {
+                log::warn!(
+                    "shard {}: TLS to upstream {addr} of cluster {cluster:?}: {source}",
+                    ctx.id,
+                );
+            }
+            if matches!(source, HandshakeError::Timeout) {
+                return Err(ProxyError::ConnectTimeout(addr));
+            }
+            Err(ProxyError::UpstreamTls {
+                cluster: cluster.to_owned(),
+                addr,
+                source: Box::new(source),
+            })
         }
     }
 }

@@ -18,7 +18,8 @@ use arc_swap::{ArcSwap, ArcSwapOption, Cache};
 
 use super::request_id::RequestIds;
 use super::traffic::{GaugeGuard, Traffic};
-use crate::net::{Stack, Stream};
+use super::upstream_conn::UpstreamConn;
+use crate::net::Stack;
 use crate::route::Snapshot;
 use crate::runtime;
 use crate::telemetry::ShardStats;
@@ -27,7 +28,7 @@ use crate::upstream::balancer::XorShift;
 
 /// An idle upstream connection and its place in its cluster's
 /// `connections` gauge.
-pub type PooledConn = (Stream, GaugeGuard);
+pub type PooledConn = (UpstreamConn, GaugeGuard);
 
 /// The bounded queue to the access-log writer thread: batches of
 /// rendered lines.

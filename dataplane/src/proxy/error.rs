@@ -37,6 +37,14 @@ pub enum ProxyError {
     },
     #[error("connect to upstream {0} timed out")]
     ConnectTimeout(std::net::SocketAddr),
+    /// The TLS handshake with an endpoint of a `[clusters.tls]` cluster
+    /// failed (certificate, SPIFFE ID, protocol, timeout).
+    #[error("TLS to upstream {addr} of cluster {cluster:?} failed: {source}")]
+    UpstreamTls {
+        cluster: String,
+        addr: std::net::SocketAddr,
+        source: Box<crate::tls::HandshakeError>,
+    },
     #[error("upstream response timed out")]
     UpstreamTimeout,
     #[error("invalid upstream response: {0}")]
@@ -103,6 +111,7 @@ impl ProxyError {
             ProxyError::UnsupportedMethod(_) => Side::Downstream,
             ProxyError::ConnectFailed { .. }
             | ProxyError::ConnectTimeout(_)
+            | ProxyError::UpstreamTls { .. }
             | ProxyError::UpstreamTimeout
             | ProxyError::BadResponse(_)
             | ProxyError::UpstreamClosed
@@ -120,7 +129,8 @@ impl ProxyError {
             ProxyError::UnsupportedMethod(_) => Some(501),
             ProxyError::NoEndpoint(_)
             | ProxyError::ConnectFailed { .. }
-            | ProxyError::ConnectTimeout(_) => Some(503),
+            | ProxyError::ConnectTimeout(_)
+            | ProxyError::UpstreamTls { .. } => Some(503),
             ProxyError::UpstreamTimeout => Some(504),
             ProxyError::Overloaded { .. } => Some(503),
             ProxyError::RateLimited { .. } => Some(429),
@@ -141,9 +151,9 @@ impl ProxyError {
     /// refusals, broken upstream framing).
     pub fn retry_class(&self) -> Option<Failure> {
         match self {
-            ProxyError::ConnectFailed { .. } | ProxyError::ConnectTimeout(_) => {
-                Some(Failure::ConnectFailure)
-            }
+            ProxyError::ConnectFailed { .. }
+            | ProxyError::ConnectTimeout(_)
+            | ProxyError::UpstreamTls { .. } => Some(Failure::ConnectFailure),
             ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_) => Some(Failure::Reset),
             ProxyError::UpstreamTimeout => Some(Failure::Timeout),
             _ => None,
@@ -166,6 +176,7 @@ impl ProxyError {
             ProxyError::NoEndpoint(_) => "no_endpoint",
             ProxyError::ConnectFailed { .. } => "connect_failed",
             ProxyError::ConnectTimeout(_) => "connect_timeout",
+            ProxyError::UpstreamTls { .. } => "upstream_tls",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::BadResponse(_) => "bad_response",
             ProxyError::UpstreamClosed => "upstream_closed",
@@ -220,7 +231,9 @@ pub fn grpc_status(label: &str, status: u16) -> u32 {
         "no_route" | "unsupported_method" | "grpc_http1_cluster" => UNIMPLEMENTED,
         "rate_limited" => RESOURCE_EXHAUSTED,
         "upstream_timeout" => DEADLINE_EXCEEDED,
-        "overloaded" | "no_endpoint" | "connect_failed" | "connect_timeout" => UNAVAILABLE,
+        "overloaded" | "no_endpoint" | "connect_failed" | "connect_timeout" | "upstream_tls" => {
+            UNAVAILABLE
+        }
         _ => match status {
             400 => 13, // INTERNAL
             401 => 16, // UNAUTHENTICATED

@@ -15,7 +15,8 @@
 //! | a connection's facts | [`conn`] |
 //! | decide: route, redirect, split, rate limit, faults, `max_requests` (pure) | [`decide`] |
 //! | tries: pick, try, judge, retry within policy and budget (any protocol) | `tries` |
-//! | upstream connections: pool, or connect within the breakers | `connect` |
+//! | upstream connections: pool, or connect within the breakers (TLS for `[clusters.tls]`) | `connect` |
+//! | an upstream connection, plaintext or TLS we originated | [`upstream_conn`] |
 //! | forward: one HTTP/1 body streamed between streams | `forward` |
 //! | HTTP/1.1 downstream: the request loop, its upstream try, its responses | [`http1`] |
 //! | HTTP/2 downstream: the connection driver (`h2`), each stream served by the HTTP/1.1 request path | [`http2`] |
@@ -54,6 +55,7 @@ pub mod tcp;
 mod tracing;
 pub mod traffic;
 mod tries;
+pub mod upstream_conn;
 
 #[cfg(test)]
 mod tests;

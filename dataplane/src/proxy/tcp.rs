@@ -30,7 +30,7 @@ use super::relay::{Relayed, relay};
 use super::tracing::{self, RequestTrace};
 use super::traffic::GaugeGuard;
 use super::tries::{Attempt, TriesReport, TryFailed, TryRules, run_tries};
-use crate::net::{ByteStream, Duplex, Plain};
+use crate::net::{ByteStream, Duplex};
 use crate::route::{ClusterId, Snapshot};
 use crate::runtime;
 
@@ -73,7 +73,7 @@ pub async fn serve<S: ByteStream + Duplex>(
         .listener(&conn.listener)
         .map_or(Duration::from_secs(60), |l| l.limits.idle_timeout);
     ctx.stats.tcp_sessions.incr();
-    let mut up = Plain(up);
+    let mut up = up;
     let relayed = relay(&ctx, &mut conn, &mut down, &mut up, idle).await;
     drop(up);
     drop(guard);

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::tls::ServerTls;
+use crate::tls::{ClientTls, ServerTls};
 use crate::upstream::hash::{Maglev, RingHash};
 use crate::upstream::outlier::OutlierSettings;
 
@@ -429,6 +429,9 @@ pub struct Cluster {
     pub outlier: Option<OutlierSettings>,
     /// Circuit breakers and the retry budget.
     pub limits: ClusterLimits,
+    /// `[clusters.tls]`: TLS (mutual, when it has a certificate) opened to
+    /// every endpoint; `None`: plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 impl Cluster {
@@ -449,6 +452,7 @@ impl Cluster {
             pool: PoolSettings::default(),
             outlier: None,
             limits: ClusterLimits::default(),
+            tls: None,
         };
         c.update_rotation();
         c

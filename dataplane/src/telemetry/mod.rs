@@ -359,6 +359,12 @@ pub struct ShardStats {
     pub upstream_connects: Counter,
     pub upstream_connect_failures: Counter,
     pub upstream_reused: Counter,
+    /// TLS we opened to `[clusters.tls]` endpoints: handshakes completed,
+    /// of which resumed, and handshakes failed (reasons per cluster in
+    /// `named`).
+    pub upstream_tls_handshakes: Counter,
+    pub upstream_tls_resumed: Counter,
+    pub upstream_tls_failures: Counter,
     /// Tries after the first (route retry policies).
     pub retries: Counter,
     /// Retries refused by the retry budget or the `max_retries` breaker.
@@ -453,6 +459,12 @@ impl ShardStats {
                 self.upstream_connect_failures.get(),
             ),
             ("upstream_reused", self.upstream_reused.get()),
+            (
+                "upstream_tls_handshakes",
+                self.upstream_tls_handshakes.get(),
+            ),
+            ("upstream_tls_resumed", self.upstream_tls_resumed.get()),
+            ("upstream_tls_failures", self.upstream_tls_failures.get()),
             ("retries", self.retries.get()),
             ("retry_overflows", self.retry_overflows.get()),
             ("overloaded", self.overloaded.get()),

@@ -61,7 +61,7 @@ pub(crate) fn group_config_name(group: rustls::NamedGroup) -> Option<&'static st
 }
 
 /// AEAD-only suites: TLS 1.3 all, TLS 1.2 ECDHE + AES-GCM / ChaCha20.
-static CIPHER_SUITES: &[SupportedCipherSuite] = &[
+pub(super) static CIPHER_SUITES: &[SupportedCipherSuite] = &[
     cipher_suite::TLS13_AES_128_GCM_SHA256,
     cipher_suite::TLS13_AES_256_GCM_SHA384,
     cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
@@ -109,11 +109,16 @@ pub enum TlsConfigError {
         detail: String,
     },
     #[error(
-        "{FIELD_KEY}: {}: private key does not match the certificate in {FIELD_CERT} {}",
+        "{key_field}: {}: private key does not match the certificate in {cert_field} {}",
         .key.display(),
         .cert.display()
     )]
-    KeyMismatch { key: PathBuf, cert: PathBuf },
+    KeyMismatch {
+        key_field: &'static str,
+        key: PathBuf,
+        cert_field: &'static str,
+        cert: PathBuf,
+    },
     #[error("{FIELD_CRL}: {}: no certificate revocation list found (PEM or DER)", .path.display())]
     NoCrl { path: PathBuf },
     #[error("{FIELD_CRL}: {}: unusable revocation list: {detail}", .path.display())]
@@ -187,7 +192,8 @@ impl ServerTls {
             ..aws_lc_rs::default_provider()
         });
 
-        let certified_key = load_certified_key(&s.cert, &s.key, &provider)?;
+        let certified_key =
+            load_certified_key((FIELD_CERT, &s.cert), (FIELD_KEY, &s.key), &provider)?;
 
         let verifier = match s.client_auth {
             ClientAuth::None if !s.crls.is_empty() => {
@@ -279,7 +285,7 @@ fn resolve_groups(
     Ok(out)
 }
 
-fn resolve_alpn(protocols: &[String]) -> Result<Vec<Vec<u8>>, TlsConfigError> {
+pub(super) fn resolve_alpn(protocols: &[String]) -> Result<Vec<Vec<u8>>, TlsConfigError> {
     protocols
         .iter()
         .enumerate()
@@ -359,7 +365,7 @@ fn webpki_verifier(
     optional: bool,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsConfigError> {
-    let roots = Arc::new(load_roots(ca_path)?);
+    let roots = Arc::new(load_roots(FIELD_CLIENT_CA, ca_path)?);
     let mut builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
     if !crls.is_empty() {
         let mut all = Vec::new();
@@ -413,45 +419,52 @@ fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, 
     Ok(crls)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
-    let bytes = read_file(FIELD_KEY, path)?;
+fn load_key(field: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
+    let bytes = read_file(field, path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
         pem::Error::NoItemsFound => TlsConfigError::NoPrivateKey {
             path: path.to_path_buf(),
-            field: FIELD_KEY,
+            field,
         },
-        e => bad_pem(FIELD_KEY, path, &e),
+        e => bad_pem(field, path, &e),
     })
 }
 
-/// Loads the chain and key and checks that the key belongs to the leaf.
-fn load_certified_key(
-    cert_path: &Path,
-    key_path: &Path,
+/// Loads the chain and key (each with the config field it came from) and
+/// checks that the key belongs to the leaf.
+pub(super) fn load_certified_key(
+    (cert_field, cert_path): (&'static str, &Path),
+    (key_field, key_path): (&'static str, &Path),
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, TlsConfigError> {
-    let chain = load_certs(FIELD_CERT, cert_path)?;
-    let key = load_key(key_path)?;
+    let chain = load_certs(cert_field, cert_path)?;
+    let key = load_key(key_field, key_path)?;
     CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => TlsConfigError::KeyMismatch {
+            key_field,
             key: key_path.to_path_buf(),
+            cert_field,
             cert: cert_path.to_path_buf(),
         },
         rustls::Error::InvalidCertificate(e) => TlsConfigError::BadCertificate {
-            field: FIELD_CERT,
+            field: cert_field,
             path: cert_path.to_path_buf(),
             detail: e.to_string(),
         },
         e => TlsConfigError::BadPrivateKey {
-            field: FIELD_KEY,
+            field: key_field,
             path: key_path.to_path_buf(),
             detail: e.to_string(),
         },
     })
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, TlsConfigError> {
-    let certs = load_certs(FIELD_CLIENT_CA, path).map_err(|e| match e {
+/// The CA certificates of the bundle at `path` (config field `field`).
+pub(super) fn load_roots(
+    field: &'static str,
+    path: &Path,
+) -> Result<RootCertStore, TlsConfigError> {
+    let certs = load_certs(field, path).map_err(|e| match e {
         TlsConfigError::NoCertificate { field, path } => {
             TlsConfigError::EmptyCaBundle { field, path }
         }
@@ -462,7 +475,7 @@ fn load_roots(path: &Path) -> Result<RootCertStore, TlsConfigError> {
         roots
             .add(cert)
             .map_err(|e| TlsConfigError::BadCaCertificate {
-                field: FIELD_CLIENT_CA,
+                field,
                 path: path.to_path_buf(),
                 index: i + 1,
                 detail: e.to_string(),

@@ -1,4 +1,5 @@
-//! TLS stage: rustls server configs, mutual TLS and the caller's SPIFFE identity.
+//! TLS stage: rustls server configs, mutual TLS and the caller's SPIFFE
+//! identity; and the TLS we open to upstreams (origination).
 //!
 //! rustls stays behind this module: the rest of the data plane sees
 //! [`ServerTls`], [`ServerTlsSettings`] and the session wrapper, never rustls
@@ -11,6 +12,8 @@
 //! | `session.rs` | [`TlsSession`]: one connection, sans-IO, bytes in / bytes out (shards) |
 //! | `record.rs` | record protection after the handshake: seal into our send buffer, open in place |
 //! | `stream.rs` | [`TlsStream`]: a session driven over a [`crate::net::Stream`], a [`crate::net::ByteStream`] for the proxy |
+//! | `client.rs` | [`ClientTls::from_settings`]: a cluster's `[clusters.tls]` → rustls `ClientConfig`, the SPIFFE-aware upstream verifier |
+//! | `client_session.rs` | [`TlsClientSession`]: one connection to an upstream, sans-IO (rustls' buffered client) |
 //! | `identity.rs` | [`PeerIdentity`]: SPIFFE ID, SANs, subject, XFCC from the verified leaf |
 //!
 //! ## Who does what, and the copies on the data path
@@ -35,6 +38,8 @@
 //! `rep movsb` case on this CPU (`record.rs`, `bench/RESULTS.md`); inbound
 //! had three copies.
 
+mod client;
+mod client_session;
 mod config;
 mod identity;
 pub mod record;
@@ -46,10 +51,12 @@ mod trust_domains;
 #[cfg(test)]
 mod testutil;
 
+pub use client::{ClientTls, ClientTlsSettings, is_server_name};
+pub use client_session::TlsClientSession;
 pub use config::{TlsConfigError, certificate_expiry, known_group_names};
 pub use identity::{IdentityError, PeerIdentity, not_after as certificate_not_after};
 pub use session::{Cause, TlsError, TlsSession};
-pub use stream::{HandshakeError, TlsStream};
+pub use stream::{HandshakeError, SessionIo, TlsClientStream, TlsStream};
 
 use std::path::PathBuf;
 use std::sync::Arc;

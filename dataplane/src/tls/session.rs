@@ -730,7 +730,7 @@ fn read_identity(
 /// The rustls error behind a [`TlsError`], opaque so rustls types stay
 /// inside this module; shown in `Display`.
 #[derive(Debug, Clone)]
-pub struct Cause(rustls::Error);
+pub struct Cause(pub(crate) rustls::Error);
 
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -756,6 +756,10 @@ pub enum TlsError {
     Revoked(Cause),
     #[error("client certificate rejected: {0}")]
     BadClientCert(Cause),
+    #[error("upstream certificate rejected: {0}")]
+    UpstreamCert(Cause),
+    #[error("upstream identity rejected: {0}")]
+    UpstreamIdentity(String),
     #[error("no TLS version in common: {0}")]
     ProtocolVersion(Cause),
     #[error("no cipher suite, group or signature scheme in common: {0}")]
@@ -788,6 +792,8 @@ impl TlsError {
             TlsError::NotYetValid(_) => "not_yet_valid",
             TlsError::Revoked(_) => "revoked",
             TlsError::BadClientCert(_) => "bad_client_cert",
+            TlsError::UpstreamCert(_) => "upstream_cert",
+            TlsError::UpstreamIdentity(_) => "upstream_spiffe_id",
             TlsError::ProtocolVersion(_) => "protocol_version",
             TlsError::Incompatible(_) => "incompatible",
             TlsError::NoAlpn => "no_alpn",
@@ -808,7 +814,7 @@ impl TlsError {
 
     /// Classifies a rustls error; `handshaking` tells a broken handshake
     /// from a protocol violation on an established session.
-    fn from_rustls(e: rustls::Error, handshaking: bool) -> TlsError {
+    pub(crate) fn from_rustls(e: rustls::Error, handshaking: bool) -> TlsError {
         use rustls::Error as E;
         match e {
             E::NoCertificatesPresented => TlsError::NoClientCert,

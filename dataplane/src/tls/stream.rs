@@ -1,5 +1,7 @@
-//! A TLS server stream: drives a sans-IO [`TlsSession`] over a
-//! [`Stream`], and is itself a [`ByteStream`] for the proxy.
+//! A TLS stream: drives a sans-IO session over a [`Stream`], and is itself
+//! a [`ByteStream`] for the proxy. The server side ([`TlsSession`], the
+//! listeners) and the client side ([`TlsClientSession`], connections to
+//! upstreams) share this driver through [`SessionIo`].
 //!
 //! Received ciphertext is fed to the session straight from the transport's
 //! chunk (a provided ring buffer); the session decrypts it in its own buffer
@@ -10,7 +12,7 @@
 use std::io;
 use std::time::Duration;
 
-use super::{PeerIdentity, ServerTls, TlsError, TlsSession};
+use super::{ClientTls, PeerIdentity, ServerTls, TlsClientSession, TlsError, TlsSession};
 use crate::net::{ByteStream, Duplex, Sender, Stream};
 use crate::runtime::{BufPool, timeout};
 
@@ -39,16 +41,83 @@ impl HandshakeError {
     }
 }
 
-/// A server-side TLS connection over a stream.
-pub struct TlsStream {
+/// What the stream driver needs of a sans-IO TLS session: ciphertext in,
+/// plaintext out and back (see [`TlsSession`] for the contract of each).
+pub trait SessionIo {
+    /// Processes received ciphertext (all of it is taken).
+    fn feed(&mut self, ciphertext: &[u8]) -> Result<usize, TlsError>;
+    /// The transport reached EOF.
+    fn feed_eof(&mut self);
+    /// Moves decrypted application data out, appending to `dst`.
+    fn read_plaintext(&mut self, dst: &mut Vec<u8>) -> Result<usize, TlsError>;
+    /// Encrypts application data (queued before the handshake completes).
+    fn write_plaintext(&mut self, src: &[u8]) -> Result<(), TlsError>;
+    /// Moves queued ciphertext out, appending to `dst`.
+    fn take_ciphertext(&mut self, dst: &mut Vec<u8>) -> usize;
+    fn wants_write(&self) -> bool;
+    fn is_handshaking(&self) -> bool;
+    /// close_notify received.
+    fn peer_closed(&self) -> bool;
+    fn send_close_notify(&mut self);
+    /// Hands empty buffers to a pool while idle.
+    fn reclaim_buffers(&mut self, give: impl FnMut(Vec<u8>));
+    fn lend_for_reading(&mut self, take: impl FnMut() -> Vec<u8>);
+    fn lend_for_writing(&mut self, take: impl FnMut() -> Vec<u8>);
+}
+
+impl SessionIo for TlsSession {
+    fn feed(&mut self, ciphertext: &[u8]) -> Result<usize, TlsError> {
+        TlsSession::feed(self, ciphertext)
+    }
+    fn feed_eof(&mut self) {
+        TlsSession::feed_eof(self)
+    }
+    fn read_plaintext(&mut self, dst: &mut Vec<u8>) -> Result<usize, TlsError> {
+        TlsSession::read_plaintext(self, dst)
+    }
+    fn write_plaintext(&mut self, src: &[u8]) -> Result<(), TlsError> {
+        TlsSession::write_plaintext(self, src)
+    }
+    fn take_ciphertext(&mut self, dst: &mut Vec<u8>) -> usize {
+        TlsSession::take_ciphertext(self, dst)
+    }
+    fn wants_write(&self) -> bool {
+        TlsSession::wants_write(self)
+    }
+    fn is_handshaking(&self) -> bool {
+        TlsSession::is_handshaking(self)
+    }
+    fn peer_closed(&self) -> bool {
+        TlsSession::peer_closed(self)
+    }
+    fn send_close_notify(&mut self) {
+        TlsSession::send_close_notify(self)
+    }
+    fn reclaim_buffers(&mut self, give: impl FnMut(Vec<u8>)) {
+        TlsSession::reclaim_buffers(self, give)
+    }
+    fn lend_for_reading(&mut self, take: impl FnMut() -> Vec<u8>) {
+        TlsSession::lend_for_reading(self, take)
+    }
+    fn lend_for_writing(&mut self, take: impl FnMut() -> Vec<u8>) {
+        TlsSession::lend_for_writing(self, take)
+    }
+}
+
+/// A TLS connection over a stream: server side (the default) or client
+/// side ([`TlsClientStream`]).
+pub struct TlsStream<S = TlsSession> {
     io: Stream,
-    session: TlsSession,
+    session: S,
     /// Ciphertext waiting to be sent (reused between sends).
     out: Vec<u8>,
     eof: bool,
 }
 
-impl std::fmt::Debug for TlsStream {
+/// A TLS connection we opened to an upstream.
+pub type TlsClientStream = TlsStream<TlsClientSession>;
+
+impl<S> std::fmt::Debug for TlsStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsStream")
             .field("eof", &self.eof)
@@ -60,7 +129,7 @@ fn tls_io_error(e: TlsError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-impl TlsStream {
+impl TlsStream<TlsSession> {
     /// Runs the server handshake over `io` within `limit`. On failure the
     /// alert rustls queued is sent before the error is returned.
     pub async fn accept(
@@ -84,34 +153,6 @@ impl TlsStream {
             }
             Err(_) => Err(HandshakeError::Timeout),
         }
-    }
-
-    async fn handshake(&mut self) -> Result<(), HandshakeError> {
-        loop {
-            self.flush().await?;
-            if !self.session.is_handshaking() {
-                return Ok(());
-            }
-            let chunk = self.io.recv().await?;
-            if chunk.is_empty() {
-                return Err(HandshakeError::Eof);
-            }
-            self.session.feed(&chunk)?;
-        }
-    }
-
-    /// Sends whatever ciphertext the session has queued.
-    async fn flush(&mut self) -> io::Result<()> {
-        if !self.session.wants_write() {
-            return Ok(());
-        }
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        self.session.take_ciphertext(&mut out);
-        let (r, mut out) = self.io.send_owned(out).await;
-        out.clear();
-        self.out = out;
-        r
     }
 
     /// The verified client identity, if the client presented a certificate.
@@ -148,6 +189,90 @@ impl TlsStream {
     pub fn cipher_suite(&self) -> Option<&'static str> {
         self.session.cipher_suite()
     }
+}
+
+impl TlsStream<TlsClientSession> {
+    /// Opens TLS to upstream `endpoint` over `io` within `limit`. On
+    /// failure the alert rustls queued is sent before the error is
+    /// returned.
+    pub async fn connect(
+        io: Stream,
+        tls: &ClientTls,
+        endpoint: std::net::SocketAddr,
+        limit: Duration,
+    ) -> Result<TlsClientStream, HandshakeError> {
+        let session = TlsClientSession::new(tls, endpoint)?;
+        let mut stream = TlsStream {
+            io,
+            session,
+            out: Vec::new(),
+            eof: false,
+        };
+        match timeout(limit, stream.handshake()).await {
+            Ok(Ok(())) => Ok(stream),
+            Ok(Err(e)) => {
+                let _ = stream.flush().await;
+                Err(e)
+            }
+            Err(_) => Err(HandshakeError::Timeout),
+        }
+    }
+
+    /// The negotiated ALPN protocol.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.session.alpn()
+    }
+
+    /// The handshake resumed an earlier session with this upstream.
+    pub fn resumed(&self) -> bool {
+        self.session.resumed()
+    }
+
+    /// The upstream's identity from its verified certificate.
+    pub fn peer_identity(&self) -> Option<PeerIdentity> {
+        self.session.peer_identity()
+    }
+
+    /// Nothing arrived while the connection was idle in the pool, and the
+    /// upstream did not close it: it can carry another request.
+    pub fn is_reusable(&self) -> bool {
+        self.io.is_reusable() && !self.session.peer_closed() && !self.eof
+    }
+
+    /// The upstream's address.
+    pub fn peer_addr(&self) -> std::net::SocketAddr {
+        self.io.peer_addr()
+    }
+}
+
+impl<S: SessionIo> TlsStream<S> {
+    async fn handshake(&mut self) -> Result<(), HandshakeError> {
+        loop {
+            self.flush().await?;
+            if !self.session.is_handshaking() {
+                return Ok(());
+            }
+            let chunk = self.io.recv().await?;
+            if chunk.is_empty() {
+                return Err(HandshakeError::Eof);
+            }
+            self.session.feed(&chunk)?;
+        }
+    }
+
+    /// Sends whatever ciphertext the session has queued.
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.session.wants_write() {
+            return Ok(());
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        self.session.take_ciphertext(&mut out);
+        let (r, mut out) = self.io.send_owned(out).await;
+        out.clear();
+        self.out = out;
+        r
+    }
 
     /// Gives the idle send buffer back to the shard pool.
     pub fn release_buffers(&mut self) {
@@ -156,7 +281,7 @@ impl TlsStream {
     }
 }
 
-impl Duplex for TlsStream {
+impl<S: SessionIo> Duplex for TlsStream<S> {
     fn sender(&self) -> Sender {
         self.io.sender()
     }
@@ -185,7 +310,7 @@ impl Duplex for TlsStream {
     }
 }
 
-impl ByteStream for TlsStream {
+impl<S: SessionIo> ByteStream for TlsStream<S> {
     async fn read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
         loop {
             if self.eof {

@@ -335,9 +335,11 @@ async fn request<S: ByteStream>(
             let _ = ctx.latency.borrow_mut().record(micros.max(1));
             if response.keep_alive && upbuf.is_empty() {
                 let now = runtime::now();
+                let mut up = up;
+                up.release_buffers();
                 ctx.upstreams
                     .borrow_mut()
-                    .put(addr, (up.0, conn_guard), now, target.pool_max_idle);
+                    .put(addr, (up, conn_guard), now, target.pool_max_idle);
             }
             BufPool::give(upbuf);
             Ok(Next::keep_if(down_keep_alive))

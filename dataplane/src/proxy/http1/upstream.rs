@@ -17,7 +17,7 @@ use super::{RequestFacts, ResponseFacts};
 use crate::http::{
     self, BodyDecoder, BodyKind, ForwardInfo, HttpError, Limits, Parse, RequestEdits, TraceFields,
 };
-use crate::net::{ByteStream, Plain};
+use crate::net::ByteStream;
 use crate::proxy::conn::ConnInfo;
 use crate::proxy::connect;
 use crate::proxy::context::ShardContext;
@@ -27,6 +27,7 @@ use crate::proxy::forward::{ReadPace, forward};
 use crate::proxy::tracing::RequestTrace;
 use crate::proxy::traffic::GaugeGuard;
 use crate::proxy::tries::{Attempt, TryFailed};
+use crate::proxy::upstream_conn::UpstreamConn;
 use crate::route::{HttpLimits, Snapshot};
 use crate::runtime::{BufPool, timeout_at};
 use crate::telemetry::trace::{self, SpanId, SpanSlots};
@@ -95,7 +96,7 @@ pub(super) fn write_request_head(
 
 /// A try that got a response head.
 pub(crate) struct Answered {
-    pub(crate) up: Plain,
+    pub(crate) up: UpstreamConn,
     pub(crate) guard: GaugeGuard,
     /// The response head, then whatever of the body already arrived.
     pub(crate) upbuf: Vec<u8>,
@@ -147,7 +148,7 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
                 .await
                 .map_err(TryFailed::new)?;
         let ((conn, guard), reused) = (upstream.conn, upstream.reused);
-        let mut up = Plain(conn);
+        let mut up = conn;
         let silent = |e: ProxyError, upbuf: &[u8]| {
             TryFailed::on_silent_reused(e, reused && upbuf.is_empty())
         };
@@ -236,7 +237,7 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
 /// Reads the upstream response head, skipping interim 1xx responses; the
 /// final head stays at the front of `upbuf`.
 async fn read_response_head(
-    up: &mut Plain,
+    up: &mut UpstreamConn,
     upbuf: &mut Vec<u8>,
     is_head: bool,
     deadline: Instant,

@@ -1,0 +1,109 @@
+//! [`UpstreamConn`]: a connection to an upstream endpoint as the proxy
+//! reads, writes, relays and pools it — plaintext, or TLS we originated
+//! for a `[clusters.tls]` cluster. Everything above (HTTP/1 tries, the TCP
+//! relay, the pool) is the same for both.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::net::{ByteStream, Duplex, Plain, Sender};
+use crate::tls::TlsClientStream;
+
+/// One upstream connection.
+#[derive(Debug)]
+pub enum UpstreamConn {
+    Plain(Plain),
+    /// Boxed: the rustls client state is large, and a pooled connection
+    /// moves around.
+    Tls(Box<TlsClientStream>),
+}
+
+impl UpstreamConn {
+    /// Whether an idle pooled connection can carry another request:
+    /// nothing arrived on it while idle (TLS: no close_notify either).
+    pub fn is_reusable(&self) -> bool {
+        match self {
+            UpstreamConn::Plain(p) => p.0.is_reusable(),
+            UpstreamConn::Tls(t) => t.is_reusable(),
+        }
+    }
+
+    /// The endpoint's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        match self {
+            UpstreamConn::Plain(p) => p.0.peer_addr(),
+            UpstreamConn::Tls(t) => t.peer_addr(),
+        }
+    }
+
+    /// Gives idle buffers back to the shard's pool (before pooling).
+    pub fn release_buffers(&mut self) {
+        if let UpstreamConn::Tls(t) = self {
+            t.release_buffers();
+        }
+    }
+}
+
+// The TLS arms' futures are boxed: inline, the TLS read and write state
+// would grow every request's future (plaintext upstreams included) by
+// ~400 bytes for the life of each connection (`accept.rs` bounds those
+// sizes); a box per TLS read is small next to the record's decryption.
+impl ByteStream for UpstreamConn {
+    async fn read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            UpstreamConn::Plain(p) => p.read_into(dst).await,
+            UpstreamConn::Tls(t) => Box::pin(t.read_into(dst)).await,
+        }
+    }
+
+    async fn write_owned(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        match self {
+            UpstreamConn::Plain(p) => p.write_owned(buf).await,
+            UpstreamConn::Tls(t) => Box::pin(t.write_owned(buf)).await,
+        }
+    }
+
+    async fn close_write(&mut self) -> io::Result<()> {
+        match self {
+            UpstreamConn::Plain(p) => p.close_write().await,
+            UpstreamConn::Tls(t) => Box::pin(t.close_write()).await,
+        }
+    }
+
+    fn abort(&mut self) {
+        match self {
+            UpstreamConn::Plain(p) => p.abort(),
+            UpstreamConn::Tls(t) => t.abort(),
+        }
+    }
+}
+
+impl Duplex for UpstreamConn {
+    fn sender(&self) -> Sender {
+        match self {
+            UpstreamConn::Plain(p) => p.sender(),
+            UpstreamConn::Tls(t) => t.sender(),
+        }
+    }
+
+    fn wire_bytes(&mut self, plaintext: Vec<u8>) -> io::Result<Vec<u8>> {
+        match self {
+            UpstreamConn::Plain(p) => p.wire_bytes(plaintext),
+            UpstreamConn::Tls(t) => t.wire_bytes(plaintext),
+        }
+    }
+
+    fn closing_bytes(&mut self) -> Vec<u8> {
+        match self {
+            UpstreamConn::Plain(p) => p.closing_bytes(),
+            UpstreamConn::Tls(t) => t.closing_bytes(),
+        }
+    }
+
+    fn closed_cleanly(&self) -> bool {
+        match self {
+            UpstreamConn::Plain(p) => p.closed_cleanly(),
+            UpstreamConn::Tls(t) => t.closed_cleanly(),
+        }
+    }
+}
