@@ -47,14 +47,14 @@ use h2::RecvStream;
 use h2::server::{Connection, Handshake, SendResponse};
 
 use self::exchange::Exchange;
-use self::io::H2Io;
+use self::io::{H2Io, IoEvent, Moved, Pump};
 use super::conn::ConnInfo;
 use super::context::ShardContext;
 use super::http1;
 use crate::http::translate::TranslateError;
-use crate::net::{ByteStream, Duplex, SendFuture};
+use crate::net::{ByteStream, Duplex};
 use crate::route::{Http2Limits, Snapshot};
-use crate::runtime::{self, BufPool};
+use crate::runtime;
 
 /// How long a connection shutting down gets to finish its streams.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -73,12 +73,7 @@ enum Event {
     Accepted(::http::Request<RecvStream>, SendResponse<Bytes>),
     /// `h2` ended the connection (`Err`: a protocol error or a limit).
     Ended(Result<(), h2::Error>),
-    /// `h2` queued frames and no send is in flight.
-    Flush,
-    Read(std::io::Result<usize>),
-    Sent(std::io::Result<()>, Vec<u8>),
-    /// `h2` took everything received: the stream is to be read again.
-    Rearm,
+    Io(IoEvent),
     /// The shard drains or the listener went away.
     Drain,
     Timer,
@@ -101,44 +96,26 @@ fn builder(limits: &Http2Limits) -> h2::server::Builder {
 pub async fn serve<S: ByteStream + Duplex>(
     ctx: Rc<ShardContext>,
     mut snapshot: Arc<Snapshot>,
-    mut down: S,
+    down: S,
     conn: ConnInfo,
 ) {
     let Some(listener) = snapshot.listener(&conn.listener) else {
         return;
     };
     let limits = listener.limits;
-    let io = H2Io::default();
-    let pipe = io.0.clone();
+    let (mut pump, io) = Pump::new(down);
     let mut phase = Phase::Handshake(Box::pin(builder(&limits.http2).handshake(io)));
-    let sender = down.sender();
-    let mut sending: Option<SendFuture> = None;
-    let mut inbuf = Vec::new();
     // The preface must arrive within the header timeout.
     let mut deadline: Instant = runtime::now() + limits.header_timeout;
     let mut shutting_down = false;
     ctx.stats.h2_connections.incr();
     let ended: Result<(), String> = loop {
-        let read_wanted = {
-            let p = pipe.borrow();
-            p.rx_drained() && !p.rx_closed
-        };
         let event = {
-            let mut read = pin!(async {
-                if read_wanted {
-                    down.read_into(&mut inbuf).await
-                } else {
-                    std::future::pending().await
-                }
-            });
+            let mut io = pin!(pump.next());
             let mut drain = pin!(ctx.idle_wakeup(conn.listener.clone()));
             let mut timer = pin!(runtime::sleep_until(deadline));
             poll_fn(|cx| {
-                if let Some(s) = sending.as_mut()
-                    && let Poll::Ready((r, buf)) = s.as_mut().poll(cx)
-                {
-                    return Poll::Ready(Event::Sent(r, buf));
-                }
+                // `h2` first: the frames it queues are seen by the pump.
                 match &mut phase {
                     Phase::Handshake(h) => {
                         if let Poll::Ready(r) = h.as_mut().poll(cx) {
@@ -157,20 +134,8 @@ pub async fn serve<S: ByteStream + Duplex>(
                         Poll::Pending => {}
                     },
                 }
-                if sending.is_none() && !pipe.borrow().tx.is_empty() {
-                    return Poll::Ready(Event::Flush);
-                }
-                // The read is armed only while `h2` has nothing left to
-                // read (backpressure); once it has taken what this loop
-                // turn started with, the read must be armed.
-                if !read_wanted && {
-                    let p = pipe.borrow();
-                    p.rx_drained() && !p.rx_closed
-                } {
-                    return Poll::Ready(Event::Rearm);
-                }
-                if let Poll::Ready(r) = read.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Read(r));
+                if let Poll::Ready(e) = io.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Io(e));
                 }
                 if !shutting_down && drain.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Drain);
@@ -201,37 +166,15 @@ pub async fn serve<S: ByteStream + Duplex>(
                     format!("HTTP/2: {e}")
                 });
             }
-            Event::Flush => {
-                let queued = pipe.borrow_mut().take_queued();
-                match down.wire_bytes(queued) {
-                    Ok(wire) => sending = Some(sender.send_owned(wire)),
-                    Err(e) => break Err(format!("seal: {e}")),
-                }
-            }
-            Event::Sent(r, buf) => {
-                sending = None;
-                BufPool::give(buf);
-                if let Err(e) = r {
-                    break Err(format!("send: {e}"));
-                }
-            }
-            Event::Read(r) => {
-                let mut p = pipe.borrow_mut();
-                match r {
-                    Ok(0) => p.rx_closed = true,
-                    Ok(_) => {
-                        p.put_received(std::mem::take(&mut inbuf));
-                        if !shutting_down && matches!(phase, Phase::Running(_)) {
-                            deadline = runtime::now() + limits.idle_timeout;
-                        }
-                    }
-                    Err(e) => {
-                        p.rx_closed = true;
-                        p.rx_error = Some(e.kind());
+            Event::Io(e) => match pump.handle(e) {
+                Ok(Moved::Received) => {
+                    if !shutting_down && matches!(phase, Phase::Running(_)) {
+                        deadline = runtime::now() + limits.idle_timeout;
                     }
                 }
-            }
-            Event::Rearm => {}
+                Ok(Moved::Other) => {}
+                Err(why) => break Err(why),
+            },
             Event::Drain => {
                 shutting_down = true;
                 deadline = runtime::now() + SHUTDOWN_GRACE;
@@ -261,20 +204,6 @@ pub async fn serve<S: ByteStream + Duplex>(
             },
         }
     };
-    // What `h2` queued last (its GOAWAY) goes out before the close.
-    if let Some(s) = sending.take() {
-        let (_, buf) = runtime::timeout(Duration::from_secs(1), s)
-            .await
-            .unwrap_or((Ok(()), Vec::new()));
-        BufPool::give(buf);
-    }
-    let queued = pipe.borrow_mut().take_queued();
-    if !queued.is_empty()
-        && let Ok(wire) = down.wire_bytes(queued)
-    {
-        let _ = runtime::timeout(Duration::from_secs(1), sender.send_owned(wire)).await;
-    }
-    BufPool::give(inbuf);
     if let Err(why) = ended {
         log::debug!(
             "shard {}: HTTP/2 connection from {} ended: {why}",
@@ -282,7 +211,8 @@ pub async fn serve<S: ByteStream + Duplex>(
             conn.peer
         );
     }
-    let _ = runtime::timeout(Duration::from_secs(1), down.close_write()).await;
+    // What `h2` queued last (its GOAWAY) goes out before the close.
+    pump.finish().await;
 }
 
 /// Starts a task serving one request, or answers a request HTTP/1.1
