@@ -28,13 +28,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Listen<'a> {
     /// HTTP/1.1, plain.
     Http1,
-    /// HTTP/2 by prior knowledge, plain ("h2c").
+    /// HTTP/2 by prior knowledge, plain ("h2c"); `/whoami` answers
+    /// `http=HTTP/2.0`.
     H2c,
     /// TLS with this certificate and key; `h2` offers HTTP/2 by ALPN;
     /// `client_ca`: client certificates from this CA are required (mutual
     /// TLS). TLS listeners also answer `/whoami` with what nginx saw of the
-    /// connection (`verify=SUCCESS reused=r proto=TLSv1.3`) and log
-    /// requests to `access.log` in the test's folder.
+    /// connection (`verify=SUCCESS reused=r proto=TLSv1.3 http=HTTP/2.0`)
+    /// and log requests to `access.log` in the test's folder.
     Tls {
         cert: &'a Path,
         key: &'a Path,
@@ -180,7 +181,11 @@ fn config(dir: &Path, www: &Path, log: &Path, port: u16, listen: Listen<'_>) -> 
     let d = dir.display();
     let (flags, tls, access_log) = match listen {
         Listen::Http1 => ("", String::new(), "off".to_owned()),
-        Listen::H2c => (" http2", String::new(), "off".to_owned()),
+        Listen::H2c => (
+            " http2",
+            "location = /whoami { return 200 \"http=$server_protocol\\n\"; }".to_owned(),
+            "off".to_owned(),
+        ),
         Listen::Tls {
             cert,
             key,
@@ -189,7 +194,7 @@ fn config(dir: &Path, www: &Path, log: &Path, port: u16, listen: Listen<'_>) -> 
         } => {
             let mut tls = format!(
                 "ssl_certificate {};\n        ssl_certificate_key {};\n        \
-                 location = /whoami {{ return 200 \"verify=$ssl_client_verify reused=$ssl_session_reused proto=$ssl_protocol\\n\"; }}",
+                 location = /whoami {{ return 200 \"verify=$ssl_client_verify reused=$ssl_session_reused proto=$ssl_protocol http=$server_protocol\\n\"; }}",
                 cert.display(),
                 key.display()
             );

@@ -14,7 +14,7 @@ use dataplane::route::{
     Cluster, ClusterId, ClusterLimits, Fault, HashOn, HeaderEdits, HostMatch, Http2Limits,
     HttpLimits, LbPolicy, Listener, PathMatch, PoolSettings, Protocol, RateKey, RateLimit,
     Redirect, RequestIdPolicy, RetryPolicy, Route, RouteMatch, RouteTarget, Snapshot, SplitTarget,
-    Underscores,
+    Underscores, UpstreamProtocol,
 };
 use dataplane::telemetry::access_log::{AccessLogSpec, DEFAULT_TEMPLATE, LogFormat, Template};
 use dataplane::telemetry::trace::{Propagation, TraceSpec};
@@ -31,7 +31,7 @@ use super::schema::{
     ClientAuthConfig, ClusterConfig, ClusterTlsConfig, Config, EncodedSlashesConfig, HashOnConfig,
     HeaderEditsConfig, LbPolicyConfig, ListenerConfig, ListenerProtocol, MatchConfig, MinVersion,
     OtlpEncoding, PropagationConfig, RateKeyConfig, RequestIdConfig, RouteConfig, TlsConfig,
-    TracingConfig, UnderscoresConfig, route_name,
+    TracingConfig, UnderscoresConfig, UpstreamProtocolConfig, route_name,
 };
 use super::tls_build;
 use crate::trace_export::{Collector, Endpoint, ExportSettings, Format};
@@ -231,6 +231,11 @@ fn cluster(c: &ClusterConfig) -> Cluster {
     };
     cluster.panic_when_all_unhealthy = c.all_unhealthy == AllUnhealthyConfig::Panic;
     cluster.connect_timeout = Duration::from_millis(c.connect_timeout_ms);
+    cluster.protocol = match c.protocol {
+        UpstreamProtocolConfig::Http1 => UpstreamProtocol::Http1,
+        UpstreamProtocolConfig::H2 => UpstreamProtocol::H2,
+        UpstreamProtocolConfig::H2c => UpstreamProtocol::H2c,
+    };
     cluster.pool = PoolSettings {
         max_idle_per_endpoint: c.pool.max_idle_per_endpoint,
         idle_timeout: Duration::from_millis(c.pool.idle_timeout_ms),

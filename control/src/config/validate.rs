@@ -473,15 +473,6 @@ fn check_cluster_protocol(p: &mut Problems, i: usize, c: &ClusterConfig) {
         ),
         _ => {}
     }
-    if c.protocol != Proto::Http1 {
-        p.push(
-            at("protocol"),
-            format!(
-                "{:?}: HTTP/2 to upstreams is not supported yet; use \"http1\"",
-                c.protocol.name()
-            ),
-        );
-    }
     let Some(tls) = &c.tls else { return };
     match (&tls.cert, &tls.key) {
         (Some(_), None) => p.push(
@@ -575,6 +566,7 @@ fn check_routes(config: &Config, p: &mut Problems) {
         super::validate_authz::check(&at("authz"), &r.authz, tcp, &mut p.0);
         if listener.is_some_and(|l| l.protocol == ListenerProtocol::Tcp) {
             check_tcp_route(p, i, r);
+            check_tcp_route_clusters(config, p, i, r);
         }
         if listener.is_some_and(|l| l.protocol == ListenerProtocol::Tcp)
             && r.matcher != MatchConfig::default()
@@ -684,6 +676,27 @@ fn check_route_target(config: &Config, p: &mut Problems, i: usize, r: &RouteConf
 
 /// Retry, rate limit, header edits, rewrites and faults of route `i`.
 /// A tcp listener's route: what only HTTP can do is refused by name.
+/// A tcp listener relays bytes: its clusters must not speak HTTP/2.
+fn check_tcp_route_clusters(config: &Config, p: &mut Problems, i: usize, r: &RouteConfig) {
+    let targets = r
+        .cluster
+        .iter()
+        .chain(r.split.iter().flatten().map(|s| &s.cluster));
+    for name in targets {
+        if let Some(c) = config.clusters.iter().find(|c| &c.name == name)
+            && c.protocol != super::schema::UpstreamProtocolConfig::Http1
+        {
+            p.push(
+                format!("routes[{i}].cluster"),
+                format!(
+                    "cluster \"{name}\" speaks {}; a tcp listener's route relays bytes and needs a cluster with protocol = \"http1\"",
+                    c.protocol.name()
+                ),
+            );
+        }
+    }
+}
+
 fn check_tcp_route(p: &mut Problems, i: usize, r: &RouteConfig) {
     let at = |field: &str| format!("routes[{i}].{field}");
     let http_only = [

@@ -1,8 +1,11 @@
-//! HTTP/2 ↔ HTTP/1.1 message translation (RFC 9113 §8, RFC 9112), sans-IO:
-//! the HTTP/1.1 request head that stands for an HTTP/2 request
-//! ([`write_request_head`]), and the HTTP/2 response and trailer fields
-//! for an HTTP/1.1 response head and chunked trailers ([`response_of`],
-//! [`trailers_of`]).
+//! HTTP/2 ↔ HTTP/1.1 message translation (RFC 9113 §8, RFC 9112), sans-IO.
+//! Downstream (a client speaks HTTP/2): the HTTP/1.1 request head that
+//! stands for an HTTP/2 request ([`write_request_head`]), and the HTTP/2
+//! response and trailer fields for an HTTP/1.1 response head and chunked
+//! trailers ([`response_of`], [`trailers_of`]). Upstream (a cluster
+//! speaks HTTP/2): the HTTP/2 request for the HTTP/1.1 request head the
+//! gateway would send ([`request_of`]), and the HTTP/1.1 response head
+//! for the HTTP/2 response ([`write_response_head`]).
 //!
 //! The gateway serves an HTTP/2 stream by handing this head to the same
 //! HTTP/1.1 request path every request takes (parse, route, authorize,
@@ -12,7 +15,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use super::ResponseHead;
+use super::{RequestHead, ResponseHead};
 
 /// Why an HTTP/2 request cannot be carried as HTTP/1.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -185,10 +188,98 @@ fn append_fields<'a>(
     Ok(())
 }
 
+/// The HTTP/2 request (RFC 9113 §8.3.1) for an HTTP/1.1 request head
+/// the gateway sends upstream: `:scheme` given, `:authority` from `host`,
+/// `:path` from the origin-form target; connection-specific fields and
+/// `host` left out, `te: trailers` added (gRPC servers want it; it is the
+/// one `te` HTTP/2 allows).
+pub fn request_of(head: &RequestHead<'_>, scheme: &'static str) -> Result<Request<()>, BadField> {
+    if !head.target.starts_with('/') {
+        return Err(BadField("request-target"));
+    }
+    let mut uri = http::Uri::builder()
+        .scheme(scheme)
+        .path_and_query(head.target);
+    if let Some(host) = head.host {
+        uri = uri.authority(host);
+    }
+    let uri = uri.build().map_err(|_| BadField("host"))?;
+    let method = Method::from_bytes(head.method.as_bytes()).map_err(|_| BadField("method"))?;
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    append_fields(
+        request.headers_mut(),
+        head.headers()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("host"))
+            .map(|(n, v)| (n.as_bytes(), v)),
+    )?;
+    request
+        .headers_mut()
+        .insert(http::header::TE, HeaderValue::from_static("trailers"));
+    Ok(request)
+}
+
+/// How an HTTP/2 response's body is framed in the HTTP/1.1 head written
+/// for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseBody {
+    /// No body follows (HEADERS ended the stream, a HEAD request, 204,
+    /// 304): `content-length: 0` is written where a length is needed.
+    None,
+    /// The response's own `content-length`: the DATA bytes as they are.
+    Length,
+    /// No length: the DATA chunked, the trailers in the last chunk.
+    Chunked,
+}
+
+/// Writes (appends) the HTTP/1.1 head for an HTTP/2 response; returns how
+/// the body follows. `end_of_stream`: the HEADERS frame ended the stream;
+/// `is_head`: the request was HEAD (no body whatever the fields say).
+pub fn write_response_head<B>(
+    response: &Response<B>,
+    end_of_stream: bool,
+    is_head: bool,
+    out: &mut Vec<u8>,
+) -> ResponseBody {
+    let status = response.status();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let headers = response.headers();
+    for (name, value) in headers {
+        if !connection_specific(name.as_str().as_bytes()) {
+            push_field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    let no_body_status = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let has_length = headers.contains_key(http::header::CONTENT_LENGTH);
+    let body = if is_head || no_body_status {
+        ResponseBody::None
+    } else if end_of_stream {
+        if !has_length {
+            // Without a length an HTTP/1.1 response runs to the close.
+            out.extend_from_slice(b"content-length: 0\r\n");
+        }
+        ResponseBody::None
+    } else if has_length {
+        ResponseBody::Length
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        ResponseBody::Chunked
+    };
+    out.extend_from_slice(b"\r\n");
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Limits, Parse, parse_request, parse_response};
+    use crate::http::{BodyKind, Limits, Parse, parse_request, parse_response};
 
     fn head_of(request: Request<()>, end: bool) -> (String, RequestBody) {
         let mut out = Vec::new();
@@ -282,5 +373,98 @@ mod tests {
         assert_eq!(map["grpc-status"], "0");
         let bad = [(&b"x"[..], &b"a\nb"[..])];
         assert!(trailers_of(bad.into_iter()).is_err());
+    }
+
+    fn parsed(bytes: &[u8]) -> RequestHead<'_> {
+        match parse_request(bytes, &Limits::default()).unwrap() {
+            Parse::Complete(h) => h,
+            Parse::Partial => panic!("partial"),
+        }
+    }
+
+    #[test]
+    fn an_upstream_request_gets_pseudo_fields_from_its_head() {
+        let bytes = b"POST /pay.v1.Pay/Charge?x=1 HTTP/1.1\r\nhost: pay.mesh.local:50051\r\ncontent-type: application/grpc\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\nx-request-id: abc\r\n\r\n";
+        let head = parsed(bytes);
+        let request = request_of(&head, "http").unwrap();
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(
+            request.uri().to_string(),
+            "http://pay.mesh.local:50051/pay.v1.Pay/Charge?x=1"
+        );
+        let h = request.headers();
+        assert_eq!(h["content-type"], "application/grpc");
+        assert_eq!(h["x-request-id"], "abc");
+        assert_eq!(h["te"], "trailers");
+        for gone in ["host", "connection", "transfer-encoding"] {
+            assert!(!h.contains_key(gone), "{gone} must not be sent");
+        }
+        assert_eq!(head.body, BodyKind::Chunked);
+    }
+
+    fn response_head(response: Response<()>, end: bool, is_head: bool) -> (String, ResponseBody) {
+        let mut out = Vec::new();
+        let body = write_response_head(&response, end, is_head, &mut out);
+        (String::from_utf8(out).unwrap(), body)
+    }
+
+    #[test]
+    fn an_upstream_response_head_is_framed_for_http1() {
+        let with_length = Response::builder()
+            .status(200)
+            .header("content-length", "5")
+            .header("content-type", "text/plain")
+            .body(())
+            .unwrap();
+        let (head, body) = response_head(with_length, false, false);
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-type: text/plain\r\n\r\n"
+        );
+        assert_eq!(body, ResponseBody::Length);
+        // And our own parser reads the same framing.
+        let parsed = parse_response(head.as_bytes(), "GET", &Limits::default()).unwrap();
+        let Parse::Complete(h) = parsed else {
+            panic!("partial")
+        };
+        assert_eq!(h.body, BodyKind::Length(5));
+
+        let streamed = Response::builder().status(200).body(()).unwrap();
+        let (head, body) = response_head(streamed, false, false);
+        assert!(
+            head.ends_with("transfer-encoding: chunked\r\n\r\n"),
+            "{head}"
+        );
+        assert_eq!(body, ResponseBody::Chunked);
+
+        // Trailers-only (a gRPC error): no body, and a length says so.
+        let trailers_only = Response::builder()
+            .status(200)
+            .header("grpc-status", "14")
+            .body(())
+            .unwrap();
+        let (head, body) = response_head(trailers_only, true, false);
+        assert!(head.contains("grpc-status: 14\r\n"), "{head}");
+        assert!(head.ends_with("content-length: 0\r\n\r\n"), "{head}");
+        assert_eq!(body, ResponseBody::None);
+        let parsed = parse_response(head.as_bytes(), "GET", &Limits::default()).unwrap();
+        let Parse::Complete(h) = parsed else {
+            panic!("partial")
+        };
+        assert_eq!(h.body, BodyKind::None);
+
+        // HEAD and 204/304 carry no body whatever the stream does.
+        let (_, body) = response_head(Response::new(()), false, true);
+        assert_eq!(body, ResponseBody::None);
+        let no_content = Response::builder().status(204).body(()).unwrap();
+        let (head, body) = response_head(no_content, true, false);
+        assert_eq!(head, "HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(body, ResponseBody::None);
+    }
+
+    #[test]
+    fn an_asterisk_or_absolute_target_is_not_sent_as_http2() {
+        let head = parsed(b"OPTIONS * HTTP/1.1\r\nhost: a\r\n\r\n");
+        assert!(request_of(&head, "http").is_err());
     }
 }

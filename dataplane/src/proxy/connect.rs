@@ -13,22 +13,31 @@ use std::time::Duration;
 
 use super::context::{PooledConn, ShardContext};
 use super::error::ProxyError;
-use super::upstream_conn::UpstreamConn;
+use super::http2;
+use super::http2::upstream::UpstreamStream;
+use super::traffic::GaugeGuard;
+use super::upstream_conn::{UpstreamConn, UpstreamIo};
 use crate::net::{Plain, Stream};
 use crate::route::{ClusterId, Snapshot};
 use crate::runtime::{self, timeout_at};
 use crate::tls::{ClientTls, HandshakeError, TlsStream};
 
-/// An upstream connection for one try.
+/// An upstream for one HTTP try.
 pub(crate) struct Upstream {
-    pub(crate) conn: PooledConn,
+    pub(crate) io: UpstreamIo,
+    /// The connection's place in its cluster's `connections` gauge, which
+    /// goes back to the pool with it (`None` for an HTTP/2 stream: its
+    /// connection's driver holds it).
+    pub(crate) guard: Option<GaugeGuard>,
     /// It came from the pool (a silent failure on it may be the upstream
     /// having just closed it).
     pub(crate) reused: bool,
 }
 
 /// A pooled connection to `addr` (unless `fresh`) younger than
-/// `pool_idle`, or a new one within the breakers.
+/// `pool_idle`, or a new one within the breakers; for an HTTP/2 cluster,
+/// a stream on a live connection to `addr` (unless `fresh`), or on a new
+/// one.
 pub(crate) async fn upstream(
     ctx: &ShardContext,
     snapshot: &Snapshot,
@@ -37,21 +46,92 @@ pub(crate) async fn upstream(
     fresh: bool,
     pool_idle: Duration,
 ) -> Result<Upstream, ProxyError> {
+    let protocol = snapshot.cluster(cluster).protocol;
+    if protocol.is_http2() {
+        return Box::pin(h2_stream(ctx, snapshot, cluster, addr, fresh)).await;
+    }
     if !fresh {
         let pooled = ctx
             .upstreams
             .borrow_mut()
             .take(addr, runtime::now(), pool_idle, |(c, _)| c.is_reusable());
-        if let Some(conn) = pooled {
+        if let Some((conn, guard)) = pooled {
             ctx.stats.upstream_reused.incr();
-            return Ok(Upstream { conn, reused: true });
+            return Ok(Upstream {
+                io: UpstreamIo::Conn(conn),
+                guard: Some(guard),
+                reused: true,
+            });
         }
     }
     let connect_timeout = snapshot.cluster(cluster).connect_timeout;
-    let conn = connect_within_breakers(ctx, snapshot, cluster, addr, connect_timeout).await?;
+    let (conn, guard) =
+        connect_within_breakers(ctx, snapshot, cluster, addr, connect_timeout).await?;
     Ok(Upstream {
-        conn,
+        io: UpstreamIo::Conn(conn),
+        guard: Some(guard),
         reused: false,
+    })
+}
+
+/// A new stream to `addr` of HTTP/2 cluster `id`: on a live connection
+/// with room for it (unless `fresh`), else on a new connection — within
+/// the breakers, with ALPN `h2` over TLS — whose driver task starts now.
+async fn h2_stream(
+    ctx: &ShardContext,
+    snapshot: &Snapshot,
+    id: ClusterId,
+    addr: SocketAddr,
+    fresh: bool,
+) -> Result<Upstream, ProxyError> {
+    let cluster = snapshot.cluster(id);
+    let scheme = if cluster.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let live = if fresh {
+        None
+    } else {
+        ctx.h2_upstreams.borrow_mut().take(addr)
+    };
+    let reused = live.is_some();
+    let conn = match live {
+        Some(conn) => {
+            ctx.stats.upstream_reused.incr();
+            conn
+        }
+        None => {
+            let (conn, guard) =
+                connect_within_breakers(ctx, snapshot, id, addr, cluster.connect_timeout).await?;
+            if let UpstreamConn::Tls(tls) = &conn
+                && tls.alpn() != Some(b"h2")
+            {
+                ctx.stats.upstream_connect_failures.incr();
+                return Err(ProxyError::ConnectFailed {
+                    addr,
+                    source: std::io::Error::other(format!(
+                        "cluster {:?}: the endpoint did not select h2 by ALPN",
+                        cluster.name
+                    )),
+                });
+            }
+            let opened =
+                http2::client::open(conn, guard, cluster.pool.idle_timeout, ctx.stats.clone())
+                    .await
+                    .map_err(|e| ProxyError::ConnectFailed {
+                        addr,
+                        source: std::io::Error::other(e),
+                    })?;
+            ctx.h2_upstreams.borrow_mut().add(addr, opened.clone());
+            opened
+        }
+    };
+    ctx.stats.h2_upstream_streams.incr();
+    Ok(Upstream {
+        io: UpstreamIo::H2(Box::new(UpstreamStream::new(&conn, scheme))),
+        guard: None,
+        reused,
     })
 }
 

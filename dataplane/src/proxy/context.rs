@@ -53,6 +53,8 @@ pub struct ShardContext {
     /// `snapshots` while set.
     canary: RefCell<CanaryCache>,
     pub upstreams: RefCell<UpstreamPool<PooledConn>>,
+    /// Multiplexed connections to HTTP/2 clusters' endpoints.
+    pub(crate) h2_upstreams: RefCell<super::http2::client::H2Pool>,
     /// Balancers, outlier ejection, circuit breakers, rate limits.
     pub traffic: RefCell<Traffic>,
     pub stats: Arc<ShardStats>,
@@ -117,6 +119,7 @@ impl ShardContext {
             snapshots: RefCell::new(Cache::new(snapshots)),
             canary: RefCell::new(Cache::new(canary)),
             upstreams: RefCell::new(UpstreamPool::default()),
+            h2_upstreams: RefCell::new(Default::default()),
             traffic: RefCell::new(Traffic::new(shard_count, seed ^ 0x5DEE_CE66_D1CE_4E5B)),
             stats,
             request_ids: RequestIds::new(seed),
@@ -358,6 +361,7 @@ impl ShardContext {
                 .find(|c| c.endpoints.contains(&addr))
                 .map_or(default, |c| c.pool.idle_timeout)
         });
+        self.h2_upstreams.borrow_mut().prune();
     }
 }
 

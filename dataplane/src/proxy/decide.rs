@@ -220,10 +220,10 @@ pub fn decide(
         }
     }
     let cluster = snapshot.cluster(cluster_id);
-    // gRPC needs HTTP/2 end to end, and every cluster speaks HTTP/1.1
-    // today (only HTTP/2 requests are looked at: gRPC has no HTTP/1.1
+    // gRPC needs HTTP/2 end to end: a cluster speaking HTTP/1.1 cannot
+    // carry it (only HTTP/2 requests are looked at: gRPC has no HTTP/1.1
     // form, so HTTP/1.1 requests pay nothing for this).
-    if conn.http2 && is_grpc(req.headers) {
+    if conn.http2 && !cluster.protocol.is_http2() && is_grpc(req.headers) {
         let e = ProxyError::GrpcToHttp1Cluster(cluster.name.clone());
         return Decision::refuse(routed, e);
     }

@@ -29,6 +29,10 @@ pub(crate) struct TryFailed {
     /// The try used a pooled connection and got no response byte on it:
     /// the upstream may just have closed it.
     pub(crate) silent_reused: bool,
+    /// The upstream said it never processed the request (an HTTP/2
+    /// stream refused, or above its GOAWAY): it may be sent again on a new
+    /// connection whatever its method, if it can be replayed.
+    pub(crate) unprocessed: bool,
 }
 
 impl TryFailed {
@@ -36,7 +40,14 @@ impl TryFailed {
         TryFailed {
             error,
             silent_reused: false,
+            unprocessed: false,
         }
+    }
+
+    /// Marks the failure as one the upstream never processed.
+    pub(crate) fn unprocessed(mut self, unprocessed: bool) -> TryFailed {
+        self.unprocessed |= unprocessed;
+        self
     }
 
     /// A failure on a pooled connection that never answered.
@@ -44,6 +55,7 @@ impl TryFailed {
         TryFailed {
             error,
             silent_reused,
+            unprocessed: false,
         }
     }
 }
@@ -183,13 +195,20 @@ pub(crate) async fn run_tries<A: Attempt>(
             }
             Err(failed) => {
                 let class = failed.error.retry_class();
-                // A pooled connection the upstream had just closed: resend
-                // once on a new one (not a retry; the endpoint is fine).
-                if failed.silent_reused
-                    && !resent_dead
-                    && class == Some(Failure::Reset)
-                    && attempt.resend_on_fresh_connection()
-                {
+                // A pooled connection the upstream had just closed, or a
+                // request it refused unprocessed: resend once on a new
+                // connection (not a retry; the endpoint is fine).
+                let resend = if failed.unprocessed {
+                    attempt.replayable()
+                } else {
+                    failed.silent_reused
+                        && class == Some(Failure::Reset)
+                        && attempt.resend_on_fresh_connection()
+                };
+                if resend && !resent_dead {
+                    if failed.unprocessed {
+                        ctx.stats.h2_upstream_unprocessed.incr();
+                    }
                     resent_dead = true;
                     fresh = true;
                     continue;

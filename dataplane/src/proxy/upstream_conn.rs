@@ -2,10 +2,15 @@
 //! reads, writes, relays and pools it — plaintext, or TLS we originated
 //! for a `[clusters.tls]` cluster. Everything above (HTTP/1 tries, the TCP
 //! relay, the pool) is the same for both.
+//!
+//! [`UpstreamIo`]: what one HTTP try writes its request to and reads its
+//! response from — a whole connection of its own (HTTP/1.1), or one stream
+//! of a multiplexed HTTP/2 connection.
 
 use std::io;
 use std::net::SocketAddr;
 
+use super::http2::upstream::UpstreamStream;
 use crate::net::{ByteStream, Duplex, Plain, Sender};
 use crate::tls::TlsClientStream;
 
@@ -104,6 +109,56 @@ impl Duplex for UpstreamConn {
         match self {
             UpstreamConn::Plain(p) => p.closed_cleanly(),
             UpstreamConn::Tls(t) => t.closed_cleanly(),
+        }
+    }
+}
+
+/// One HTTP try's way to its upstream.
+pub(crate) enum UpstreamIo {
+    /// A connection of its own (HTTP/1.1), pooled after a clean exchange.
+    Conn(UpstreamConn),
+    /// A stream of an HTTP/2 connection (boxed: its state is large).
+    H2(Box<UpstreamStream>),
+}
+
+impl UpstreamIo {
+    /// The upstream refused the request without processing it (an HTTP/2
+    /// stream refused, or above a GOAWAY): it may go again anywhere.
+    pub(crate) fn unprocessed(&self) -> bool {
+        match self {
+            UpstreamIo::Conn(_) => false,
+            UpstreamIo::H2(s) => s.unprocessed(),
+        }
+    }
+}
+
+// The HTTP/2 arm's futures are boxed for the same reason as TLS's above.
+impl ByteStream for UpstreamIo {
+    async fn read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
+        match self {
+            UpstreamIo::Conn(c) => c.read_into(dst).await,
+            UpstreamIo::H2(s) => Box::pin(s.read_into(dst)).await,
+        }
+    }
+
+    async fn write_owned(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        match self {
+            UpstreamIo::Conn(c) => c.write_owned(buf).await,
+            UpstreamIo::H2(s) => Box::pin(s.write_owned(buf)).await,
+        }
+    }
+
+    async fn close_write(&mut self) -> io::Result<()> {
+        match self {
+            UpstreamIo::Conn(c) => c.close_write().await,
+            UpstreamIo::H2(s) => s.close_write().await,
+        }
+    }
+
+    fn abort(&mut self) {
+        match self {
+            UpstreamIo::Conn(c) => c.abort(),
+            UpstreamIo::H2(s) => s.abort(),
         }
     }
 }

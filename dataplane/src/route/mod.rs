@@ -432,6 +432,26 @@ pub struct Cluster {
     /// `[clusters.tls]`: TLS (mutual, when it has a certificate) opened to
     /// every endpoint; `None`: plaintext.
     pub tls: Option<ClientTls>,
+    /// What the gateway speaks to the endpoints.
+    pub protocol: UpstreamProtocol,
+}
+
+/// `clusters.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (ALPN `h2`): the cluster has `tls`.
+    H2,
+    /// HTTP/2 over plaintext, by prior knowledge.
+    H2c,
+}
+
+impl UpstreamProtocol {
+    /// HTTP/2, either way.
+    pub fn is_http2(self) -> bool {
+        self != UpstreamProtocol::Http1
+    }
 }
 
 impl Cluster {
@@ -453,6 +473,7 @@ impl Cluster {
             outlier: None,
             limits: ClusterLimits::default(),
             tls: None,
+            protocol: UpstreamProtocol::Http1,
         };
         c.update_rotation();
         c

@@ -406,6 +406,14 @@ pub struct ShardStats {
     pub h2_connections: Counter,
     pub h2_streams: Counter,
     pub h2_calm_goaways: Counter,
+    /// HTTP/2 upstream connections opened (`protocol = "h2" | "h2c"`
+    /// clusters), the streams (requests) sent on them, and requests sent
+    /// again on a new connection because the upstream refused their
+    /// stream unprocessed (REFUSED_STREAM, or above its GOAWAY's last
+    /// stream id).
+    pub h2_upstream_connections: Counter,
+    pub h2_upstream_streams: Counter,
+    pub h2_upstream_unprocessed: Counter,
     /// Passive outlier detection.
     pub outlier_ejections: Counter,
     pub outlier_returns: Counter,
@@ -488,6 +496,15 @@ impl ShardStats {
             ("h2_connections", self.h2_connections.get()),
             ("h2_streams", self.h2_streams.get()),
             ("h2_calm_goaways", self.h2_calm_goaways.get()),
+            (
+                "h2_upstream_connections",
+                self.h2_upstream_connections.get(),
+            ),
+            ("h2_upstream_streams", self.h2_upstream_streams.get()),
+            (
+                "h2_upstream_unprocessed",
+                self.h2_upstream_unprocessed.get(),
+            ),
             ("outlier_ejections", self.outlier_ejections.get()),
             ("outlier_returns", self.outlier_returns.get()),
             ("loop_turns", self.loop_turns.get()),

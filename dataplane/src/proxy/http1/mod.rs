@@ -41,6 +41,7 @@ use super::decide::Action;
 use super::error::ProxyError;
 use super::forward::{Forward, MinRate, ReadPace, forward};
 use super::tries::{TryRules, run_tries};
+use super::upstream_conn::UpstreamIo;
 use crate::http::{BodyDecoder, BodyKind};
 use crate::net::ByteStream;
 use crate::route::{HttpLimits, Snapshot};
@@ -333,13 +334,17 @@ async fn request<S: ByteStream>(
             at.count(ctx, Some(response.status), written);
             let micros = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
             let _ = ctx.latency.borrow_mut().record(micros.max(1));
-            if response.keep_alive && upbuf.is_empty() {
+            // An HTTP/1.1 connection goes back to the pool; an HTTP/2
+            // stream just ends (its connection stays with its driver).
+            if response.keep_alive
+                && upbuf.is_empty()
+                && let (UpstreamIo::Conn(mut conn), Some(conn_guard)) = (up, conn_guard)
+            {
                 let now = runtime::now();
-                let mut up = up;
-                up.release_buffers();
+                conn.release_buffers();
                 ctx.upstreams
                     .borrow_mut()
-                    .put(addr, (up, conn_guard), now, target.pool_max_idle);
+                    .put(addr, (conn, conn_guard), now, target.pool_max_idle);
             }
             BufPool::give(upbuf);
             Ok(Next::keep_if(down_keep_alive))

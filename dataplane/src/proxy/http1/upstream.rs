@@ -27,7 +27,7 @@ use crate::proxy::forward::{ReadPace, forward};
 use crate::proxy::tracing::RequestTrace;
 use crate::proxy::traffic::GaugeGuard;
 use crate::proxy::tries::{Attempt, TryFailed};
-use crate::proxy::upstream_conn::UpstreamConn;
+use crate::proxy::upstream_conn::UpstreamIo;
 use crate::route::{HttpLimits, Snapshot};
 use crate::runtime::{BufPool, timeout_at};
 use crate::telemetry::trace::{self, SpanId, SpanSlots};
@@ -96,8 +96,9 @@ pub(super) fn write_request_head(
 
 /// A try that got a response head.
 pub(crate) struct Answered {
-    pub(crate) up: UpstreamConn,
-    pub(crate) guard: GaugeGuard,
+    pub(crate) up: UpstreamIo,
+    /// Goes back to the pool with an HTTP/1.1 connection.
+    pub(crate) guard: Option<GaugeGuard>,
     /// The response head, then whatever of the body already arrived.
     pub(crate) upbuf: Vec<u8>,
     pub(crate) response: ResponseFacts,
@@ -147,8 +148,7 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
             connect::upstream(self.ctx, self.snapshot, t.cluster, addr, fresh, t.pool_idle)
                 .await
                 .map_err(TryFailed::new)?;
-        let ((conn, guard), reused) = (upstream.conn, upstream.reused);
-        let mut up = conn;
+        let (mut up, guard, reused) = (upstream.io, upstream.guard, upstream.reused);
         let silent = |e: ProxyError, upbuf: &[u8]| {
             TryFailed::on_silent_reused(e, reused && upbuf.is_empty())
         };
@@ -169,7 +169,9 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
             match timeout_at(deadline, up.write_owned(buf)).await {
                 Ok((r, back)) => {
                     *self.out = back;
-                    r.map_err(|e| silent(ProxyError::UpstreamIo(e), &[]))?;
+                    r.map_err(|e| {
+                        silent(ProxyError::UpstreamIo(e), &[]).unprocessed(up.unprocessed())
+                    })?;
                 }
                 // The buffer went with the cancelled write: no resend.
                 Err(_) => return Err(TryFailed::new(ProxyError::UpstreamTimeout)),
@@ -208,7 +210,7 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
                 addr,
             }),
             Err(e) => {
-                let failed = silent(e, &upbuf);
+                let failed = silent(e, &upbuf).unprocessed(up.unprocessed());
                 BufPool::give(upbuf);
                 Err(failed)
             }
@@ -237,7 +239,7 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
 /// Reads the upstream response head, skipping interim 1xx responses; the
 /// final head stays at the front of `upbuf`.
 async fn read_response_head(
-    up: &mut UpstreamConn,
+    up: &mut UpstreamIo,
     upbuf: &mut Vec<u8>,
     is_head: bool,
     deadline: Instant,

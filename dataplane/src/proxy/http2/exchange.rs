@@ -24,8 +24,8 @@ use crate::http::{self, BodyKind, Dechunker, Limits, Parse, Step};
 use crate::net::ByteStream;
 use crate::runtime::BufPool;
 
-/// How the response body is framed in the HTTP/1.1 bytes written.
-enum Framing {
+/// How a body is framed in the HTTP/1.1 bytes written.
+pub(super) enum Framing {
     /// This many bytes still to come.
     Length(u64),
     Chunked(Dechunker),
@@ -220,7 +220,7 @@ fn grpc_local_answer(status: u16, label: &[u8]) -> ::http::Response<()> {
 }
 
 /// Sends body bytes as the framing says; `Ok(true)` once the body ended.
-async fn send_body(
+pub(super) async fn send_body(
     send: &mut SendStream<Bytes>,
     framing: &mut Framing,
     mut bytes: &[u8],
@@ -288,7 +288,7 @@ async fn send_data(send: &mut SendStream<Bytes>, mut data: &[u8], end: bool) -> 
 }
 
 /// Appends `data` with its chunk framing.
-fn push_chunk(dst: &mut Vec<u8>, data: &[u8]) {
+pub(super) fn push_chunk(dst: &mut Vec<u8>, data: &[u8]) {
     let digits = (usize::BITS - data.len().leading_zeros())
         .div_ceil(4)
         .max(1);

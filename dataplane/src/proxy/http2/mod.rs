@@ -31,9 +31,11 @@
 //! shut down gracefully (GOAWAY, in-flight streams finish) when the shard
 //! drains or the listener is removed.
 
+pub(crate) mod client;
 mod exchange;
 mod io;
 pub(crate) mod prior_knowledge;
+pub(crate) mod upstream;
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};

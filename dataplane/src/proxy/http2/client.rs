@@ -1,0 +1,186 @@
+//! HTTP/2 upstream connections: a cluster with `protocol = "h2"` (over
+//! TLS, ALPN `h2`) or `"h2c"` (plaintext, prior knowledge) gets
+//! multiplexed connections per endpoint per shard, opened on demand.
+//!
+//! [`H2Pool`] holds the shard's connections by endpoint; a request takes a
+//! live one with room for another stream (the peer's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`), or opens one more. Each connection
+//! is driven by a task of its own ([`drive`]): the same byte [`Pump`] as
+//! downstream connections, polling `h2`'s client `Connection`. The task
+//! holds the connection's place in the cluster's `max_connections` gauge,
+//! ends the connection after the pool's idle timeout without a stream,
+//! and marks it closed for the pool when `h2` ends it (an error, or the
+//! upstream's GOAWAY once its last stream finished).
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::{Connection, SendRequest};
+
+use super::io::{H2Io, IoEvent, Moved, Pump};
+use crate::proxy::traffic::GaugeGuard;
+use crate::proxy::upstream_conn::UpstreamConn;
+use crate::runtime;
+use crate::telemetry::ShardStats;
+
+/// Our receive windows on upstream connections: room for a few large
+/// responses in flight without waiting on WINDOW_UPDATEs.
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+
+/// What a connection's driver, the pool and the streams on it share.
+#[derive(Default)]
+struct Shared {
+    /// The connection ended: the pool drops it.
+    closed: Cell<bool>,
+    /// Requests on it now (each [`StreamSlot`] alive).
+    streams: Cell<usize>,
+}
+
+/// One multiplexed connection to an endpoint, as the pool hands it out.
+#[derive(Clone)]
+pub(crate) struct H2Conn {
+    pub(crate) send: SendRequest<Bytes>,
+    shared: Rc<Shared>,
+}
+
+impl H2Conn {
+    fn usable(&self) -> bool {
+        !self.shared.closed.get()
+            && self.shared.streams.get() < self.send.current_max_send_streams()
+    }
+
+    /// Counts a request on this connection until the slot is dropped.
+    pub(crate) fn stream_slot(&self) -> StreamSlot {
+        self.shared.streams.set(self.shared.streams.get() + 1);
+        StreamSlot(self.shared.clone())
+    }
+}
+
+/// A request's place on its connection (the pool's concurrency count and
+/// the driver's idle timer read it).
+pub(crate) struct StreamSlot(Rc<Shared>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.streams.set(self.0.streams.get().saturating_sub(1));
+    }
+}
+
+/// The shard's HTTP/2 upstream connections by endpoint.
+#[derive(Default)]
+pub(crate) struct H2Pool {
+    by_endpoint: HashMap<SocketAddr, Vec<H2Conn>>,
+}
+
+impl H2Pool {
+    /// A live connection to `addr` with room for one more stream.
+    pub(crate) fn take(&mut self, addr: SocketAddr) -> Option<H2Conn> {
+        let conns = self.by_endpoint.get_mut(&addr)?;
+        conns.retain(|c| !c.shared.closed.get());
+        conns.iter().find(|c| c.usable()).cloned()
+    }
+
+    /// Offers `conn` to later requests.
+    pub(crate) fn add(&mut self, addr: SocketAddr, conn: H2Conn) {
+        self.by_endpoint.entry(addr).or_default().push(conn);
+    }
+
+    /// Forgets connections that ended (the housekeeping tick).
+    pub(crate) fn prune(&mut self) {
+        self.by_endpoint.retain(|_, conns| {
+            conns.retain(|c| !c.shared.closed.get());
+            !conns.is_empty()
+        });
+    }
+}
+
+/// Starts HTTP/2 on a new upstream connection and the task that drives
+/// it; the task holds `guard` (the connection's place in its cluster's
+/// gauge) until the connection ends.
+pub(crate) async fn open(
+    conn: UpstreamConn,
+    guard: GaugeGuard,
+    idle_timeout: Duration,
+    stats: Arc<ShardStats>,
+) -> Result<H2Conn, h2::Error> {
+    let (pump, io) = Pump::new(conn);
+    let mut builder = h2::client::Builder::new();
+    builder
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .enable_push(false);
+    // Writes the preface and our SETTINGS into the pipe: no round trip.
+    let (send, connection) = builder.handshake::<H2Io, Bytes>(io).await?;
+    let shared = Rc::new(Shared::default());
+    stats.h2_upstream_connections.incr();
+    runtime::spawn(drive(pump, connection, shared.clone(), guard, idle_timeout));
+    Ok(H2Conn { send, shared })
+}
+
+/// What woke the driver.
+enum Event {
+    Ended(Result<(), h2::Error>),
+    Io(IoEvent),
+    Timer,
+}
+
+/// Drives one upstream connection until `h2` ends it, the stream fails,
+/// or it has been without a stream for `idle_timeout`.
+async fn drive(
+    mut pump: Pump<UpstreamConn>,
+    mut connection: Connection<H2Io, Bytes>,
+    shared: Rc<Shared>,
+    _guard: GaugeGuard,
+    idle_timeout: Duration,
+) {
+    let mut deadline = runtime::now() + idle_timeout;
+    let ended: Result<(), String> = loop {
+        let event = {
+            let mut io = pin!(pump.next());
+            let mut timer = pin!(runtime::sleep_until(deadline));
+            poll_fn(|cx| {
+                // `h2` first: the frames it queues are seen by the pump.
+                if let Poll::Ready(r) = pin!(&mut connection).poll(cx) {
+                    return Poll::Ready(Event::Ended(r));
+                }
+                if let Poll::Ready(e) = io.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Io(e));
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        match event {
+            Event::Ended(r) => break r.map_err(|e| format!("HTTP/2: {e}")),
+            Event::Io(e) => match pump.handle(e) {
+                Ok(Moved::Received | Moved::Other) => {}
+                Err(why) => break Err(why),
+            },
+            Event::Timer if shared.streams.get() > 0 => {
+                deadline = runtime::now() + idle_timeout;
+            }
+            Event::Timer => break Ok(()),
+        }
+        // Any stream (new or finishing) pushes the idle deadline.
+        if shared.streams.get() > 0 {
+            deadline = runtime::now() + idle_timeout;
+        }
+    };
+    shared.closed.set(true);
+    if let Err(why) = ended {
+        log::debug!("HTTP/2 upstream connection ended: {why}");
+    }
+    pump.finish().await;
+}
