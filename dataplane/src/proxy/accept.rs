@@ -310,9 +310,10 @@ mod tests {
                 size_of_return(&http1_tls),
                 6_144,
             ),
-            // 4,608 until upstream connections became plaintext-or-TLS
-            // (`UpstreamConn`): its read and write futures add a layer,
-            // 80 bytes (the TLS arms are boxed, see `upstream_conn.rs`).
+            // 4,608 until a try's upstream became plaintext, TLS or an
+            // HTTP/2 stream (`UpstreamIo`): its read and write futures add
+            // a layer, 80 bytes (the TLS and HTTP/2 arms are boxed, see
+            // `upstream_conn.rs`).
             ("http1::serve::<Plain>", size_of_return(&http1_plain), 4_736),
         ];
         for (what, size, bound) in sizes {

@@ -58,7 +58,7 @@ pub(crate) async fn upstream(
         if let Some((conn, guard)) = pooled {
             ctx.stats.upstream_reused.incr();
             return Ok(Upstream {
-                io: UpstreamIo::Conn(conn),
+                io: conn.into(),
                 guard: Some(guard),
                 reused: true,
             });
@@ -68,7 +68,7 @@ pub(crate) async fn upstream(
     let (conn, guard) =
         connect_within_breakers(ctx, snapshot, cluster, addr, connect_timeout).await?;
     Ok(Upstream {
-        io: UpstreamIo::Conn(conn),
+        io: conn.into(),
         guard: Some(guard),
         reused: false,
     })

@@ -113,51 +113,76 @@ impl Duplex for UpstreamConn {
     }
 }
 
-/// One HTTP try's way to its upstream.
+/// One HTTP try's way to its upstream: a connection of its own
+/// (HTTP/1.1; the arms of [`UpstreamConn`], flattened so a read is one
+/// future deep), pooled after a clean exchange, or a stream of an HTTP/2
+/// connection.
 pub(crate) enum UpstreamIo {
-    /// A connection of its own (HTTP/1.1), pooled after a clean exchange.
-    Conn(UpstreamConn),
-    /// A stream of an HTTP/2 connection (boxed: its state is large).
+    Plain(Plain),
+    Tls(Box<TlsClientStream>),
+    /// Boxed: its state is large.
     H2(Box<UpstreamStream>),
 }
 
-impl UpstreamIo {
-    /// The upstream refused the request without processing it (an HTTP/2
-    /// stream refused, or above a GOAWAY): it may go again anywhere.
-    pub(crate) fn unprocessed(&self) -> bool {
-        match self {
-            UpstreamIo::Conn(_) => false,
-            UpstreamIo::H2(s) => s.unprocessed(),
+impl From<UpstreamConn> for UpstreamIo {
+    fn from(conn: UpstreamConn) -> UpstreamIo {
+        match conn {
+            UpstreamConn::Plain(p) => UpstreamIo::Plain(p),
+            UpstreamConn::Tls(t) => UpstreamIo::Tls(t),
         }
     }
 }
 
-// The HTTP/2 arm's futures are boxed for the same reason as TLS's above.
+impl UpstreamIo {
+    /// The connection, to pool (`None` for an HTTP/2 stream).
+    pub(crate) fn into_conn(self) -> Option<UpstreamConn> {
+        match self {
+            UpstreamIo::Plain(p) => Some(UpstreamConn::Plain(p)),
+            UpstreamIo::Tls(t) => Some(UpstreamConn::Tls(t)),
+            UpstreamIo::H2(_) => None,
+        }
+    }
+
+    /// The upstream refused the request without processing it (an HTTP/2
+    /// stream refused, or above a GOAWAY): it may go again anywhere.
+    pub(crate) fn unprocessed(&self) -> bool {
+        match self {
+            UpstreamIo::H2(s) => s.unprocessed(),
+            _ => false,
+        }
+    }
+}
+
+// The TLS and HTTP/2 arms' futures are boxed, as above.
 impl ByteStream for UpstreamIo {
     async fn read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
         match self {
-            UpstreamIo::Conn(c) => c.read_into(dst).await,
+            UpstreamIo::Plain(p) => p.read_into(dst).await,
+            UpstreamIo::Tls(t) => Box::pin(t.read_into(dst)).await,
             UpstreamIo::H2(s) => Box::pin(s.read_into(dst)).await,
         }
     }
 
     async fn write_owned(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         match self {
-            UpstreamIo::Conn(c) => c.write_owned(buf).await,
+            UpstreamIo::Plain(p) => p.write_owned(buf).await,
+            UpstreamIo::Tls(t) => Box::pin(t.write_owned(buf)).await,
             UpstreamIo::H2(s) => Box::pin(s.write_owned(buf)).await,
         }
     }
 
     async fn close_write(&mut self) -> io::Result<()> {
         match self {
-            UpstreamIo::Conn(c) => c.close_write().await,
+            UpstreamIo::Plain(p) => p.close_write().await,
+            UpstreamIo::Tls(t) => Box::pin(t.close_write()).await,
             UpstreamIo::H2(s) => s.close_write().await,
         }
     }
 
     fn abort(&mut self) {
         match self {
-            UpstreamIo::Conn(c) => c.abort(),
+            UpstreamIo::Plain(p) => p.abort(),
+            UpstreamIo::Tls(t) => t.abort(),
             UpstreamIo::H2(s) => s.abort(),
         }
     }

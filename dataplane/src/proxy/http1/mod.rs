@@ -41,7 +41,6 @@ use super::decide::Action;
 use super::error::ProxyError;
 use super::forward::{Forward, MinRate, ReadPace, forward};
 use super::tries::{TryRules, run_tries};
-use super::upstream_conn::UpstreamIo;
 use crate::http::{BodyDecoder, BodyKind};
 use crate::net::ByteStream;
 use crate::route::{HttpLimits, Snapshot};
@@ -338,7 +337,7 @@ async fn request<S: ByteStream>(
             // stream just ends (its connection stays with its driver).
             if response.keep_alive
                 && upbuf.is_empty()
-                && let (UpstreamIo::Conn(mut conn), Some(conn_guard)) = (up, conn_guard)
+                && let (Some(mut conn), Some(conn_guard)) = (up.into_conn(), conn_guard)
             {
                 let now = runtime::now();
                 conn.release_buffers();
