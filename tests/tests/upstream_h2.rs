@@ -199,3 +199,81 @@ fn established_to(port: u16) -> usize {
         })
         .count()
 }
+
+/// tests/python/h2_refusing_origin.py, killed on drop.
+struct RefusingOrigin {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl RefusingOrigin {
+    fn start(mode: &str) -> RefusingOrigin {
+        use std::io::BufRead;
+        let python = harness::workspace_root().join("target/venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: scripts/test.sh creates it (pip install h2)",
+            python.display()
+        );
+        let mut child = std::process::Command::new(python)
+            .arg(harness::workspace_root().join("tests/python/h2_refusing_origin.py"))
+            .arg(mode)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start h2_refusing_origin.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port line");
+        let port: u16 = line.trim().parse().expect("a port");
+        RefusingOrigin {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for RefusingOrigin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn plain_gateway(dir: &TempDir, origin: std::net::SocketAddr, route_extra: &str) -> Gateway {
+    let config = GatewayConfig::plain(&[origin])
+        .shards(1)
+        .route_extra(route_extra)
+        .cluster_extra("protocol = \"h2c\"");
+    Gateway::start(&config.to_toml(), dir.path())
+}
+
+#[test]
+fn a_stream_the_upstream_refused_unprocessed_is_sent_again_even_a_post() {
+    let dir = TempDir::new();
+    let origin = RefusingOrigin::start("refuse-first");
+    // A retry policy makes the gateway keep the (small) body to resend.
+    let gw = plain_gateway(
+        &dir,
+        origin.addr,
+        "[routes.retry]\nattempts = 1\non = [\"5xx\"]",
+    );
+    let out = harness::curl(&["-sS", "--fail", "-d", "pay=1", &gw.url("/charge")]);
+    assert!(out.status.success(), "{}\n{}", describe(&out), gw.stderr());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "served 1 refused 1\n");
+    assert_eq!(gw.counter("h2_upstream_unprocessed"), 1, "{}", gw.stats());
+    // Not a retry: the endpoint did nothing wrong.
+    assert_eq!(gw.counter("retries"), 0, "{}", gw.stats());
+}
+
+#[test]
+fn requests_above_a_graceful_goaway_go_again_on_a_new_connection() {
+    let dir = TempDir::new();
+    let origin = RefusingOrigin::start("goaway-first");
+    let gw = plain_gateway(&dir, origin.addr, "");
+    let out = harness::curl(&["-sS", "--fail", &gw.url("/a")]);
+    assert!(out.status.success(), "{}\n{}", describe(&out), gw.stderr());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "served 1 refused 1\n");
+    assert_eq!(gw.counter("h2_upstream_unprocessed"), 1, "{}", gw.stats());
+    assert_eq!(gw.counter("h2_upstream_connections"), 2, "{}", gw.stats());
+}
