@@ -1,7 +1,9 @@
 """Every kind of gRPC call through the gateway with Python's grpcio over
 mTLS, against tests/python/grpc_server.py behind it.
 
-Usage: grpc_e2e.py HOST:PORT CA CERT KEY
+Usage: grpc_e2e.py HOST:PORT CA CERT KEY [flaky N]
+
+With `flaky N`: only N calls of /test.Echo/Flaky, one after another.
 
 Prints one JSON object: per call, what the client saw (reply bytes in hex,
 status code name, details, initial and trailing metadata).
@@ -33,6 +35,14 @@ def main():
     options = [("grpc.ssl_target_name_override", "localhost")]
     out = {}
     with grpc.secure_channel(target, creds, options=options) as channel:
+        if len(sys.argv) == 7 and sys.argv[5] == "flaky":
+            flaky = channel.unary_unary("/test.Echo/Flaky")
+            out["flaky"] = [
+                outcome(lambda: {"code": "OK", "reply": flaky(b"", timeout=10).decode()})
+                for _ in range(int(sys.argv[6]))
+            ]
+            print(json.dumps(out))
+            return
         unary = channel.unary_unary("/test.Echo/Unary")
 
         def call_unary():

@@ -19,6 +19,9 @@ Methods of service `test.Echo`:
   Bidi          answers each message with it reversed.
   Slow          sleeps 3 s, then replies (for deadlines: the caller's
                 grpc-timeout, passed on by the gateway, ends it first).
+  Flaky         fails with UNAVAILABLE every other call (the 1st, 3rd, …),
+                replies "ok N" to the others: a retry on `unavailable`
+                turns each failure into a success.
 """
 
 import sys
@@ -65,6 +68,17 @@ def slow(request, context):
     return request
 
 
+flaky_calls = [0]
+
+
+def flaky(request, context):
+    flaky_calls[0] += 1
+    n = flaky_calls[0]
+    if n % 2 == 1:
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"call {n} fails")
+    return f"ok {n}".encode()
+
+
 def main():
     identity = lambda b: b
     handlers = {
@@ -74,6 +88,7 @@ def main():
         "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream, identity, identity),
         "Bidi": grpc.stream_stream_rpc_method_handler(bidi, identity, identity),
         "Slow": grpc.unary_unary_rpc_method_handler(slow, identity, identity),
+        "Flaky": grpc.unary_unary_rpc_method_handler(flaky, identity, identity),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))

@@ -521,6 +521,12 @@ impl Gateway {
     /// The gateway's counters summed over shards (`meshctl stats`'s
     /// `total`), read over the control socket.
     pub fn stats(&self) -> serde_json::Value {
+        self.stats_report()["total"].clone()
+    }
+
+    /// The whole `stats` reply: totals, latency, and per listener, route
+    /// and cluster.
+    pub fn stats_report(&self) -> serde_json::Value {
         use std::io::Write;
         let path = self
             .control
@@ -536,7 +542,7 @@ impl Gateway {
             .expect("read the control socket");
         let reply: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("control socket reply {line:?}: {e}"));
-        reply["result"]["total"].clone()
+        reply["result"].clone()
     }
 
     /// One counter of [`Gateway::stats`].

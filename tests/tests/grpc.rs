@@ -71,12 +71,17 @@ impl Drop for GrpcOrigin {
 
 /// Runs tests/python/grpc_e2e.py against the gateway; its JSON report.
 fn calls(gw: &Gateway, pki: &Pki) -> serde_json::Value {
+    calls_with(gw, pki, &[])
+}
+
+fn calls_with(gw: &Gateway, pki: &Pki, extra: &[&str]) -> serde_json::Value {
     let out = Command::new(python())
         .arg(harness::workspace_root().join("tests/python/grpc_e2e.py"))
         .arg(gw.addr(harness::LISTENER).to_string())
         .arg(&pki.ca)
         .arg(&pki.client_cert)
         .arg(&pki.client_key)
+        .args(extra)
         .output()
         .expect("run grpc_e2e.py");
     assert!(out.status.success(), "{}\n{}", describe(&out), gw.stderr());
@@ -87,6 +92,7 @@ fn calls(gw: &Gateway, pki: &Pki) -> serde_json::Value {
 fn gateway(pki: &Pki, dir: &TempDir, origin: SocketAddr, cluster_extra: &str) -> Gateway {
     let config = GatewayConfig::mtls(pki, &[origin])
         .shards(1)
+        .admin()
         .alpn(&["h2", "http/1.1"])
         .cluster_extra(cluster_extra);
     Gateway::start(&config.to_toml(), dir.path())
@@ -139,6 +145,56 @@ fn grpc_calls_of_every_kind_pass_through_to_an_h2c_origin() {
     check_calls(&r, &gw);
     assert_eq!(r["unary"]["trailing"]["x-peer-identity"], "none");
     assert_eq!(gw.counter("h2_upstream_connections"), 1, "{}", gw.stats());
+
+    // Every answer is counted by its gRPC status, per route and cluster
+    // (shards publish their counts about once a second).
+    harness::wait_until(
+        std::time::Duration::from_secs(10),
+        "the gRPC answers counted",
+        || gw.stats_report()["clusters"][0]["grpc"]["OK"] == 5,
+    );
+    let stats = gw.stats_report();
+    let cluster = &stats["clusters"][0]["grpc"];
+    assert_eq!(cluster["OK"], 5, "{stats:#}");
+    assert_eq!(cluster["INVALID_ARGUMENT"], 1, "{stats:#}");
+    // The caller's 0.5 s deadline (grpc-timeout) shortened the route's
+    // 30 s timeout: the gateway answered DEADLINE_EXCEEDED itself.
+    assert_eq!(cluster["DEADLINE_EXCEEDED"], 1, "{stats:#}");
+    assert_eq!(stats["routes"][0]["grpc"], *cluster, "{stats:#}");
+    // And on /metrics.
+    let scrape = harness::curl(&["-sS", &gw.admin_url("/metrics")]);
+    let scrape = String::from_utf8_lossy(&scrape.stdout);
+    for line in [
+        "meshgate_cluster_grpc_responses_total{cluster=\"backend\",grpc_status=\"OK\"} 5",
+        "meshgate_route_grpc_responses_total{route=\"main#0\",grpc_status=\"INVALID_ARGUMENT\"} 1",
+        "meshgate_grpc_responses_total{listener=\"main\",grpc_status=\"DEADLINE_EXCEEDED\"} 1",
+    ] {
+        assert!(scrape.contains(line), "{line} missing:\n{scrape}");
+    }
+}
+
+#[test]
+fn grpc_unavailable_answers_are_retried_when_the_route_says_so() {
+    let dir = TempDir::new();
+    let pki = Pki::new(dir.path());
+    let origin = GrpcOrigin::start(None);
+    let config = GatewayConfig::mtls(&pki, &[origin.addr])
+        .shards(1)
+        .alpn(&["h2", "http/1.1"])
+        .route_extra("[routes.retry]\nattempts = 1\non = [\"unavailable\"]")
+        .cluster_extra("protocol = \"h2c\"");
+    let gw = Gateway::start(&config.to_toml(), dir.path());
+    let r = calls_with(&gw, &pki, &["flaky", "3"]);
+    // Calls 1, 3, 5 of the origin fail; each is retried once: the caller
+    // sees three successes.
+    let replies: Vec<&str> = r["flaky"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["reply"].as_str().unwrap_or("failed"))
+        .collect();
+    assert_eq!(replies, ["ok 2", "ok 4", "ok 6"], "{r:#}\n{}", gw.stderr());
+    assert_eq!(gw.counter("retries"), 3, "{}", gw.stats());
 }
 
 #[test]

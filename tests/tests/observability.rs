@@ -101,11 +101,11 @@ fn metrics_and_json_access_log_follow_real_requests() {
     );
     assert_eq!(sample(&scrape, &endpoint), Some(6.0), "{scrape}");
     // The series count README gives: (L + R + C) × (57 + codes) + 6 × E
-    // + 6 × S + certificates + 42 + TLS version × group; here listener
+    // + 6 × S + certificates + 45 + TLS version × group; here listener
     // codes 200 and 404, route and cluster 200, one endpoint, two shards,
     // a cert and a client CA, one handshake kind.
     let series = scrape.lines().filter(|l| !l.starts_with('#')).count();
-    assert_eq!(series, 3 * 57 + 4 + 6 + 2 * 6 + 2 + 42 + 1, "{scrape}");
+    assert_eq!(series, 3 * 57 + 4 + 6 + 2 * 6 + 2 + 45 + 1, "{scrape}");
     // Every metric the Grafana dashboard uses is exported.
     for name in dashboard_metrics() {
         let family = name.strip_suffix("_bucket").unwrap_or(&name);

@@ -149,6 +149,24 @@ const SHARD_FAMILIES: &[ShardFamily] = &[
         |s| s.h2_calm_goaways.get(),
     ),
     (
+        "meshgate_h2_upstream_connections_total",
+        Kind::Counter,
+        "HTTP/2 connections opened to h2 and h2c clusters' endpoints.",
+        |s| s.h2_upstream_connections.get(),
+    ),
+    (
+        "meshgate_h2_upstream_streams_total",
+        Kind::Counter,
+        "Requests sent as streams on HTTP/2 upstream connections.",
+        |s| s.h2_upstream_streams.get(),
+    ),
+    (
+        "meshgate_h2_upstream_unprocessed_total",
+        Kind::Counter,
+        "Requests sent again on a new connection because the upstream refused their stream unprocessed (REFUSED_STREAM, or above its GOAWAY).",
+        |s| s.h2_upstream_unprocessed.get(),
+    ),
+    (
         "meshgate_outlier_ejections_total",
         Kind::Counter,
         "Endpoints ejected by passive outlier detection (per shard).",
@@ -399,6 +417,20 @@ fn named_families(e: &mut Exposition, named: &NamedCounts) {
                     &[(label, n), ("code", &code_text), ("class", &class)],
                     *count,
                 );
+            }
+        }
+        let f = name("grpc_responses_total");
+        e.family(
+            &f,
+            Kind::Counter,
+            &format!(
+                "gRPC answers by {label} and grpc-status (the upstream's, or the gateway's own)."
+            ),
+        );
+        for (n, c) in map {
+            for (code, count) in &c.grpc {
+                let status = dataplane::proxy::grpc::status_name(*code);
+                e.sample(&f, &[(label, n), ("grpc_status", status)], *count);
             }
         }
         let f = name("received_bytes_total");

@@ -350,6 +350,10 @@ impl Gateway {
                         "5xx": c.responses[5],
                         "bytes_out": c.bytes_out,
                         "forbidden": c.forbidden,
+                        // gRPC answers by status name (absent: none).
+                        "grpc": c.grpc.iter().map(|(code, n)| {
+                            (dataplane::proxy::grpc::status_name(*code).to_owned(), json!(n))
+                        }).collect::<serde_json::Map<_, _>>(),
                     })
                 })
                 .collect::<Vec<_>>()

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::ConnInfo;
 use super::error::ProxyError;
+use super::grpc;
 use super::traffic::{GaugeGuard, Traffic};
 use crate::route::authz::{self, Asked, Verdict};
 use crate::route::{
@@ -80,8 +81,12 @@ pub struct Target {
     pub cluster: ClusterId,
     /// Ring hash / maglev key.
     pub hash: u64,
-    /// Total time for the response head, retries included.
+    /// Total time for the response head, retries included (the smaller
+    /// of the route's and a gRPC caller's `grpc-timeout`).
     pub timeout: Duration,
+    /// A gRPC request (HTTP/2, `application/grpc`): its answers' statuses
+    /// are read, counted and judged by gRPC retry conditions.
+    pub grpc: bool,
     pub retry: Option<RetryPolicy>,
     /// Fault injection: wait this long first.
     pub delay: Option<Duration>,
@@ -223,7 +228,8 @@ pub fn decide(
     // gRPC needs HTTP/2 end to end: a cluster speaking HTTP/1.1 cannot
     // carry it (only HTTP/2 requests are looked at: gRPC has no HTTP/1.1
     // form, so HTTP/1.1 requests pay nothing for this).
-    if conn.http2 && !cluster.protocol.is_http2() && is_grpc(req.headers) {
+    let grpc = conn.http2 && grpc::is_grpc(req.headers);
+    if grpc && !cluster.protocol.is_http2() {
         let e = ProxyError::GrpcToHttp1Cluster(cluster.name.clone());
         return Decision::refuse(routed, e);
     }
@@ -241,7 +247,12 @@ pub fn decide(
             route: route_index,
             cluster: cluster_id,
             hash: request_hash(cluster, req.headers, conn),
-            timeout: route.timeout,
+            // The caller's gRPC deadline, when it is the sooner.
+            timeout: match grpc.then(|| grpc::timeout(req.headers)).flatten() {
+                Some(t) => t.min(route.timeout),
+                None => route.timeout,
+            },
+            grpc,
             retry: route.retry,
             delay,
             connect_timeout: cluster.connect_timeout,
@@ -250,15 +261,6 @@ pub fn decide(
             admitted,
         }),
     }
-}
-
-/// Whether a request is gRPC: `content-type: application/grpc`, alone or
-/// with a `+format` or `;parameters` suffix.
-pub fn is_grpc(headers: &dyn Headers) -> bool {
-    headers.header("content-type").is_some_and(|v| {
-        let v = v.strip_prefix(b"application/grpc").unwrap_or(b"x");
-        v.is_empty() || v[0] == b'+' || v[0] == b';'
-    })
 }
 
 /// The cluster's `max_requests` breaker: a gauge unit while under this
@@ -375,21 +377,6 @@ mod tests {
         fn header(&self, _: &str) -> Option<&[u8]> {
             None
         }
-    }
-
-    #[test]
-    fn grpc_is_told_by_its_content_type() {
-        let with = |v: &'static str| {
-            let mut h = ::http::HeaderMap::new();
-            h.insert("content-type", ::http::HeaderValue::from_static(v));
-            is_grpc(&h)
-        };
-        assert!(with("application/grpc"));
-        assert!(with("application/grpc+proto"));
-        assert!(with("application/grpc;charset=utf-8"));
-        assert!(!with("application/grpc-web"));
-        assert!(!with("application/json"));
-        assert!(!is_grpc(&NoHeaders));
     }
 
     fn conn() -> ConnInfo {

@@ -88,10 +88,45 @@ impl Forward {
     }
 }
 
+/// A copy of what [`forward`] sent, kept while it stays within `limit`
+/// bytes, so a request streamed to one try can be sent whole to the next.
+#[derive(Debug)]
+pub(crate) struct Replay {
+    pub(crate) bytes: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl Replay {
+    pub(crate) fn new(limit: usize) -> Replay {
+        Replay {
+            bytes: Vec::new(),
+            limit,
+            overflowed: false,
+        }
+    }
+
+    fn record(&mut self, sent: &[u8]) {
+        if self.overflowed || self.bytes.len() + sent.len() > self.limit {
+            self.overflowed = true;
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.extend_from_slice(sent);
+        }
+    }
+
+    /// Everything sent, when it all fit.
+    pub(crate) fn into_whole(self) -> Option<Vec<u8>> {
+        (!self.overflowed).then_some(self.bytes)
+    }
+}
+
 /// Streams one message body from `src` to `dst`: first whatever `out`
 /// already holds (a head), then body bytes as they arrive, verbatim, until
 /// the decoder says the body ended. Bytes after the body stay in `srcbuf`.
 /// Returns `out`'s buffer for reuse and how many bytes reached `dst`.
+/// `replay`: keeps a copy of every byte sent, within its limit.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn forward<R: ByteStream, W: ByteStream>(
     src: &mut R,
     srcbuf: &mut Vec<u8>,
@@ -100,6 +135,7 @@ pub(crate) async fn forward<R: ByteStream, W: ByteStream>(
     mut out: Vec<u8>,
     pace: ReadPace,
     write_timeout: Duration,
+    mut replay: Option<&mut Replay>,
 ) -> (Result<(), Forward>, Vec<u8>, u64) {
     let mut written = 0u64;
     let mut received = srcbuf.len() as u64;
@@ -118,6 +154,9 @@ pub(crate) async fn forward<R: ByteStream, W: ByteStream>(
             }
         }
         if !out.is_empty() {
+            if let Some(r) = replay.as_deref_mut() {
+                r.record(&out);
+            }
             let len = out.len() as u64;
             match timeout(write_timeout, dst.write_owned(out)).await {
                 Ok((Ok(()), mut back)) => {

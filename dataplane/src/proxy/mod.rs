@@ -23,6 +23,7 @@
 //! | TCP listeners: decide, connect tries, then the relay | [`tcp`], `relay` |
 //! | traffic state: balancers, outlier ejection, breaker gauges, buckets | [`traffic`] |
 //! | every way a request fails, its side, retry class and response | [`error`] |
+//! | gRPC facts: is it gRPC, its `grpc-timeout`, an answer's `grpc-status` | [`grpc`] |
 //! | a finished request or session: its counts and access-log record | `observe` |
 //! | a request's trace: context, upstream trace fields, spans to export | `tracing` |
 //! | `x-request-id` values | [`request_id`] |
@@ -44,6 +45,7 @@ pub mod context;
 pub mod decide;
 pub mod error;
 mod forward;
+pub mod grpc;
 pub mod http1;
 pub mod http2;
 mod observe;

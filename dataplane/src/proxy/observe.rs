@@ -131,6 +131,8 @@ pub(crate) struct Finished<'a> {
     pub(crate) started: Instant,
     /// `None`: nothing was answered.
     pub(crate) status: Option<u16>,
+    /// A gRPC request's answer: the `grpc-status` the caller got.
+    pub(crate) grpc_status: Option<u32>,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_out: u64,
     pub(crate) tries: TriesReport,
@@ -219,6 +221,7 @@ fn count(
     let duration = runtime::precise_now().saturating_duration_since(f.started);
     let outcome = Outcome {
         status: f.status,
+        grpc_status: f.grpc_status,
         bytes_in: f.bytes_in,
         bytes_out: f.bytes_out,
         duration_us: Some(micros(duration).max(1)),

@@ -114,6 +114,7 @@ impl Opened {
             route: self.route,
             started,
             status: None,
+            grpc_status: None,
             bytes_in: relayed.up,
             bytes_out: relayed.down,
             tries: self.tries,

@@ -79,6 +79,12 @@ pub(crate) trait Attempt {
     /// for a TCP connection), judged by the retry policy.
     fn status(ok: &Self::Ok) -> Option<u16>;
 
+    /// The gRPC status a try that worked answered with in its head, if
+    /// any (judged by gRPC retry conditions).
+    fn grpc_status(_ok: &Self::Ok) -> Option<u32> {
+        None
+    }
+
     /// Whether the request can still be sent again (nothing that cannot be
     /// resent went upstream).
     fn replayable(&self) -> bool;
@@ -191,7 +197,10 @@ pub(crate) async fn run_tries<A: Attempt>(
                 let failed = status.is_some_and(|s| s >= 500);
                 let mut traffic = ctx.traffic.borrow_mut();
                 traffic.record(snapshot, rules.cluster, endpoint, failed, took, end);
-                status.map(Failure::Status)
+                match A::grpc_status(ok) {
+                    Some(code) if code != 0 => Some(Failure::Grpc(code)),
+                    _ => status.map(Failure::Status),
+                }
             }
             Err(failed) => {
                 let class = failed.error.retry_class();

@@ -143,6 +143,15 @@ impl UpstreamIo {
         }
     }
 
+    /// The `grpc-status` an HTTP/2 stream's response carried (in its head
+    /// or trailers), once read.
+    pub(crate) fn grpc_status(&self) -> Option<u32> {
+        match self {
+            UpstreamIo::H2(s) => s.grpc_status(),
+            _ => None,
+        }
+    }
+
     /// The upstream refused the request without processing it (an HTTP/2
     /// stream refused, or above a GOAWAY): it may go again anywhere.
     pub(crate) fn unprocessed(&self) -> bool {

@@ -88,6 +88,8 @@ impl Counter {
 pub struct Outcome {
     /// The status answered (`None`: the client got no response).
     pub status: Option<u16>,
+    /// A gRPC request's `grpc-status` as the caller got it.
+    pub grpc_status: Option<u32>,
     /// Request bytes read from the client (head and body).
     pub bytes_in: u64,
     /// Response bytes written to the client (head and body).
@@ -109,6 +111,8 @@ pub struct Counts {
     pub responses: [u64; 6],
     /// Responses by status code (at most 500 entries: 100..=599).
     pub codes: BTreeMap<u16, u64>,
+    /// gRPC answers by `grpc-status` (0..=16; other values as 2, UNKNOWN).
+    pub grpc: BTreeMap<u32, u64>,
     /// Request bytes read from clients (head and body).
     pub bytes_in: u64,
     /// Response bytes written downstream (head and body).
@@ -141,6 +145,10 @@ impl Counts {
                 }
             }
         }
+        if let Some(code) = o.grpc_status {
+            let code = if code <= 16 { code } else { 2 };
+            *self.grpc.entry(code).or_default() += 1;
+        }
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
         if let Some(us) = o.duration_us {
@@ -158,6 +166,9 @@ impl Counts {
         }
         for (code, n) in &other.codes {
             *self.codes.entry(*code).or_default() += n;
+        }
+        for (code, n) in &other.grpc {
+            *self.grpc.entry(*code).or_default() += n;
         }
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
@@ -543,6 +554,7 @@ mod tests {
     fn split_counts_merge_by_route_and_cluster() {
         let ok = Outcome {
             status: Some(200),
+            grpc_status: Some(14),
             bytes_in: 1,
             bytes_out: 2,
             duration_us: Some(100),
@@ -552,6 +564,7 @@ mod tests {
         let (mut a, mut b) = (NamedCounts::default(), NamedCounts::default());
         a.record_split("web", "v1", &ok);
         a.record_split("web", "v1", &ok);
+        assert_eq!(a.splits["web"]["v1"].grpc.get(&14), Some(&2));
         b.record_split("web", "v2", &ok);
         b.record_split("web", "v1", &ok);
         a.add(&b);

@@ -28,11 +28,14 @@ pub enum Failure {
     Timeout,
     /// A response head arrived with this status.
     Status(u16),
+    /// A gRPC answer arrived with this non-zero `grpc-status` in its head
+    /// (trailers-only: nothing of the response has gone downstream).
+    Grpc(u32),
 }
 
 /// The failures a route retries: a set of `retry_on` conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RetryOn(u8);
+pub struct RetryOn(u16);
 
 impl RetryOn {
     /// `connect-failure`: the connection to the endpoint failed.
@@ -50,12 +53,20 @@ impl RetryOn {
     pub const RETRIABLE_4XX: RetryOn = RetryOn(1 << 5);
     /// `timeout`: the per-try timeout fired.
     pub const TIMEOUT: RetryOn = RetryOn(1 << 6);
+    /// gRPC statuses, by Envoy's `retry_grpc_on` names: `cancelled` (1),
+    /// `deadline-exceeded` (4), `resource-exhausted` (8), `internal` (13),
+    /// `unavailable` (14).
+    pub const GRPC_CANCELLED: RetryOn = RetryOn(1 << 7);
+    pub const GRPC_DEADLINE_EXCEEDED: RetryOn = RetryOn(1 << 8);
+    pub const GRPC_INTERNAL: RetryOn = RetryOn(1 << 9);
+    pub const GRPC_RESOURCE_EXHAUSTED: RetryOn = RetryOn(1 << 10);
+    pub const GRPC_UNAVAILABLE: RetryOn = RetryOn(1 << 11);
 
     /// The empty set (retry nothing).
     pub const NONE: RetryOn = RetryOn(0);
 
     /// Config names, index `k` naming the condition with bit `1 << k`.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 12] = [
         "connect-failure",
         "reset",
         "5xx",
@@ -63,6 +74,11 @@ impl RetryOn {
         "503",
         "retriable-4xx",
         "timeout",
+        "cancelled",
+        "deadline-exceeded",
+        "internal",
+        "resource-exhausted",
+        "unavailable",
     ];
 
     /// The condition named `s` (exact match of one of [`NAMES`](Self::NAMES)).
@@ -130,6 +146,14 @@ impl RetryOn {
                 }
                 any(matching)
             }
+            Failure::Grpc(code) => match code {
+                1 => any(RetryOn::GRPC_CANCELLED),
+                4 => any(RetryOn::GRPC_DEADLINE_EXCEEDED),
+                8 => any(RetryOn::GRPC_RESOURCE_EXHAUSTED),
+                13 => any(RetryOn::GRPC_INTERNAL),
+                14 => any(RetryOn::GRPC_UNAVAILABLE),
+                _ => false,
+            },
         }
     }
 }
@@ -193,7 +217,7 @@ impl RetryBudget {
 mod tests {
     use super::*;
 
-    const ALL: [RetryOn; 7] = [
+    const ALL: [RetryOn; 12] = [
         RetryOn::CONNECT_FAILURE,
         RetryOn::RESET,
         RetryOn::FIVE_XX,
@@ -201,7 +225,28 @@ mod tests {
         RetryOn::SERVICE_UNAVAILABLE,
         RetryOn::RETRIABLE_4XX,
         RetryOn::TIMEOUT,
+        RetryOn::GRPC_CANCELLED,
+        RetryOn::GRPC_DEADLINE_EXCEEDED,
+        RetryOn::GRPC_INTERNAL,
+        RetryOn::GRPC_RESOURCE_EXHAUSTED,
+        RetryOn::GRPC_UNAVAILABLE,
     ];
+
+    #[test]
+    fn grpc_statuses_are_retried_only_by_their_own_names() {
+        use RetryOn as R;
+        assert_eq!(matching(Failure::Grpc(14)), [R::GRPC_UNAVAILABLE]);
+        assert_eq!(matching(Failure::Grpc(1)), [R::GRPC_CANCELLED]);
+        assert_eq!(matching(Failure::Grpc(4)), [R::GRPC_DEADLINE_EXCEEDED]);
+        assert_eq!(matching(Failure::Grpc(8)), [R::GRPC_RESOURCE_EXHAUSTED]);
+        assert_eq!(matching(Failure::Grpc(13)), [R::GRPC_INTERNAL]);
+        // NOT_FOUND, PERMISSION_DENIED and the rest are answers, not faults.
+        for code in [2, 3, 5, 7, 12, 16, 99] {
+            assert!(matching(Failure::Grpc(code)).is_empty(), "{code}");
+        }
+        // And HTTP conditions never match a gRPC status.
+        assert!(!R::FIVE_XX.retries(Failure::Grpc(14)));
+    }
 
     #[test]
     fn parses_every_name_and_rejects_unknown() {

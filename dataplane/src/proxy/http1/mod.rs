@@ -16,8 +16,11 @@
 //! Bodies are never buffered whole except a `Content-Length` request body
 //! up to the route's `retry.buffer_bytes`, kept to be sent again: otherwise
 //! bytes flow through the two connection buffers chunk by chunk, verbatim
-//! (chunked framing included), and nothing is retried once body bytes went
-//! upstream or response bytes went downstream.
+//! (chunked framing included). When the route retries, a copy of a
+//! streamed request is kept while it stays within `retry.buffer_bytes`, so
+//! a body of unknown length (chunked, or an HTTP/2 request without
+//! `content-length`, as gRPC sends) that fit can still go to another try;
+//! nothing is retried once response bytes went downstream.
 //!
 //! A pooled connection may have been closed by the upstream just as it was
 //! reused; when that shows before any response byte and the request is
@@ -72,6 +75,9 @@ pub(crate) struct ResponseFacts {
     pub(crate) body: BodyKind,
     /// The upstream keeps the connection open after this response.
     pub(crate) keep_alive: bool,
+    /// A gRPC request's answer carried `grpc-status` in its head (a
+    /// trailers-only answer: an error before any message).
+    pub(crate) grpc_status: Option<u32>,
 }
 
 /// What the connection does after a request.
@@ -290,7 +296,16 @@ async fn request<S: ByteStream>(
         addr,
     } = match answered {
         Ok(a) => a,
-        Err(e) => return local_response(ctx, down, &e, error_keep, limits, at).await,
+        Err(e) => {
+            // A gRPC caller gets (and is counted with) the mapped status.
+            if target.grpc {
+                at.done.grpc_status = Some(super::error::grpc_status(
+                    e.label(),
+                    e.status().unwrap_or(502),
+                ));
+            }
+            return local_response(ctx, down, &e, error_keep, limits, at).await;
+        }
     };
     let edits = snapshot
         .listeners
@@ -325,11 +340,16 @@ async fn request<S: ByteStream>(
         head,
         ReadPace::idle(target.timeout),
         limits.idle_timeout,
+        None,
     )
     .await;
     BufPool::give(head_buf);
     match r {
         Ok(()) => {
+            if target.grpc {
+                // In the head (trailers-only), else in the trailers.
+                at.done.grpc_status = response.grpc_status.or_else(|| up.grpc_status());
+            }
             at.count(ctx, Some(response.status), written);
             let micros = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
             let _ = ctx.latency.borrow_mut().record(micros.max(1));

@@ -148,6 +148,7 @@ impl<'a> Counted<'a> {
                 route: None,
                 started,
                 status: None,
+                grpc_status: None,
                 bytes_in: 0,
                 bytes_out: 0,
                 tries: TriesReport::default(),

@@ -23,7 +23,7 @@ use crate::proxy::connect;
 use crate::proxy::context::ShardContext;
 use crate::proxy::decide::Target;
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::{ReadPace, forward};
+use crate::proxy::forward::{ReadPace, Replay, forward};
 use crate::proxy::tracing::RequestTrace;
 use crate::proxy::traffic::GaugeGuard;
 use crate::proxy::tries::{Attempt, TryFailed};
@@ -179,6 +179,15 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
         } else {
             let mut decoder = BodyDecoder::for_request(self.request.body);
             let head_len = buf.len() as u64;
+            // With a retry policy, a copy of what goes upstream is kept
+            // (within `retry.buffer_bytes`): a body that fit whole, even
+            // one of unknown length (chunked, or HTTP/2 without a
+            // `content-length`, as gRPC sends), can go to another try.
+            let mut replay = t.retry.filter(|r| r.attempts > 0).map(|r| {
+                Box::new(Replay::new(
+                    r.buffer_bytes.saturating_add(head_len as usize),
+                ))
+            });
             let (r, back, reached) = forward(
                 self.down,
                 self.inbuf,
@@ -187,11 +196,11 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
                 buf,
                 self.body_pace,
                 t.timeout,
+                replay.as_deref_mut(),
             )
             .await;
             *self.out = back;
             self.body_streamed += reached.saturating_sub(head_len);
-            // The body went (partly) upstream: never sent twice.
             self.out.clear();
             if let Err(e) = r {
                 // The upstream must not take the cut-off request for a
@@ -199,9 +208,18 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
                 up.abort();
                 return Err(TryFailed::new(e.request_error()));
             }
+            // The whole request was kept: later tries send it as it is.
+            // Otherwise the body went upstream once and is never sent
+            // twice.
+            if let Some(whole) = replay.and_then(|r| r.into_whole()) {
+                *self.out = whole;
+                self.body_follows = false;
+                self.replayable = true;
+            }
         }
         let mut upbuf = BufPool::take();
-        match read_response_head(&mut up, &mut upbuf, self.request.is_head, deadline).await {
+        let grpc = t.grpc;
+        match read_response_head(&mut up, &mut upbuf, self.request.is_head, grpc, deadline).await {
             Ok(response) => Ok(Answered {
                 up,
                 guard,
@@ -227,6 +245,10 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
         Some(ok.response.status)
     }
 
+    fn grpc_status(ok: &Answered) -> Option<u32> {
+        ok.response.grpc_status
+    }
+
     fn replayable(&self) -> bool {
         self.replayable && !self.out.is_empty()
     }
@@ -242,6 +264,7 @@ async fn read_response_head(
     up: &mut UpstreamIo,
     upbuf: &mut Vec<u8>,
     is_head: bool,
+    grpc: bool,
     deadline: Instant,
 ) -> Result<ResponseFacts, ProxyError> {
     let limits = Limits::default();
@@ -260,11 +283,18 @@ async fn read_response_head(
                         scanner = http::HeadScanner::default();
                         continue;
                     }
+                    let grpc_status = if grpc {
+                        head.header("grpc-status")
+                            .and_then(crate::proxy::grpc::status)
+                    } else {
+                        None
+                    };
                     return Ok(ResponseFacts {
                         status: head.status,
                         head_len,
                         body: head.body,
                         keep_alive: head.keep_alive,
+                        grpc_status,
                     });
                 }
                 Ok(Parse::Partial) => {}

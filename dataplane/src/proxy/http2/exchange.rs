@@ -78,7 +78,7 @@ impl Exchange {
             }
         };
         let is_head = request.method() == ::http::Method::HEAD;
-        let grpc = crate::proxy::decide::is_grpc(request.headers());
+        let grpc = crate::proxy::grpc::is_grpc(request.headers());
         let body = request.into_body();
         Ok(Exchange {
             pending,
@@ -139,7 +139,14 @@ impl Exchange {
                                 BodyKind::CloseDelimited => Some(Framing::UntilClose),
                             };
                             match translate::response_of(&h) {
-                                Ok(r) => break (r, framing, h.head_len),
+                                Ok(mut r) => {
+                                    // A gRPC trailers-only answer carries
+                                    // no length (HTTP/1.1 needed one).
+                                    if self.grpc && framing.is_none() {
+                                        r.headers_mut().remove(::http::header::CONTENT_LENGTH);
+                                    }
+                                    break (r, framing, h.head_len);
+                                }
                                 Err(e) => {
                                     respond.send_reset(Reason::INTERNAL_ERROR);
                                     return Err(io::Error::other(e));

@@ -62,6 +62,8 @@ pub(crate) struct UpstreamStream {
     /// it (REFUSED_STREAM, or above a graceful GOAWAY's last stream id):
     /// safe to send again on another connection, whatever the method.
     unprocessed: bool,
+    /// The response's `grpc-status` (head or trailers), once read.
+    grpc_status: Option<u32>,
     /// Counts this request on its connection.
     _slot: StreamSlot,
 }
@@ -77,7 +79,13 @@ impl UpstreamStream {
             response: Response::NotOpened,
             is_head: false,
             unprocessed: false,
+            grpc_status: None,
         }
+    }
+
+    /// The response's `grpc-status`, once its head or trailers were read.
+    pub(crate) fn grpc_status(&self) -> Option<u32> {
+        self.grpc_status
     }
 
     /// The upstream refused the stream without processing it.
@@ -178,6 +186,10 @@ impl UpstreamStream {
     /// Writes the HTTP/1.1 head for the upstream's response into `dst`.
     fn response_head(&mut self, response: ::http::Response<RecvStream>, dst: &mut Vec<u8>) {
         let end = response.body().is_end_stream();
+        self.grpc_status = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| crate::proxy::grpc::status(v.as_bytes()));
         let body = translate::write_response_head(&response, end, self.is_head, dst);
         self.response = match body {
             ResponseBody::None => Response::Done,
@@ -236,6 +248,11 @@ impl ByteStream for UpstreamStream {
                                 let trailers = poll_fn(|cx| recv.poll_trailers(cx))
                                     .await
                                     .map_err(|e| self.stream_error(e))?;
+                                if let Some(t) = &trailers {
+                                    self.grpc_status = t
+                                        .get("grpc-status")
+                                        .and_then(|v| crate::proxy::grpc::status(v.as_bytes()));
+                                }
                                 dst.extend_from_slice(b"0\r\n");
                                 for (name, value) in trailers.iter().flatten() {
                                     dst.extend_from_slice(name.as_str().as_bytes());

@@ -115,6 +115,67 @@ fn expect_100_continue_with_a_buffered_retry_body() {
         });
 }
 
+/// A chunked body (no length: what an HTTP/2 caller or gRPC sends) is
+/// streamed to the first try and, kept whole on the way, sent again to the
+/// retry.
+#[test]
+fn a_streamed_chunked_body_within_the_buffer_is_replayed_to_a_retry() {
+    World::http()
+        .cluster("c", &[A])
+        .route_to("c")
+        .with_route(|r| r.retry = Some(retry(1, RetryOn::FIVE_XX, None)))
+        .run(|gw| async move {
+            let up = Upstream::start(A, |s| {
+                if s.nth == 0 && s.conn == 0 {
+                    Reply::status(503, "busy")
+                } else {
+                    Reply::ok("done")
+                }
+            });
+            let mut client = gw.client().await;
+            client
+                .send(b"POST /x HTTP/1.1\r\nhost: svc\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            // The body comes in pieces after the head: it is streamed.
+            client.send(b"4\r\ndata\r\n").await;
+            client.send(b"0\r\n\r\n").await;
+            let r = client.response().await;
+            assert_eq!((r.status, &r.body[..]), (200, &b"done"[..]));
+            assert_eq!(gw.stats.retries.get(), 1);
+            let seen = up.seen();
+            assert_eq!(seen.len(), 2);
+            assert!(
+                seen.iter().all(|s| s.body == b"4\r\ndata\r\n0\r\n\r\n"),
+                "sent whole twice"
+            );
+        });
+}
+
+/// A streamed body larger than `retry.buffer_bytes` is sent once: its
+/// failure is the answer.
+#[test]
+fn a_streamed_body_over_the_buffer_is_not_replayed() {
+    let mut policy = retry(1, RetryOn::FIVE_XX, None);
+    policy.buffer_bytes = 8;
+    World::http()
+        .cluster("c", &[A])
+        .route_to("c")
+        .with_route(move |r| r.retry = Some(policy))
+        .run(|gw| async move {
+            let up = Upstream::start(A, |_| Reply::status(503, "busy"));
+            let mut client = gw.client().await;
+            client
+                .send(b"POST /x HTTP/1.1\r\nhost: svc\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            client.send(b"10\r\n0123456789abcdef\r\n").await;
+            client.send(b"0\r\n\r\n").await;
+            let r = client.response().await;
+            assert_eq!(r.status, 503);
+            assert_eq!(gw.stats.retries.get(), 0);
+            assert_eq!(up.seen().len(), 1);
+        });
+}
+
 #[test]
 fn a_stale_pooled_connection_is_resent_once_on_a_fresh_one() {
     World::http()
