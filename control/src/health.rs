@@ -20,6 +20,7 @@ use std::time::Duration;
 use dataplane::http::{self, Limits, Parse};
 use dataplane::net::Stack;
 use dataplane::net::{ByteStream, Plain};
+use dataplane::proxy::http2;
 use dataplane::proxy::upstream_conn::UpstreamConn;
 use dataplane::runtime::{self, RuntimeConfig, timeout_at};
 use dataplane::tls::{ClientTls, TlsStream};
@@ -153,7 +154,7 @@ async fn check_loop(gateway: Arc<Gateway>, target: HealthTarget, seed: u64) {
     )
     .await;
     loop {
-        let result = probe(target.addr, h, target.tls.as_ref()).await;
+        let result = probe(target.addr, h, target.tls.as_ref(), target.http2).await;
         if let Err(why) = &result {
             log::debug!("health: {} of {:?}: {why}", target.addr, target.cluster);
         }
@@ -172,7 +173,12 @@ async fn check_loop(gateway: Arc<Gateway>, target: HealthTarget, seed: u64) {
 }
 
 /// One probe: `Err` says why it failed.
-async fn probe(addr: SocketAddr, h: &HealthConfig, tls: Option<&ClientTls>) -> Result<(), String> {
+async fn probe(
+    addr: SocketAddr,
+    h: &HealthConfig,
+    tls: Option<&ClientTls>,
+    http2: bool,
+) -> Result<(), String> {
     let deadline = runtime::now() + Duration::from_millis(h.timeout_ms);
     let conn = match timeout_at(deadline, Stack::Kernel.connect(addr)).await {
         Ok(Ok(c)) => c,
@@ -192,6 +198,24 @@ async fn probe(addr: SocketAddr, h: &HealthConfig, tls: Option<&ClientTls>) -> R
             }
         }
     };
+    let (lo, hi) = (h.statuses[0], h.statuses[1]);
+    let judge = |status: u16| {
+        if status_passes(status, (lo, hi)) {
+            Ok(())
+        } else {
+            Err(format!("status {status} outside {lo}..={hi}"))
+        }
+    };
+    if http2 {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let authority = addr.to_string();
+        let get = http2::client::get_status(conn, scheme, &authority, &h.path);
+        return match timeout_at(deadline, get).await {
+            Ok(Ok(status)) => judge(status),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("timed out waiting for the response".into()),
+        };
+    }
     let request = format!(
         "GET {} HTTP/1.1\r\nhost: {addr}\r\nuser-agent: meshgate-health/{}\r\nconnection: close\r\n\r\n",
         h.path,
@@ -211,14 +235,7 @@ async fn probe(addr: SocketAddr, h: &HealthConfig, tls: Option<&ClientTls>) -> R
                 buf.drain(..n);
                 continue;
             }
-            Ok(Parse::Complete(head)) => {
-                let (lo, hi) = (h.statuses[0], h.statuses[1]);
-                return if status_passes(head.status, (lo, hi)) {
-                    Ok(())
-                } else {
-                    Err(format!("status {} outside {lo}..={hi}", head.status))
-                };
-            }
+            Ok(Parse::Complete(head)) => return judge(head.status),
             Ok(Parse::Partial) => {}
             Err(e) => return Err(format!("bad response: {e}")),
         }

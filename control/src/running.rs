@@ -105,6 +105,8 @@ pub struct HealthTarget {
     /// The cluster's `[clusters.tls]` as compiled: HTTP checks go over TLS
     /// with the same verification and identity as requests.
     pub tls: Option<dataplane::tls::ClientTls>,
+    /// The cluster speaks HTTP/2 (`h2`, `h2c`): HTTP checks do too.
+    pub http2: bool,
     /// Marked unhealthy now (a restarted checker starts from this).
     pub unhealthy: bool,
 }
@@ -701,16 +703,15 @@ impl Gateway {
             .filter_map(|c| Some((c, c.health.as_ref()?)))
             .flat_map(|(c, h)| {
                 let current = &current;
-                let tls = snapshot
-                    .clusters
-                    .iter()
-                    .find(|compiled| compiled.name == c.name)
-                    .and_then(|compiled| compiled.tls.clone());
+                let compiled = snapshot.clusters.iter().find(|k| k.name == c.name);
+                let tls = compiled.and_then(|k| k.tls.clone());
+                let http2 = compiled.is_some_and(|k| k.protocol.is_http2());
                 c.endpoints.iter().map(move |addr| HealthTarget {
                     cluster: c.name.clone(),
                     addr: *addr,
                     settings: h.clone(),
                     tls: tls.clone(),
+                    http2,
                     unhealthy: current.unhealthy.contains(&(c.name.clone(), *addr)),
                 })
             })

@@ -29,7 +29,7 @@ pub enum Listen<'a> {
     /// HTTP/1.1, plain.
     Http1,
     /// HTTP/2 by prior knowledge, plain ("h2c"); `/whoami` answers
-    /// `http=HTTP/2.0`.
+    /// `http=HTTP/2.0`; requests are logged to `access.log`.
     H2c,
     /// TLS with this certificate and key; `h2` offers HTTP/2 by ALPN;
     /// `client_ca`: client certificates from this CA are required (mutual
@@ -143,7 +143,7 @@ impl Nginx {
         self.addr
     }
 
-    /// nginx's access log (TLS listeners only), for tests that wait on
+    /// nginx's access log (TLS and h2c listeners), for tests that wait on
     /// what reached nginx.
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
@@ -184,7 +184,7 @@ fn config(dir: &Path, www: &Path, log: &Path, port: u16, listen: Listen<'_>) -> 
         Listen::H2c => (
             " http2",
             "location = /whoami { return 200 \"http=$server_protocol\\n\"; }".to_owned(),
-            "off".to_owned(),
+            format!("{d}/access.log"),
         ),
         Listen::Tls {
             cert,

@@ -277,3 +277,47 @@ fn requests_above_a_graceful_goaway_go_again_on_a_new_connection() {
     assert_eq!(gw.counter("h2_upstream_unprocessed"), 1, "{}", gw.stats());
     assert_eq!(gw.counter("h2_upstream_connections"), 2, "{}", gw.stats());
 }
+
+/// nginx's h2c listener speaks only HTTP/2: a health check in HTTP/1.1
+/// would fail it. Checks of an h2c cluster speak HTTP/2; a failing path
+/// marks the endpoint unhealthy.
+#[test]
+fn health_checks_of_an_h2c_cluster_speak_http2() {
+    let w = world(false);
+    let health = |path: &str| {
+        format!(
+            "protocol = \"h2c\"\nall_unhealthy = \"fail\"\n[clusters.health]\npath = \"{path}\"\ninterval_ms = 100\ntimeout_ms = 80\nunhealthy = 1\nhealthy = 1"
+        )
+    };
+    let gw = w.gateway(&health("/nope"));
+    harness::wait_until(
+        Duration::from_secs(10),
+        "the endpoint marked unhealthy",
+        || {
+            gw.stderr()
+                .contains("is unhealthy (status 404 outside 200..=399)")
+        },
+    );
+    let gw = w.gateway(&health("/whoami"));
+    // nginx answered HTTP/2 probes (three of them), and the endpoint
+    // stayed healthy: requests pass.
+    harness::wait_until(
+        Duration::from_secs(10),
+        "three HTTP/2 probes served",
+        || {
+            let log = w.nginx.access_log();
+            log.lines()
+                .filter(|l| {
+                    l.contains("\"GET /whoami HTTP/2.0\" 200") && l.contains("meshgate-health")
+                })
+                .count()
+                >= 3
+        },
+    );
+    assert!(w.curl(&gw, &[], "/hello.txt").status.success());
+    assert!(
+        !gw.stderr().contains("is unhealthy (status"),
+        "{}",
+        gw.stderr()
+    );
+}

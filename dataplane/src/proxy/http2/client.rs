@@ -112,6 +112,50 @@ pub(crate) async fn open(
     idle_timeout: Duration,
     stats: Arc<ShardStats>,
 ) -> Result<H2Conn, h2::Error> {
+    stats.h2_upstream_connections.incr();
+    start(conn, Some(guard), idle_timeout).await
+}
+
+/// One `GET` over HTTP/2 on `conn` (the health checker's probe): the
+/// response's status. The connection ends with the request.
+pub async fn get_status(
+    conn: UpstreamConn,
+    scheme: &'static str,
+    authority: &str,
+    path: &str,
+) -> Result<u16, String> {
+    let h2 = start(conn, None, Duration::from_secs(60))
+        .await
+        .map_err(|e| format!("HTTP/2: {e}"))?;
+    let uri = ::http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| format!("request: {e}"))?;
+    let mut request = ::http::Request::new(());
+    *request.uri_mut() = uri;
+    request.headers_mut().insert(
+        ::http::header::USER_AGENT,
+        ::http::HeaderValue::from_static(concat!("meshgate-health/", env!("CARGO_PKG_VERSION"))),
+    );
+    let mut send = h2.send;
+    poll_fn(|cx| send.poll_ready(cx))
+        .await
+        .map_err(|e| format!("HTTP/2: {e}"))?;
+    let (response, _) = send
+        .send_request(request, true)
+        .map_err(|e| format!("HTTP/2: {e}"))?;
+    let response = response.await.map_err(|e| format!("HTTP/2: {e}"))?;
+    Ok(response.status().as_u16())
+}
+
+/// Starts HTTP/2 on `conn` and its driver task.
+async fn start(
+    conn: UpstreamConn,
+    guard: Option<GaugeGuard>,
+    idle_timeout: Duration,
+) -> Result<H2Conn, h2::Error> {
     let (pump, io) = Pump::new(conn);
     let mut builder = h2::client::Builder::new();
     builder
@@ -121,7 +165,6 @@ pub(crate) async fn open(
     // Writes the preface and our SETTINGS into the pipe: no round trip.
     let (send, connection) = builder.handshake::<H2Io, Bytes>(io).await?;
     let shared = Rc::new(Shared::default());
-    stats.h2_upstream_connections.incr();
     runtime::spawn(drive(pump, connection, shared.clone(), guard, idle_timeout));
     Ok(H2Conn { send, shared })
 }
@@ -139,7 +182,7 @@ async fn drive(
     mut pump: Pump<UpstreamConn>,
     mut connection: Connection<H2Io, Bytes>,
     shared: Rc<Shared>,
-    _guard: GaugeGuard,
+    _guard: Option<GaugeGuard>,
     idle_timeout: Duration,
 ) {
     let mut deadline = runtime::now() + idle_timeout;

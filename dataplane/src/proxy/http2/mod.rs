@@ -31,7 +31,7 @@
 //! shut down gracefully (GOAWAY, in-flight streams finish) when the shard
 //! drains or the listener is removed.
 
-pub(crate) mod client;
+pub mod client;
 mod exchange;
 mod io;
 pub(crate) mod prior_knowledge;
