@@ -290,6 +290,12 @@ pub struct UpstreamArgs {
     /// (counted as `echoed_bytes`); the HTTP and fault options do not apply.
     #[arg(long, conflicts_with_all = ["body_size", "delay_ms", "fail_rate", "reset_rate"])]
     pub tcp_echo: bool,
+    /// HTTP/2 by prior knowledge instead of HTTP/1.1: trailers when asked
+    /// (`te: trailers`), gRPC-shaped answers to gRPC requests (one message
+    /// of `--body-size` bytes, `grpc-status` in the trailers; injected
+    /// failures as UNAVAILABLE), resets as RST_STREAM.
+    #[arg(long, conflicts_with = "tcp_echo")]
+    pub h2c: bool,
 }
 
 /// What a target speaks.

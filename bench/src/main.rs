@@ -25,6 +25,7 @@ mod schedule;
 mod stats;
 mod tls;
 mod upstream;
+mod upstream_h2;
 
 use std::process::ExitCode;
 

@@ -12,7 +12,8 @@
 //!
 //! With `--tcp-echo` it is a raw TCP echo server instead (for `meshbench
 //! tcp://` runs, through a gateway's TCP listener or straight): every byte
-//! received is sent back.
+//! received is sent back. With `--h2c` it speaks HTTP/2 by prior knowledge
+//! (`upstream_h2.rs`: trailers, gRPC-shaped answers).
 //!
 //! Honesty: each thread counts the responses it wrote (incremented before
 //! the send, so a client that saw a response is always counted), the
@@ -67,14 +68,14 @@ impl XorShift {
 
 /// What to do with one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     None,
     Fail503,
     Reset,
 }
 
 /// Picks the fault for a draw `r` in [0, 1): resets first, then 503s.
-pub fn fault(r: f64, reset_rate: f64, fail_rate: f64) -> Fault {
+pub(crate) fn fault(r: f64, reset_rate: f64, fail_rate: f64) -> Fault {
     if r < reset_rate {
         Fault::Reset
     } else if r < reset_rate + fail_rate {
@@ -85,13 +86,15 @@ pub fn fault(r: f64, reset_rate: f64, fail_rate: f64) -> Fault {
 }
 
 /// Settings and prebuilt bytes shared by one thread's connections.
-struct Ctx {
-    args: UpstreamArgs,
+pub(crate) struct Ctx {
+    pub(crate) args: UpstreamArgs,
     /// `200` head + body for keep-alive GETs.
     ok: Vec<u8>,
     ok_head_len: usize,
-    rng: Cell<XorShift>,
-    counters: Arc<Counters>,
+    /// The `--body-size` body, for HTTP/2 answers (shared, not copied).
+    pub(crate) h2_body: bytes::Bytes,
+    pub(crate) rng: Cell<XorShift>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 /// Serves until SIGINT or SIGTERM; returns the exit code.
@@ -180,10 +183,12 @@ async fn accept_loop(id: usize, socket: BoundSocket, counters: Arc<Counters>, ar
     let ok_head_len = ok.len();
     ok.resize(ok_head_len + args.body_size, b'x');
     let seed = args.seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let h2_body = bytes::Bytes::from(vec![b'x'; args.body_size]);
     let ctx = Rc::new(Ctx {
         args,
         ok,
         ok_head_len,
+        h2_body,
         rng: Cell::new(XorShift::new(seed)),
         counters,
     });
@@ -191,6 +196,10 @@ async fn accept_loop(id: usize, socket: BoundSocket, counters: Arc<Counters>, ar
     loop {
         match listener.accept().await {
             Ok(stream) if ctx.args.tcp_echo => drop(runtime::spawn(echo_conn(stream, ctx.clone()))),
+            Ok(stream) if ctx.args.h2c => drop(runtime::spawn(crate::upstream_h2::serve_conn(
+                stream,
+                ctx.clone(),
+            ))),
             Ok(stream) => drop(runtime::spawn(serve_conn(stream, ctx.clone()))),
             Err(e) => {
                 eprintln!("meshbench upstream: accept: {e}");

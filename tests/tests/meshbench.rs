@@ -116,3 +116,72 @@ fn a_tls_server_without_h2_is_a_clear_error() {
     let r = meshbench(&[&url, "-c", "1", "-n", "5", "--cacert", ca]);
     assert_eq!(u(&r["status"]["2xx"]), 5, "{r}");
 }
+
+/// `meshbench upstream --h2c`: curl by prior knowledge sees its answers,
+/// trailers and gRPC shape; meshbench's own HTTP/2 client loads it through
+/// a gateway whose cluster speaks h2c, every request counted on both ends.
+#[test]
+fn the_h2c_origin_answers_curl_and_carries_load_through_a_gateway() {
+    use harness::bench::BenchUpstream;
+    use harness::{Gateway, GatewayConfig};
+    let up = BenchUpstream::start(&["--h2c", "--body-size", "64"]);
+    let url = |path: &str| format!("http://{}{path}", up.addr());
+    let out = harness::curl(&["-sS", "--http2-prior-knowledge", &url("/x")]);
+    assert_eq!(out.stdout.len(), 64, "{}", harness::describe(&out));
+    let out = harness::curl(&[
+        "-sS",
+        "--http2-prior-knowledge",
+        "-d",
+        "ping",
+        &url("/echo"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ping");
+    // A gRPC request: one length-prefixed message, grpc-status 0 in the
+    // trailers (curl -i prints them after the body).
+    let out = harness::curl(&[
+        "-sS",
+        "-i",
+        "--http2-prior-knowledge",
+        "-H",
+        "content-type: application/grpc",
+        "--data-binary",
+        "",
+        &url("/bench.Svc/Call"),
+    ]);
+    let text = out.stdout;
+    let at = text
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head")
+        + 4;
+    assert_eq!(&text[at..at + 5], &[0, 0, 0, 0, 64], "message prefix");
+    assert!(
+        String::from_utf8_lossy(&text[at + 5 + 64..]).contains("grpc-status: 0"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+
+    let dir = TempDir::new();
+    let config = GatewayConfig::plain(&[up.addr()])
+        .shards(1)
+        .listener_extra("[listeners.http2]\nh2c = true")
+        .cluster_extra("protocol = \"h2c\"");
+    let gw = Gateway::start(&config.to_toml(), dir.path());
+    let r = meshbench(&[
+        &gw.url("/load"),
+        "--h2",
+        "--streams",
+        "8",
+        "-c",
+        "4",
+        "-n",
+        "2000",
+    ]);
+    assert_eq!(u(&r["errors"]), 0, "{r}\n{}", gw.stderr());
+    assert_eq!(u(&r["status"]["2xx"]), 2000, "{r}");
+    assert_eq!(gw.counter("h2_upstream_streams"), 2000, "{}", gw.stats());
+    // One shard multiplexes everything on one upstream connection.
+    assert_eq!(gw.counter("h2_upstream_connections"), 1, "{}", gw.stats());
+    // The origin answered curl's three requests and every one of them.
+    assert_eq!(up.stop().served, 3 + 2000);
+}

@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::context::{PooledConn, ShardContext};
 use super::error::ProxyError;
 use super::http2;
+use super::http2::client::Acquire;
 use super::http2::upstream::UpstreamStream;
 use super::traffic::GaugeGuard;
 use super::upstream_conn::{UpstreamConn, UpstreamIo};
@@ -90,18 +91,28 @@ async fn h2_stream(
     } else {
         "http"
     };
-    let live = if fresh {
-        None
-    } else {
-        ctx.h2_upstreams.borrow_mut().take(addr)
-    };
-    let reused = live.is_some();
-    let conn = match live {
-        Some(conn) => {
-            ctx.stats.upstream_reused.incr();
-            conn
-        }
-        None => {
+    let mut reused = true;
+    let conn = loop {
+        let step = if fresh {
+            None
+        } else {
+            Some(ctx.h2_upstreams.borrow_mut().acquire(addr))
+        };
+        let _opening = match step {
+            Some(Acquire::Ready(conn)) => {
+                ctx.stats.upstream_reused.incr();
+                break conn;
+            }
+            // Bounded by the opener's connect timeout.
+            Some(Acquire::Wait(opening)) => {
+                opening.wait().await;
+                continue;
+            }
+            Some(Acquire::Open(guard)) => Some(guard),
+            None => None,
+        };
+        reused = false;
+        {
             let (conn, guard) =
                 connect_within_breakers(ctx, snapshot, id, addr, cluster.connect_timeout).await?;
             if let UpstreamConn::Tls(tls) = &conn
@@ -124,7 +135,7 @@ async fn h2_stream(
                         source: std::io::Error::other(e),
                     })?;
             ctx.h2_upstreams.borrow_mut().add(addr, opened.clone());
-            opened
+            break opened;
         }
     };
     ctx.stats.h2_upstream_streams.incr();

@@ -4,7 +4,9 @@
 //!
 //! [`H2Pool`] holds the shard's connections by endpoint; a request takes a
 //! live one with room for another stream (the peer's
-//! `SETTINGS_MAX_CONCURRENT_STREAMS`), or opens one more. Each connection
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`), waits for the one being opened to
+//! that endpoint, or opens one more — so a burst of requests to a new
+//! endpoint shares one connection instead of racing to open one each. Each connection
 //! is driven by a task of its own ([`drive`]): the same byte [`Pump`] as
 //! downstream connections, polling `h2`'s client `Connection`. The task
 //! holds the connection's place in the cluster's `max_connections` gauge,
@@ -12,14 +14,14 @@
 //! and marks it closed for the pool when `h2` ends it (an error, or the
 //! upstream's GOAWAY once its last stream finished).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -75,10 +77,57 @@ impl Drop for StreamSlot {
     }
 }
 
+/// A connection being opened to an endpoint; requests that find no live
+/// connection wait for it.
+#[derive(Default)]
+pub(crate) struct Opening {
+    done: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Opening {
+    /// Waits until the opening ended (either way).
+    pub(crate) async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.done.get() {
+                Poll::Ready(())
+            } else {
+                self.waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Held by the request opening a connection; dropping it (success,
+/// failure or cancellation) wakes the requests waiting for it.
+pub(crate) struct OpeningGuard(Rc<Opening>);
+
+impl Drop for OpeningGuard {
+    fn drop(&mut self) {
+        self.0.done.set(true);
+        for waker in self.0.waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+/// What a request does for a connection.
+pub(crate) enum Acquire {
+    /// Use this live connection.
+    Ready(H2Conn),
+    /// Wait for the connection being opened, then ask again.
+    Wait(Rc<Opening>),
+    /// Open one (and add it to the pool); the guard tells the waiters.
+    Open(OpeningGuard),
+}
+
 /// The shard's HTTP/2 upstream connections by endpoint.
 #[derive(Default)]
 pub(crate) struct H2Pool {
     by_endpoint: HashMap<SocketAddr, Vec<H2Conn>>,
+    opening: HashMap<SocketAddr, Rc<Opening>>,
 }
 
 impl H2Pool {
@@ -87,6 +136,22 @@ impl H2Pool {
         let conns = self.by_endpoint.get_mut(&addr)?;
         conns.retain(|c| !c.shared.closed.get());
         conns.iter().find(|c| c.usable()).cloned()
+    }
+
+    /// A live connection to `addr`, the one being opened to wait for, or
+    /// the task of opening one.
+    pub(crate) fn acquire(&mut self, addr: SocketAddr) -> Acquire {
+        if let Some(conn) = self.take(addr) {
+            return Acquire::Ready(conn);
+        }
+        match self.opening.get(&addr) {
+            Some(o) if !o.done.get() => Acquire::Wait(o.clone()),
+            _ => {
+                let opening = Rc::new(Opening::default());
+                self.opening.insert(addr, opening.clone());
+                Acquire::Open(OpeningGuard(opening))
+            }
+        }
     }
 
     /// Offers `conn` to later requests.
@@ -100,6 +165,7 @@ impl H2Pool {
             conns.retain(|c| !c.shared.closed.get());
             !conns.is_empty()
         });
+        self.opening.retain(|_, o| !o.done.get());
     }
 }
 

@@ -247,3 +247,59 @@ fn start_stream(
         }
     }
 }
+
+/// Serves HTTP/2 on `stream` (its preface first: prior knowledge, or after
+/// ALPN `h2`) with no routing, no limits beyond `h2`'s defaults and no
+/// timers: `handle` gets each request on a task of its own. For tools
+/// built on the data plane (meshbench's test origin), not for the
+/// gateway's listeners, which [`serve`].
+pub async fn serve_with<S, F, Fut>(stream: S, handle: F)
+where
+    S: ByteStream + Duplex,
+    F: Fn(::http::Request<RecvStream>, SendResponse<Bytes>) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let (mut pump, io) = Pump::new(stream);
+    let mut phase = Phase::Handshake(Box::pin(h2::server::Builder::new().handshake(io)));
+    loop {
+        let event = {
+            let mut io = pin!(pump.next());
+            poll_fn(|cx| {
+                match &mut phase {
+                    Phase::Handshake(h) => {
+                        if let Poll::Ready(r) = h.as_mut().poll(cx) {
+                            return Poll::Ready(match r {
+                                Ok(c) => Event::Established(Box::new(c)),
+                                Err(e) => Event::Ended(Err(e)),
+                            });
+                        }
+                    }
+                    Phase::Running(c) => match c.poll_accept(cx) {
+                        Poll::Ready(Some(Ok((req, respond)))) => {
+                            return Poll::Ready(Event::Accepted(req, respond));
+                        }
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::Ended(Err(e))),
+                        Poll::Ready(None) => return Poll::Ready(Event::Ended(Ok(()))),
+                        Poll::Pending => {}
+                    },
+                }
+                io.as_mut().poll(cx).map(Event::Io)
+            })
+            .await
+        };
+        match event {
+            Event::Established(c) => phase = Phase::Running(c),
+            Event::Accepted(request, respond) => {
+                runtime::spawn(handle(request, respond));
+            }
+            Event::Ended(_) => break,
+            Event::Io(e) => {
+                if pump.handle(e).is_err() {
+                    break;
+                }
+            }
+            Event::Drain | Event::Timer => {}
+        }
+    }
+    pump.finish().await;
+}
