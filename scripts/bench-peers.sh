@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark (issue 4 §5): meshgate (1 shard), nginx (1 worker)
-# and HAProxy (nbthread 1), configured alike as mTLS terminators in front of
-# the same `meshbench upstream`, measured with `meshbench` in one run,
-# interleaved. Prints one markdown table on stdout (progress on stderr).
+# Side-by-side benchmark (issue 4 §5, issue 13 §5): meshgate (1 shard),
+# nginx (1 worker), HAProxy (nbthread 1) and Caddy (GOMAXPROCS=1),
+# configured alike as mTLS terminators (HTTP/1.1 and HTTP/2 by ALPN) in
+# front of the same `meshbench upstream`s, measured with `meshbench` in one
+# run, interleaved. Prints one markdown table on stdout (progress on stderr).
 #
 # Supersedes scripts/bench-first.sh (ApacheBench: HTTP/1.0, no open loop, no
 # percentiles, no 1 MiB scenario, nginx as both origin and peer).
@@ -12,13 +13,18 @@ usage() {
   cat <<'EOF'
 Usage: scripts/bench-peers.sh [options]
 
-Runs, against meshgate, nginx and HAProxy (each an mTLS terminator pinned
-alone on CPU 0), round-robin within each scenario, R rounds:
+Runs, against meshgate, nginx, HAProxy and Caddy (each an mTLS terminator
+pinned alone on CPU 0), round-robin within each scenario, R rounds:
   ka   keep-alive, 16-byte responses          -c 64
   hs   new full mTLS handshake per request    --new-conn --no-resume -c 8
   big  1 MiB responses, keep-alive            -c 8
   lat  fixed rate, latency                    --rate 2000 -c 16  (+ "direct":
        the same load straight at the upstream, plain HTTP)
+  h2   HTTP/2 multiplexed, 16-byte responses  --h2 -c 64 --streams 16
+       (HTTP/1.1 to the upstream)
+  grpc gRPC-shaped unary calls over HTTP/2    --h2 -c 16 --streams 16, POST
+       application/grpc, a 5+16-byte message; the upstream speaks h2c
+       (meshbench upstream --h2c) and answers a message and grpc-status
 and prints one markdown table. Load client (meshbench, 1 thread) and the
 upstreams (meshbench upstream, 1 thread each) share CPU 1.
 
@@ -26,8 +32,8 @@ Options:
   --rounds R         rounds per scenario (default 3)
   --duration D       length of each measured run: 500ms, 10s, 1m (default 10s)
   --warmup D         unmeasured warm-up per proxy before the scenarios (default 2s)
-  --scenarios LIST   comma-separated subset of ka,hs,big,lat (default all)
-  --proxies LIST     comma-separated subset of nginx,haproxy,meshgate (default all)
+  --scenarios LIST   comma-separated subset of ka,hs,big,lat,h2,grpc (default all)
+  --proxies LIST     comma-separated subset of nginx,haproxy,caddy,meshgate (default all)
   --rate R           request rate of the lat scenario (default 2000)
   --body-size N      small response body size (default 16)
   --out DIR          keep configs, logs, per-run JSON and HDR files in DIR
@@ -44,14 +50,14 @@ Options:
   -h, --help         this text
 
 Needs: Debian/Ubuntu (apt-get), 2+ CPUs, cargo. Installs nginx-light,
-haproxy, bc and openssl when missing (sudo when not root). Loopback only;
+haproxy, caddy, bc and openssl when missing (sudo when not root). Loopback only;
 every process it starts is stopped on exit.
 EOF
 }
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-ROUNDS=3; DURATION=10s; WARMUP=2s; SCENARIOS=ka,hs,big,lat; PROXIES=nginx,haproxy,meshgate
+ROUNDS=3; DURATION=10s; WARMUP=2s; SCENARIOS=ka,hs,big,lat,h2,grpc; PROXIES=nginx,haproxy,caddy,meshgate
 RATE=2000; BODY=16; BIG=1048576; OUT=""; BUILD=1; PLOT=""; BASELINE=""; AUTHZ_RULES=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -92,6 +98,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v haproxy >/dev/null || need+=(haproxy)
+case ",$PROXIES," in *,caddy,*) command -v caddy >/dev/null || need+=(caddy) ;; esac
 command -v openssl >/dev/null || need+=(openssl)
 command -v bc >/dev/null || need+=(bc)
 command -v taskset >/dev/null || need+=(util-linux)
@@ -139,8 +146,8 @@ cd "$W"
 make_bench_pki
 
 # --- upstreams: meshbench upstream, 1 thread each, on CPU 1 ----------------------
-start_upstream() { # name body-size -> sets UP_PORT
-  taskset -c 1 "$MESHBENCH" upstream --listen 127.0.0.1:0 --threads 1 --body-size "$2" --tag "$1" \
+start_upstream() { # name body-size [extra args] -> sets UP_PORT
+  taskset -c 1 "$MESHBENCH" upstream --listen 127.0.0.1:0 --threads 1 --body-size "$2" --tag "$1" "${@:3}" \
     > "upstream-$1.out" 2> "upstream-$1.err" &
   pids+=($!)
   for _ in $(seq 100); do
@@ -152,6 +159,9 @@ start_upstream() { # name body-size -> sets UP_PORT
 }
 start_upstream small "$BODY"; UP_SMALL=$UP_PORT
 start_upstream big "$BIG"; UP_BIG=$UP_PORT
+start_upstream grpc "$BODY" --h2c; UP_GRPC=$UP_PORT
+# One gRPC message: uncompressed, 4-byte big-endian length, then the bytes.
+printf '\000\000\000\000\020' > grpc-msg.bin; head -c 16 /dev/zero | tr '\0' 'x' >> grpc-msg.bin
 
 # --- proxies, each on CPU 0 --------------------------------------------------------
 declare -A PORT PROC
@@ -178,8 +188,10 @@ http {
   keepalive_requests 1000000; keepalive_timeout 60s;
   upstream small { server 127.0.0.1:$UP_SMALL; keepalive 64; keepalive_requests 1000000; }
   upstream big   { server 127.0.0.1:$UP_BIG;   keepalive 64; keepalive_requests 1000000; }
+  upstream grpc  { server 127.0.0.1:$UP_GRPC;  keepalive 64; keepalive_requests 1000000; }
+  http2_max_requests 1000000;
   server {
-    listen 127.0.0.1:$port ssl;
+    listen 127.0.0.1:$port ssl http2;
     ssl_certificate $W/server.pem; ssl_certificate_key $W/server.key;
     ssl_client_certificate $W/ca.pem; ssl_verify_client on;
     ssl_protocols TLSv1.3; ssl_ecdh_curve X25519:prime256v1; ssl_session_tickets on;
@@ -192,6 +204,7 @@ http {
     proxy_set_header X-Forwarded-Client-Cert "Hash=\$ssl_client_fingerprint;Subject=\"\$ssl_client_s_dn\"";
     proxy_max_temp_file_size 0;
     location /big { proxy_pass http://big; }
+    location /bench.Svc/ { grpc_pass grpc://grpc; }
     location /    { proxy_pass http://small; }
   }
 }
@@ -222,20 +235,64 @@ defaults
   # first request of each client connection)
   http-reuse always
 frontend mtls
-  bind 127.0.0.1:$port ssl crt $W/haproxy.pem ca-file $W/ca.pem verify required ssl-min-ver TLSv1.3 curves X25519:P-256
+  bind 127.0.0.1:$port ssl crt $W/haproxy.pem ca-file $W/ca.pem verify required ssl-min-ver TLSv1.3 curves X25519:P-256 alpn h2,http/1.1
   http-request set-header X-Forwarded-Proto https
   http-request set-header X-Request-Id %[uuid]
   http-request set-header X-Forwarded-Client-Cert "Hash=%[ssl_c_sha1,hex];Subject=\"%[ssl_c_s_dn]\""
   use_backend big if { path_beg /big }
+  use_backend grpc if { path_beg /bench.Svc/ }
   default_backend small
 backend small
   server s1 127.0.0.1:$UP_SMALL
 backend big
   server b1 127.0.0.1:$UP_BIG
+backend grpc
+  server g1 127.0.0.1:$UP_GRPC proto h2
 CONF
   haproxy -c -q -f haproxy/haproxy.cfg >haproxy/check.err 2>&1 || die "haproxy config: $(cat haproxy/check.err)"
   taskset -c 0 haproxy -db -f "$W/haproxy/haproxy.cfg" > haproxy/out.log 2>&1 &
   pids+=($!); PROC[haproxy]=$!; PORT[haproxy]=$port
+}
+
+start_caddy() {
+  local port; port=$(free_port); mkdir -p caddy
+  cat > caddy/Caddyfile <<CONF
+{
+  admin off
+  auto_https off
+  storage file_system $W/caddy
+  log {
+    output discard
+  }
+  servers {
+    protocols h1 h2
+    # Clients reach it by IP address (no SNI); with client_auth on, Caddy
+    # would otherwise answer 421 to a Host that does not match the SNI.
+    strict_sni_host insecure_off
+  }
+}
+https://localhost:$port {
+  bind 127.0.0.1
+  tls $W/server.pem $W/server.key {
+    protocols tls1.3
+    curves x25519 secp256r1
+    client_auth {
+      mode require_and_verify
+      trusted_ca_cert_file $W/ca.pem
+    }
+  }
+  reverse_proxy /big* 127.0.0.1:$UP_BIG
+  reverse_proxy /bench.Svc/* h2c://127.0.0.1:$UP_GRPC
+  reverse_proxy 127.0.0.1:$UP_SMALL {
+    header_up X-Forwarded-Client-Cert "Hash={http.request.tls.client.fingerprint}"
+  }
+}
+CONF
+  caddy validate --adapter caddyfile --config caddy/Caddyfile >caddy/check.err 2>&1 \
+    || die "caddy config: $(tail -5 caddy/check.err)"
+  HOME=$W/caddy XDG_DATA_HOME=$W/caddy XDG_CONFIG_HOME=$W/caddy GOMAXPROCS=1 \
+    taskset -c 0 caddy run --adapter caddyfile --config "$W/caddy/Caddyfile" > caddy/out.log 2>&1 &
+  pids+=($!); PROC[caddy]=$!; PORT[caddy]=$port
 }
 
 authz_rules() { # N -> TOML tables for the small route (the client's ID matches the last allow rule)
@@ -272,6 +329,13 @@ client_auth = "require"
 min_version = "1.3"
 session_tickets = true
 groups = ["x25519", "secp256r1"]
+alpn = ["h2", "http/1.1"]
+
+[[routes]]
+listener = "bench"
+cluster = "grpc"
+[routes.match]
+path_prefix = "/bench.Svc/"
 
 [[routes]]
 listener = "bench"
@@ -297,6 +361,11 @@ name = "big"
 endpoints = ["127.0.0.1:$UP_BIG"]
 [clusters.pool]
 max_idle_per_endpoint = 64
+
+[[clusters]]
+name = "grpc"
+protocol = "h2c"
+endpoints = ["127.0.0.1:$UP_GRPC"]
 CONF
   taskset -c 0 "$bin" run --config "$W/$name/meshgate.toml" --log-level warn \
     > "$name/out.log" 2>&1 &
@@ -305,7 +374,7 @@ CONF
 
 for p in "${proxy_list[@]}"; do
   case "$p" in
-    nginx|haproxy|meshgate) "start_$p" ;;
+    nginx|haproxy|caddy|meshgate) "start_$p" ;;
     meshgate-base) start_meshgate meshgate-base "$BASELINE" ;;
     *) die "unknown proxy $p" ;;
   esac
@@ -341,13 +410,15 @@ log "      on 2 cores there is no better split. Throughput columns are bounded b
 log "      compare proxies on requests per proxy-CPU-second."
 
 # --- sanity: mTLS enforced, TLS 1.3 only, responses OK -------------------------------
-TLS_ARGS=(--cacert "$W/ca.pem" --cert "$W/client.pem" --key "$W/client.key")
+# Every client sends SNI "localhost" (the server certificate's name): Caddy
+# picks its TLS policy, client authentication included, by SNI.
+TLS_ARGS=(--cacert "$W/ca.pem" --cert "$W/client.pem" --key "$W/client.key" --sni localhost)
 field() { # json-file key -> number (first occurrence of "key": N)
   sed -n "s/^ *\"$2\": \\([-0-9.eE+]*\\),\\{0,1\\}\$/\\1/p" "$1" | head -1
 }
-probe() { # proxy label extra-args... -> "2xx errors"
+probe() { # proxy label extra-args... -> "2xx errors" (PROBE_PATH: the path, default /)
   local p=$1 label=$2; shift 2
-  timeout 30 taskset -c 1 "$MESHBENCH" "https://127.0.0.1:${PORT[$p]}/" -n 1 -c 1 -q --cacert "$W/ca.pem" \
+  timeout 30 taskset -c 1 "$MESHBENCH" "https://127.0.0.1:${PORT[$p]}${PROBE_PATH:-/}" -n 1 -c 1 -q --cacert "$W/ca.pem" --sni localhost \
     --json "probe-$p-$label.json" "$@" >/dev/null 2>&1 || true
   echo "$(field "probe-$p-$label.json" 2xx) $(field "probe-$p-$label.json" errors)"
 }
@@ -358,7 +429,12 @@ for p in "${proxy_list[@]}"; do
   [ "$ok" = 0 ] || die "$p: served a client without a certificate"
   read -r ok _ < <(probe "$p" tls12 --cert "$W/client.pem" --key "$W/client.key" --tls12)
   [ "$ok" = 0 ] || die "$p: accepted TLS 1.2"
-  neg=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:${PORT[$p]}" -CAfile ca.pem -cert client.pem \
+  read -r ok err < <(probe "$p" h2 --cert "$W/client.pem" --key "$W/client.key" --tls13 --h2)
+  [ "$ok" = 1 ] && [ "$err" = 0 ] || die "$p: an HTTP/2 request failed (2xx=$ok errors=$err; logs in $W)"
+  read -r ok err < <(PROBE_PATH=/bench.Svc/Call probe "$p" grpc --cert "$W/client.pem" --key "$W/client.key" \
+    --tls13 --h2 --method POST -H content-type:application/grpc -H te:trailers --body-file "$W/grpc-msg.bin")
+  [ "$ok" = 1 ] && [ "$err" = 0 ] || die "$p: a gRPC call failed (2xx=$ok errors=$err; logs in $W)"
+  neg=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:${PORT[$p]}" -servername localhost -CAfile ca.pem -cert client.pem \
         -key client.key 2>/dev/null | sed -n 's/^New, \(.*\)$/\1/p; s/^Server Temp Key: \(.*\)$/\1/p' | paste -sd' ')
   log "$p: mTLS ok, no-cert refused, TLS 1.2 refused; openssl s_client negotiates: ${neg:-?}"
 done
@@ -373,6 +449,8 @@ scenario_args() { # scenario -> path and meshbench args
     hs)  echo "/ --new-conn --no-resume -c 8" ;;
     big) echo "/big -c 8" ;;
     lat) echo "/ --rate $RATE -c 16" ;;
+    h2)  echo "/ --h2 -c 64 --streams 16" ;;
+    grpc) echo "/bench.Svc/Call --h2 -c 16 --streams 16 --method POST -H content-type:application/grpc -H te:trailers --body-file $W/grpc-msg.bin" ;;
     *) die "unknown scenario $1" ;;
   esac
 }
@@ -426,7 +504,7 @@ done
 
 # --- table -----------------------------------------------------------------------
 echo
-echo "| scenario | proxy | rps | handshakes/s | MiB/s | p50 ms | p99 ms | p99.9 ms | proxy CPU s | requests per proxy-CPU-s | RSS MiB | ratio to nginx (per CPU-s) | ratio to best of nginx/HAProxy | failed |"
+echo "| scenario | proxy | rps | handshakes/s | MiB/s | p50 ms | p99 ms | p99.9 ms | proxy CPU s | requests per proxy-CPU-s | RSS MiB | ratio to nginx (per CPU-s) | ratio to best peer | failed |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 awk -F'\t' -v scen="$SCENARIOS" -v rounds="$ROUNDS" -v rate="$RATE" -v body="$BODY" '
 function median(s,   a, n, i, j, t) {
@@ -444,13 +522,15 @@ NR == 1 { next }
 END {
   label["ka"] = "keep-alive, " body " B"; label["hs"] = "new mTLS conn per request"
   label["big"] = "1 MiB responses"; label["lat"] = "fixed rate " rate "/s"
-  np = split("nginx haproxy meshgate meshgate-base direct", order, " ")
+  label["h2"] = "HTTP/2 64 conns x 16 streams, " body " B"; label["grpc"] = "gRPC unary over HTTP/2, 16 x 16 streams"
+  np = split("nginx haproxy caddy meshgate meshgate-base direct", order, " ")
   ns = split(scen, sl, ",")
   for (s = 1; s <= ns; s++) {
     sc = sl[s]
     for (i = 1; i <= np; i++) { k = sc SUBSEP order[i]; per[k] = (cpu[k] > 0) ? req[k] / cpu[k] : 0 }
     base = per[sc SUBSEP "nginx"]; best = base
     if (per[sc SUBSEP "haproxy"] > best) best = per[sc SUBSEP "haproxy"]
+    if (per[sc SUBSEP "caddy"] > best) best = per[sc SUBSEP "caddy"]
     for (i = 1; i <= np; i++) {
       p = order[i]; k = sc SUBSEP p
       if (!(k in seen)) continue
@@ -472,8 +552,8 @@ END {
       notes = notes sprintf("%s: meshgate %.3fx meshgate-base per proxy-CPU-second\n", label[sc], per[m] / per[mb])
     }
     if (sc != "lat" && (m in seen) && best > 0 && per[m] > 0) {
-      tgt = (sc == "ka") ? 1.5 : (sc == "hs") ? 2.5 : 2.0
-      notes = notes sprintf("%s: meshgate %.2fx the best of nginx/HAProxy per proxy-CPU-second (target >= %.1fx)\n", label[sc], per[m] / best, tgt)
+      tgt = (sc == "ka" || sc == "h2" || sc == "grpc") ? 1.5 : (sc == "hs") ? 2.5 : 2.0
+      notes = notes sprintf("%s: meshgate %.2fx the best of the peers per proxy-CPU-second (target >= %.1fx)\n", label[sc], per[m] / best, tgt)
     }
   }
   printf "\nTargets (issue 4 §5):\n%s%s\n", notes, lat_note
