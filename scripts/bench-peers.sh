@@ -186,7 +186,8 @@ http {
   client_body_temp_path $W/nginx; proxy_temp_path $W/nginx; fastcgi_temp_path $W/nginx;
   uwsgi_temp_path $W/nginx; scgi_temp_path $W/nginx;
   keepalive_requests 1000000; keepalive_timeout 60s;
-  upstream small { server 127.0.0.1:$UP_SMALL; keepalive 64; keepalive_requests 1000000; }
+  # 1024 idle: the h2 scenario has 64 x 16 requests in flight.
+  upstream small { server 127.0.0.1:$UP_SMALL; keepalive 1024; keepalive_requests 1000000; }
   upstream big   { server 127.0.0.1:$UP_BIG;   keepalive 64; keepalive_requests 1000000; }
   upstream grpc  { server 127.0.0.1:$UP_GRPC;  keepalive 64; keepalive_requests 1000000; }
   http2_max_requests 1000000;
@@ -285,6 +286,9 @@ https://localhost:$port {
   reverse_proxy /bench.Svc/* h2c://127.0.0.1:$UP_GRPC
   reverse_proxy 127.0.0.1:$UP_SMALL {
     header_up X-Forwarded-Client-Cert "Hash={http.request.tls.client.fingerprint}"
+    transport http {
+      keepalive_idle_conns_per_host 1024
+    }
   }
 }
 CONF
@@ -354,7 +358,7 @@ $rules
 name = "small"
 endpoints = ["127.0.0.1:$UP_SMALL"]
 [clusters.pool]
-max_idle_per_endpoint = 64
+max_idle_per_endpoint = 1024
 
 [[clusters]]
 name = "big"

@@ -303,3 +303,4 @@ where
     }
     pump.finish().await;
 }
+

@@ -26,6 +26,41 @@ use crate::http::{self, BodyKind, Dechunker, Limits, Parse};
 use crate::net::ByteStream;
 use crate::runtime::BufPool;
 
+/// A request head parsed and translated (`None`: not whole yet).
+struct Opened {
+    request: ::http::Request<()>,
+    framing: Option<Framing>,
+    head_len: usize,
+    is_head: bool,
+}
+
+/// Parses the HTTP/1.1 request head at the front of `head` and translates
+/// it. A plain function, so the parsed head (its field array is large)
+/// never lives in an `async` state.
+fn open_request(head: &[u8], scheme: &'static str) -> io::Result<Option<Opened>> {
+    let limits = Limits {
+        max_head_bytes: usize::MAX,
+    };
+    let parsed = match http::parse_request(head, &limits) {
+        Ok(Parse::Partial) => return Ok(None),
+        Ok(Parse::Complete(h)) => h,
+        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
+    };
+    let request = translate::request_of(&parsed, scheme)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let framing = match parsed.body {
+        BodyKind::None | BodyKind::Length(0) | BodyKind::CloseDelimited => None,
+        BodyKind::Length(n) => Some(Framing::Length(n)),
+        BodyKind::Chunked => Some(Framing::Chunked(Dechunker::default())),
+    };
+    Ok(Some(Opened {
+        request,
+        framing,
+        head_len: parsed.head_len,
+        is_head: parsed.method == "HEAD",
+    }))
+}
+
 /// Where the request stands.
 enum Request {
     /// The head's bytes so far.
@@ -122,26 +157,17 @@ impl UpstreamStream {
             }
             Request::AwaitingHead(mut head) => {
                 head.extend_from_slice(bytes);
-                let limits = Limits {
-                    max_head_bytes: usize::MAX,
+                let Some(Opened {
+                    request,
+                    framing,
+                    head_len,
+                    is_head,
+                }) = open_request(&head, self.scheme)?
+                else {
+                    self.request = Request::AwaitingHead(head);
+                    return Ok(());
                 };
-                let parsed = match http::parse_request(&head, &limits) {
-                    Ok(Parse::Partial) => {
-                        self.request = Request::AwaitingHead(head);
-                        return Ok(());
-                    }
-                    Ok(Parse::Complete(h)) => h,
-                    Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
-                };
-                let request = translate::request_of(&parsed, self.scheme)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                self.is_head = parsed.method == "HEAD";
-                let framing = match parsed.body {
-                    BodyKind::None | BodyKind::Length(0) | BodyKind::CloseDelimited => None,
-                    BodyKind::Length(n) => Some(Framing::Length(n)),
-                    BodyKind::Chunked => Some(Framing::Chunked(Dechunker::default())),
-                };
-                let head_len = parsed.head_len;
+                self.is_head = is_head;
                 poll_fn(|cx| self.send_request.poll_ready(cx))
                     .await
                     .map_err(|e| self.stream_error(e))?;
