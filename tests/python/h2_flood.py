@@ -9,6 +9,17 @@ the server ends the connection. Prints one JSON line: how the connection
 ended (`goaway_error`: the GOAWAY error code, or null; `closed`: the
 server closed the TCP connection) and how many streams were sent.
 
+ping-flood, settings-flood: COUNT PING frames (or empty SETTINGS frames),
+each demanding an answer, in one write; reads until the server ends the
+connection or has answered them all. Prints `goaway_error` and
+`answered` (the acknowledgements received).
+
+empty-data: opens one stream (a POST), then sends COUNT empty DATA frames
+that do not end it (CVE-2019-9518); then as rapid-reset.
+
+cookie-crumbs: one GET carrying COUNT `cookie` fields (crumbs, RFC 9113
+§8.2.3). Prints `status` (the response's).
+
 zero-window: announces a stream window of 0 and asks for COUNT bytes, so
 the server can send the response's HEADERS but no DATA, then waits (up
 to 20 s) for the server to give up on the stream. Prints one JSON line:
@@ -89,6 +100,85 @@ def rapid_reset(host, port, ca, cert, key, count):
     return {"goaway_error": goaway, "closed": closed, "sent": sent}
 
 
+def control_flood(kind):
+    def flood(host, port, ca, cert, key, count):
+        tls, conn = connect(host, port, ca, cert, key)
+        for i in range(count):
+            if kind == "ping":
+                conn.ping(i.to_bytes(8, "big"))
+            else:
+                conn.update_settings({})
+        tls.sendall(conn.data_to_send())
+        # Until the server ends the connection, or has answered them all.
+        acks, goaway = 0, None
+        while acks < count:
+            try:
+                data = tls.recv(65536)
+            except (ConnectionResetError, ssl.SSLError, socket.timeout):
+                break
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, (h2.events.PingAckReceived, h2.events.SettingsAcknowledged)):
+                    acks += 1
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    goaway = int(event.error_code)
+            if goaway is not None:
+                break
+            out = conn.data_to_send()
+            if out:
+                tls.sendall(out)
+        return {"goaway_error": goaway, "answered": acks, "sent": count}
+
+    return flood
+
+
+def empty_data(host, port, ca, cert, key, count):
+    tls, conn = connect(host, port, ca, cert, key)
+    conn.send_headers(
+        1,
+        [
+            (":method", "POST"),
+            (":path", "/echo"),
+            (":scheme", "https"),
+            (":authority", f"{host}:{port}"),
+        ],
+        end_stream=False,
+    )
+    for _ in range(count):
+        conn.send_data(1, b"", end_stream=False)
+    tls.sendall(conn.data_to_send())
+    goaway, closed = read_until_end(tls, conn)
+    return {"goaway_error": goaway, "closed": closed, "sent": count}
+
+
+def cookie_crumbs(host, port, ca, cert, key, count):
+    tls, conn = connect(host, port, ca, cert, key)
+    headers = [
+        (":method", "GET"),
+        (":path", "/bytes/3"),
+        (":scheme", "https"),
+        (":authority", f"{host}:{port}"),
+    ] + [("cookie", f"c{i}=1") for i in range(count)]
+    conn.send_headers(1, headers, end_stream=True)
+    tls.sendall(conn.data_to_send())
+    tls.settimeout(10)
+    while True:
+        data = tls.recv(65536)
+        if not data:
+            return {"status": None}
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ResponseReceived):
+                headers = dict(event.headers)
+                return {
+                    "status": int(headers[b":status"]),
+                    "error": (headers.get(b"x-meshgate-error") or b"").decode(),
+                }
+        pending = conn.data_to_send()
+        if pending:
+            tls.sendall(pending)
+
+
 def zero_window(host, port, ca, cert, key, count):
     tls, conn = connect(host, port, ca, cert, key)
     conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
@@ -130,7 +220,14 @@ def zero_window(host, port, ca, cert, key, count):
 
 def main():
     mode, host, port, ca, cert, key, count = sys.argv[1:8]
-    modes = {"rapid-reset": rapid_reset, "zero-window": zero_window}
+    modes = {
+        "rapid-reset": rapid_reset,
+        "zero-window": zero_window,
+        "ping-flood": control_flood("ping"),
+        "settings-flood": control_flood("settings"),
+        "empty-data": empty_data,
+        "cookie-crumbs": cookie_crumbs,
+    }
     if mode not in modes:
         raise SystemExit(f"unknown mode {mode}")
     print(json.dumps(modes[mode](host, port, ca, cert, key, int(count))))

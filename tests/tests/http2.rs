@@ -392,3 +392,70 @@ fn a_zero_window_stream_is_reset_at_the_idle_timeout() {
     // INTERNAL_ERROR (2): the response was cut off, never complete-looking.
     assert_eq!(report["reset_error"], 2, "{report}\n{}", w.gw.stderr());
 }
+
+/// Runs tests/python/h2_flood.py MODE against the world's gateway.
+fn h2_flood(w: &Setup, mode: &str, count: usize) -> serde_json::Value {
+    let python = harness::workspace_root().join("target/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/test.sh creates it (pip install h2)",
+        python.display()
+    );
+    let addr = w.gw.addr(harness::LISTENER);
+    let out = std::process::Command::new(&python)
+        .arg(harness::workspace_root().join("tests/python/h2_flood.py"))
+        .args([mode, "127.0.0.1", &addr.port().to_string()])
+        .arg(&w.pki.ca)
+        .arg(&w.pki.client_cert)
+        .arg(&w.pki.client_key)
+        .arg(count.to_string())
+        .output()
+        .expect("run h2_flood.py");
+    assert!(out.status.success(), "{}", describe(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)))
+}
+
+/// PING and SETTINGS floods (each frame demands an answer) and runs of
+/// empty DATA frames (CVE-2019-9518) end the connection with
+/// GOAWAY(ENHANCE_YOUR_CALM), counted; a client on another connection is
+/// served. Below the limits nothing happens.
+#[test]
+fn control_and_empty_frame_floods_end_with_enhance_your_calm() {
+    let w = world();
+    for (mode, count) in [
+        ("ping-flood", 500),
+        ("settings-flood", 500),
+        ("empty-data", 100),
+    ] {
+        let before = w.gw.counter("h2_calm_goaways");
+        let report = h2_flood(&w, mode, count);
+        assert_eq!(
+            report["goaway_error"],
+            11,
+            "{mode}: {report}\n{}",
+            w.gw.stderr()
+        );
+        assert_eq!(w.gw.counter("h2_calm_goaways"), before + 1, "{mode}");
+        let (version, body) = h2_get(&w, &[], "/bytes/5");
+        assert_eq!((version.as_str(), body), ("2 200", pattern(5)), "{mode}");
+    }
+    // 50 PINGs (the default limit is 100 a second) are just answered.
+    let calm = w.gw.counter("h2_calm_goaways");
+    let report = h2_flood(&w, "ping-flood", 50);
+    // Every PING answered (and the connection's own SETTINGS).
+    assert!(report["answered"].as_u64() >= Some(50), "{report}");
+    assert!(report["goaway_error"].is_null(), "{report}");
+    assert_eq!(w.gw.counter("h2_calm_goaways"), calm);
+}
+
+/// Cookie crumbs count against the listener's header limit one by one
+/// (they are joined into one field for the HTTP/1.1 path).
+#[test]
+fn cookie_crumbs_count_against_the_header_limit() {
+    let w = world();
+    let report = h2_flood(&w, "cookie-crumbs", 20);
+    assert_eq!(report["status"], 200, "{report}");
+    let report = h2_flood(&w, "cookie-crumbs", 200);
+    assert_eq!(report["status"], 431, "{report}");
+    assert_eq!(report["error"], "bad_request", "{report}");
+}

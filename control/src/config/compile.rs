@@ -128,6 +128,8 @@ pub(super) fn compile(config: &Config, generation: u64) -> Result<Snapshot, Vec<
                     max_local_error_resets: l.http2.max_local_error_resets,
                     initial_stream_window: l.http2.initial_stream_window,
                     initial_connection_window: l.http2.initial_connection_window,
+                    max_control_frames_per_second: l.http2.max_control_frames_per_second,
+                    max_consecutive_empty_frames: l.http2.max_consecutive_empty_frames,
                     h2c: l.http2.h2c,
                 },
             },

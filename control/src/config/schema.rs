@@ -327,6 +327,14 @@ pub struct Http2Config {
     /// Flow-control window granted per connection, `65535..=2147483647`;
     /// default 1048576.
     pub initial_connection_window: u32,
+    /// PING and SETTINGS frames a client may send per second (each
+    /// demands an answer), `1..=100000`; more: GOAWAY(ENHANCE_YOUR_CALM).
+    /// Default 100.
+    pub max_control_frames_per_second: u32,
+    /// Empty DATA/HEADERS/CONTINUATION frames (ending nothing) a client
+    /// may send in a row, `1..=10000`; more: GOAWAY(ENHANCE_YOUR_CALM).
+    /// Default 10.
+    pub max_consecutive_empty_frames: u32,
     /// Plaintext listeners: serve HTTP/2 by prior knowledge ("h2c") to
     /// clients that start with its preface, HTTP/1.1 to the rest; default
     /// false. (TLS listeners offer `h2` with `tls.alpn`.)
@@ -344,6 +352,8 @@ impl Default for Http2Config {
             max_local_error_resets: d.max_local_error_resets,
             initial_stream_window: d.initial_stream_window,
             initial_connection_window: d.initial_connection_window,
+            max_control_frames_per_second: d.max_control_frames_per_second,
+            max_consecutive_empty_frames: d.max_consecutive_empty_frames,
             h2c: d.h2c,
         }
     }

@@ -235,6 +235,18 @@ fn check_http2(p: &mut Problems, at: &str, h: &super::schema::Http2Config) {
         h.initial_connection_window,
         windows,
     );
+    check_range(
+        p,
+        &field("max_control_frames_per_second"),
+        h.max_control_frames_per_second,
+        1..=100_000,
+    );
+    check_range(
+        p,
+        &field("max_consecutive_empty_frames"),
+        h.max_consecutive_empty_frames,
+        1..=10_000,
+    );
 }
 
 fn check_range<T: PartialOrd + std::fmt::Display>(

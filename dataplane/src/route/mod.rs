@@ -198,6 +198,12 @@ pub struct Http2Limits {
     /// whole connection.
     pub initial_stream_window: u32,
     pub initial_connection_window: u32,
+    /// PING and SETTINGS frames (each demanding an answer) a client may
+    /// send per second; more ends the connection (ENHANCE_YOUR_CALM).
+    pub max_control_frames_per_second: u32,
+    /// Empty DATA/HEADERS/CONTINUATION frames (ending nothing) a client
+    /// may send in a row; more ends the connection (CVE-2019-9518).
+    pub max_consecutive_empty_frames: u32,
     /// A plaintext listener serves HTTP/2 to clients that start with its
     /// connection preface (prior knowledge, "h2c"), HTTP/1.1 to the rest.
     pub h2c: bool,
@@ -212,6 +218,8 @@ impl Default for Http2Limits {
             max_local_error_resets: 500,
             initial_stream_window: 256 * 1024,
             initial_connection_window: 1024 * 1024,
+            max_control_frames_per_second: 100,
+            max_consecutive_empty_frames: 10,
             h2c: false,
         }
     }

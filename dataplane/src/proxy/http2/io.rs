@@ -254,6 +254,12 @@ impl<S: ByteStream + Duplex> Pump<S> {
         Ok(Moved::Other)
     }
 
+    /// The bytes the last [`Moved::Received`] put in the pipe (for the
+    /// flood guard to scan before `h2` reads them).
+    pub(super) fn received(&self) -> std::cell::Ref<'_, [u8]> {
+        std::cell::Ref::map(self.pipe.borrow(), |p| &p.rx[p.rx_at..])
+    }
+
     /// Sends what is in flight and what `h2` queued last (its GOAWAY),
     /// each within a second, then ends our side of the stream.
     pub(super) async fn finish(mut self) {

@@ -33,6 +33,7 @@
 
 pub mod client;
 mod exchange;
+mod flood;
 mod io;
 pub(crate) mod prior_knowledge;
 pub(crate) mod upstream;
@@ -49,13 +50,14 @@ use h2::RecvStream;
 use h2::server::{Connection, Handshake, SendResponse};
 
 use self::exchange::Exchange;
+use self::flood::FloodGuard;
 use self::io::{H2Io, IoEvent, Moved, Pump};
 use super::conn::ConnInfo;
 use super::context::ShardContext;
 use super::http1;
 use crate::http::translate::TranslateError;
 use crate::net::{ByteStream, Duplex};
-use crate::route::{Http2Limits, Snapshot};
+use crate::route::{Http2Limits, HttpLimits, Snapshot};
 use crate::runtime;
 
 /// How long a connection shutting down gets to finish its streams.
@@ -107,6 +109,13 @@ pub async fn serve<S: ByteStream + Duplex>(
     let limits = listener.limits;
     let (mut pump, io) = Pump::new(down);
     let mut phase = Phase::Handshake(Box::pin(builder(&limits.http2).handshake(io)));
+    let mut flood = FloodGuard::new(
+        limits.http2.max_control_frames_per_second,
+        limits.http2.max_consecutive_empty_frames,
+        true,
+    );
+    // Ended by the flood guard (counted once).
+    let mut calmed = false;
     // The preface must arrive within the header timeout.
     let mut deadline: Instant = runtime::now() + limits.header_timeout;
     let mut shutting_down = false;
@@ -158,11 +167,15 @@ pub async fn serve<S: ByteStream + Duplex>(
             Event::Accepted(request, respond) => {
                 ctx.stats.h2_streams.incr();
                 ctx.refresh(&mut snapshot);
-                start_stream(&ctx, &snapshot, &conn, request, respond);
+                start_stream(&ctx, &snapshot, &conn, &limits, request, respond);
             }
             Event::Ended(r) => {
                 break r.map_err(|e| {
-                    if e.is_go_away() && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) {
+                    // `h2`'s own calm (Rapid Reset…); ours is counted below.
+                    if !calmed
+                        && e.is_go_away()
+                        && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)
+                    {
                         ctx.stats.h2_calm_goaways.incr();
                     }
                     format!("HTTP/2: {e}")
@@ -170,7 +183,30 @@ pub async fn serve<S: ByteStream + Duplex>(
             }
             Event::Io(e) => match pump.handle(e) {
                 Ok(Moved::Received) => {
-                    if !shutting_down && matches!(phase, Phase::Running(_)) {
+                    let flooded = if calmed {
+                        Ok(())
+                    } else {
+                        flood.scan(&pump.received(), runtime::now())
+                    };
+                    if let Err(f) = flooded {
+                        calmed = true;
+                        ctx.stats.h2_calm_goaways.incr();
+                        log::info!(
+                            "shard {}: HTTP/2 connection from {}: {}; GOAWAY(ENHANCE_YOUR_CALM)",
+                            ctx.id,
+                            conn.peer,
+                            f.label()
+                        );
+                        match &mut phase {
+                            // GOAWAY, then the driver ends as `h2` does.
+                            Phase::Running(c) if !shutting_down => {
+                                c.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                                shutting_down = true;
+                                deadline = runtime::now() + Duration::from_secs(1);
+                            }
+                            _ => break Err(f.label().into()),
+                        }
+                    } else if !shutting_down && matches!(phase, Phase::Running(_)) {
                         deadline = runtime::now() + limits.idle_timeout;
                     }
                 }
@@ -223,29 +259,43 @@ fn start_stream(
     ctx: &Rc<ShardContext>,
     snapshot: &Arc<Snapshot>,
     conn: &ConnInfo,
+    limits: &HttpLimits,
     request: ::http::Request<RecvStream>,
     respond: SendResponse<Bytes>,
 ) {
+    // Every field counts against the listener's limit, each cookie crumb
+    // included (they are joined into one line for the HTTP/1.1 path,
+    // whose own count would see one).
+    if request.headers().len() > limits.max_header_count {
+        refuse(respond, 431, "bad_request");
+        return;
+    }
     match Exchange::new(request, respond) {
         Ok(exchange) => {
             let mut conn = conn.clone();
             conn.http2 = true;
             runtime::spawn(http1::serve(ctx.clone(), snapshot.clone(), exchange, conn));
         }
-        Err((e, mut respond)) => {
+        Err((e, respond)) => {
             let (status, label) = match e {
                 TranslateError::Connect => (501, "connect_unsupported"),
                 TranslateError::FieldValue | TranslateError::NoPath => (400, "bad_request"),
             };
-            let mut response = ::http::Response::new(());
-            *response.status_mut() =
-                ::http::StatusCode::from_u16(status).unwrap_or(::http::StatusCode::BAD_REQUEST);
-            response
-                .headers_mut()
-                .insert("x-meshgate-error", ::http::HeaderValue::from_static(label));
-            let _ = respond.send_response(response, true);
+            refuse(respond, status, label);
         }
     }
+}
+
+/// Answers a request the gateway will not serve: `status`, no body,
+/// `x-meshgate-error: label`.
+fn refuse(mut respond: SendResponse<Bytes>, status: u16, label: &'static str) {
+    let mut response = ::http::Response::new(());
+    *response.status_mut() =
+        ::http::StatusCode::from_u16(status).unwrap_or(::http::StatusCode::BAD_REQUEST);
+    response
+        .headers_mut()
+        .insert("x-meshgate-error", ::http::HeaderValue::from_static(label));
+    let _ = respond.send_response(response, true);
 }
 
 /// Serves HTTP/2 on `stream` (its preface first: prior knowledge, or after
@@ -303,4 +353,3 @@ where
     }
     pump.finish().await;
 }
-
