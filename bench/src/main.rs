@@ -25,7 +25,6 @@ mod schedule;
 mod stats;
 mod tls;
 mod upstream;
-mod upstream_h2;
 
 use std::process::ExitCode;
 

@@ -13,7 +13,7 @@
 //! With `--tcp-echo` it is a raw TCP echo server instead (for `meshbench
 //! tcp://` runs, through a gateway's TCP listener or straight): every byte
 //! received is sent back. With `--h2c` it speaks HTTP/2 by prior knowledge
-//! (`upstream_h2.rs`: trailers, gRPC-shaped answers).
+//! (`upstream/h2c.rs`: trailers, gRPC-shaped answers).
 //!
 //! Honesty: each thread counts the responses it wrote (incremented before
 //! the send, so a client that saw a response is always counted), the
@@ -30,6 +30,8 @@ use dataplane::http::{BodyDecoder, BodyKind, Limits, Parse, parse_request};
 use dataplane::runtime::{self, BoundSocket, RuntimeConfig, TcpListener, TcpStream, signals};
 
 use crate::args::UpstreamArgs;
+
+mod h2c;
 
 /// What one thread counts.
 #[derive(Debug, Default)]
@@ -196,10 +198,9 @@ async fn accept_loop(id: usize, socket: BoundSocket, counters: Arc<Counters>, ar
     loop {
         match listener.accept().await {
             Ok(stream) if ctx.args.tcp_echo => drop(runtime::spawn(echo_conn(stream, ctx.clone()))),
-            Ok(stream) if ctx.args.h2c => drop(runtime::spawn(crate::upstream_h2::serve_conn(
-                stream,
-                ctx.clone(),
-            ))),
+            Ok(stream) if ctx.args.h2c => {
+                drop(runtime::spawn(h2c::serve_conn(stream, ctx.clone())))
+            }
             Ok(stream) => drop(runtime::spawn(serve_conn(stream, ctx.clone()))),
             Err(e) => {
                 eprintln!("meshbench upstream: accept: {e}");

@@ -20,6 +20,10 @@ that do not end it (CVE-2019-9518); then as rapid-reset.
 cookie-crumbs: one GET carrying COUNT `cookie` fields (crumbs, RFC 9113
 §8.2.3). Prints `status` (the response's).
 
+hold: one GET /bytes/3, answered; prints `ready` on its own line, then
+holds the connection (up to COUNT seconds) until the server sends GOAWAY
+or closes it. Prints the same JSON as rapid-reset.
+
 zero-window: announces a stream window of 0 and asks for COUNT bytes, so
 the server can send the response's HEADERS but no DATA, then waits (up
 to 20 s) for the server to give up on the stream. Prints one JSON line:
@@ -56,6 +60,17 @@ def connect(host, port, ca, cert, key):
     return tls, conn
 
 
+def raw_goaway(data, default):
+    """The error code of the first GOAWAY frame in `data` (whole frames)."""
+    at = 0
+    while at + 9 <= len(data):
+        length = int.from_bytes(data[at : at + 3], "big")
+        if data[at + 3] == 0x7 and at + 9 + 8 <= len(data):
+            return int.from_bytes(data[at + 13 : at + 17], "big")
+        at += 9 + length
+    return default
+
+
 def read_until_end(tls, conn):
     """Reads until GOAWAY or close; returns (goaway error code or None, closed)."""
     goaway = None
@@ -69,7 +84,10 @@ def read_until_end(tls, conn):
         try:
             events = conn.receive_data(data)
         except h2.exceptions.ProtocolError:
-            return goaway, True
+            # The `h2` package closes on the first GOAWAY and then refuses
+            # the PING a graceful shutdown sends after it, losing the
+            # event: read the GOAWAY from the bytes.
+            return raw_goaway(data, goaway), True
         for event in events:
             if isinstance(event, h2.events.ConnectionTerminated):
                 goaway = int(event.error_code)
@@ -179,6 +197,35 @@ def cookie_crumbs(host, port, ca, cert, key, count):
             tls.sendall(pending)
 
 
+def hold(host, port, ca, cert, key, count):
+    tls, conn = connect(host, port, ca, cert, key)
+    conn.send_headers(
+        1,
+        [
+            (":method", "GET"),
+            (":path", "/bytes/3"),
+            (":scheme", "https"),
+            (":authority", f"{host}:{port}"),
+        ],
+        end_stream=True,
+    )
+    tls.sendall(conn.data_to_send())
+    tls.settimeout(count)
+    while True:
+        data = tls.recv(65536)
+        if not data:
+            return {"goaway_error": None, "closed": True, "answered": False}
+        done = any(isinstance(e, h2.events.StreamEnded) for e in conn.receive_data(data))
+        pending = conn.data_to_send()
+        if pending:
+            tls.sendall(pending)
+        if done:
+            break
+    print("ready", flush=True)
+    goaway, closed = read_until_end(tls, conn)
+    return {"goaway_error": goaway, "closed": closed, "answered": True}
+
+
 def zero_window(host, port, ca, cert, key, count):
     tls, conn = connect(host, port, ca, cert, key)
     conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
@@ -227,6 +274,7 @@ def main():
         "settings-flood": control_flood("settings"),
         "empty-data": empty_data,
         "cookie-crumbs": cookie_crumbs,
+        "hold": hold,
     }
     if mode not in modes:
         raise SystemExit(f"unknown mode {mode}")

@@ -226,3 +226,82 @@ fn a_revocation_list_needs_client_certificates() {
         describe(&out)
     );
 }
+
+/// An HTTP/2 connection of a caller whose certificate a reload revokes is
+/// sent GOAWAY and closed at once, even while idle (an HTTP/2 connection
+/// lives long and multiplexes every request of its caller).
+#[test]
+fn a_revoked_callers_http2_connection_gets_goaway() {
+    let dir = TempDir::new();
+    let pki = Pki::new(dir.path());
+    let alice = pki.issue_client_serial(
+        "alice",
+        Some("spiffe://meshgate.local/ns/a/sa/alice"),
+        Some(7101),
+    );
+    let crl = pki.write_crl("crl.pem", &[]);
+    let up = Upstream::start("origin");
+    let text = format!(
+        r#"
+[control]
+socket = {socket}
+
+[[listeners]]
+name = "public"
+address = "127.0.0.1:0"
+[listeners.tls]
+cert = {cert}
+key = {key}
+client_ca = {ca}
+crl = [{crl}]
+alpn = ["h2", "http/1.1"]
+[[routes]]
+listener = "public"
+cluster = "web"
+[[clusters]]
+name = "web"
+endpoints = ["{up}"]
+"#,
+        socket = p(&dir.join("control.sock")),
+        cert = p(&pki.server_cert),
+        key = p(&pki.server_key),
+        ca = p(&pki.ca),
+        crl = p(&crl),
+        up = up.addr(),
+    );
+    let gw = Gateway::start(&text, dir.path());
+    let python = harness::workspace_root().join("target/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: scripts/test.sh creates it (pip install h2)",
+        python.display()
+    );
+    let mut held = Command::new(&python)
+        .arg(harness::workspace_root().join("tests/python/h2_flood.py"))
+        .args(["hold", "127.0.0.1", &gw.addr("public").port().to_string()])
+        .arg(&pki.ca)
+        .arg(&alice.0)
+        .arg(&alice.1)
+        .arg("20")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run h2_flood.py hold");
+    let mut out = std::io::BufReader::new(held.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("ready line");
+    assert_eq!(line.trim(), "ready", "the first request was not answered");
+
+    pki.write_crl("crl.pem", &[7101]);
+    let reload = meshctl(dir.path(), &["certs", "reload"]);
+    assert!(reload.status.success(), "{}", describe(&reload));
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("report");
+    let _ = held.wait();
+    let report: serde_json::Value =
+        serde_json::from_str(rest.trim()).unwrap_or_else(|e| panic!("{e}: {rest:?}"));
+    // GOAWAY(NO_ERROR) and the close (without them the client would
+    // have timed out with no GOAWAY to report).
+    assert_eq!(report["goaway_error"], 0, "{report}\n{}", gw.stderr());
+    assert_eq!(report["closed"], true, "{report}");
+    assert!(gw.stderr().contains("no longer valid"), "{}", gw.stderr());
+}

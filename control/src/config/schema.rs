@@ -24,6 +24,7 @@ pub use super::schema_cluster::{
 pub use super::schema_observability::{
     AccessLogConfig, AccessLogFormatConfig, OtlpEncoding, PropagationConfig, TracingConfig,
 };
+pub use super::schema_values::MinVersion;
 pub(super) use super::schema_values::{
     ELEMENT_MARKER, de_each, de_socket_addr, is_tchar, is_token,
 };
@@ -526,16 +527,6 @@ pub enum ClientAuthConfig {
     Require,
     Optional,
     None,
-}
-
-/// `listeners.tls.min_version`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-pub enum MinVersion {
-    #[default]
-    #[serde(rename = "1.2")]
-    Tls12,
-    #[serde(rename = "1.3")]
-    Tls13,
 }
 
 /// `[[routes]]`

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use super::schema_values::{de_endpoints, is_token};
+use super::schema_values::{MinVersion, de_endpoints, is_token};
 
 /// `[[clusters]]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -107,7 +107,7 @@ pub struct ClusterTlsConfig {
     pub verify_spiffe_id: Vec<String>,
     /// `"1.2"` (default) or `"1.3"`.
     #[serde(default)]
-    pub min_version: super::schema::MinVersion,
+    pub min_version: MinVersion,
     /// Resume TLS sessions with the endpoints (tickets); default true.
     #[serde(default = "default_true")]
     pub session_resumption: bool,

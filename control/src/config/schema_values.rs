@@ -1,12 +1,22 @@
 //! Typed values shared by the tables of `meshgate.toml`: socket
-//! addresses, header-name tokens, and lists whose element errors name
-//! the element.
+//! addresses, header-name tokens, TLS versions, and lists whose element
+//! errors name the element.
 
 use std::fmt;
 use std::net::SocketAddr;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
+
+/// `listeners.tls.min_version` and `clusters.tls.min_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum MinVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
 
 /// Parses `IP:port`, saying what is wrong in operator terms.
 pub(super) fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use super::context::{PooledConn, ShardContext};
 use super::error::ProxyError;
-use super::http2;
-use super::http2::client::Acquire;
+use super::http2::client::{self as h2_client, Acquire};
 use super::http2::upstream::UpstreamStream;
 use super::traffic::GaugeGuard;
 use super::upstream_conn::{UpstreamConn, UpstreamIo};
@@ -127,13 +126,12 @@ async fn h2_stream(
                     )),
                 });
             }
-            let opened =
-                http2::client::open(conn, guard, cluster.pool.idle_timeout, ctx.stats.clone())
-                    .await
-                    .map_err(|e| ProxyError::ConnectFailed {
-                        addr,
-                        source: std::io::Error::other(e),
-                    })?;
+            let opened = h2_client::open(conn, guard, cluster.pool.idle_timeout, ctx.stats.clone())
+                .await
+                .map_err(|e| ProxyError::ConnectFailed {
+                    addr,
+                    source: std::io::Error::other(e),
+                })?;
             ctx.h2_upstreams.borrow_mut().add(addr, opened.clone());
             break opened;
         }

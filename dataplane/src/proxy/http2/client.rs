@@ -28,8 +28,8 @@ use bytes::Bytes;
 use h2::client::{Connection, SendRequest};
 
 use super::io::{H2Io, IoEvent, Moved, Pump};
+use crate::net::{ByteStream, Duplex};
 use crate::proxy::traffic::GaugeGuard;
-use crate::proxy::upstream_conn::UpstreamConn;
 use crate::runtime;
 use crate::telemetry::ShardStats;
 
@@ -172,8 +172,8 @@ impl H2Pool {
 /// Starts HTTP/2 on a new upstream connection and the task that drives
 /// it; the task holds `guard` (the connection's place in its cluster's
 /// gauge) until the connection ends.
-pub(crate) async fn open(
-    conn: UpstreamConn,
+pub(crate) async fn open<S: ByteStream + Duplex + 'static>(
+    conn: S,
     guard: GaugeGuard,
     idle_timeout: Duration,
     stats: Arc<ShardStats>,
@@ -184,8 +184,8 @@ pub(crate) async fn open(
 
 /// One `GET` over HTTP/2 on `conn` (the health checker's probe): the
 /// response's status. The connection ends with the request.
-pub async fn get_status(
-    conn: UpstreamConn,
+pub async fn get_status<S: ByteStream + Duplex + 'static>(
+    conn: S,
     scheme: &'static str,
     authority: &str,
     path: &str,
@@ -216,9 +216,10 @@ pub async fn get_status(
     Ok(response.status().as_u16())
 }
 
-/// Starts HTTP/2 on `conn` and its driver task.
-async fn start(
-    conn: UpstreamConn,
+/// Starts HTTP/2 on `conn` and its driver task (`guard`: its place in a
+/// cluster's gauge, if it counts there).
+pub(crate) async fn start<S: ByteStream + Duplex + 'static>(
+    conn: S,
     guard: Option<GaugeGuard>,
     idle_timeout: Duration,
 ) -> Result<H2Conn, h2::Error> {
@@ -244,8 +245,8 @@ enum Event {
 
 /// Drives one upstream connection until `h2` ends it, the stream fails,
 /// or it has been without a stream for `idle_timeout`.
-async fn drive(
-    mut pump: Pump<UpstreamConn>,
+async fn drive<S: ByteStream + Duplex>(
+    mut pump: Pump<S>,
     mut connection: Connection<H2Io, Bytes>,
     shared: Rc<Shared>,
     _guard: Option<GaugeGuard>,

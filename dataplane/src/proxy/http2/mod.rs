@@ -55,6 +55,7 @@ use self::io::{H2Io, IoEvent, Moved, Pump};
 use super::conn::ConnInfo;
 use super::context::ShardContext;
 use super::http1;
+use super::recheck;
 use crate::http::translate::TranslateError;
 use crate::net::{ByteStream, Duplex};
 use crate::route::{Http2Limits, HttpLimits, Snapshot};
@@ -80,6 +81,8 @@ enum Event {
     Io(IoEvent),
     /// The shard drains or the listener went away.
     Drain,
+    /// Another configuration is in force: the caller is checked again.
+    ConfigChanged,
     Timer,
 }
 
@@ -101,7 +104,7 @@ pub async fn serve<S: ByteStream + Duplex>(
     ctx: Rc<ShardContext>,
     mut snapshot: Arc<Snapshot>,
     down: S,
-    conn: ConnInfo,
+    mut conn: ConnInfo,
 ) {
     let Some(listener) = snapshot.listener(&conn.listener) else {
         return;
@@ -124,6 +127,7 @@ pub async fn serve<S: ByteStream + Duplex>(
         let event = {
             let mut io = pin!(pump.next());
             let mut drain = pin!(ctx.idle_wakeup(conn.listener.clone()));
+            let mut changed = pin!(ctx.config_change(conn.listener.clone(), snapshot.generation));
             let mut timer = pin!(runtime::sleep_until(deadline));
             poll_fn(|cx| {
                 // `h2` first: the frames it queues are seen by the pump.
@@ -151,6 +155,9 @@ pub async fn serve<S: ByteStream + Duplex>(
                 if !shutting_down && drain.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Drain);
                 }
+                if !shutting_down && changed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::ConfigChanged);
+                }
                 if timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Timer);
                 }
@@ -167,7 +174,30 @@ pub async fn serve<S: ByteStream + Duplex>(
             Event::Accepted(request, respond) => {
                 ctx.stats.h2_streams.incr();
                 ctx.refresh(&mut snapshot);
+                // A certificate revoked (or a CA replaced) by a reload: the
+                // stream is refused (reset) and the connection goes away.
+                if recheck::recheck(&ctx, &snapshot, &mut conn, false).is_err() {
+                    drop((request, respond));
+                    if let Phase::Running(c) = &mut phase {
+                        c.graceful_shutdown();
+                    }
+                    shutting_down = true;
+                    deadline = runtime::now() + SHUTDOWN_GRACE;
+                    continue;
+                }
                 start_stream(&ctx, &snapshot, &conn, &limits, request, respond);
+            }
+            // Checked at once, not at the next stream: an HTTP/2
+            // connection lives long and may sit idle between bursts.
+            Event::ConfigChanged => {
+                ctx.refresh(&mut snapshot);
+                if recheck::recheck(&ctx, &snapshot, &mut conn, false).is_err() {
+                    if let Phase::Running(c) = &mut phase {
+                        c.graceful_shutdown();
+                    }
+                    shutting_down = true;
+                    deadline = runtime::now() + SHUTDOWN_GRACE;
+                }
             }
             Event::Ended(r) => {
                 break r.map_err(|e| {
@@ -348,7 +378,7 @@ where
                     break;
                 }
             }
-            Event::Drain | Event::Timer => {}
+            Event::Drain | Event::Timer | Event::ConfigChanged => {}
         }
     }
     pump.finish().await;

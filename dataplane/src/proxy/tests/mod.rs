@@ -6,5 +6,6 @@ mod access_log;
 mod determinism;
 pub(super) mod harness;
 mod http1;
+mod http2;
 mod tcp;
 mod tracing;

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use dataplane::net::{Plain, Stream};
 use dataplane::runtime::{self, TcpStream};
 
-use super::upstream::{Ctx, Fault, fault};
+use super::{Ctx, Fault, fault};
 
 /// Serves one HTTP/2 connection.
 pub(crate) async fn serve_conn(stream: TcpStream, ctx: Rc<Ctx>) {
