@@ -148,7 +148,11 @@ fn metrics_and_json_access_log_follow_real_requests() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    let first = &lines[0];
+    // Lines come in per-shard batches: found by path, not by place.
+    let first = lines
+        .iter()
+        .find(|l| l["path"] == "/bytes/10")
+        .expect("a /bytes/10 line");
     assert_eq!(first["status"], 200, "{first}");
     assert_eq!(first["method"], "GET");
     assert_eq!(first["path"], "/bytes/10");
@@ -201,7 +205,11 @@ fn metrics_and_json_access_log_follow_real_requests() {
         std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() == 8)
     });
     let text = std::fs::read_to_string(&log).unwrap();
-    let by_name: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let by_name: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["path"] == "/bytes/30")
+        .expect("the /bytes/30 line");
     assert_eq!(by_name["sni"], "gw.mesh.local", "{by_name}");
     let scrape = fetch(&metrics, &[]);
     assert_eq!(
