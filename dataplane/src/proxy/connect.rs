@@ -92,12 +92,9 @@ async fn h2_stream(
     };
     let mut reused = true;
     let conn = loop {
-        let step = if fresh {
-            None
-        } else {
-            Some(ctx.h2_upstreams.borrow_mut().acquire(addr))
-        };
-        let _opening = match step {
+        // The guard (if any) tells requests waiting for this opening when
+        // it ended, however it ended.
+        let _opening = match (!fresh).then(|| ctx.h2_upstreams.borrow_mut().acquire(addr)) {
             Some(Acquire::Ready(conn)) => {
                 ctx.stats.upstream_reused.incr();
                 break conn;
@@ -111,30 +108,28 @@ async fn h2_stream(
             None => None,
         };
         reused = false;
+        let (conn, guard) =
+            connect_within_breakers(ctx, snapshot, id, addr, cluster.connect_timeout).await?;
+        if let UpstreamConn::Tls(tls) = &conn
+            && tls.alpn() != Some(b"h2")
         {
-            let (conn, guard) =
-                connect_within_breakers(ctx, snapshot, id, addr, cluster.connect_timeout).await?;
-            if let UpstreamConn::Tls(tls) = &conn
-                && tls.alpn() != Some(b"h2")
-            {
-                ctx.stats.upstream_connect_failures.incr();
-                return Err(ProxyError::ConnectFailed {
-                    addr,
-                    source: std::io::Error::other(format!(
-                        "cluster {:?}: the endpoint did not select h2 by ALPN",
-                        cluster.name
-                    )),
-                });
-            }
-            let opened = h2_client::open(conn, guard, cluster.pool.idle_timeout, ctx.stats.clone())
-                .await
-                .map_err(|e| ProxyError::ConnectFailed {
-                    addr,
-                    source: std::io::Error::other(e),
-                })?;
-            ctx.h2_upstreams.borrow_mut().add(addr, opened.clone());
-            break opened;
+            ctx.stats.upstream_connect_failures.incr();
+            return Err(ProxyError::ConnectFailed {
+                addr,
+                source: std::io::Error::other(format!(
+                    "cluster {:?}: the endpoint did not select h2 by ALPN",
+                    cluster.name
+                )),
+            });
         }
+        let opened = h2_client::open(conn, guard, cluster.pool.idle_timeout, ctx.stats.clone())
+            .await
+            .map_err(|e| ProxyError::ConnectFailed {
+                addr,
+                source: std::io::Error::other(e),
+            })?;
+        ctx.h2_upstreams.borrow_mut().add(addr, opened.clone());
+        break opened;
     };
     ctx.stats.h2_upstream_streams.incr();
     Ok(Upstream {
