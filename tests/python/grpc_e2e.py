@@ -10,6 +10,7 @@ status code name, details, initial and trailing metadata).
 """
 
 import json
+import queue
 import sys
 
 import grpc
@@ -81,6 +82,25 @@ def main():
                 ],
             }
         )
+        # Ping-pong: each message waits for the reply to the one before,
+        # which needs the gateway to pass the reply while the request
+        # stream is still open (full duplex).
+        def pingpong():
+            replied = queue.Queue()
+
+            def requests():
+                for i in range(3):
+                    yield bytes([i])
+                    replied.get(timeout=5)
+
+            call = channel.stream_stream("/test.Echo/Bidi")(requests(), timeout=10)
+            replies = []
+            for message in call:
+                replies.append(message.hex())
+                replied.put(True)
+            return {"code": "OK", "replies": replies}
+
+        out["pingpong"] = outcome(pingpong)
         out["deadline"] = outcome(lambda: channel.unary_unary("/test.Echo/Slow")(b"x", timeout=0.5))
         # A large message: more than one stream window's worth each way.
         big = bytes(range(256)) * 2048

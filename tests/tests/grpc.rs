@@ -2,9 +2,8 @@
 //! sides: Python `grpcio` as the caller (over mTLS, HTTP/2 by ALPN) and
 //! as the origin (tests/python/grpc_server.py) behind a cluster speaking
 //! HTTP/2 — plaintext (`h2c`) or mutual TLS (`h2`, the origin's SPIFFE ID
-//! verified). Unary, server and client streaming, bidirectional (the
-//! gateway forwards a request whole before its response, so the caller
-//! here sends all its messages first), status codes and messages,
+//! verified). Unary, server and client streaming, bidirectional (all
+//! messages first, and ping-pong: full duplex), status codes and messages,
 //! metadata both ways, deadlines and large messages.
 
 use std::io::{BufRead, BufReader};
@@ -130,6 +129,13 @@ fn check_calls(r: &serde_json::Value, gw: &Gateway) {
         "{}",
         ctx()
     );
+    // A reply per message before the next is sent: full duplex.
+    assert_eq!(
+        r["pingpong"]["replies"],
+        serde_json::json!(["00", "01", "02"]),
+        "{}",
+        ctx()
+    );
     // The caller's deadline ends the slow call.
     assert_eq!(r["deadline"]["code"], "DEADLINE_EXCEEDED", "{}", ctx());
     assert_eq!(r["large"]["same"], true, "{}", ctx());
@@ -151,11 +157,11 @@ fn grpc_calls_of_every_kind_pass_through_to_an_h2c_origin() {
     harness::wait_until(
         std::time::Duration::from_secs(10),
         "the gRPC answers counted",
-        || gw.stats_report()["clusters"][0]["grpc"]["OK"] == 5,
+        || gw.stats_report()["clusters"][0]["grpc"]["OK"] == 6,
     );
     let stats = gw.stats_report();
     let cluster = &stats["clusters"][0]["grpc"];
-    assert_eq!(cluster["OK"], 5, "{stats:#}");
+    assert_eq!(cluster["OK"], 6, "{stats:#}");
     assert_eq!(cluster["INVALID_ARGUMENT"], 1, "{stats:#}");
     // The caller's 0.5 s deadline (grpc-timeout) shortened the route's
     // 30 s timeout: the gateway answered DEADLINE_EXCEEDED itself.
@@ -165,7 +171,7 @@ fn grpc_calls_of_every_kind_pass_through_to_an_h2c_origin() {
     let scrape = harness::curl(&["-sS", &gw.admin_url("/metrics")]);
     let scrape = String::from_utf8_lossy(&scrape.stdout);
     for line in [
-        "meshgate_cluster_grpc_responses_total{cluster=\"backend\",grpc_status=\"OK\"} 5",
+        "meshgate_cluster_grpc_responses_total{cluster=\"backend\",grpc_status=\"OK\"} 6",
         "meshgate_route_grpc_responses_total{route=\"main#0\",grpc_status=\"INVALID_ARGUMENT\"} 1",
         "meshgate_grpc_responses_total{listener=\"main\",grpc_status=\"DEADLINE_EXCEEDED\"} 1",
     ] {

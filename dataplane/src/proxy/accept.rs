@@ -245,7 +245,7 @@ async fn handle_connection(ctx: Rc<ShardContext>, name: Rc<str>, tcp: Stream, mu
     }
 }
 
-async fn serve<S: ByteStream + Duplex>(
+async fn serve<S: http1::Downstream + Duplex>(
     ctx: Rc<ShardContext>,
     snapshot: std::sync::Arc<Snapshot>,
     stream: S,

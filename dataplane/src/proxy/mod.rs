@@ -13,6 +13,7 @@
 //! | the shard's shared state: snapshots, pool, traffic, counters | [`context`] |
 //! | the accept loop, TLS handshake, the caller's identity | [`accept`] |
 //! | a connection's facts | [`conn`] |
+//! | the stream a request comes in on (bytes, or an HTTP/2 stream's body) | [`downstream`] |
 //! | decide: route, redirect, split, rate limit, faults, `max_requests` (pure) | [`decide`] |
 //! | tries: pick, try, judge, retry within policy and budget (any protocol) | `tries` |
 //! | upstream connections: pool, or connect within the breakers (TLS for `[clusters.tls]`) | `connect` |
@@ -43,6 +44,7 @@ pub mod conn;
 mod connect;
 pub mod context;
 pub mod decide;
+pub mod downstream;
 pub mod error;
 mod forward;
 pub mod grpc;

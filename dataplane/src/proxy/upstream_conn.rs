@@ -152,6 +152,16 @@ impl UpstreamIo {
         }
     }
 
+    /// Hands the caller's HTTP/2 request body over to an HTTP/2 stream
+    /// (full duplex, see `http2::upstream`); given back when this is not
+    /// one, or its head was not written.
+    pub(crate) fn relay_body(&mut self, body: h2::RecvStream) -> Result<(), h2::RecvStream> {
+        match self {
+            UpstreamIo::H2(s) => s.relay_body(body),
+            _ => Err(body),
+        }
+    }
+
     /// The upstream refused the request without processing it (an HTTP/2
     /// stream refused, or above a GOAWAY): it may go again anywhere.
     pub(crate) fn unprocessed(&self) -> bool {

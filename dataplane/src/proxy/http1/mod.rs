@@ -41,6 +41,7 @@ use self::upstream::{Answered, H1Try};
 use super::conn::ConnInfo;
 use super::context::ShardContext;
 use super::decide::Action;
+pub use super::downstream::Downstream;
 use super::error::ProxyError;
 use super::forward::{Forward, MinRate, ReadPace, forward};
 use super::tries::{TryRules, run_tries};
@@ -103,7 +104,7 @@ impl Next {
 }
 
 /// Serves requests on `down` until either side closes or an error ends it.
-pub async fn serve<S: ByteStream>(
+pub async fn serve<S: Downstream>(
     ctx: Rc<ShardContext>,
     mut snapshot: Arc<Snapshot>,
     mut down: S,
@@ -185,7 +186,7 @@ fn body_pace(limits: &HttpLimits) -> ReadPace {
 }
 
 /// Handles one request; `Err` means "answer with this error, then close".
-async fn request<S: ByteStream>(
+async fn request<S: Downstream>(
     ctx: &ShardContext,
     snapshot: &mut Arc<Snapshot>,
     down: &mut S,

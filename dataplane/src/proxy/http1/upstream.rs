@@ -132,7 +132,7 @@ pub(crate) struct H1Try<'a, S> {
     pub(crate) span_slots: Option<SpanSlots>,
 }
 
-impl<S: ByteStream> Attempt for H1Try<'_, S> {
+impl<S: crate::proxy::downstream::Downstream> Attempt for H1Try<'_, S> {
     type Ok = Answered;
 
     async fn attempt(
@@ -165,7 +165,37 @@ impl<S: ByteStream> Attempt for H1Try<'_, S> {
             self.continue_sent = true;
         }
         let buf = std::mem::take(self.out);
-        if !self.body_follows {
+        // HTTP/2 on both sides and no retry to keep the body for: the
+        // caller's stream is handed to the upstream's whole, so the
+        // response can come back while the request still flows.
+        let retries = t.retry.is_some_and(|r| r.attempts > 0);
+        // (Body bytes already read would be lost: then it goes as bytes.)
+        let duplex = if self.body_follows
+            && !retries
+            && self.inbuf.is_empty()
+            && matches!(up, UpstreamIo::H2(_))
+        {
+            self.down.take_h2_body()
+        } else {
+            None
+        };
+        if let Some(body) = duplex {
+            match timeout_at(deadline, up.write_owned(buf)).await {
+                Ok((r, back)) => {
+                    *self.out = back;
+                    r.map_err(|e| {
+                        silent(ProxyError::UpstreamIo(e), &[]).unprocessed(up.unprocessed())
+                    })?;
+                }
+                Err(_) => return Err(TryFailed::new(ProxyError::UpstreamTimeout)),
+            }
+            // The body goes once: never replayed.
+            self.out.clear();
+            if up.relay_body(body).is_err() {
+                up.abort();
+                return Err(TryFailed::new(ProxyError::UpstreamClosed));
+            }
+        } else if !self.body_follows {
             match timeout_at(deadline, up.write_owned(buf)).await {
                 Ok((r, back)) => {
                     *self.out = back;

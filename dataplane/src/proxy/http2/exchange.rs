@@ -267,7 +267,11 @@ pub(super) async fn send_body(
 
 /// Sends `data` within the stream's flow-control window, waiting for the
 /// client to open it; `end` ends the stream with the last byte.
-async fn send_data(send: &mut SendStream<Bytes>, mut data: &[u8], end: bool) -> io::Result<()> {
+pub(super) async fn send_data(
+    send: &mut SendStream<Bytes>,
+    mut data: &[u8],
+    end: bool,
+) -> io::Result<()> {
     if data.is_empty() {
         if end {
             send.send_data(Bytes::new(), true)
@@ -376,6 +380,12 @@ impl ByteStream for Exchange {
 
     fn abort(&mut self) {
         let _ = self.fail(io::ErrorKind::ConnectionAborted.into());
+    }
+}
+
+impl crate::proxy::downstream::Downstream for Exchange {
+    fn take_h2_body(&mut self) -> Option<RecvStream> {
+        self.body.take()
     }
 }
 

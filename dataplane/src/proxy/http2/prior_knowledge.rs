@@ -94,6 +94,8 @@ impl<S: ByteStream> ByteStream for Prefixed<S> {
     }
 }
 
+impl<S: ByteStream> crate::proxy::downstream::Downstream for Prefixed<S> {}
+
 impl<S: Duplex> Duplex for Prefixed<S> {
     fn sender(&self) -> Sender {
         self.inner.sender()

@@ -11,6 +11,11 @@
 //! response has no `content-length`, with the trailers — gRPC's
 //! `grpc-status` — in the last chunk). A dropped or aborted request resets
 //! the stream (`CANCEL`).
+//!
+//! Full duplex: when the caller is itself an HTTP/2 stream, its body can be
+//! handed over ([`UpstreamStream::relay_body`]) and flows on a task of its
+//! own, DATA to DATA, while the response is read — a gRPC bidirectional
+//! stream whose caller waits for a reply before sending more works.
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -20,10 +25,11 @@ use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream, SendStream};
 
 use super::client::{H2Conn, StreamSlot};
-use super::exchange::{Framing, push_chunk, send_body};
+use super::exchange::{Framing, push_chunk, send_body, send_data};
 use crate::http::translate::{self, ResponseBody};
 use crate::http::{self, BodyKind, Dechunker, Limits, Parse};
 use crate::net::ByteStream;
+use crate::runtime;
 use crate::runtime::BufPool;
 
 /// A request head parsed and translated (`None`: not whole yet).
@@ -99,6 +105,9 @@ pub(crate) struct UpstreamStream {
     unprocessed: bool,
     /// The response's `grpc-status` (head or trailers), once read.
     grpc_status: Option<u32>,
+    /// The task relaying the caller's HTTP/2 body, if it was handed over
+    /// (stopped when this request ends).
+    body_relay: Option<runtime::JoinHandle<()>>,
     /// Counts this request on its connection.
     _slot: StreamSlot,
 }
@@ -115,12 +124,30 @@ impl UpstreamStream {
             is_head: false,
             unprocessed: false,
             grpc_status: None,
+            body_relay: None,
         }
     }
 
     /// The response's `grpc-status`, once its head or trailers were read.
     pub(crate) fn grpc_status(&self) -> Option<u32> {
         self.grpc_status
+    }
+
+    /// Hands the request body over as the caller's HTTP/2 receive stream:
+    /// it flows to this stream on a task of its own. The head must have
+    /// been written (the stream is open, its body not ended); `false` (the
+    /// body given back unused) otherwise.
+    pub(crate) fn relay_body(&mut self, body: RecvStream) -> Result<(), RecvStream> {
+        match std::mem::replace(&mut self.request, Request::Sent) {
+            Request::SendingBody { send, .. } => {
+                self.body_relay = Some(runtime::spawn(relay(body, send)));
+                Ok(())
+            }
+            other => {
+                self.request = other;
+                Err(body)
+            }
+        }
     }
 
     /// The upstream refused the stream without processing it.
@@ -231,6 +258,39 @@ impl UpstreamStream {
     }
 }
 
+/// Moves the caller's body to the upstream stream, DATA by DATA within the
+/// upstream's window (the caller's window opens as its bytes go on), then
+/// its trailers or END_STREAM. A failure on either side resets the other.
+async fn relay(mut body: RecvStream, mut send: SendStream<Bytes>) {
+    loop {
+        match poll_fn(|cx| body.poll_data(cx)).await {
+            Some(Ok(data)) => {
+                let n = data.len();
+                if send_data(&mut send, &data, false).await.is_err() {
+                    return;
+                }
+                let _ = body.flow_control().release_capacity(n);
+            }
+            Some(Err(_)) => {
+                send.send_reset(Reason::CANCEL);
+                return;
+            }
+            None => {
+                let ended = match poll_fn(|cx| body.poll_trailers(cx)).await {
+                    Ok(Some(trailers)) => send.send_trailers(trailers),
+                    Ok(None) => send.send_data(Bytes::new(), true),
+                    Err(_) => {
+                        send.send_reset(Reason::CANCEL);
+                        return;
+                    }
+                };
+                let _ = ended;
+                return;
+            }
+        }
+    }
+}
+
 impl ByteStream for UpstreamStream {
     async fn read_into(&mut self, dst: &mut Vec<u8>) -> io::Result<usize> {
         BufPool::ensure(dst);
@@ -318,6 +378,9 @@ impl ByteStream for UpstreamStream {
 
 impl Drop for UpstreamStream {
     fn drop(&mut self) {
+        if let Some(task) = self.body_relay.take() {
+            task.abort();
+        }
         // A request whose body was cut off must not look complete.
         if let Request::SendingBody { send, .. } = &mut self.request {
             send.send_reset(Reason::CANCEL);
