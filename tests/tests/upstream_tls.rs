@@ -297,3 +297,48 @@ fn cluster_tls_config_errors_name_the_field() {
         );
     }
 }
+
+/// A TLS failure is held against the endpoint like a connect failure: with
+/// `consecutive_failures = 1` the endpoint with the wrong identity is
+/// ejected and the next request goes to the good one.
+#[test]
+fn tls_failures_feed_outlier_ejection() {
+    let w = world();
+    // A second nginx, same SVID but another CA's: its chain fails.
+    let other = harness::TempDir::new();
+    let impostor_pki = Pki::new(other.path());
+    let (cert, key) = impostor_pki.issue_svid_server("payments", UPSTREAM_ID);
+    let www = other.join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("hello.txt"), "impostor\n").expect("file");
+    let impostor = Nginx::start_with(
+        other.path(),
+        &www,
+        Listen::Tls {
+            cert: &cert,
+            key: &key,
+            h2: false,
+            client_ca: None,
+        },
+    );
+    let config = GatewayConfig::mtls(&w.pki, &[impostor.addr(), w.nginx.addr()])
+        .shards(1)
+        .cluster_extra(&format!(
+            "lb = \"round_robin\"\n[clusters.outlier]\nconsecutive_failures = 1\n{}",
+            w.cluster_tls(UPSTREAM_ID)
+        ));
+    let gw = Gateway::start(&config.to_toml(), w.dir.path());
+    // Round robin: within two requests one goes to the impostor and fails
+    // its handshake; after that every request is served by the real one.
+    for _ in 0..2 {
+        let _ = w.curl(&gw, "/hello.txt");
+    }
+    // (The counter is published by the shard's housekeeping tick.)
+    wait_until(Duration::from_secs(10), "the impostor ejected", || {
+        gw.counter("outlier_ejections") == 1
+    });
+    for _ in 0..4 {
+        let out = w.curl(&gw, "/hello.txt");
+        assert_eq!(body(&out), "hello over mTLS\n", "{}", w.context(&gw));
+    }
+}
