@@ -304,7 +304,13 @@ fn start_stream(
         Ok(exchange) => {
             let mut conn = conn.clone();
             conn.http2 = true;
-            runtime::spawn(http1::serve(ctx.clone(), snapshot.clone(), exchange, conn));
+            let (ctx, snapshot) = (ctx.clone(), snapshot.clone());
+            // The request path's future (5 KiB) is built on the task's
+            // first poll and boxed there: moved once, not on every hop of
+            // the spawn (a measured 5-7 % of a gRPC call's CPU).
+            runtime::spawn(async move {
+                Box::pin(http1::serve(ctx, snapshot, exchange, conn)).await;
+            });
         }
         Err((e, respond)) => {
             let (status, label) = match e {
