@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::client::{Connection, SendRequest};
 
-use super::io::{H2Io, IoEvent, Moved, Pump};
+use super::io::{H2Io, IoEvent, Pump};
 use crate::net::{ByteStream, Duplex};
 use crate::proxy::traffic::GaugeGuard;
 use crate::runtime;
@@ -274,14 +274,13 @@ async fn drive<S: ByteStream + Duplex>(
         };
         match event {
             Event::Ended(r) => break r.map_err(|e| format!("HTTP/2: {e}")),
-            Event::Io(e) => match pump.handle(e) {
-                Ok(Moved::Received | Moved::Other) => {}
-                Err(why) => break Err(why),
-            },
-            Event::Timer if shared.streams.get() > 0 => {
-                deadline = runtime::now() + idle_timeout;
+            Event::Io(e) => {
+                if let Err(why) = pump.handle(e) {
+                    break Err(why);
+                }
             }
-            Event::Timer => break Ok(()),
+            Event::Timer if shared.streams.get() == 0 => break Ok(()),
+            Event::Timer => {}
         }
         // Any stream (new or finishing) pushes the idle deadline.
         if shared.streams.get() > 0 {
