@@ -218,25 +218,7 @@ fn h2_on_a_tcp_listener_and_bad_limits_are_refused_naming_the_field() {
 #[test]
 fn a_rapid_reset_flood_ends_with_enhance_your_calm_and_others_are_served() {
     let w = world();
-    let python = harness::workspace_root().join("target/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: scripts/test.sh creates it (pip install h2)",
-        python.display()
-    );
-    let addr = w.gw.addr(harness::LISTENER);
-    let out = std::process::Command::new(&python)
-        .arg(harness::workspace_root().join("tests/python/h2_flood.py"))
-        .args(["rapid-reset", "127.0.0.1", &addr.port().to_string()])
-        .arg(&w.pki.ca)
-        .arg(&w.pki.client_cert)
-        .arg(&w.pki.client_key)
-        .arg("500")
-        .output()
-        .expect("run h2_flood.py");
-    assert!(out.status.success(), "{}", describe(&out));
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    let report = h2_flood(&w, "rapid-reset", 500);
     // ENHANCE_YOUR_CALM is 0xb (RFC 9113 §7).
     assert_eq!(report["goaway_error"], 11, "{report}");
     assert_eq!(report["closed"], true, "{report}");

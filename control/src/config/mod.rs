@@ -34,6 +34,7 @@ mod tls_build;
 mod validate;
 mod validate_authz;
 mod validate_tracing;
+mod validate_upstream;
 
 #[cfg(test)]
 mod tests;

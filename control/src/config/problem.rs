@@ -8,3 +8,17 @@ pub(super) struct Problem {
     pub path: String,
     pub message: String,
 }
+
+/// Problems collected by validation: every one is reported, not just the
+/// first.
+#[derive(Debug, Default)]
+pub(super) struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}

@@ -150,21 +150,7 @@ impl SessionIo for TlsClientSession {
     }
 
     fn read_plaintext(&mut self, dst: &mut Vec<u8>) -> Result<usize, TlsError> {
-        let n = self.plaintext.len();
-        if n == 0 {
-            return if self.eof && !self.peer_closed {
-                Err(TlsError::UncleanEof)
-            } else {
-                Ok(0)
-            };
-        }
-        if dst.is_empty() {
-            std::mem::swap(dst, &mut self.plaintext);
-        } else {
-            dst.extend_from_slice(&self.plaintext);
-            self.plaintext.clear();
-        }
-        Ok(n)
+        super::session::hand_over(&mut self.plaintext, dst, self.eof && !self.peer_closed)
     }
 
     fn write_plaintext(&mut self, src: &[u8]) -> Result<(), TlsError> {

@@ -201,22 +201,7 @@ impl TlsSession {
     /// the bytes moved; 0 when nothing is pending (or after a clean close —
     /// see [`peer_closed`](Self::peer_closed)).
     pub fn read_plaintext(&mut self, dst: &mut Vec<u8>) -> Result<usize, TlsError> {
-        let n = self.plaintext.len();
-        if n == 0 {
-            return if self.eof && !self.peer_closed {
-                Err(TlsError::UncleanEof)
-            } else {
-                Ok(0)
-            };
-        }
-        if dst.is_empty() {
-            // Hand the buffer over instead of copying it.
-            std::mem::swap(dst, &mut self.plaintext);
-        } else {
-            dst.extend_from_slice(&self.plaintext);
-            self.plaintext.clear();
-        }
-        Ok(n)
+        hand_over(&mut self.plaintext, dst, self.eof && !self.peer_closed)
     }
 
     /// Encrypts application data; the records are queued for
@@ -739,6 +724,32 @@ impl std::fmt::Display for Cause {
 }
 
 impl std::error::Error for Cause {}
+
+/// Moves decrypted data from a session's buffer to `dst` (the buffer
+/// itself when `dst` is empty, a copy otherwise). With nothing pending:
+/// `Ok(0)`, or [`TlsError::UncleanEof`] when the transport ended
+/// without close_notify (`truncated`).
+pub(crate) fn hand_over(
+    plaintext: &mut Vec<u8>,
+    dst: &mut Vec<u8>,
+    truncated: bool,
+) -> Result<usize, TlsError> {
+    let n = plaintext.len();
+    if n == 0 {
+        return if truncated {
+            Err(TlsError::UncleanEof)
+        } else {
+            Ok(0)
+        };
+    }
+    if dst.is_empty() {
+        std::mem::swap(dst, plaintext);
+    } else {
+        dst.extend_from_slice(plaintext);
+        plaintext.clear();
+    }
+    Ok(n)
+}
 
 /// Why a TLS session failed. [`TlsError::reason`] is a short, stable label
 /// for metrics (`tls_handshake_errors_total{reason=...}`).

@@ -137,22 +137,7 @@ impl TlsStream<TlsSession> {
         tls: &ServerTls,
         limit: Duration,
     ) -> Result<TlsStream, HandshakeError> {
-        let session = TlsSession::new(tls)?;
-        let mut stream = TlsStream {
-            io,
-            session,
-            out: Vec::new(),
-            eof: false,
-        };
-        match timeout(limit, stream.handshake()).await {
-            Ok(Ok(())) => Ok(stream),
-            Ok(Err(e)) => {
-                // Best effort: tell the peer why (the alert is queued).
-                let _ = stream.flush().await;
-                Err(e)
-            }
-            Err(_) => Err(HandshakeError::Timeout),
-        }
+        TlsStream::establish(io, TlsSession::new(tls)?, limit).await
     }
 
     /// The verified client identity, if the client presented a certificate.
@@ -201,21 +186,7 @@ impl TlsStream<TlsClientSession> {
         endpoint: std::net::SocketAddr,
         limit: Duration,
     ) -> Result<TlsClientStream, HandshakeError> {
-        let session = TlsClientSession::new(tls, endpoint)?;
-        let mut stream = TlsStream {
-            io,
-            session,
-            out: Vec::new(),
-            eof: false,
-        };
-        match timeout(limit, stream.handshake()).await {
-            Ok(Ok(())) => Ok(stream),
-            Ok(Err(e)) => {
-                let _ = stream.flush().await;
-                Err(e)
-            }
-            Err(_) => Err(HandshakeError::Timeout),
-        }
+        TlsStream::establish(io, TlsClientSession::new(tls, endpoint)?, limit).await
     }
 
     /// The negotiated ALPN protocol.
@@ -246,6 +217,26 @@ impl TlsStream<TlsClientSession> {
 }
 
 impl<S: SessionIo> TlsStream<S> {
+    /// Runs `session`'s handshake over `io` within `limit`. On failure the
+    /// alert the session queued is sent (best effort: it tells the peer
+    /// why) before the error is returned.
+    async fn establish(io: Stream, session: S, limit: Duration) -> Result<Self, HandshakeError> {
+        let mut stream = TlsStream {
+            io,
+            session,
+            out: Vec::new(),
+            eof: false,
+        };
+        match timeout(limit, stream.handshake()).await {
+            Ok(Ok(())) => Ok(stream),
+            Ok(Err(e)) => {
+                let _ = stream.flush().await;
+                Err(e)
+            }
+            Err(_) => Err(HandshakeError::Timeout),
+        }
+    }
+
     async fn handshake(&mut self) -> Result<(), HandshakeError> {
         loop {
             self.flush().await?;

@@ -298,6 +298,19 @@ pub(super) async fn send_data(
     Ok(())
 }
 
+/// Appends the last chunk of a chunked body, with `trailers` (HTTP/2
+/// trailer fields) in its trailer section.
+pub(super) fn push_last_chunk(dst: &mut Vec<u8>, trailers: Option<&::http::HeaderMap>) {
+    dst.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers.into_iter().flatten() {
+        dst.extend_from_slice(name.as_str().as_bytes());
+        dst.extend_from_slice(b": ");
+        dst.extend_from_slice(value.as_bytes());
+        dst.extend_from_slice(b"\r\n");
+    }
+    dst.extend_from_slice(b"\r\n");
+}
+
 /// Appends `data` with its chunk framing.
 pub(super) fn push_chunk(dst: &mut Vec<u8>, data: &[u8]) {
     let digits = (usize::BITS - data.len().leading_zeros())
@@ -344,14 +357,7 @@ impl ByteStream for Exchange {
             let trailers = poll_fn(|cx| body.poll_trailers(cx))
                 .await
                 .map_err(|e| io::Error::new(io::ErrorKind::ConnectionReset, e))?;
-            dst.extend_from_slice(b"0\r\n");
-            for (name, value) in trailers.iter().flatten() {
-                dst.extend_from_slice(name.as_str().as_bytes());
-                dst.extend_from_slice(b": ");
-                dst.extend_from_slice(value.as_bytes());
-                dst.extend_from_slice(b"\r\n");
-            }
-            dst.extend_from_slice(b"\r\n");
+            push_last_chunk(dst, trailers.as_ref());
         }
         self.body = None;
         Ok(dst.len() - before)

@@ -72,6 +72,24 @@ enum Phase {
     Running(Box<Connection<H2Io, Bytes>>),
 }
 
+impl Phase {
+    /// Polls `h2`: the handshake's end, a new request, or the end of the
+    /// connection.
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Event> {
+        match self {
+            Phase::Handshake(h) => h.as_mut().poll(cx).map(|r| match r {
+                Ok(c) => Event::Established(Box::new(c)),
+                Err(e) => Event::Ended(Err(e)),
+            }),
+            Phase::Running(c) => c.poll_accept(cx).map(|accepted| match accepted {
+                Some(Ok((req, respond))) => Event::Accepted(req, respond),
+                Some(Err(e)) => Event::Ended(Err(e)),
+                None => Event::Ended(Ok(())),
+            }),
+        }
+    }
+}
+
 /// What woke the driver.
 enum Event {
     Established(Box<Connection<H2Io, Bytes>>),
@@ -131,23 +149,8 @@ pub async fn serve<S: ByteStream + Duplex>(
             let mut timer = pin!(runtime::sleep_until(deadline));
             poll_fn(|cx| {
                 // `h2` first: the frames it queues are seen by the pump.
-                match &mut phase {
-                    Phase::Handshake(h) => {
-                        if let Poll::Ready(r) = h.as_mut().poll(cx) {
-                            return Poll::Ready(match r {
-                                Ok(c) => Event::Established(Box::new(c)),
-                                Err(e) => Event::Ended(Err(e)),
-                            });
-                        }
-                    }
-                    Phase::Running(c) => match c.poll_accept(cx) {
-                        Poll::Ready(Some(Ok((req, respond)))) => {
-                            return Poll::Ready(Event::Accepted(req, respond));
-                        }
-                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::Ended(Err(e))),
-                        Poll::Ready(None) => return Poll::Ready(Event::Ended(Ok(()))),
-                        Poll::Pending => {}
-                    },
+                if let Poll::Ready(e) = phase.poll(cx) {
+                    return Poll::Ready(e);
                 }
                 if let Poll::Ready(e) = io.as_mut().poll(cx) {
                     return Poll::Ready(Event::Io(e));
@@ -351,23 +354,8 @@ where
         let event = {
             let mut io = pin!(pump.next());
             poll_fn(|cx| {
-                match &mut phase {
-                    Phase::Handshake(h) => {
-                        if let Poll::Ready(r) = h.as_mut().poll(cx) {
-                            return Poll::Ready(match r {
-                                Ok(c) => Event::Established(Box::new(c)),
-                                Err(e) => Event::Ended(Err(e)),
-                            });
-                        }
-                    }
-                    Phase::Running(c) => match c.poll_accept(cx) {
-                        Poll::Ready(Some(Ok((req, respond)))) => {
-                            return Poll::Ready(Event::Accepted(req, respond));
-                        }
-                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::Ended(Err(e))),
-                        Poll::Ready(None) => return Poll::Ready(Event::Ended(Ok(()))),
-                        Poll::Pending => {}
-                    },
+                if let Poll::Ready(e) = phase.poll(cx) {
+                    return Poll::Ready(e);
                 }
                 io.as_mut().poll(cx).map(Event::Io)
             })

@@ -25,7 +25,7 @@ use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream, SendStream};
 
 use super::client::{H2Conn, StreamSlot};
-use super::exchange::{Framing, push_chunk, send_body, send_data};
+use super::exchange::{Framing, push_chunk, push_last_chunk, send_body, send_data};
 use crate::http::translate::{self, ResponseBody};
 use crate::http::{self, BodyKind, Dechunker, Limits, Parse};
 use crate::net::ByteStream;
@@ -339,14 +339,7 @@ impl ByteStream for UpstreamStream {
                                         .get("grpc-status")
                                         .and_then(|v| crate::proxy::grpc::status(v.as_bytes()));
                                 }
-                                dst.extend_from_slice(b"0\r\n");
-                                for (name, value) in trailers.iter().flatten() {
-                                    dst.extend_from_slice(name.as_str().as_bytes());
-                                    dst.extend_from_slice(b": ");
-                                    dst.extend_from_slice(value.as_bytes());
-                                    dst.extend_from_slice(b"\r\n");
-                                }
-                                dst.extend_from_slice(b"\r\n");
+                                push_last_chunk(dst, trailers.as_ref());
                             }
                             self.response = Response::Done;
                             return Ok(dst.len() - before);
